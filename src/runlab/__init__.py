@@ -1,0 +1,35 @@
+"""runlab: replicable machine-learning experiments on plain files.
+
+A run is a directory; writing it (``launch``, ``RunLogger``) and reading it
+(``Reader``) only meet through the files on disk. Heavy modules (Hydra, Polars,
+torch) load on first use so that importing ``runlab`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Context", "Reader", "RunLogger", "launch", "runs"]
+
+_LAZY = {
+    "launch": "runlab.launch",
+    "Context": "runlab.launch",
+    "RunLogger": "runlab.logger",
+    "Reader": "runlab.reader",
+    "runs": "runlab.reader",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runlab.launch import Context, launch
+    from runlab.logger import RunLogger
+    from runlab.reader import Reader, runs
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runlab' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from runlab.cli import main
+
+sys.exit(main())

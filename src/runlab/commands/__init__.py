@@ -1,0 +1,1 @@
+"""Implementations of the ``runlab`` subcommands (see ``runlab.cli``)."""

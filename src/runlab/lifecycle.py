@@ -38,6 +38,11 @@ class Interrupted(BaseException):
         self.status = status
 
 
+# The signals that stop a run, and the status each one leaves. SIGUSR2 is what
+# SLURM (through submitit) sends before a preemption or the time limit.
+_STOP_SIGNALS = {signal.SIGTERM: "INTERRUPTED", signal.SIGUSR2: "PREEMPTED"}
+
+
 class ConfigMismatchError(RuntimeError):
     """A run directory being resumed holds a different config than the one given."""
 
@@ -81,6 +86,7 @@ class RunSession:
         self._previous_handlers: dict[int, Any] = {}
         self._started = 0.0
         self._info: dict[str, Any] = {}
+        self._stopping = False
 
     # ----------------------------------------------------------------- start
     def __enter__(self) -> RunSession:
@@ -154,11 +160,17 @@ class RunSession:
     def _install_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGTERM,):
+        for signum in _STOP_SIGNALS:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
+        # Only the first stop signal interrupts the task; a second one (SLURM signals
+        # every process of a job step, and submitit forwards it too) must not break
+        # the writing of the final status.
+        if self._stopping:
+            return
+        self._stopping = True
+        raise Interrupted(signum, _STOP_SIGNALS[signum])
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -167,8 +179,8 @@ class RunSession:
 
     # ------------------------------------------------------------------- end
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._stopping = True
         self._stop.set()
-        self._restore_handlers()
         if self.logger is not None:
             self.logger.close()
         if exc is None:
@@ -195,6 +207,7 @@ class RunSession:
             duration_s=round(previous + time.time() - self._started, 3),
             error=error,
         )
+        self._restore_handlers()
         return False
 
 

@@ -1,0 +1,84 @@
+"""Cost of one `log_metrics` call with five scalars: runlab's RunLogger against MLXP's logger.
+
+    python benchmarks/log_metrics.py [--calls 200000]
+
+Both loggers write real files into a temporary directory. runlab's figure is
+amortised: the calls plus the flushes its background writer performs while they
+run, plus the final flush at close. MLXP (pip install mlxp) opens and appends to
+its file on every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def time_runlab(root: Path, calls: int) -> float:
+    from runlab.logger import RunLogger
+
+    logger = RunLogger(root / "runlab-run")
+    start = time.perf_counter()
+    for i in range(calls):
+        logger.log_metrics(
+            {"loss": 0.5 / (i + 1), "acc": 0.9, "lr": 0.01, "epoch": i // 100, "grad_norm": 1.5},
+            name="train",
+        )
+    logger.close()  # the last flush is part of the cost
+    elapsed = time.perf_counter() - start
+    lines = sum(1 for _ in open(root / "runlab-run" / "metrics" / "train.jsonl", "rb"))
+    assert lines == calls, (lines, calls)
+    return elapsed / calls
+
+
+def time_mlxp(root: Path, calls: int) -> float | None:
+    try:
+        from mlxp.logger import DefaultLogger
+    except ImportError:
+        return None
+    logger = DefaultLogger(parent_log_dir=str(root / "mlxp"), forced_log_id=1)
+    start = time.perf_counter()
+    for i in range(calls):
+        logger.log_metrics(
+            {"loss": 0.5 / (i + 1), "acc": 0.9, "lr": 0.01, "epoch": i // 100, "grad_norm": 1.5},
+            log_name="train",
+        )
+    return (time.perf_counter() - start) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="best of N")
+    args = parser.parse_args()
+    results: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            root = Path(tmp) / str(i)
+            root.mkdir()
+            r = time_runlab(root, args.calls)
+            results["runlab"] = min(results.get("runlab") or r, r)
+            m = time_mlxp(root, min(args.calls, 50_000))
+            if m is not None:
+                results["mlxp"] = min(results.get("mlxp") or m, m)
+    print(
+        f"log_metrics, five scalars ({platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}), best of {args.repeat}:\n"
+    )
+    print("| logger | µs per call |")
+    print("|---|---:|")
+    for name, value in results.items():
+        print(
+            f"| {name} | {value * 1e6:.2f} |"
+            if value is not None
+            else f"| {name} | not installed |"
+        )
+    if results.get("mlxp"):
+        print(f"\nrunlab is {results['mlxp'] / results['runlab']:.0f}x faster per call.")
+
+
+if __name__ == "__main__":
+    main()

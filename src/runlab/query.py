@@ -1,0 +1,598 @@
+"""The query language of ``Reader.filter``: MLXP's grammar, parsed (never evaluated).
+
+A query is tokenized and parsed by recursive descent into a small syntax tree,
+which is then compiled into a Polars expression against the columns of a run
+table. Nothing in a query is ever handed to ``eval``: a string such as
+``__import__('os').system('...')`` is a syntax error.
+
+Grammar, lowest precedence first. As in MLXP, ``|``, ``&`` and ``~`` rank like
+Python's ``or``, ``and`` and ``not``, below the comparisons, so that
+``info.status == 'COMPLETE' & config.lr <= 1e-2`` needs no parentheses::
+
+    query      := or_expr END
+    or_expr    := and_expr ("|" and_expr)*
+    and_expr   := not_expr ("&" not_expr)*
+    not_expr   := "~" not_expr | "(" or_expr ")" | condition
+    condition  := operand [ CMP operand | "in" list | "not" "in" list ]
+    operand    := KEY | literal
+    literal    := NUMBER | 'string' | "string" | true | false | None | null
+    list       := "[" [ literal ("," literal)* [","] ] "]"
+    CMP        := "==" | "!=" | "<" | "<=" | ">" | ">="
+    KEY        := name ("." name)*  |  `any text between backquotes`
+
+A condition compares a key with a literal (either side) or with another key; a
+bare key must be a boolean column. Comparisons with a missing value are false
+(and ``~`` of them true), as in MLXP; ``key == None`` tests for a missing value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "And",
+    "Compare",
+    "In",
+    "Key",
+    "Literal",
+    "Not",
+    "Or",
+    "QueryError",
+    "compile_query",
+    "keys_of",
+    "parse",
+]
+
+
+class QueryError(ValueError):
+    """A query that cannot be parsed or compiled; ``str()`` shows where, with a caret."""
+
+    def __init__(
+        self,
+        message: str,
+        query: str,
+        start: int,
+        end: int | None = None,
+        suggestions: Iterable[str] = (),
+    ) -> None:
+        self.message = message
+        self.query = query
+        self.start = max(0, min(start, len(query)))
+        self.end = max(self.start + 1, end if end is not None else self.start + 1)
+        self.suggestions = list(suggestions)
+        super().__init__(self.render())
+
+    @property
+    def position(self) -> int:
+        """Offset of the offending text in the query (0-based)."""
+        return self.start
+
+    def render(self) -> str:
+        head = self.message
+        if self.suggestions:
+            head += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        one_line = self.query.replace("\n", " ").replace("\t", " ")
+        width = max(1, min(self.end, len(one_line) + 1) - self.start)
+        return f"{head}\n  {one_line}\n  {' ' * self.start}{'^' * width}"
+
+
+# --------------------------------------------------------------------- tokens
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<name>[A-Za-z_][\w-]*(?:\.[\w-]+)*)
+  | (?P<bquote>`[^`]*`)
+  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<op>==|!=|<=|>=|<|>|&|\||~|\(|\)|\[|\]|,)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+_CMP = ("==", "!=", "<", "<=", ">", ">=")
+_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # key, literal, op, kw, end
+    text: str
+    start: int
+    end: int
+    value: Any = None
+
+
+def _unescape(body: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _tokenize(query: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    pos = 0
+    n = len(query)
+    while pos < n:
+        m = _TOKEN.match(query, pos)
+        if m is None:
+            ch = query[pos]
+            if ch in "'\"":
+                raise QueryError("unterminated string", query, pos, n)
+            if ch == "`":
+                raise QueryError("unterminated `quoted key`", query, pos, n)
+            if ch == "=":
+                raise QueryError("use '==' to compare", query, pos)
+            if ch == "!":
+                raise QueryError("use '!=' for 'not equal' or '~' for 'not'", query, pos)
+            raise QueryError(f"unexpected character {ch!r}", query, pos)
+        kind = m.lastgroup
+        text = m.group()
+        start, end = m.span()
+        pos = end
+        if kind == "ws":
+            continue
+        if kind == "number":
+            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
+            toks.append(_Tok("literal", text, start, end, value))
+        elif kind == "string":
+            toks.append(_Tok("literal", text, start, end, _unescape(text[1:-1])))
+        elif kind == "bquote":
+            if len(text) == 2:
+                raise QueryError("empty `quoted key`", query, start, end)
+            toks.append(_Tok("key", text, start, end, text[1:-1]))
+        elif kind == "name":
+            low = text.lower()
+            if text in ("in", "not"):
+                toks.append(_Tok("kw", text, start, end))
+            elif low in ("true", "false"):
+                toks.append(_Tok("literal", text, start, end, low == "true"))
+            elif low in ("none", "null"):
+                toks.append(_Tok("literal", text, start, end, None))
+            else:
+                toks.append(_Tok("key", text, start, end, text))
+        else:
+            toks.append(_Tok("op", text, start, end))
+    toks.append(_Tok("end", "", n, n))
+    return toks
+
+
+# ----------------------------------------------------------------------- tree
+@dataclass(frozen=True)
+class Key:
+    name: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Key | Literal
+    right: Key | Literal
+    op_start: int
+    op_end: int
+
+
+@dataclass(frozen=True)
+class In:
+    key: Key
+    values: tuple[Any, ...]
+    negate: bool
+    start: int  # of the list
+    end: int
+    value_spans: tuple[tuple[int, int], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+    start: int
+
+
+@dataclass(frozen=True)
+class And:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Node
+    right: Node
+
+
+Node = Key | Compare | In | Not | And | Or
+
+
+def _describe(tok: _Tok) -> str:
+    if tok.kind == "end":
+        return "the end of the query"
+    return repr(tok.text)
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.toks = _tokenize(query)
+        self.i = 0
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def error(self, message: str, tok: _Tok) -> QueryError:
+        end = tok.end if tok.kind != "end" else tok.start + 1
+        return QueryError(message, self.query, tok.start, end)
+
+    def parse(self) -> Node:
+        if self.peek().kind == "end":
+            raise self.error("empty query", self.peek())
+        node = self.or_expr()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.error(self._after_condition(tok), tok)
+        return node
+
+    def _after_condition(self, tok: _Tok) -> str:
+        if tok.kind == "key" and tok.text.lower() in ("and", "or"):
+            return f"use {'&' if tok.text.lower() == 'and' else '|'!r} instead of {tok.text!r}"
+        if tok.text == "(":
+            return "expected '&', '|' or the end of the query: calls are not part of the query language"
+        if tok.kind == "op" and tok.text in _CMP:
+            return "chained comparisons are not supported: join conditions with '&'"
+        return f"expected '&', '|' or the end of the query, found {_describe(tok)}"
+
+    def or_expr(self) -> Node:
+        node = self.and_expr()
+        while self.peek().text == "|" and self.peek().kind == "op":
+            self.take()
+            node = Or(node, self.and_expr())
+        return node
+
+    def and_expr(self) -> Node:
+        node = self.not_expr()
+        while self.peek().text == "&" and self.peek().kind == "op":
+            self.take()
+            node = And(node, self.not_expr())
+        return node
+
+    def not_expr(self) -> Node:
+        tok = self.peek()
+        if tok.kind == "op" and tok.text == "~":
+            self.take()
+            return Not(self.not_expr(), tok.start)
+        if tok.kind == "op" and tok.text == "(":
+            self.take()
+            node = self.or_expr()
+            close = self.peek()
+            if not (close.kind == "op" and close.text == ")"):
+                if close.kind == "end":
+                    raise QueryError("unclosed '('", self.query, tok.start, tok.end)
+                raise self.error(f"expected ')', found {_describe(close)}", close)
+            self.take()
+            return node
+        return self.condition()
+
+    def operand(self) -> Key | Literal:
+        tok = self.peek()
+        if tok.kind == "key":
+            self.take()
+            return Key(tok.value, tok.start, tok.end)
+        if tok.kind == "literal":
+            self.take()
+            return Literal(tok.value, tok.start, tok.end)
+        if tok.kind == "op" and tok.text == "[":
+            raise self.error("a list may only follow 'in' or 'not in'", tok)
+        raise self.error(
+            f"expected a condition (a key such as config.lr), found {_describe(tok)}", tok
+        )
+
+    def condition(self) -> Node:
+        left = self.operand()
+        tok = self.peek()
+        if tok.kind == "op" and tok.text in _CMP:
+            self.take()
+            right = self.operand()
+            if isinstance(left, Literal) and isinstance(right, Literal):
+                raise QueryError(
+                    "a comparison needs a key on one side", self.query, left.start, right.end
+                )
+            return Compare(tok.text, left, right, tok.start, tok.end)
+        if tok.kind == "kw":
+            negate = False
+            if tok.text == "not":
+                self.take()
+                nxt = self.peek()
+                if not (nxt.kind == "kw" and nxt.text == "in"):
+                    raise self.error("expected 'in' after 'not' (write '~' to negate)", nxt)
+                negate = True
+                tok = nxt
+            self.take()  # 'in'
+            if not isinstance(left, Key):
+                raise QueryError("'in' needs a key on its left", self.query, left.start, left.end)
+            return self.in_list(left, negate)
+        if isinstance(left, Literal):
+            raise self.error(f"expected a comparison operator after {left.value!r}", tok)
+        if tok.kind == "op" and tok.text == "(":
+            raise self.error(
+                f"unexpected '(' after {left.name!r}: calls are not part of the query language",
+                tok,
+            )
+        return left  # a bare key: a boolean column
+
+    def in_list(self, key: Key, negate: bool) -> In:
+        open_ = self.peek()
+        if not (open_.kind == "op" and open_.text == "["):
+            raise self.error(f"expected a list such as ['a', 'b'], found {_describe(open_)}", open_)
+        self.take()
+        values: list[Any] = []
+        spans: list[tuple[int, int]] = []
+        while True:
+            tok = self.peek()
+            if tok.kind == "op" and tok.text == "]":
+                self.take()
+                break
+            if tok.kind != "literal":
+                if tok.kind == "end":
+                    raise QueryError("unclosed '['", self.query, open_.start, open_.end)
+                raise self.error(f"expected a value in the list, found {_describe(tok)}", tok)
+            self.take()
+            values.append(tok.value)
+            spans.append((tok.start, tok.end))
+            sep = self.peek()
+            if sep.kind == "op" and sep.text == ",":
+                self.take()
+            elif not (sep.kind == "op" and sep.text == "]"):
+                if sep.kind == "end":
+                    raise QueryError("unclosed '['", self.query, open_.start, open_.end)
+                raise self.error(f"expected ',' or ']', found {_describe(sep)}", sep)
+        return In(key, tuple(values), negate, open_.start, self.toks[self.i - 1].end, tuple(spans))
+
+
+def parse(query: str) -> Node:
+    """Parse ``query`` into a syntax tree; raise :class:`QueryError` on a syntax error."""
+    if not isinstance(query, str):
+        raise TypeError(f"a query is a string, not {type(query).__name__}")
+    return _Parser(query).parse()
+
+
+def keys_of(node: Node) -> list[Key]:
+    """Every key the query refers to, in order."""
+    out: list[Key] = []
+
+    def walk(n: Any) -> None:
+        if isinstance(n, Key):
+            out.append(n)
+        elif isinstance(n, Compare):
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, In):
+            out.append(n.key)
+        elif isinstance(n, Not):
+            walk(n.operand)
+        elif isinstance(n, (And, Or)):
+            walk(n.left)
+            walk(n.right)
+
+    walk(node)
+    return out
+
+
+# -------------------------------------------------------------------- compile
+def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """The known keys closest to ``name`` (spelling, or the same last segments)."""
+    known = list(known)
+    tail = [k for k in known if k.endswith("." + name)]
+    close = difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+    if not close and "." in name:
+        # Compare the last segment too: `config.optimizer.lrr` -> `config.optimizer.lr`.
+        head, _, last = name.rpartition(".")
+        same_head = [k for k in known if k.rpartition(".")[0] == head]
+        close = [
+            f"{head}.{m}"
+            for m in difflib.get_close_matches(
+                last, [k.rpartition(".")[2] for k in same_head], n=n, cutoff=0.6
+            )
+        ]
+    out: list[str] = []
+    for k in tail + close:
+        if k not in out:
+            out.append(k)
+    return out[:n]
+
+
+def _kind(dtype: Any) -> str:
+    """A coarse type class of a Polars dtype: number, string, bool, null, list, other."""
+    import polars as pl
+
+    if dtype == pl.Null:
+        return "null"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_numeric():
+        return "number"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return "string"
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return "list"
+    return "other"
+
+
+def _lit_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
+
+
+_EXAMPLE = {"number": "a number such as 0.01", "string": "a quoted string such as 'GD'"}
+_EXAMPLE["bool"] = "true or false"
+
+
+class _Compiler:
+    def __init__(self, query: str, schema: Mapping[str, Any]) -> None:
+        self.query = query
+        self.schema = schema
+
+    def dtype(self, key: Key) -> Any:
+        try:
+            return self.schema[key.name]
+        except KeyError:
+            raise QueryError(
+                f"unknown key {key.name!r}",
+                self.query,
+                key.start,
+                key.end,
+                suggest(key.name, self.schema),
+            ) from None
+
+    def check(self, key: Key, value: Any, start: int, end: int) -> Any:
+        """Raise if ``value`` cannot be compared with ``key``'s column; return it."""
+        col, lit = _kind(self.dtype(key)), _lit_kind(value)
+        if lit == "null" or col in ("null", "other") or col == lit:
+            return value
+        if col == "list":
+            raise QueryError(
+                f"{key.name} holds lists, which cannot be compared", self.query, key.start, key.end
+            )
+        raise QueryError(
+            f"{key.name} holds {'numbers' if col == 'number' else col + ' values'}: "
+            f"compare it with {_EXAMPLE[col]}",
+            self.query,
+            start,
+            end,
+        )
+
+    def compile(self, node: Node) -> Any:
+        import polars as pl
+
+        if isinstance(node, And):
+            return self.compile(node.left) & self.compile(node.right)
+        if isinstance(node, Or):
+            return self.compile(node.left) | self.compile(node.right)
+        if isinstance(node, Not):
+            return ~self.compile(node.operand)
+        if isinstance(node, Key):
+            if _kind(self.dtype(node)) not in ("bool", "null"):
+                raise QueryError(
+                    f"{node.name} is not a boolean: compare it with a value, e.g. {node.name} == ...",
+                    self.query,
+                    node.start,
+                    node.end,
+                )
+            return pl.col(node.name).fill_null(False)
+        if isinstance(node, In):
+            for value, (s, e) in zip(node.values, node.value_spans, strict=True):
+                self.check(node.key, value, s, e)
+            present = [v for v in node.values if v is not None]
+            col = pl.col(node.key.name)
+            kind = _kind(self.dtype(node.key))
+            if kind == "number" and any(isinstance(v, float) for v in present):
+                present = [float(v) for v in present]
+            if kind == "null":
+                expr = pl.lit(False)
+            elif present:
+                expr = col.is_in(pl.Series(present)).fill_null(False)
+            else:
+                expr = pl.lit(False)
+            if None in node.values:
+                expr = expr | col.is_null()
+            return ~expr if node.negate else expr
+        if isinstance(node, Compare):
+            return self.compare(node)
+        raise TypeError(f"not a query node: {node!r}")  # pragma: no cover
+
+    def compare(self, node: Compare) -> Any:
+        import polars as pl
+
+        left, right, op = node.left, node.right, node.op
+        if isinstance(left, Literal):  # 0.1 > config.lr  ->  config.lr < 0.1
+            left, right, op = right, left, _FLIP[op]
+        assert isinstance(left, Key)
+        if isinstance(right, Key):
+            a, b = _kind(self.dtype(left)), _kind(self.dtype(right))
+            if "null" not in (a, b) and a != b:
+                raise QueryError(
+                    f"cannot compare {left.name} ({a}) with {right.name} ({b})",
+                    self.query,
+                    left.start,
+                    right.end,
+                )
+            return _apply(op, pl.col(left.name), pl.col(right.name)).fill_null(False)
+        value = self.check(left, right.value, right.start, right.end)
+        col = pl.col(left.name)
+        if value is None:
+            if op == "==":
+                return col.is_null()
+            if op == "!=":
+                return col.is_not_null()
+            raise QueryError(
+                f"only '==' and '!=' compare with {right.value!r}",
+                self.query,
+                node.op_start,
+                node.op_end,
+            )
+        if _kind(self.dtype(left)) == "bool" and op not in ("==", "!="):
+            raise QueryError(
+                f"{left.name} is a boolean: use '==' or '!='",
+                self.query,
+                node.op_start,
+                node.op_end,
+            )
+        if _kind(self.dtype(left)) == "null":
+            return pl.lit(False)
+        return _apply(op, col, pl.lit(value)).fill_null(False)
+
+
+def _apply(op: str, a: Any, b: Any) -> Any:
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == ">":
+        return a > b
+    return a >= b
+
+
+def compile_query(query: str | Node, schema: Mapping[str, Any], source: str | None = None) -> Any:
+    """Compile a query (string or parsed tree) into a boolean ``polars.Expr``.
+
+    ``schema`` maps every known column to its Polars dtype; unknown keys and
+    values of the wrong type raise :class:`QueryError` naming the closest keys.
+    """
+    if isinstance(query, str):
+        source, node = query, parse(query)
+    else:
+        node = query
+    return _Compiler(source or "", schema).compile(node)

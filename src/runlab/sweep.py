@@ -1,0 +1,162 @@
+"""Expand a Hydra sweep into jobs, each with its overrides and fully resolved config.
+
+The expansion is Hydra's: its override grammar (lists, ranges, ``glob`` over
+config groups, ``+``/``++``/``~``), ``hydra.sweeper.params`` presets and the
+basic sweeper's cartesian product. Composing is Hydra's too, but done once per
+distinct choice of config groups; plain value overrides are then applied to a
+copy with OmegaConf under the same struct rules, which turns a 1,000-point sweep
+from a minute of composing into a fraction of a second. Any invalid override
+fails here, before anything is written or submitted.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SweepError(ValueError):
+    """The sweep or a job's config is invalid; the message is Hydra's, with context."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task script and where its Hydra config lives (read from its ``@runlab.launch``)."""
+
+    script: Path
+    config_dir: Path | None
+    config_name: str | None
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    config: dict[str, Any]
+
+
+def task_spec(script: Path | str) -> TaskSpec:
+    """Find ``@runlab.launch(config_path=..., config_name=...)`` in a task without importing it."""
+    script = Path(script).resolve()
+    if not script.is_file():
+        raise SweepError(f"no task script at {script}")
+    tree = ast.parse(script.read_text(), filename=str(script))
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for deco in node.decorator_list:
+            if not isinstance(deco, ast.Call):
+                continue
+            name = ast.unparse(deco.func)
+            if name.split(".")[-1] != "launch":
+                continue
+            args = dict(zip(("config_path", "config_name"), deco.args, strict=False))
+            args.update({kw.arg: kw.value for kw in deco.keywords if kw.arg})
+            values = {
+                k: ast.literal_eval(v)
+                for k, v in args.items()
+                if k in ("config_path", "config_name")
+            }
+            path = values.get("config_path")
+            config_dir = (script.parent / path).resolve() if path else None
+            return TaskSpec(script, config_dir, values.get("config_name"))
+    raise SweepError(
+        f"{script} has no @runlab.launch(...) task; `runlab submit` runs tasks written with it"
+    )
+
+
+def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
+    """The jobs of a sweep given on the command line (Hydra's syntax)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if spec.config_dir is None:
+        raise SweepError(f"{spec.script}: @runlab.launch needs a config_path for sweeps")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(spec.config_dir), version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            parser = OverridesParser.create(config_loader=loader)
+            parsed = parser.parse_overrides(arguments)
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            base = compose(spec.config_name, overrides=fixed, return_hydra_config=True)
+            params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+            lines = [f"{k}={v}" for k, v in params.items()] + list(arguments)
+            from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+            batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]
+            composed: dict[tuple[str, ...], Any] = {}
+            jobs = []
+            for job_overrides in batches:
+                jobs.append(_job(spec, job_overrides, parser, loader, composed, compose))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise SweepError(str(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return jobs
+
+
+def _is_structural(override: Any, loader: Any) -> bool:
+    key = override.key_or_group
+    return key.startswith("hydra") or loader.repository.group_exists(key)
+
+
+def _job(spec, overrides, parser, loader, composed, compose) -> Job:
+    from omegaconf import OmegaConf, open_dict
+
+    # The same override strings recur across jobs: parse each distinct one once.
+    cache = composed.setdefault(("__parsed__",), {})
+    parsed = []
+    for line in overrides:
+        if line not in cache:
+            cache[line] = parser.parse_overrides([line])[0]
+        parsed.append(cache[line])
+    groups = tuple(o.input_line for o in parsed if _is_structural(o, loader))
+    if groups not in composed:
+        composed[groups] = compose(spec.config_name, overrides=list(groups))
+    cfg = composed[groups].copy()
+    for o in parsed:
+        if _is_structural(o, loader):
+            continue
+        key = o.get_key_element().lstrip("+~")
+        if o.is_delete():
+            with open_dict(cfg):
+                if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                    raise SweepError(f"Could not delete from config. '{key}' does not exist.")
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                del node[leaf]
+            continue
+        value = o.value()
+        if o.is_add():
+            if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+                raise SweepError(
+                    f"Could not append to config. An item is already at '{key}'. "
+                    f"Either remove + prefix: '{key}=...' or add a second + to force: '++{key}=...'"
+                )
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, value, merge=True)
+        elif o.is_force_add():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, value, merge=True)
+        else:
+            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                raise SweepError(
+                    f"Could not override '{key}'. No match in config. "
+                    f"To append to your config use +{key}={o.get_value_element_as_str()}"
+                )
+            OmegaConf.update(cfg, key, value, merge=True)
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:
+        raise SweepError(f"job {' '.join(overrides)}: {exc}") from None
+    assert isinstance(container, dict)
+    return Job(overrides=list(overrides), config=container)
+
+
+_MISSING = object()

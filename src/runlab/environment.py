@@ -56,12 +56,20 @@ def git_state(path: Path) -> dict[str, Any]:
 
 
 def git_diff(root: Path) -> str:
-    """The uncommitted changes of the work tree at ``root``, untracked files named at the end."""
+    """The uncommitted changes of the work tree at ``root`` as one patch, untracked files included.
+
+    ``git apply`` on a checkout of the commit gives back the exact tree.
+    """
     diff = _run(["git", "diff", "HEAD", "--binary"], cwd=root) or ""
-    untracked = _run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root) or ""
-    if untracked.strip():
-        names = "".join(f"#   {line}\n" for line in untracked.splitlines())
-        diff += f"# untracked files (not in the diff):\n{names}"
+    untracked = _run(["git", "ls-files", "-z", "--others", "--exclude-standard"], cwd=root) or ""
+    for name in filter(None, untracked.split("\0")):
+        proc = subprocess.run(
+            ["git", "diff", "--no-index", "--binary", "--", "/dev/null", name],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        diff += proc.stdout  # exit status 1 means "they differ", as expected
     return diff
 
 

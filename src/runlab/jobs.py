@@ -78,14 +78,8 @@ class TaskJob:
         import submitit
 
         timed_out = self._timed_out()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGUSR2)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self._proc is not None:
+            _stop(self._proc.pid, STOP_GRACE_S)
         run = RunDir(self.run_dir)
         if run.read_info().get("status") in ("RUNNING", "PREEMPTED", "TIMEOUT"):
             run.update_info(status="TIMEOUT" if timed_out else "PREEMPTED")
@@ -97,6 +91,32 @@ class TaskJob:
             return False
         limit = self.timeout_min * 60
         return time.time() - self._started >= min(0.8 * limit, limit - 600)
+
+
+def _stop(pid: int, grace_s: float) -> None:
+    """Ask the child to stop (SIGUSR2), wait for it, kill it after ``grace_s``.
+
+    This runs inside a signal handler that interrupted ``Popen.wait`` in the same
+    thread, which holds Popen's internal lock: only raw ``os`` calls are safe here.
+    """
+    try:
+        os.kill(pid, signal.SIGUSR2)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace_s
+    while time.time() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _describe(code: int) -> str:

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "array_parallelism": 256,
         "signal_delay_s": 90,
         "max_num_timeout": 3,
+        "job_name": "runlab",
         "additional_parameters": {},
         "setup": [],
     },
@@ -74,24 +75,25 @@ def load_config(name: str, config_dir: Path | None, overrides: Sequence[str]) ->
 
 
 def slurm_parameters(cfg: dict[str, Any]) -> dict[str, Any]:
-    """submitit's ``update_parameters`` arguments for the SLURM launcher config."""
+    """``submitit.SlurmExecutor.update_parameters`` arguments (sbatch options) for the config."""
     params: dict[str, Any] = {
-        "timeout_min": cfg["timeout_min"],
+        "time": int(cfg["timeout_min"]),
         "cpus_per_task": cfg["cpus_per_task"],
-        "slurm_array_parallelism": cfg["array_parallelism"],
-        "slurm_signal_delay_s": cfg["signal_delay_s"],
-        "slurm_additional_parameters": dict(cfg.get("additional_parameters") or {}),
-        "slurm_setup": list(cfg.get("setup") or []),
-        "tasks_per_node": 1,
+        "array_parallelism": cfg["array_parallelism"],
+        "signal_delay_s": cfg["signal_delay_s"],
+        "additional_parameters": dict(cfg.get("additional_parameters") or {}),
+        "setup": list(cfg.get("setup") or []),
+        "ntasks_per_node": 1,
         "nodes": 1,
+        "job_name": cfg.get("job_name") or "runlab",
     }
     if cfg.get("gpus_per_node"):
         params["gpus_per_node"] = cfg["gpus_per_node"]
     if cfg.get("mem_gb"):
-        params["mem_gb"] = cfg["mem_gb"]
+        params["mem"] = f"{cfg['mem_gb']}G"
     for key in ("partition", "account", "qos"):
         if cfg.get(key):
-            params[f"slurm_{key}"] = cfg[key]
+            params[key] = cfg[key]
     return params
 
 
@@ -141,6 +143,7 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
     began, a node failure) is marked ``FAILED`` with the job's state, so that
     nothing waits forever.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     final = set(FINAL_STATUSES)
@@ -150,7 +153,7 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        transient=False,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("", total=len(runs))
         while True:

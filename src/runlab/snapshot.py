@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from runlab.environment import git_diff
+
 
 class CodeStateError(RuntimeError):
     """The git tree cannot pin the code of a sweep (not a repository, or dirty)."""
@@ -36,16 +38,8 @@ class CodeState:
         """The snapshot's name: the commit, plus a hash of the changes when dirty."""
         if not self.dirty:
             return self.commit
-        digest = hashlib.sha256(self.diff.encode())
-        for name in self.untracked:
-            path = self.root / name
-            if path.is_file():
-                digest.update(name.encode() + b"\0" + path.read_bytes())
+        digest = hashlib.sha256(self.diff.encode())  # untracked files are in the diff
         return f"{self.commit}-dirty-{digest.hexdigest()[:12]}"
-
-    @property
-    def untracked(self) -> list[str]:
-        return [line[3:] for line in self.changes if line.startswith("?? ")]
 
 
 def _git(root: Path, *args: str) -> str:
@@ -72,7 +66,7 @@ def code_state(path: Path) -> CodeState:
         raise CodeStateError(f"{root} has no commit yet: commit your code first.") from None
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() or None
     changes = [line for line in _git(root, "status", "--porcelain").splitlines() if line.strip()]
-    diff = _git(root, "diff", "HEAD", "--binary") if changes else ""
+    diff = git_diff(root) if changes else ""
     return CodeState(root=root, commit=commit, branch=branch, changes=changes, diff=diff)
 
 

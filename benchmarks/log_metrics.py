@@ -29,7 +29,8 @@ def time_runlab(root: Path, calls: int) -> float:
         )
     logger.close()  # the last flush is part of the cost
     elapsed = time.perf_counter() - start
-    lines = sum(1 for _ in open(root / "runlab-run" / "metrics" / "train.jsonl", "rb"))
+    with open(root / "runlab-run" / "metrics" / "train.jsonl", "rb") as fh:
+        lines = sum(1 for _ in fh)
     assert lines == calls, (lines, calls)
     return elapsed / calls
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TASKS, task_env
 
 SLURM_UP = shutil.which("sinfo") is not None and (

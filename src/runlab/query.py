@@ -99,7 +99,7 @@ _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 @dataclass(frozen=True)
 class _Tok:
-    kind: str  # key, literal, op, kw, end
+    kind: str  # key, literal, op, kw, end, error
     text: str
     start: int
     end: int
@@ -121,6 +121,19 @@ def _unescape(body: str) -> str:
     return "".join(out)
 
 
+def _bad_char(query: str, pos: int) -> QueryError:
+    ch, n = query[pos], len(query)
+    if ch in "'\"":
+        return QueryError("unterminated string", query, pos, n)
+    if ch == "`":
+        return QueryError("unterminated `quoted key`", query, pos, n)
+    if ch == "=":
+        return QueryError("use '==' to compare", query, pos)
+    if ch == "!":
+        return QueryError("use '!=' for 'not equal' or '~' for 'not'", query, pos)
+    return QueryError(f"unexpected character {ch!r}", query, pos)
+
+
 def _tokenize(query: str) -> list[_Tok]:
     toks: list[_Tok] = []
     pos = 0
@@ -128,16 +141,9 @@ def _tokenize(query: str) -> list[_Tok]:
     while pos < n:
         m = _TOKEN.match(query, pos)
         if m is None:
-            ch = query[pos]
-            if ch in "'\"":
-                raise QueryError("unterminated string", query, pos, n)
-            if ch == "`":
-                raise QueryError("unterminated `quoted key`", query, pos, n)
-            if ch == "=":
-                raise QueryError("use '==' to compare", query, pos)
-            if ch == "!":
-                raise QueryError("use '!=' for 'not equal' or '~' for 'not'", query, pos)
-            raise QueryError(f"unexpected character {ch!r}", query, pos)
+            # Reported when the parser gets there, so that the first problem is named.
+            toks.append(_Tok("error", query[pos], pos, pos + 1, _bad_char(query, pos)))
+            return toks
         kind = m.lastgroup
         text = m.group()
         start, end = m.span()
@@ -151,7 +157,16 @@ def _tokenize(query: str) -> list[_Tok]:
             toks.append(_Tok("literal", text, start, end, _unescape(text[1:-1])))
         elif kind == "bquote":
             if len(text) == 2:
-                raise QueryError("empty `quoted key`", query, start, end)
+                toks.append(
+                    _Tok(
+                        "error",
+                        text,
+                        start,
+                        end,
+                        QueryError("empty `quoted key`", query, start, end),
+                    )
+                )
+                return toks
             toks.append(_Tok("key", text, start, end, text[1:-1]))
         elif kind == "name":
             low = text.lower()
@@ -237,10 +252,13 @@ class _Parser:
         self.i = 0
 
     def peek(self) -> _Tok:
-        return self.toks[self.i]
+        tok = self.toks[self.i]
+        if tok.kind == "error":
+            raise tok.value
+        return tok
 
     def take(self) -> _Tok:
-        tok = self.toks[self.i]
+        tok = self.peek()
         self.i += 1
         return tok
 
@@ -408,6 +426,9 @@ def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     known = list(known)
     tail = [k for k in known if k.endswith("." + name)]
     close = difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+    if close:  # only the matches about as close as the best one
+        score = [difflib.SequenceMatcher(None, name, k).ratio() for k in close]
+        close = [k for k, r in zip(close, score, strict=True) if r >= max(score) - 0.08]
     if not close and "." in name:
         # Compare the last segment too: `config.optimizer.lrr` -> `config.optimizer.lr`.
         head, _, last = name.rpartition(".")
@@ -513,15 +534,17 @@ class _Compiler:
                 self.check(node.key, value, s, e)
             present = [v for v in node.values if v is not None]
             col = pl.col(node.key.name)
-            kind = _kind(self.dtype(node.key))
-            if kind == "number" and any(isinstance(v, float) for v in present):
+            dtype = self.dtype(node.key)
+            kind = _kind(dtype)
+            if kind == "number" and (
+                dtype.is_float() or any(isinstance(v, float) for v in present)
+            ):
+                col = col.cast(pl.Float64)
                 present = [float(v) for v in present]
-            if kind == "null":
+            if kind == "null" or not present:
                 expr = pl.lit(False)
-            elif present:
-                expr = col.is_in(pl.Series(present)).fill_null(False)
             else:
-                expr = pl.lit(False)
+                expr = col.is_in(present).fill_null(False)
             if None in node.values:
                 expr = expr | col.is_null()
             return ~expr if node.negate else expr

@@ -1,0 +1,497 @@
+"""The Polars reader: run table, filters, aggregations (checked by hand), corrupt runs, index."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+import yaml
+
+from runlab.files import now_iso, write_yaml
+from runlab.logger import RunLogger
+from runlab.query import QueryError
+from runlab.reader import (
+    INDEX_DIR,
+    CorruptRunWarning,
+    Reader,
+    _Fallback,
+    _fast_yaml,
+    runs,
+    wait_for_index,
+)
+from runlab.rundir import RunDir, allocate
+
+ENV = {
+    "git": {"commit": "abc123", "branch": "main", "dirty": False},
+    "pixi": {"environment": "default", "lock_sha256": "f00d"},
+    "python": {"version": "3.11.7", "implementation": "CPython"},
+    "torch": {"version": "2.3.0", "cuda": None},
+    "gpus": [],
+    "packages": {"numpy": "2.0.0", "polars": "1.0.0"},
+    "conda_packages": None,
+}
+METHODS = ("GD", "GN")
+STDS = (0.1, 1.0)
+SEEDS = (0, 1, 2)
+STEPS = 5
+
+
+def loss(method: str, std: float, seed: int, step: int) -> float:
+    return (1.0 if method == "GN" else 0.0) + std + 0.37 * seed * (step + 1) + 1.0 / (step + 1)
+
+
+def make_run(
+    logs: Path,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]] | None = None,
+    name: str = "train",
+    **info: Any,
+) -> RunDir:
+    """A run written through the writer API: metadata files, then metrics by RunLogger."""
+    run = RunDir(allocate(logs)[0]).create()
+    write_yaml(run.config_file, config)
+    write_yaml(run.env_file, ENV)
+    fields = {
+        "status": "COMPLETE",
+        "start_time": now_iso(),
+        "heartbeat": now_iso(),
+        "heartbeat_interval_s": 15.0,
+    }
+    fields.update(info)
+    run.update_info(**fields)
+    if rows:
+        with RunLogger(run, flush_interval=60) as logger:
+            for row in rows:
+                logger.log_metrics(row, name=name)
+    return run
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    logs = tmp_path / "logs"
+    for method in METHODS:
+        for std in STDS:
+            for seed in SEEDS:
+                config = {"method": method, "std": std, "seed": seed, "optimizer": {"lr": 0.01}}
+                run = make_run(
+                    logs,
+                    config,
+                    [{"loss": loss(method, std, seed, s), "epoch": s // 2} for s in range(STEPS)],
+                )
+                with RunLogger(run) as logger:
+                    logger.log_metrics({"loss": loss(method, std, seed, 99) / 2}, name="test")
+    return logs
+
+
+def hand(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "min": min(values),
+        "max": max(values),
+        "count": len(values),
+    }
+
+
+def close(row: dict[str, Any], want: dict[str, Any]) -> None:
+    for key, value in want.items():
+        if not isinstance(value, float):
+            assert row[key] == value, (key, row, want)
+        else:
+            assert math.isclose(row[key], value, rel_tol=1e-12), (key, row, want)
+
+
+# -------------------------------------------------------------------- table
+def test_one_row_per_run_with_flattened_columns(sweep: Path) -> None:
+    (sweep / "notes").mkdir()  # not a run: not a number
+    (sweep / ".snapshots").mkdir()
+    (sweep / "README.txt").write_text("hello")
+    r = Reader(sweep)
+    assert len(r) == 12 and r.run_ids == list(range(1, 13))
+    df = r.df
+    assert df["run_id"].dtype == pl.Int64
+    assert df.columns[0] == "run_id"
+    for col in (
+        "config.method",
+        "config.optimizer.lr",
+        "info.status",
+        "info.start_time",
+        "env.git.commit",
+        "env.pixi.lock_sha256",
+        "env.python.version",
+        "env.torch.version",
+        "train.loss.last",
+        "train.loss.min",
+        "train.loss.max",
+        "train.step.max",
+        "train.epoch.last",
+        "test.loss.last",
+    ):
+        assert col in df.columns, col
+    assert not [c for c in df.columns if "packages" in c]
+    assert "train.time.last" not in df.columns
+    row = df.filter(pl.col("run_id") == 1).row(0, named=True)
+    assert row["config.method"] == "GD" and row["env.git.commit"] == "abc123"
+    assert row["train.step.max"] == STEPS - 1
+    values = [loss("GD", 0.1, 0, s) for s in range(STEPS)]
+    assert row["train.loss.last"] == values[-1]
+    assert row["train.loss.min"] == min(values) and row["train.loss.max"] == max(values)
+    searchable = dict(r.searchable.iter_rows())
+    assert searchable["config.optimizer.lr"] == "Float64"
+    assert searchable["train.loss.last"] == "Float64"
+    assert searchable["config.method"] == "String"
+    assert (sweep / INDEX_DIR / "runs.parquet").exists()
+    assert runs(sweep).run_ids == r.run_ids
+
+
+def test_default_logs_and_missing_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileNotFoundError, match="no logs directory"):
+        Reader(tmp_path / "nope")
+    make_run(tmp_path / "elsewhere", {"a": 1})
+    monkeypatch.setenv("RUNLAB_LOGS", str(tmp_path / "elsewhere"))
+    assert len(Reader()) == 1
+
+
+def test_filters_compose_and_leave_the_reader_unchanged(sweep: Path) -> None:
+    r = Reader(sweep)
+    gd = r.filter("config.method == 'GD'")
+    assert len(r) == 12 and len(gd) == 6
+    both = gd.filter("config.std >= 1 & config.seed in [0, 2]")
+    assert both.run_ids == [4, 6]
+    assert r.filter(pl.col("config.seed") == 1).run_ids == [2, 5, 8, 11]
+    # Filters on metric summaries read them on demand.
+    best = r.filter("train.loss.last < 2.5")
+    want = [
+        i + 1
+        for i, (m, s, seed) in enumerate((m, s, d) for m in METHODS for s in STDS for d in SEEDS)
+        if loss(m, s, seed, STEPS - 1) < 2.5
+    ]
+    assert best.run_ids == want
+    assert r.filter(pl.col("train.loss.last") < 2.5).run_ids == want
+    with pytest.raises(QueryError, match=r"did you mean 'config\.method'"):
+        r.filter("config.metod == 'GD'")
+    with pytest.raises(QueryError):
+        r.group_by("config.metod")
+
+
+def test_curves_mean_std_min_max_count_by_hand(sweep: Path) -> None:
+    r = Reader(sweep).filter("info.status == 'COMPLETE' & config.seed in [0, 1, 2]")
+    out = r.group_by("config.method", "config.std").curves("train.loss")
+    assert out.columns == [
+        "config.method",
+        "config.std",
+        "step",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "count",
+    ]
+    assert out.height == len(METHODS) * len(STDS) * STEPS
+    for row in out.iter_rows(named=True):
+        values = [
+            loss(row["config.method"], row["config.std"], seed, row["step"]) for seed in SEEDS
+        ]
+        close(row, hand(values))
+    # Ungrouped: over all runs; and a subset of seeds.
+    allruns = r.curves("train.loss")
+    for row in allruns.iter_rows(named=True):
+        values = [loss(m, s, d, row["step"]) for m in METHODS for s in STDS for d in SEEDS]
+        close(row, hand(values))
+    two = r.filter("config.seed < 2").group_by("config.method").curves("train.loss", ddof=0)
+    for row in two.iter_rows(named=True):
+        values = [loss(row["config.method"], s, d, row["step"]) for s in STDS for d in (0, 1)]
+        assert math.isclose(row["std"], statistics.pstdev(values), rel_tol=1e-12)
+    # Against another x: the last row of each (run, epoch).
+    by_epoch = r.group_by("config.method").curves("train.loss", x="epoch")
+    for row in by_epoch.iter_rows(named=True):
+        last_step = min(2 * row["epoch"] + 1, STEPS - 1)
+        values = [loss(row["config.method"], s, d, last_step) for s in STDS for d in SEEDS]
+        close(row, hand(values))
+
+
+def test_final_by_hand(sweep: Path) -> None:
+    r = Reader(sweep)
+    out = r.group_by("config.method").final("test.loss")
+    assert out.columns == ["config.method", "mean", "std", "min", "max", "count"]
+    for row in out.iter_rows(named=True):
+        values = [loss(row["config.method"], s, d, 99) / 2 for s in STDS for d in SEEDS]
+        close(row, hand(values))
+    one = r.final("train.loss").row(0, named=True)
+    values = [loss(m, s, d, STEPS - 1) for m in METHODS for s in STDS for d in SEEDS]
+    close(one, hand(values))
+    with pytest.raises(QueryError, match="no key 'los'"):
+        r.final("train.los")
+    with pytest.raises(QueryError, match=r"no metrics/valid\.jsonl"):
+        r.curves("valid.loss")
+
+
+def test_metrics_are_lazy_and_carry_run_ids(sweep: Path) -> None:
+    r = Reader(sweep).filter("config.method == 'GN' & config.std == 1.0")
+    lf = r.metrics("train", join=["config.seed"])
+    assert isinstance(lf, pl.LazyFrame)
+    df = lf.collect().sort("run_id", "step")
+    assert set(df["run_id"].unique()) == set(r.run_ids)
+    assert df.height == 3 * STEPS
+    assert {"run_id", "step", "time", "loss", "epoch", "config.seed"} <= set(df.columns)
+    row = df.row(0, named=True)
+    assert row["loss"] == loss("GN", 1.0, row["config.seed"], row["step"])
+    pdf = r.to_pandas()
+    assert list(pdf["run_id"]) == r.run_ids
+    assert r.select("config.seed", "train.loss.last").shape == (3, 2)
+
+
+def test_a_step_logged_twice_counts_once(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    make_run(logs, {"m": "a"}, [{"loss": 1.0, "step": 0}, {"loss": 2.0, "step": 1}])
+    run = make_run(logs, {"m": "a"}, [{"loss": 5.0, "step": 0}, {"loss": 7.0, "step": 1}])
+    with RunLogger(run) as logger:  # a resumed run that re-logs step 1
+        logger.log_metrics({"loss": 3.0}, step=1)
+    out = Reader(logs).curves("train.loss")
+    assert out.to_dicts() == [
+        {"step": 0, "mean": 3.0, "std": math.sqrt(8.0), "min": 1.0, "max": 5.0, "count": 2},
+        {"step": 1, "mean": 2.5, "std": math.sqrt(0.5), "min": 2.0, "max": 3.0, "count": 2},
+    ]
+
+
+def test_heterogeneous_metric_files(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    # A key that only some middle rows have, ints that become floats, strings.
+    rows = [{"loss": 1}, {"loss": 2, "acc": 0.5}, {"loss": 2.5}, {"loss": 3}]
+    make_run(logs, {"m": "a"}, rows)
+    make_run(logs, {"m": "b"}, [{"loss": 4, "phase": "warmup"}, {"loss": 5, "phase": "main"}])
+    r = Reader(logs)
+    df = r.metrics("train").collect().sort("run_id", "step")
+    assert df.filter(pl.col("run_id") == 1)["acc"].to_list() == [None, 0.5, None, None]
+    assert df.filter(pl.col("run_id") == 1)["loss"].to_list() == [1.0, 2.0, 2.5, 3.0]
+    assert df.filter(pl.col("run_id") == 2)["phase"].to_list() == ["warmup", "main"]
+    table = r.df
+    assert table["train.acc.last"].to_list() == [0.5, None]
+    assert table["train.phase.last"].to_list() == [None, "main"]
+
+
+# ------------------------------------------------------------------ corrupt
+def test_corrupt_runs_are_marked_and_warned_once(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    good = make_run(logs, {"m": "a"}, [{"loss": 1.0}, {"loss": 0.5}])
+    no_info = make_run(logs, {"m": "b"}, [{"loss": 1.0}])
+    no_info.info_file.unlink()
+    bad_yaml = make_run(logs, {"m": "c"}, [{"loss": 1.0}])
+    bad_yaml.config_file.write_text("m: [unclosed\n  - x: {\n")
+    empty = RunDir(allocate(logs)[0])  # allocated, nothing written yet
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = Reader(logs)
+    ours = [w for w in caught if issubclass(w.category, CorruptRunWarning)]
+    assert len(ours) == 1
+    text = str(ours[0].message)
+    for run in (no_info, bad_yaml, empty):
+        assert str(run.path) in text
+    assert str(good.path) not in text
+    status = dict(r.df.select("run_id", "info.status").iter_rows())
+    assert status == {1: "COMPLETE", 2: "CORRUPT", 3: "COMPLETE", 4: "CORRUPT"}
+    problem = dict(r.df.select("run_id", "problem").iter_rows())
+    assert problem[1] is None
+    assert "missing metadata/info.yaml" in problem[2]
+    assert "metadata/config.yaml: invalid YAML" in problem[3]
+    assert len(r.problems) == 3
+    # A query on config leaves them out, without raising.
+    assert r.filter("config.m in ['a', 'b', 'c']").run_ids == [1, 2]
+
+
+def test_half_written_and_invalid_metric_lines(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    torn = make_run(logs, {"m": "a"}, [{"loss": 1.0}, {"loss": 2.0}])
+    with open(torn.metrics / "train.jsonl", "ab") as fh:
+        fh.write(b'{"step": 2, "time": 1.0, "lo')  # killed mid-write
+    garbled = make_run(logs, {"m": "a"}, [{"loss": 3.0}, {"loss": 4.0}])
+    lines = (garbled.metrics / "train.jsonl").read_bytes().splitlines(keepends=True)
+    (garbled.metrics / "train.jsonl").write_bytes(lines[0] + b"not json\n" + lines[1])
+    live = make_run(logs, {"m": "a"}, [{"loss": 5.0}], status="RUNNING")
+    with open(live.metrics / "train.jsonl", "ab") as fh:
+        fh.write(b'{"step": 1, "ti')  # being written right now: not a problem
+    make_run(logs, {"m": "a"})  # no metrics at all
+    r = Reader(logs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = r.curves("train.loss")
+    ours = [w for w in caught if issubclass(w.category, CorruptRunWarning)]
+    assert len(ours) == 1
+    text = str(ours[0].message)
+    assert "half-written last line" in text and str(torn.path) in text
+    assert "1 invalid line(s) skipped, the first at line 2" in text and str(garbled.path) in text
+    assert str(live.path) not in text
+    assert out.to_dicts() == [
+        {"step": 0, "mean": 3.0, "std": 2.0, "min": 1.0, "max": 5.0, "count": 3},
+        {"step": 1, "mean": 3.0, "std": math.sqrt(2.0), "min": 2.0, "max": 4.0, "count": 2},
+    ]
+
+
+def test_lost_runs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    old = (datetime.now().astimezone() - timedelta(seconds=300)).isoformat()
+    make_run(logs, {"m": 1}, status="RUNNING", heartbeat=old)  # 300 s > max(60, 60): LOST
+    make_run(logs, {"m": 2}, status="RUNNING")  # fresh heartbeat
+    make_run(logs, {"m": 3}, status="RUNNING", heartbeat=old, heartbeat_interval_s=100.0)
+    older = (datetime.now().astimezone() - timedelta(seconds=500)).isoformat()
+    make_run(logs, {"m": 4}, status="RUNNING", heartbeat=older, heartbeat_interval_s=100.0)
+    make_run(logs, {"m": 5}, status="COMPLETE", heartbeat=older)
+    status = Reader(logs).df["info.status"].to_list()
+    assert status == ["LOST", "RUNNING", "RUNNING", "LOST", "COMPLETE"]
+    assert Reader(logs).filter("info.status == 'LOST'").run_ids == [1, 4]
+
+
+# -------------------------------------------------------------------- index
+def test_incremental_index_rereads_only_what_changed(sweep: Path) -> None:
+    first = Reader(sweep)
+    assert first.stats["meta_parsed"] == 12
+    first.curves("train.loss")
+    assert first.stats["metric_files_parsed"] == 12
+    wait_for_index()
+    warm = Reader(sweep)
+    assert warm.stats["meta_parsed"] == 0 and warm.stats["meta_reused"] == 12
+    warm.curves("train.loss")
+    assert warm.stats.get("metric_files_parsed", 0) == 0
+    assert warm.stats["metric_files_cached"] == 12
+    # Touch one run's info and append to another run's metrics.
+    RunDir(sweep / "5").update_info(note="looked at")
+    with RunLogger(RunDir(sweep / "7")) as logger:
+        logger.log_metrics({"loss": 123.0}, name="train")
+    again = Reader(sweep)
+    assert again.stats["meta_parsed"] == 1 and again.stats["meta_reused"] == 11
+    assert again.filter("info.note == 'looked at'").run_ids == [5]
+    out = again.filter("config.seed == 0").curves("train.loss")
+    assert again.stats["metric_files_parsed"] == 1
+    assert again.stats["metric_files_cached"] == 3
+    assert out.filter(pl.col("step") == STEPS)["max"].to_list() == [123.0]
+    assert again.df.filter(pl.col("run_id") == 7)["train.loss.last"].item() == 123.0
+    # A new run and a deleted run.
+    make_run(sweep, {"method": "GD", "std": 0.1, "seed": 7}, [{"loss": 1.0}])
+    import shutil
+
+    shutil.rmtree(sweep / "2")
+    last = Reader(sweep)
+    assert last.stats["meta_parsed"] == 1 and 2 not in last.run_ids and 13 in last.run_ids
+
+
+def test_damaged_index_is_rebuilt_and_read_only_mode(sweep: Path) -> None:
+    Reader(sweep).curves("train.loss")
+    wait_for_index()
+    (sweep / INDEX_DIR / "runs.parquet").write_bytes(b"garbage")
+    for block in (sweep / INDEX_DIR / "metrics" / "train").glob("*.parquet"):
+        block.write_bytes(b"PAR1 nonsense")
+    r = Reader(sweep)
+    assert r.stats["meta_parsed"] == 12
+    assert r.curves("train.loss").height == STEPS
+    other = sweep.parent / "other"
+    make_run(other, {"a": 1}, [{"loss": 1.0}])
+    r = Reader(other, write_index=False)
+    r.curves("train.loss")
+    wait_for_index()
+    assert not (other / INDEX_DIR).exists()
+    Reader(other).df  # noqa: B018
+    wait_for_index()
+    assert Reader(other, refresh=False).stats["meta_reused"] == 1
+
+
+def _read_in_child(logs: str) -> list[dict[str, Any]]:
+    r = Reader(logs)
+    out = r.group_by("config.method", "config.std").curves("train.loss").to_dicts()
+    r.df  # noqa: B018
+    wait_for_index()
+    return out
+
+
+def test_concurrent_refreshes(sweep: Path) -> None:
+    want = _read_in_child(str(sweep))
+    import shutil
+
+    shutil.rmtree(sweep / INDEX_DIR)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.map(_read_in_child, [str(sweep)] * 8)
+    final = Reader(sweep).group_by("config.method", "config.std").curves("train.loss").to_dicts()
+    for got in [*results, final]:
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            close(a, b)  # equal up to the order of floating-point sums
+    leftovers = [p for p in (sweep / INDEX_DIR).rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_import_runlab_does_not_import_polars() -> None:
+    code = "import sys, runlab; runlab.__version__; assert 'polars' not in sys.modules, 'polars'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- fast YAML
+def _random_doc(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    scalars = [
+        0, 7, -3, 10**12, 0.1, -2.5e-7, 1e20, True, False, None, "GD", "a b", "it's", "",
+        "yes", "off", "null", "1.5", "012", "1e3", "2026-01-02", "12:30", "a: b", "# c",
+        "- x", "[1]", "{}", "x" * 90, "tab\there", "line\nbreak", "é", "~", "@at", "-1",
+        ".inf", "0x1f", "1_000", "a #b", " lead", "trail ", "'q'",
+    ]  # fmt: skip
+    doc: dict[str, Any] = {}
+    for _ in range(rng.randint(0, 6)):
+        key = rng.choice(["lr", "seed", "model", "on", "a.b", "x-y", "_k", "name", "1", "k"])
+        roll = rng.random()
+        if roll < 0.2 and depth < 3:
+            doc[key] = _random_doc(rng, depth + 1)
+        elif roll < 0.3:
+            doc[key] = [rng.choice(scalars) for _ in range(rng.randint(0, 3))]
+        else:
+            doc[key] = rng.choice(scalars)
+    return doc
+
+
+def test_fast_yaml_reads_what_pyyaml_reads() -> None:
+    rng = random.Random(7)
+    fast = 0
+    for _ in range(3000):
+        text = yaml.safe_dump(_random_doc(rng), sort_keys=False, default_flow_style=False)
+        want = yaml.safe_load(text) or {}
+        try:
+            got = _fast_yaml(text)
+        except _Fallback:
+            continue
+        fast += 1
+        assert orjson.dumps(got) == orjson.dumps(want), text
+    assert fast > 500
+
+
+def test_big_sweep_smoke(tmp_path: Path) -> None:
+    """Many files written directly (not through the logger), read in one batch."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for rid in range(1, 301):
+        run = logs / str(rid)
+        (run / "metadata").mkdir(parents=True)
+        (run / "metrics").mkdir()
+        write_yaml(run / "metadata" / "config.yaml", {"g": rid % 3, "seed": rid})
+        write_yaml(run / "metadata" / "info.yaml", {"status": "COMPLETE"})
+        rows = b"".join(
+            orjson.dumps({"step": s, "time": time.time(), "loss": float(rid + s)}) + b"\n"
+            for s in range(50)
+        )
+        (run / "metrics" / "train.jsonl").write_bytes(rows)
+    r = Reader(logs)
+    out = r.group_by("config.g").curves("train.loss")
+    assert out.height == 3 * 50
+    row = out.filter((pl.col("config.g") == 1) & (pl.col("step") == 10)).row(0, named=True)
+    close(row, hand([float(rid + 10) for rid in range(1, 301) if rid % 3 == 1]))
+    assert r.stats["metric_fast_batches"] >= 1 and r.stats.get("metric_files_slow", 0) == 0
+    assert os.path.isdir(logs / INDEX_DIR)

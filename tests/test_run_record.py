@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from conftest import ROOT, TASKS, run_task, start_task
 
 TRAIN = ROOT / "tasks" / "train.py"

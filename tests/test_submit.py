@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import TASKS, task_env
 
 SLURM_UP = shutil.which("sinfo") is not None and (

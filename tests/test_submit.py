@@ -277,3 +277,42 @@ def test_sbatch_refusal_marks_runs_failed(project: Path) -> None:
     infos = [info(r) for r in runs(project)]
     assert len(infos) == 2 and {i["status"] for i in infos} == {"FAILED"}
     assert "sbatch refused" in infos[0]["error"]["message"]
+
+
+def test_at_a_terminal_submit_offers_to_commit_first(project: Path) -> None:
+    import os
+    import pty
+
+    (project / "notes.txt").write_text("new file")
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runlab",
+            "submit",
+            "tasks/slow.py",
+            "steps=1",
+            "interval=0",
+            "--launcher",
+            "local",
+            "--wait",
+        ],
+        cwd=project,
+        env=task_env(RUNLAB_LOGS=str(project / "logs")),
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(secondary)
+    os.write(primary, b"y\n")
+    out, err = proc.communicate(timeout=120)
+    os.close(primary)
+    assert proc.returncode == 0, err
+    assert "Commit them now" in out + err and "committed" in err
+    assert git(project, "status", "--porcelain") == ""
+    assert "notes.txt" in git(project, "show", "--stat", "HEAD")
+    (run,) = runs(project)
+    env = yaml.safe_load((run / "metadata" / "env.yaml").read_text())
+    assert env["git"]["commit"] == git(project, "rev-parse", "HEAD") and not env["git"]["dirty"]

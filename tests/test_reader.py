@@ -495,3 +495,21 @@ def test_big_sweep_smoke(tmp_path: Path) -> None:
     close(row, hand([float(rid + 10) for rid in range(1, 301) if rid % 3 == 1]))
     assert r.stats["metric_fast_batches"] >= 1 and r.stats.get("metric_files_slow", 0) == 0
     assert os.path.isdir(logs / INDEX_DIR)
+
+
+def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runlab.reader as reader_module
+
+    logs = tmp_path / "logs"
+    for i in range(20):
+        rows = [{"loss": float(i * 10 + s)} for s in range(30)]
+        if i == 7:
+            rows[10]["extra"] = "x:y"  # a ':' in a string and a new key: the slow path
+        make_run(logs, {"i": i % 4}, rows)
+    want = Reader(logs, write_index=False).group_by("config.i").curves("train.loss")
+    monkeypatch.setattr(reader_module, "_BATCH_BYTES", 2000)
+    r = Reader(logs, write_index=False)
+    got = r.group_by("config.i").curves("train.loss")
+    assert r.stats["metric_fast_batches"] > 5 and r.stats["metric_files_slow"] >= 1
+    assert got.equals(want)
+    assert r.metrics("train").collect().filter(pl.col("run_id") == 8)["extra"].to_list()[10] == "x:y"

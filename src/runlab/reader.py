@@ -73,7 +73,7 @@ LIVE = "RUNNING"
 _ENV_SKIP = ("packages", "conda_packages")
 _META = ("config", "info", "env")
 _PRIVATE = ("_sig", "_hb")
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 32 << 20
 
 
 class CorruptRunWarning(UserWarning):
@@ -598,6 +598,29 @@ def _read_metric_files(items: list[tuple[int, str, bool]], stats: Counter[str]) 
     out = _Parsed()
     batch: list[tuple[int, bytes, int]] = []
     batch_bytes = 0
+    # Polars parses one batch (in its threads, without the GIL) while this thread
+    # reads the files of the next one.
+    parsing: threading.Thread | None = None
+    failed: list[BaseException] = []
+
+    def work(batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
+        try:
+            _read_batch(out, batch, keytypes, stats)
+        except BaseException as exc:  # re-raised in the reading thread
+            failed.append(exc)
+
+    def wait() -> None:
+        if parsing is not None:
+            parsing.join()
+        if failed:
+            raise failed[0]
+
+    def parse(batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
+        nonlocal parsing
+        wait()
+        parsing = threading.Thread(target=work, args=(batch, keytypes))
+        parsing.start()
+
     keytypes: dict[str, str | None] = {}
     for run_id, path, live in items:
         try:
@@ -652,10 +675,11 @@ def _read_metric_files(items: list[tuple[int, str, bool]], stats: Counter[str]) 
         batch.append((run_id, data, lines))
         batch_bytes += len(data)
         if batch_bytes >= _BATCH_BYTES:
-            _read_batch(out, batch, keytypes, stats)
+            parse(batch, keytypes)
             batch, batch_bytes, keytypes = [], 0, {}
     if batch:
-        _read_batch(out, batch, keytypes, stats)
+        parse(batch, keytypes)
+    wait()
     return out
 
 

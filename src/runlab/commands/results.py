@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -105,14 +106,38 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------- helpers
-def _logs_path(value: str | None) -> Path:
-    from runlab.rundir import default_logs
+def _logs_or_none(value: str | None) -> Path | None:
+    """The logs directory, or ``None`` when the default one does not exist yet
+    (``ls``/``status`` before the first run: not an error)."""
+    if not value and not _default_logs().is_dir():
+        return None
+    return _logs_path(value)
 
-    path = Path(value) if value else default_logs()
+
+def _logs_path(value: str | None) -> Path:
+    path = Path(value) if value else _default_logs()
     if not path.is_dir():
         hint = "" if value else " (pass LOGS, or set $RUNLAB_LOGS)"
         raise _Exit(1, f"no logs directory at {path}{hint}")
     return path
+
+
+def _no_runs(logs: Path, where: str | None) -> str:
+    if where:
+        return f"no runs match the query in {logs}/"
+    return f"no runs yet in {logs}/ (run `pixi run train` first)"
+
+
+def _default_logs() -> Path:
+    from runlab.rundir import default_logs
+
+    return default_logs()
+
+
+def _has_runs(logs: Path) -> bool:
+    """Whether ``logs`` holds at least one run directory (a numbered folder)."""
+    with os.scandir(logs) as it:
+        return any(e.name.isdigit() and e.is_dir() for e in it)
 
 
 @contextmanager
@@ -274,8 +299,19 @@ def run_ls(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     from runlab.query import QueryError
 
-    logs = _logs_path(args.logs)
+    found = _logs_or_none(args.logs)
+    if found is None or (not args.where and not _has_runs(found)):
+        logs = found or _default_logs()
+        if args.json:
+            _print_json([])
+        elif not args.csv:
+            print(_no_runs(logs, None))
+        return 0
+    logs = found
     runs = _reader(logs, args.where)
+    if not len(runs) and not (args.json or args.csv):
+        print(_no_runs(logs, args.where))
+        return 0
     columns = _expand(runs, _split(args.columns)) if args.columns else _default_columns(runs)
     sort = _split(args.sort)
     descending = [s.startswith("-") or s.endswith(":desc") for s in sort]
@@ -484,7 +520,19 @@ def run_status(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import polars as pl
 
-    logs = _logs_path(args.logs)
+    found = _logs_or_none(args.logs)
+    if found is None or (not args.where and not _has_runs(found)):
+        logs = found or _default_logs()
+        if args.json:
+            _print_json(
+                {"logs": str(logs), "runs": 0, "counts": {}, "failing": [], "failing_total": 0}
+            )
+        elif args.csv:
+            print("status,runs")
+        else:
+            print(_no_runs(logs, None))
+        return 0
+    logs = found
     runs = _reader(logs, args.where)
     cols = [
         c

@@ -258,7 +258,8 @@ def test_workspace_table() -> None:
     manifest = load_manifest()
     assert "workspace" in manifest and "project" not in manifest, "use [workspace], not [project]"
     workspace = manifest["workspace"]
-    assert workspace["name"] == "runlab"
+    # "runlab" in the template; whatever `pixi run init NAME` made it in a project.
+    assert re.fullmatch(r"[a-z][a-z0-9_-]*", workspace["name"])
     assert workspace["channels"] == ["conda-forge"]
     requires = workspace.get("requires-pixi", "")
     assert requires.startswith(">="), "requires-pixi must set a lower bound"
@@ -504,6 +505,7 @@ def test_lock_check_tells_cuda_from_cpu_linux(tmp_path: Path) -> None:
 TASK_ARGS: dict[str, list[str]] = {
     "train": ["epochs=1"],  # a Hydra override: one epoch
     "submit": ["--dry-run"],  # builds the job without a cluster; submits nothing
+    "init": ["--dry-run", "my-project"],  # shows the renames; changes nothing
     # Not the whole suite: that would run this test again (recursion) and double
     # the suite's time. Collecting proves the command works: pytest starts, reads
     # its configuration and imports every test module. The suite's own results

@@ -1,0 +1,59 @@
+"""``runlab doctor``: a checklist of what the workspace needs, each line with a fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def configure_doctor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logs", type=Path, help="logs directory to check (default: $RUNLAB_LOGS or ./logs)"
+    )
+    parser.add_argument(
+        "--require",
+        action="append",
+        choices=["gpu", "slurm", "pixi"],
+        default=[],
+        help="exit non-zero unless these work here (repeatable: --require gpu --require slurm)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from runlab import doctor
+
+    require = list(dict.fromkeys(args.require or []))
+    checks = doctor.run_checks(logs=args.logs)
+    unmet = doctor.unmet_requirements(checks, require)
+    code = doctor.exit_code(checks, require)
+    if args.json:
+        data = {
+            "ok": code == 0,
+            "checks": [doctor.as_dict(c) for c in checks],
+            "required": require,
+            "unmet": unmet,
+        }
+        print(json.dumps(data, indent=2))
+        return code
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="runlab doctor", title_justify="left")
+    for column in ("check", "verdict", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        table.add_row(c.name, f"[{STYLES[c.verdict]}]{c.verdict}[/]", c.detail, c.fix)
+    Console().print(table, highlight=False)
+    if code:
+        err = Console(stderr=True)
+        failed = [c.name for c in checks if c.verdict == "fail"]
+        if failed:
+            err.print(f"[red]failed:[/] {', '.join(failed)}", highlight=False)
+        for req, short in unmet.items():
+            err.print(f"[red]--require {req}:[/] {'; '.join(short)}", highlight=False)
+    return code

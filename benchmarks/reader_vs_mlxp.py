@@ -329,6 +329,7 @@ def main() -> int:
             args.workdir, "runlab", args.big_seeds, args.steps, args.procs
         )
 
+    load_start = os.getloadavg()[0]
     rows: list[tuple[str, ...]] = []
     details: dict[str, Any] = {}
     imports: list[float] = []
@@ -387,7 +388,8 @@ def main() -> int:
     print(f"\n`python {' '.join(sys.argv)}`  ")
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"Polars {pl.__version__}, MLXP {_mlxp_version()}; load average {os.getloadavg()[0]:.2f}. "
+        f"Polars {pl.__version__}, MLXP {_mlxp_version()}; load average {load_start:.2f} at the "
+        f"start, {os.getloadavg()[0]:.2f} at the end (other work on the machine slows every figure). "
         f"Generation: " + ", ".join(f"{k} {v:.0f} s" for k, v in gen.items() if v) + "\n"
     )
     header = (

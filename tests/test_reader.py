@@ -512,4 +512,6 @@ def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     got = r.group_by("config.i").curves("train.loss")
     assert r.stats["metric_fast_batches"] > 5 and r.stats["metric_files_slow"] >= 1
     assert got.equals(want)
-    assert r.metrics("train").collect().filter(pl.col("run_id") == 8)["extra"].to_list()[10] == "x:y"
+    assert (
+        r.metrics("train").collect().filter(pl.col("run_id") == 8)["extra"].to_list()[10] == "x:y"
+    )

@@ -176,3 +176,37 @@ def test_status(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert failing[5]["traceback"][-1] == "ValueError: loss is nan"
     code, out, _ = run(capsys, "status", "--csv", "--where", "config.lr < 1")
     assert list(csv.reader(io.StringIO(out))) == [["status", "runs"], ["COMPLETE", "4"]]
+
+
+def test_no_runs_yet_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fresh clone: no $RUNLAB_LOGS and no ./logs yet (`pixi run status` before any run).
+    monkeypatch.delenv("RUNLAB_LOGS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for command in ("ls", "status"):
+        code, out, err = run(capsys, command)
+        assert code == 0 and not err
+        assert out.strip() == "no runs yet in logs/ (run `pixi run train` first)"
+    code, out, _ = run(capsys, "ls", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "status", "--json")
+    assert code == 0 and json.loads(out)["runs"] == 0 and json.loads(out)["counts"] == {}
+    code, out, _ = run(capsys, "status", "--csv")
+    assert code == 0 and out.strip() == "status,runs"
+    # An existing but empty logs directory, named or by default.
+    (tmp_path / "logs").mkdir()
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and out.startswith("no runs yet in logs/")
+    code, out, _ = run(capsys, "ls", str(tmp_path / "logs"))
+    assert code == 0 and out.startswith(f"no runs yet in {tmp_path / 'logs'}/")
+    # A directory named explicitly that does not exist stays an error.
+    code, _, err = run(capsys, "status", str(tmp_path / "missing"))
+    assert code == 1 and "no logs directory at" in err
+
+
+def test_ls_no_match(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ls", "--where", "config.seed == 7")
+    assert code == 0 and out.startswith("no runs match the query in")
+    code, out, _ = run(capsys, "ls", "--where", "config.seed == 7", "--json")
+    assert code == 0 and json.loads(out) == []

@@ -390,7 +390,12 @@ def main() -> int:
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"Polars {pl.__version__}, MLXP {_mlxp_version()}; load average {load_start:.2f} at the "
         f"start, {os.getloadavg()[0]:.2f} at the end (other work on the machine slows every figure). "
-        f"Generation: " + ", ".join(f"{k} {v:.0f} s" for k, v in gen.items() if v) + "\n"
+        + (
+            "Generation: " + ", ".join(f"{k} {v:.0f} s" for k, v in gen.items() if v)
+            if any(gen.values())
+            else "Workloads reused from --workdir"
+        )
+        + "\n"
     )
     header = (
         "Runs x steps",

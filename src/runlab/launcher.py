@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.jobs import LocalWorker, TaskJob
-from runlab.rundir import FINAL_STATUSES, RunDir
+from runlab.rundir import FINAL_STATUSES, STATUSES, RunDir
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "local": {"name": "local", "max_parallel": 2, "timeout_min": 1440, "gpus": 0},
@@ -132,10 +132,6 @@ def log_paths(handle: Any) -> dict[str, str]:
     return {"log_out": str(paths.stdout), "log_err": str(paths.stderr)}
 
 
-def count_statuses(runs: Sequence[RunDir]) -> Counter[str]:
-    return Counter(run.read_info().get("status", "QUEUED") for run in runs)
-
-
 def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) -> list[RunDir]:
     """Show a live progress bar until every run has ended; return the runs that did not complete.
 
@@ -172,13 +168,11 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
 
 def _reconcile(runs: Sequence[RunDir], statuses: list[str], handles: Sequence[Any]) -> None:
     time.sleep(1.0)  # let a job that just ended finish writing its record
-    for run, status in zip(runs, statuses, strict=True):
+    per_run = len(handles) == len(runs)  # SLURM: one handle per run; local: per worker
+    for i, (run, status) in enumerate(zip(runs, statuses, strict=True)):
         if run.read_info().get("status") in FINAL_STATUSES:
             continue
-        state = "ended"
-        if len(handles) == len(runs):
-            handle = handles[runs.index(run)]
-            state = f"ended as {handle.state}"
+        state = f"ended as {handles[i].state}" if per_run else "ended"
         run.update_info(
             status="FAILED",
             error={
@@ -189,10 +183,9 @@ def _reconcile(runs: Sequence[RunDir], statuses: list[str], handles: Sequence[An
 
 
 def _describe_counts(counts: Counter[str]) -> str:
-    order = ("QUEUED", "RUNNING", "PREEMPTED", "TIMEOUT", "COMPLETE", "FAILED", "INTERRUPTED")
     colors = {"COMPLETE": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan"}
     parts = []
-    for status in order:
+    for status in STATUSES:
         if counts.get(status):
             color = colors.get(status, "white")
             parts.append(f"[{color}]{counts[status]} {status.lower()}[/]")

@@ -218,13 +218,18 @@ def test_slurm_sweep_is_one_array_and_completes(project: Path) -> None:
     assert len({i["array_job_id"] for i in infos}) == 1  # ONE job array
     assert sorted(i["array_task_id"] for i in infos) == [0, 1, 2]
     assert all(i["job_id"] for i in infos)
-    state = subprocess.run(
-        ["sacct", "-n", "-X", "-j", infos[0]["array_job_id"], "--format=State"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert state and set(state) == {"COMPLETED"}
+    deadline = time.time() + 30  # sacct's view lags the jobs by a second or two
+    while True:
+        state = subprocess.run(
+            ["sacct", "-n", "-X", "-j", str(infos[0]["array_job_id"]), "--format=State"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if set(state) == {"COMPLETED"} or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert len(state) == 3 and set(state) == {"COMPLETED"}
 
 
 @slurm

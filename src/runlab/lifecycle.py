@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab import environment
-from runlab.files import dump_yaml, now_iso, read_yaml, write_atomic, write_yaml
+from runlab.files import dump_yaml, now_iso, read_yaml, write_atomic, write_record, write_yaml
 from runlab.logger import RunLogger
 from runlab.rundir import RunDir
 
@@ -93,7 +93,7 @@ class RunSession:
         run = self.run.create()
         info = run.read_info()
         self._check_config()
-        write_yaml(run.config_file, self.config)
+        write_record(run.config_file, self.config)
         write_yaml(run.metadata / "overrides.yaml", self.overrides)
         self._write_env()
         resumed = info.get("status") not in (None, "QUEUED")
@@ -129,11 +129,9 @@ class RunSession:
     def _write_env(self) -> None:
         try:
             env, diff = environment.capture(self.code_path)
-            text = dump_yaml(env)
         except Exception as exc:  # the record must not stop the run; say what is missing
             env, diff = {"error": f"{type(exc).__name__}: {exc}"}, None
-            text = dump_yaml(env)
-        write_atomic(self.run.env_file, text.encode())
+        write_record(self.run.env_file, env)
         if diff:
             write_atomic(self.run.metadata / "git.diff", diff.encode())
 

@@ -17,17 +17,30 @@ Layout (the interface between writers and readers, documented in the README)::
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
-from runlab.files import now_iso, read_yaml, write_yaml
+import orjson
+
+from runlab.files import now_iso, read_yaml, write_record
 
 LOGS_ENV = "RUNLAB_LOGS"
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 
 STATUSES = ("QUEUED", "RUNNING", "COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED", "TIMEOUT")
 FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED")
+
+
+# A run id is a canonical positive decimal integer in ASCII: `7`, never `007`, `²` or `١٢`.
+# Anything else in a logs directory is not a run, whoever made it.
+_RUN_ID = re.compile(r"[1-9][0-9]{0,17}\Z", re.ASCII)
+
+
+def is_run_id(name: str) -> bool:
+    """Whether a folder name is a canonical run id (``[1-9][0-9]*``, ASCII, at most 18 digits)."""
+    return _RUN_ID.match(name) is not None
 
 
 def default_logs() -> Path:
@@ -40,7 +53,7 @@ def _max_id(logs: Path) -> int:
     with os.scandir(logs) as it:
         for entry in it:
             name = entry.name
-            if name.isdigit() and int(name) > best:
+            if is_run_id(name) and int(name) > best:
                 best = int(name)
     return best
 
@@ -116,9 +129,13 @@ class RunDir:
         return self
 
     def read_info(self) -> dict[str, Any]:
-        if not self.info_file.exists():
-            return {}
-        return read_yaml(self.info_file) or {}
+        """The run's info mapping: from ``info.json``, else ``info.yaml``, else empty."""
+        twin = self.info_file.with_suffix(".json")
+        try:
+            data = orjson.loads(twin.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            data = read_yaml(self.info_file) if self.info_file.exists() else None
+        return data if isinstance(data, dict) else {}
 
     def update_info(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into ``info.yaml`` (atomically; ``None`` values remove keys)."""
@@ -129,7 +146,7 @@ class RunDir:
                     info.pop(key, None)
                 else:
                     info[key] = value
-            write_yaml(self.info_file, info)
+            write_record(self.info_file, info)
             return info
 
     def heartbeat(self) -> None:

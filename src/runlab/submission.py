@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab import environment, launcher
-from runlab.files import now_iso, write_atomic, write_yaml
+from runlab.files import now_iso, write_atomic, write_record, write_yaml
 from runlab.jobs import TaskJob
 from runlab.rundir import LOGS_ENV, RunDir, allocate
 from runlab.snapshot import CodeState, code_state, snapshot
@@ -105,7 +105,7 @@ def create_runs(sweep: Sweep) -> None:
     sweep.task_jobs = []
     for index, (run, job) in enumerate(zip(sweep.runs, sweep.jobs, strict=True)):
         run.create()
-        write_yaml(run.config_file, job.config)
+        write_record(run.config_file, job.config)
         write_yaml(run.metadata / "overrides.yaml", job.overrides)
         if sweep.code.dirty:
             write_atomic(run.metadata / "git.diff", sweep.code.diff.encode())

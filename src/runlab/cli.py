@@ -8,7 +8,9 @@ the command being run is imported, so ``runlab --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -24,8 +26,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UserError(Exception):
+    """A mistake of the user's, said in one line (what, where, what to do); no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="runlab",
         description="Replicable machine-learning experiments: launch, read, report, reproduce.",
     )
@@ -59,13 +72,121 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(f"runlab.commands.{COMMANDS[args.command][0]}")
     try:
+        module = importlib.import_module(f"runlab.commands.{COMMANDS[args.command][0]}")
         return int(getattr(module, f"run_{args.command}")(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `runlab ls | head`
         return 0
+    except Exception as exc:
+        return report_error(exc, f"runlab {args.command}")
+
+
+# ---------------------------------------------------------------- errors
+DEBUG_VARIABLE = "RUNLAB_DEBUG"
+DEBUG_HINT = f"set {DEBUG_VARIABLE}=1 for the traceback"
+
+
+def _own_errors() -> tuple[type[BaseException], ...]:
+    """runlab's exception types for mistakes a user can fix (only the modules already loaded)."""
+    found: list[type[BaseException]] = [UserError]
+    for module, names in (
+        ("runlab.sweep", ("SweepError",)),
+        ("runlab.launcher", ("LauncherError",)),
+        ("runlab.snapshot", ("CodeStateError",)),
+        ("runlab.reproduce", ("ReproduceError",)),
+        ("runlab.query", ("QueryError",)),
+        ("runlab.report", ("NoRunsError",)),
+        ("runlab.jobs", ("RunFailedError",)),
+        ("runlab.lifecycle", ("ConfigMismatchError",)),
+        ("runlab.logger", ("MetricsError",)),
+    ):
+        mod = sys.modules.get(module)
+        for name in names:
+            cls = getattr(mod, name, None) if mod is not None else None
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                found.append(cls)
+    return tuple(found)
+
+
+def one_line(text: str) -> str:
+    """A (possibly multi-line) message as one line: Hydra's config search path left out,
+    the indented items of a list joined with commas."""
+    out = ""
+    item = False  # the last piece was an indented list item
+    for raw in str(text).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("Config search path"):
+            break
+        indented = raw[:1].isspace()
+        if not out:
+            out = line
+        elif indented and item:
+            out += ", " + line
+        elif out.endswith((".", ":", ";", "!", "?", ",")):
+            out += " " + line
+        else:
+            out += "; " + line
+        item = indented
+    return " ".join(out.split())
+
+
+_OS_ADVICE = {
+    errno.EACCES: "check its permissions, or choose a directory you can write "
+    "(--logs DIR or RUNLAB_LOGS)",
+    errno.EPERM: "check its permissions, or choose a directory you can write "
+    "(--logs DIR or RUNLAB_LOGS)",
+    errno.EROFS: "it is on a read-only file system: choose a writable directory "
+    "(--logs DIR or RUNLAB_LOGS)",
+    errno.ENOSPC: "the disk is full: free some space or choose a directory on another disk "
+    "(--logs DIR or RUNLAB_LOGS)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or choose a directory "
+    "on another disk (--logs DIR or RUNLAB_LOGS)",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: check the path",
+    errno.EEXIST: "something is already there: move it away or choose another path",
+    errno.EISDIR: "it is a directory: give a file",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``OSError`` as what failed, on which path, and what to do."""
+    what = exc.strerror or type(exc).__name__
+    where = exc.filename
+    if where is not None and exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}"
+    message = f"{what}: {where}" if where is not None else one_line(str(exc))
+    advice = _OS_ADVICE.get(exc.errno or 0)
+    return f"{message} ({advice})" if advice else message
+
+
+def report_error(exc: BaseException, prog: str = "runlab") -> int:
+    """Print ``exc`` as one line on stderr (with the traceback under RUNLAB_DEBUG=1);
+    the exit status: 2 for a user's mistake, 1 for a failure of the system or of runlab."""
+    debug = os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, _own_errors()):
+        line, code = f"{prog}: error: {one_line(str(exc))}", 2
+    elif isinstance(exc, OSError):
+        line, code = f"{prog}: error: {describe_os_error(exc)}", 1
+    else:
+        detail = one_line(str(exc)) or "(no message)"
+        line = f"{prog}: internal error: {type(exc).__name__}: {detail}"
+        if not debug:
+            line += f" ({DEBUG_HINT}, and report it)"
+        code = 1
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

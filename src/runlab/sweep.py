@@ -40,8 +40,26 @@ def task_spec(script: Path | str) -> TaskSpec:
     """Find ``@runlab.launch(config_path=..., config_name=...)`` in a task without importing it."""
     script = Path(script).resolve()
     if not script.is_file():
-        raise SweepError(f"no task script at {script}")
-    tree = ast.parse(script.read_text(), filename=str(script))
+        what = "a directory" if script.is_dir() else "nothing"
+        raise SweepError(
+            f"no task script at {script} ({what} there): give the path of a Python file "
+            "decorated with @runlab.launch, e.g. tasks/train.py"
+        )
+    try:
+        source = script.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SweepError(
+            f"{script} is not a Python task: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start}); give the .py file of a task, e.g. tasks/train.py"
+        ) from None
+    try:
+        tree = ast.parse(source, filename=str(script))
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source
+        where = f"{script}, line {exc.lineno}" if getattr(exc, "lineno", None) else str(script)
+        why = getattr(exc, "msg", None) or str(exc)
+        raise SweepError(
+            f"{where}: {why}: fix the task's Python (`python {script.name}` shows the same error)"
+        ) from None
     for node in ast.walk(tree):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -53,11 +71,18 @@ def task_spec(script: Path | str) -> TaskSpec:
                 continue
             args = dict(zip(("config_path", "config_name"), deco.args, strict=False))
             args.update({kw.arg: kw.value for kw in deco.keywords if kw.arg})
-            values = {
-                k: ast.literal_eval(v)
-                for k, v in args.items()
-                if k in ("config_path", "config_name")
-            }
+            values = {}
+            for k, v in args.items():
+                if k not in ("config_path", "config_name"):
+                    continue
+                try:
+                    values[k] = ast.literal_eval(v)
+                except ValueError:
+                    raise SweepError(
+                        f"{script}, line {v.lineno}: {k}={ast.unparse(v)} is not a literal; "
+                        f"`runlab submit` reads the task without running it, so write {k} "
+                        'as a string (e.g. config_path="../configs")'
+                    ) from None
             path = values.get("config_path")
             config_dir = (script.parent / path).resolve() if path else None
             return TaskSpec(script, config_dir, values.get("config_name"))
@@ -77,11 +102,23 @@ def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
 
     if spec.config_dir is None:
         raise SweepError(f"{spec.script}: @runlab.launch needs a config_path for sweeps")
+    for argument in arguments:
+        _check_override(argument)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(spec.config_dir), version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
             parser = OverridesParser.create(config_loader=loader)
+            for argument in arguments:  # one at a time, so that an error names its override
+                try:
+                    parser.parse_overrides([argument])
+                except HydraException as exc:
+                    lines = str(exc).splitlines()
+                    if lines and lines[0].startswith("Error parsing override"):
+                        lines = lines[1:]
+                    raise SweepError(
+                        f"invalid override {argument!r}: " + "\n".join(lines)
+                    ) from None
             parsed = parser.parse_overrides(arguments)
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             base = compose(spec.config_name, overrides=fixed, return_hydra_config=True)
@@ -94,11 +131,33 @@ def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
             jobs = []
             for job_overrides in batches:
                 jobs.append(_job(spec, job_overrides, parser, loader, composed, compose))
+    except SweepError:
+        raise
     except (HydraException, OmegaConfBaseException) as exc:
         raise SweepError(str(exc)) from None
+    except (ValueError, TypeError) as exc:  # Hydra's own checks, outside its exception types
+        raise SweepError(f"invalid overrides {' '.join(arguments)}: {exc}") from None
     finally:
         GlobalHydra.instance().clear()
     return jobs
+
+
+OVERRIDE_HELP = (
+    "write KEY=VALUE (lr=0.01), KEY=A,B for a sweep (seed=0,1,2), +KEY=VALUE to add a key, "
+    "~KEY to delete one"
+)
+
+
+def _check_override(argument: str) -> None:
+    """Refuse overrides without a key (``=3``, ``=``), which Hydra reads as a config group."""
+    if argument.startswith("~"):
+        key = argument[1:].split("=", 1)[0]
+    elif "=" in argument:
+        key = argument.split("=", 1)[0].lstrip("+")
+    else:
+        raise SweepError(f"override {argument!r} has no '=': {OVERRIDE_HELP}")
+    if not key.strip():
+        raise SweepError(f"override {argument!r} has no key before '=': {OVERRIDE_HELP}")
 
 
 def _is_structural(override: Any, loader: Any) -> bool:

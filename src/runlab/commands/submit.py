@@ -41,20 +41,17 @@ def run_submit(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from runlab import launcher, submission
-    from runlab.snapshot import CodeStateError, commit_all
-    from runlab.sweep import SweepError
+    from runlab.cli import UserError, one_line
+    from runlab.snapshot import commit_all
 
     err = Console(stderr=True)
-    try:
-        sweep = submission.prepare(
-            args.task, args.overrides, args.launcher, args.logs, allow_dirty=True
-        )
-    except (SweepError, launcher.LauncherError, CodeStateError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        return 2
+    # A bad task, override or launcher setting raises runlab's own error, which the CLI
+    # prints as one line (runlab.cli.report_error).
+    sweep = submission.prepare(
+        args.task, args.overrides, args.launcher, args.logs, allow_dirty=True
+    )
     if not sweep.jobs:
-        err.print("[red]error:[/] the sweep has no jobs")
-        return 2
+        raise UserError(f"the sweep of {args.task} has no jobs: check the overrides")
 
     if args.dry_run:
         _print_plan(sweep)
@@ -81,8 +78,11 @@ def run_submit(args: argparse.Namespace) -> int:
     try:
         submission.launch(sweep)
     except Exception as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        err.print(f"the {len(sweep.runs)} pre-created runs were marked FAILED with this reason")
+        print(
+            f"runlab submit: error: {one_line(str(exc))} (the {len(sweep.runs)} pre-created "
+            f"runs in {sweep.logs} were marked FAILED with this reason)",
+            file=sys.stderr,
+        )
         return 1
     first, last = sweep.runs[0].run_id, sweep.runs[-1].run_id
     where = sweep.launcher["name"]

@@ -1,0 +1,223 @@
+"""Every user error of the `runlab` command: one line on stderr, non-zero exit, no traceback.
+
+Each case runs the real command (`python -m runlab ...`) in a child process, as a user
+would type it; `RUNLAB_DEBUG=1` brings the traceback back.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TASKS, task_env
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A committed git project holding a small task (tests/tasks/slow.py and its config)."""
+    repo = tmp_path / "project"
+    (repo / "tasks").mkdir(parents=True)
+    shutil.copy(TASKS / "slow.py", repo / "tasks" / "slow.py")
+    shutil.copy(TASKS / "slow.yaml", repo / "tasks" / "slow.yaml")
+    (repo / ".gitignore").write_text("logs/\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=repo, check=True)
+    return repo
+
+
+def runlab(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = task_env(RUNLAB_LOGS=str(cwd / "logs"))
+    environ.pop("RUNLAB_DEBUG", None)
+    environ.update(env)
+    environ["COLUMNS"] = "80"  # a narrow terminal must not wrap the line either
+    return subprocess.run(
+        [sys.executable, "-m", "runlab", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    """The single line of stderr, after checking exit status and the absence of a traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0, f"exit 0\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, f"{len(lines)} lines on stderr:\n{proc.stderr}"
+    line = lines[0]
+    assert line.startswith("runlab"), line
+    for text in expected:
+        assert text in line, f"{text!r} not in {line!r}"
+    return line
+
+
+# ---------------------------------------------------------------------- the task file
+def test_submit_a_task_with_a_syntax_error(project: Path) -> None:
+    (project / "tasks" / "broken.py").write_text("import runlab\n\ndef main(:\n    pass\n")
+    line = one_line_error(runlab(project, "submit", "tasks/broken.py", "--dry-run"))
+    assert "broken.py, line 3" in line and "syntax" in line
+
+
+def test_submit_a_binary_file(project: Path) -> None:
+    (project / "tasks" / "model.py").write_bytes(bytes(range(256)) * 4)
+    line = one_line_error(runlab(project, "submit", "tasks/model.py", "--dry-run"))
+    assert "model.py" in line and "not UTF-8" in line
+
+
+def test_submit_a_file_with_a_nul_byte(project: Path) -> None:
+    (project / "tasks" / "nul.py").write_bytes(b"import runlab\x00\n")
+    one_line_error(runlab(project, "submit", "tasks/nul.py", "--dry-run"), "nul.py")
+
+
+def test_submit_a_missing_file_or_a_directory_says_what_to_give(project: Path) -> None:
+    line = one_line_error(runlab(project, "submit", "tasks/nosuch.py", "--dry-run"))
+    assert "nosuch.py" in line and "@runlab.launch" in line and "tasks/train.py" in line
+    line = one_line_error(runlab(project, "submit", "tasks", "--dry-run"))
+    assert "a directory" in line
+
+
+def test_submit_a_task_whose_config_path_is_not_a_literal(project: Path) -> None:
+    source = (project / "tasks" / "slow.py").read_text()
+    (project / "tasks" / "computed.py").write_text(
+        source.replace('config_path="."', "config_path=HERE").replace(
+            "import runlab\n", "import runlab\n\nHERE = '.'\n", 1
+        )
+    )
+    one_line_error(
+        runlab(project, "submit", "tasks/computed.py", "--dry-run"), "computed.py", "config_path"
+    )
+
+
+# ---------------------------------------------------------------------- overrides
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("=3", "no key"),
+        ("=", "no key"),
+        ("steps", "no '='"),
+        ("steps==", "invalid override 'steps=='"),
+        ("steps=[1", "invalid override 'steps=[1'"),
+        ("nosuch=", "Could not override 'nosuch'"),
+        ("+steps=3", "++steps=3"),
+        ("~nosuch", "nosuch"),
+        ("steps=range(a)", "invalid override"),
+    ],
+)
+def test_malformed_overrides(project: Path, override: str, expected: str) -> None:
+    proc = runlab(project, "submit", "tasks/slow.py", override, "--dry-run")
+    one_line_error(proc, expected)
+    assert proc.returncode == 2
+    assert not (project / "logs").exists()
+
+
+def test_unknown_option_is_one_line_with_where_to_look(project: Path) -> None:
+    one_line_error(runlab(project, "submit", "tasks/slow.py", "--bogus"), "--bogus", "--help")
+    one_line_error(runlab(project, "reproduce", "logs", "1", "--rtol", "x"), "--rtol")
+
+
+# ---------------------------------------------------------------------- the file system
+def test_logs_path_that_is_a_file(project: Path) -> None:
+    taken = project.parent / "taken"  # outside the project, which stays clean
+    taken.write_text("not a directory\n")
+    args = ["submit", "tasks/slow.py", "steps=1", "--launcher", "local", "--logs", str(taken)]
+    line = one_line_error(runlab(project, *args))
+    assert str(taken) in line and "check the path" in line
+    assert taken.read_text() == "not a directory\n"
+
+
+def _read_only_command(directory: Path, command: list[str]) -> list[str]:
+    """``command`` where ``directory`` cannot be written: by permissions for a normal user;
+    for root (whom permissions do not stop), a read-only bind mount in a mount namespace."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return command
+    if shutil.which("unshare") is None:
+        pytest.fail("running as root without `unshare`: cannot make a read-only directory")
+    script = (
+        f'mount --bind "{directory}" "{directory}" && '
+        f'mount -o remount,ro,bind "{directory}" && exec "$@"'
+    )
+    return ["unshare", "-m", "sh", "-c", script, "sh", *command]
+
+
+def test_logs_directory_that_cannot_be_written(project: Path) -> None:
+    logs = project / "logs"
+    logs.mkdir()
+    command = [sys.executable, "-m", "runlab", "submit", "tasks/slow.py", "steps=1"]
+    command += ["--launcher", "local", "--logs", str(logs)]
+    env = task_env(RUNLAB_LOGS=str(logs))
+    env.pop("RUNLAB_DEBUG", None)
+    proc = subprocess.run(
+        _read_only_command(logs, command),
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    logs.chmod(0o755)
+    line = one_line_error(proc, str(logs))
+    assert "Read-only file system" in line or "Permission denied" in line
+    assert "--logs DIR or RUNLAB_LOGS" in line
+    assert list(logs.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.EACCES, "permissions"),
+        (errno.EROFS, "read-only file system"),
+        (errno.ENOSPC, "disk is full"),
+    ],
+)
+def test_os_errors_say_what_to_do(code: int, advice: str) -> None:
+    from runlab.cli import describe_os_error
+
+    message = describe_os_error(OSError(code, os.strerror(code), "/scratch/me/logs/12"))
+    assert message.startswith(f"{os.strerror(code)}: /scratch/me/logs/12 (")
+    assert advice in message and "--logs DIR" in message
+
+
+# ---------------------------------------------------------------------- a bug in runlab
+BUGGY = (
+    "import sys, runlab.cli, runlab.commands.results as r\n"
+    "def broken(args):\n"
+    "    raise KeyError('a bug')\n"
+    "r.run_ls = broken\n"
+    "sys.exit(runlab.cli.main(['ls']))\n"
+)
+
+
+def test_an_unexpected_error_is_one_line_pointing_to_runlab_debug(tmp_path: Path) -> None:
+    env = task_env()
+    env.pop("RUNLAB_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", BUGGY], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    line = one_line_error(proc, "KeyError", "RUNLAB_DEBUG=1")
+    assert proc.returncode == 1 and "runlab ls" in line
+
+
+def test_runlab_debug_shows_the_traceback(project: Path, tmp_path: Path) -> None:
+    proc = runlab(project, "submit", "tasks/slow.py", "=3", "--dry-run", RUNLAB_DEBUG="1")
+    assert proc.returncode == 2
+    assert "Traceback (most recent call last)" in proc.stderr and "SweepError" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("runlab submit: error: override")
+    env = task_env(RUNLAB_DEBUG="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", BUGGY], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "KeyError" in proc.stderr

@@ -174,7 +174,7 @@ def test_rerun_into_the_same_directory_resumes_from_the_checkpoint(logs: Path) -
 
 def test_example_resumes_bit_for_bit(logs: Path) -> None:
     run_task(TRAIN, "epochs=8")
-    proc = start_task(TRAIN, "epochs=8", "runlab.run_id=2")
+    proc = start_task(TRAIN, "epochs=8")  # run 2 (runlab.run_id only reopens existing runs)
     # Let it finish two epochs, then kill it as a preemption would, and resume it.
     wait_line(proc, "epoch   1")
     proc.kill()

@@ -34,17 +34,99 @@ def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
+def _read_umask() -> int:
+    """This process's umask, read without changing it where the system allows.
+
+    ``os.umask`` can only be read by setting it, which for a moment changes the mode
+    of files other threads create; Linux shows it in ``/proc/self/status`` instead.
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process's umask, read once (the first time runlab creates a file)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = _read_umask()
+    return _UMASK
+
+
+def file_mode() -> int:
+    """The mode of files runlab creates: ``0o666`` less the umask, as ``open()`` would give."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """The mode of directories runlab creates: ``0o777`` less the umask, as ``mkdir`` would give."""
+    return 0o777 & ~umask()
+
+
+TEMP_SUFFIX = ".tmp"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    The file gets the mode any other file of the run gets (``0o666`` less the umask),
+    not ``mkstemp``'s private ``0600``. A temporary ``.<name>.*.tmp`` left by a killed
+    process is removed by :func:`remove_temporaries` at the run's next start.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), file_mode())
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the ``.*.tmp`` files that killed atomic writes left in ``folder``; return them.
+
+    Only call this while no other process writes into ``folder``.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX) and entry.is_file():
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Rewrite ``path`` with ``data`` in place: the last resort on a full disk.
+
+    Not atomic, but it needs no new block when ``data`` fits the file's blocks
+    (a few KiB of status in a file that held a few KiB).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, file_mode())
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def dump_yaml(data: Any) -> str:

@@ -3,7 +3,12 @@
 The decorated function receives a :class:`Context` with the resolved config and
 a logger bound to a fresh run directory. ``python task.py a=1`` runs it once;
 ``python task.py -m a=1,2`` runs Hydra's sweep, one run directory per job.
-Hydra's own output folders are turned off: the run directory is the record.
+Hydra's own output folders are turned off: the run directory is the record
+(a sweep's ``multirun.yaml`` goes to a temporary folder, removed at the end).
+
+runlab's own errors (a run id that is not a run, a run another process writes,
+a config that differs from the run's, a logs directory that cannot be written)
+print one line and exit with status 2; ``RUNLAB_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +16,38 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runlab.lifecycle import Interrupted, RunSession
+from runlab import logger as _logger
+from runlab.lifecycle import (
+    Interrupted,
+    RecordError,
+    RunSession,
+    install_stop_handlers,
+    restore_stop_handlers,
+)
 from runlab.logger import RunLogger
-from runlab.rundir import RUN_DIR_ENV, RunDir, allocate, default_logs
+from runlab.rundir import (
+    RUN_DIR_ENV,
+    RunDir,
+    RunDirError,
+    default_logs,
+    existing_run,
+    run_dir_from_env,
+)
+
+DEBUG_ENV = "RUNLAB_DEBUG"
+
+# The logger raises this at the call after a write of the record failed (a full disk).
+_RECORD_WRITE_ERRORS: tuple[type[BaseException], ...] = tuple(
+    e for e in (getattr(_logger, "RecordWriteError", None),) if isinstance(e, type)
+)
 
 # Hydra writes outputs/<date>/ folders and a log file by default; runlab's run
 # directory replaces them. Each is added only when the user did not set it.
@@ -70,23 +98,42 @@ def launch(
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
-            import hydra
-
-            app = hydra.main(config_path=path, config_name=config_name, version_base=version_base)(
-                hydra_task
-            )
-            if cfg_passthrough is not None:
-                return app(cfg_passthrough)
+            # Stop signals are caught before anything else: one that comes while the
+            # run directory is made waits for its first record (see runlab.lifecycle).
+            installed = install_stop_handlers()
+            sweep_dir: str | None = None
             argv = sys.argv
-            given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
-            extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
-            global _COMMAND
-            _COMMAND = [sys.executable, *argv]
-            sys.argv = [argv[0], *argv[1:], *extra]
             try:
+                import hydra
+
+                app = hydra.main(
+                    config_path=path, config_name=config_name, version_base=version_base
+                )(hydra_task)
+                if cfg_passthrough is not None:
+                    return app(cfg_passthrough)
+                given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
+                extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
+                if "hydra.sweep.dir" not in given:
+                    # A sweep writes multirun.yaml into its sweep dir: keep it out of the tree.
+                    sweep_dir = tempfile.mkdtemp(prefix="runlab-sweep-")
+                    extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
+                    extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
+                global _COMMAND
+                _COMMAND = [sys.executable, *argv]
+                sys.argv = [argv[0], *argv[1:], *extra]
                 return app()
+            except Interrupted as exc:  # before a run was made, or between a sweep's runs
+                print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
+                raise SystemExit(128 + exc.signum) from None
+            except KeyboardInterrupt:
+                print("[runlab] interrupted", file=sys.stderr)
+                raise SystemExit(130) from None
             finally:
                 sys.argv = argv
+                if sweep_dir is not None:
+                    shutil.rmtree(sweep_dir, ignore_errors=True)
+                if installed:
+                    restore_stop_handlers()
 
         main.task_function = task_fn  # type: ignore[attr-defined]
         return main
@@ -94,15 +141,26 @@ def launch(
     return decorator
 
 
-def resolve_run_dir(config: dict[str, Any]) -> RunDir:
-    """The run directory a job writes to: pre-allocated, reopened, or new."""
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def resolve_run_dir(config: dict[str, Any]) -> tuple[RunDir | None, Path]:
+    """The run directory a job writes to (pre-allocated or reopened; ``None``: a new one)
+    and its logs directory. Raises :class:`RunDirError` for a run id that is not a run."""
     if os.environ.get(RUN_DIR_ENV):
-        return RunDir(os.environ[RUN_DIR_ENV])
+        run = run_dir_from_env(os.environ[RUN_DIR_ENV])
+        return run, run.path.parent
     section = config.get("runlab") or {}
     logs = Path(section.get("logs") or default_logs())
     if section.get("run_id") is not None:
-        return RunDir(logs / str(section["run_id"]))
-    return RunDir(allocate(logs)[0])
+        return existing_run(logs, section["run_id"]), logs
+    return None, logs
+
+
+def _fail(message: str, code: int) -> SystemExit:
+    print(f"runlab: error: {message}", file=sys.stderr, flush=True)
+    return SystemExit(code)
 
 
 def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
@@ -112,20 +170,47 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    run = resolve_run_dir(container)
-    print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
-    session = RunSession(
-        run, container, overrides, code_path=task_file.parent, task=str(task_file), command=_COMMAND
-    )
+    debug = bool(os.environ.get(DEBUG_ENV))
+
+    def announce(run: RunDir) -> None:
+        print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
+
+    session: RunSession | None = None
     try:
+        run, logs = resolve_run_dir(container)
+        session = RunSession(
+            run,
+            container,
+            overrides,
+            code_path=task_file.parent,
+            task=str(task_file),
+            command=_COMMAND,
+            logs=logs,
+            announce=announce,
+        )
         with session as s:
-            assert s.logger is not None
+            assert s.logger is not None and s.run is not None
             return task_fn(
-                Context(config=cfg, logger=s.logger, run_dir=run.path, run_id=run.run_id)
+                Context(config=cfg, logger=s.logger, run_dir=s.run.path, run_id=s.run.run_id)
             )
     except Interrupted as exc:
-        print(f"[runlab] run {run.run_id} {exc.status.lower()}: {exc}", file=sys.stderr)
+        run_id = session.run.run_id if session and session.run else "?"
+        print(f"[runlab] run {run_id} {exc.status.lower()}: {exc}", file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:
-        print(f"[runlab] run {run.run_id} interrupted", file=sys.stderr)
+        run_id = session.run.run_id if session and session.run else "?"
+        print(f"[runlab] run {run_id} interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except RecordError as exc:  # the run ended, its record could not be completed
+        if debug:
+            raise
+        raise _fail(str(exc), 1) from None
+    except RunDirError as exc:  # refused before the task ran: nothing of the run changed
+        if debug:
+            raise
+        raise _fail(str(exc), 2) from None
+    except _RECORD_WRITE_ERRORS as exc:  # the task's logging call found the disk full
+        if debug:
+            raise
+        where = f"run {session.run.run_id} ({session.run.path})" if session and session.run else ""
+        raise _fail(f"{where}: {exc}; the run is marked FAILED", 1) from None

@@ -4,10 +4,18 @@
 body (return, exception, Ctrl-C, SIGTERM, preemption) is written to
 ``info.yaml`` before the process goes, so a run that is gone is never left
 ``RUNNING`` except by ``kill -9``, which the heartbeat exposes.
+
+The stop signals are caught from the start of the process (``launch`` installs
+them before Hydra composes the config): before a run directory exists they stop
+the process at once; while it is being made and its first ``info`` record
+written they wait; from then on they end the run with its status written.
+A run directory is born with its ``info`` record (``allocate(info=...)``), so no
+signal, not even ``kill -9``, leaves one without it.
 """
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import signal
@@ -18,12 +26,20 @@ import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runlab import environment
-from runlab.files import dump_yaml, now_iso, read_yaml, write_atomic, write_record, write_yaml
+from runlab.files import (
+    dump_yaml,
+    now_iso,
+    read_yaml,
+    remove_temporaries,
+    write_atomic,
+    write_record,
+    write_yaml,
+)
 from runlab.logger import RunLogger
-from runlab.rundir import RunDir
+from runlab.rundir import RunDir, RunDirError, allocate
 
 HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
 DEFAULT_HEARTBEAT_S = 15.0
@@ -39,12 +55,92 @@ class Interrupted(BaseException):
 
 
 # The signals that stop a run, and the status each one leaves. SIGUSR2 is what
-# SLURM (through submitit) sends before a preemption or the time limit.
-_STOP_SIGNALS = {signal.SIGTERM: "INTERRUPTED", signal.SIGUSR2: "PREEMPTED"}
+# SLURM (through submitit) sends before a preemption or the time limit. SIGINT
+# (Ctrl-C) raises KeyboardInterrupt in the task, as Python's own handler does.
+_STOP_SIGNALS = {
+    signal.SIGTERM: "INTERRUPTED",
+    signal.SIGINT: "INTERRUPTED",
+    signal.SIGUSR2: "PREEMPTED",
+}
 
 
-class ConfigMismatchError(RuntimeError):
+class ConfigMismatchError(RunDirError):
     """A run directory being resumed holds a different config than the one given."""
+
+
+class RunStartError(RunDirError):
+    """The run's record could not be written when the run started (e.g. a read-only disk)."""
+
+
+class RecordError(RunDirError):
+    """The run's record could not be completed when the run ended (e.g. a full disk)."""
+
+
+class _Guard:
+    """What a stop signal does now: see the module's docstring."""
+
+    installed = False
+    previous: ClassVar[dict[int, Any]] = {}
+    defer = False  # a run directory is being made, or its status written: wait
+    pending: int | None = None  # the signal that came while deferred
+    stopping = False  # a stop is under way: further signals change nothing
+
+
+def _stop_exception(signum: int) -> BaseException:
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return Interrupted(signum, _STOP_SIGNALS[signum])
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # Only the first stop signal interrupts the task; a second one (SLURM signals
+    # every process of a job step, and submitit forwards it too) must not break
+    # the writing of the final status.
+    if _Guard.stopping:
+        return
+    if _Guard.defer:
+        if _Guard.pending is None:
+            _Guard.pending = signum
+        return
+    _Guard.stopping = True
+    raise _stop_exception(signum)
+
+
+def install_stop_handlers() -> bool:
+    """Catch SIGTERM, SIGINT and SIGUSR2 from now on (main thread only); ``True`` if done now."""
+    if _Guard.installed or threading.current_thread() is not threading.main_thread():
+        return False
+    _Guard.previous = {s: signal.signal(s, _on_signal) for s in _STOP_SIGNALS}
+    _Guard.installed = True
+    _Guard.stopping = False
+    _Guard.pending = None
+    return True
+
+
+def restore_stop_handlers() -> None:
+    """Put back the handlers :func:`install_stop_handlers` replaced."""
+    if not _Guard.installed:
+        return
+    for signum, handler in _Guard.previous.items():
+        signal.signal(signum, handler)
+    _Guard.previous = {}
+    _Guard.installed = False
+    _Guard.defer = False
+    _Guard.pending = None
+
+
+def _raise_pending() -> None:
+    signum, _Guard.pending = _Guard.pending, None
+    if signum is not None:
+        _Guard.stopping = True
+        raise _stop_exception(signum)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container with no passwd entry for this uid
+        return str(os.getuid())
 
 
 def _slurm_ids() -> dict[str, Any]:
@@ -65,16 +161,22 @@ class RunSession:
 
     def __init__(
         self,
-        run: RunDir,
+        run: RunDir | Path | str | None,
         config: Mapping[str, Any],
         overrides: list[str] | None = None,
         code_path: Path | None = None,
         task: str | None = None,
         heartbeat_s: float | None = None,
         command: list[str] | None = None,
+        logs: Path | str | None = None,
+        announce: Any = None,
     ) -> None:
+        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``."""
         self.command = command or [sys.executable, *sys.argv]
-        self.run = run
+        if run is None and logs is None:
+            raise TypeError("RunSession needs a run directory or a logs directory")
+        self.logs = Path(logs) if logs is not None else None
+        self.run = run if isinstance(run, RunDir) or run is None else RunDir(run)
         self.config = dict(config)
         self.overrides = list(overrides or [])
         self.code_path = Path(code_path or Path.cwd())
@@ -83,59 +185,120 @@ class RunSession:
         self.logger: RunLogger | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
-        self._previous_handlers: dict[int, Any] = {}
+        self._installed = False
         self._started = 0.0
         self._info: dict[str, Any] = {}
-        self._stopping = False
+        self._opened = False
+        self._announce = announce
 
     # ----------------------------------------------------------------- start
     def __enter__(self) -> RunSession:
-        run = self.run.create()
-        info = run.read_info()
-        self._check_config()
-        write_record(run.config_file, self.config)
-        write_yaml(run.metadata / "overrides.yaml", self.overrides)
-        self._write_env()
-        resumed = info.get("status") not in (None, "QUEUED")
-        self._started = time.time()
+        self._installed = install_stop_handlers()
+        _Guard.stopping = False
+        _Guard.pending = None
+        _Guard.defer = True  # until the run has its first info record
+        try:
+            self._open()
+        except BaseException as exc:
+            _Guard.defer = False
+            _Guard.pending = None
+            if self.run is not None:
+                self.run.release()
+            if self._installed:
+                restore_stop_handlers()
+            if isinstance(exc, OSError):
+                raise self._start_error(exc) from exc
+            raise
+        _Guard.defer = False
+        try:
+            _raise_pending()
+            write_record(self.run.config_file, self.config)
+            write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
+            self._write_env()
+            self.logger = RunLogger(self.run)
+            self._beat = threading.Thread(
+                target=self._heartbeat, name="runlab-heartbeat", daemon=True
+            )
+            self._beat.start()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, OSError):
+                raise self._start_error(exc) from exc
+            raise
+        return self
+
+    def _start_error(self, exc: OSError) -> RunStartError:
+        where = self.run.path if self.run is not None else self.logs
+        what = exc.strerror or str(exc)
+        if exc.filename:
+            what = f"{what}: {exc.filename}"
+        return RunStartError(
+            f"cannot write the record of a run in {where} ({what}); use a writable logs "
+            "directory with free space (runlab.logs=DIR or RUNLAB_LOGS=DIR)"
+        )
+
+    def _fields(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        resumed = previous.get("status") not in (None, "QUEUED")
         now = now_iso()
         fields: dict[str, Any] = {
-            "run_id": run.run_id,
             "status": "RUNNING",
-            "task": self.task or info.get("task"),
-            "start_time": info.get("start_time") if resumed else now,
+            "task": self.task or previous.get("task"),
+            "start_time": previous.get("start_time") if resumed else now,
             "attempt_start_time": now,
             "end_time": None,
             "heartbeat": now,
             "heartbeat_interval_s": self.heartbeat_s,
             "host": socket.gethostname(),
-            "user": getpass.getuser(),
+            "user": _user(),
             "pid": os.getpid(),
             "command": self.command,
             "cwd": str(Path.cwd()),
-            "attempts": int(info.get("attempts", 0)) + 1,
+            "attempts": int(previous.get("attempts", 0)) + 1,
             "error": None,
             **_slurm_ids(),
         }
         if resumed:
-            fields["previous_status"] = info.get("status")
-        self._info = run.update_info(**fields)
-        self.logger = RunLogger(run)
-        self._install_handlers()
-        self._beat = threading.Thread(target=self._heartbeat, name="runlab-heartbeat", daemon=True)
-        self._beat.start()
-        return self
+            fields["previous_status"] = previous.get("status")
+        return fields
+
+    def _open(self) -> None:
+        """Make or reopen the run directory and write its first RUNNING record."""
+        self._started = time.time()
+        if self.run is None:
+            assert self.logs is not None
+            fields = {k: v for k, v in self._fields({}).items() if v is not None}
+            self.run = RunDir(allocate(self.logs, info=fields)[0])
+            self.run.create()
+            self.run.acquire()
+            self._info = self.run.read_info()
+        else:
+            run = self.run.create()
+            run.acquire()  # RunBusyError while another live process writes the run
+            for folder in (run.metadata, run.checkpoints, run.artifacts, run.metrics, run.path):
+                remove_temporaries(folder)  # left by atomic writes that were killed
+            info = run.read_info()
+            self._check_config()
+            self._info = run.update_info(run_id=run.run_id, **self._fields(info))
+        self._opened = True
+        if self._announce is not None:
+            self._announce(self.run)
+        self.run.reserve_space()
 
     def _write_env(self) -> None:
+        # capture() records each part on its own and lists what it could not record in
+        # env["problems"]; each problem is also a warning on stderr now, at run start.
         try:
             env, diff = environment.capture(self.code_path)
         except Exception as exc:  # the record must not stop the run; say what is missing
-            env, diff = {"error": f"{type(exc).__name__}: {exc}"}, None
+            env, diff = {"problems": [f"environment: not recorded ({exc!r})"]}, None
         write_record(self.run.env_file, env)
         if diff:
-            write_atomic(self.run.metadata / "git.diff", diff.encode())
+            write_atomic(self.run.metadata / "git.diff", diff)
+        for problem in env.get("problems") or []:
+            print(f"runlab: warning: run {self.run.run_id}: {problem}", file=sys.stderr)
 
     def _check_config(self) -> None:
+        assert self.run is not None
         if not self.run.config_file.exists():
             return
         saved = read_yaml(self.run.config_file) or {}
@@ -148,39 +311,50 @@ class RunSession:
             )
 
     def _heartbeat(self) -> None:
+        assert self.run is not None
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.run.heartbeat()
             except OSError:
                 pass
 
-    # ---------------------------------------------------------------- signals
-    def _install_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in _STOP_SIGNALS:
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        # Only the first stop signal interrupts the task; a second one (SLURM signals
-        # every process of a job step, and submitit forwards it too) must not break
-        # the writing of the final status.
-        if self._stopping:
-            return
-        self._stopping = True
-        raise Interrupted(signum, _STOP_SIGNALS[signum])
-
-    def _restore_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
     # ------------------------------------------------------------------- end
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        self._stopping = True
+        run = self.run
+        if run is None or not self._opened:
+            return False
+        self._opened = False
+        _Guard.defer = True  # a signal now waits until the status is written
+        try:
+            close_error = self._finish(run, exc, tb)
+        finally:
+            _Guard.defer = False
+            run.release()
+            if self._installed:
+                restore_stop_handlers()
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            _Guard.pending = None
+        else:
+            _raise_pending()  # asked to stop while the status was written: stop now
+        if close_error is not None and exc is None:
+            raise close_error
+        return False
+
+    def _finish(self, run: RunDir, exc: BaseException | None, tb: Any) -> RecordError | None:
+        """Stop the writers and write the final status; return the error closing them raised."""
         self._stop.set()
+        close_error: RecordError | None = None
         if self.logger is not None:
-            self.logger.close()
+            try:
+                self.logger.close()
+            except Exception as err:  # e.g. a full disk at the last flush
+                close_error = RecordError(
+                    f"run {run.run_id} ({run.path}): its last metrics could not be written "
+                    f"({type(err).__name__}: {err}); free space and rerun with "
+                    f"runlab.run_id={run.run_id} to resume from its last checkpoint"
+                )
+        if exc is None and close_error is not None:
+            exc, tb = close_error, None
         if exc is None:
             status, error = "COMPLETE", None
         elif isinstance(exc, Interrupted):
@@ -192,21 +366,35 @@ class RunSession:
         else:
             status = "FAILED"
             error = {"type": type(exc).__name__, "message": str(exc)}
-            text = "".join(traceback.format_exception(exc_type, exc, tb))
-            write_atomic(self.run.metadata / "traceback.txt", text.encode())
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+            try:
+                _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
+            except OSError as err:
+                error["traceback"] = f"not written: {err.strerror or err}"
         previous = (
             float(self._info.get("duration_s") or 0.0) if self._info.get("attempts", 1) > 1 else 0.0
         )
         if self._beat is not None:
             self._beat.join(timeout=5)
-        self.run.update_info(
+        run.update_info(
+            final=True,
             status=status,
             end_time=now_iso(),
             duration_s=round(previous + time.time() - self._started, 3),
             error=error,
         )
-        self._restore_handlers()
-        return False
+        run.release_reserve()
+        return close_error
+
+
+def _write_on_full_disk(run: RunDir, path: Path, data: bytes) -> None:
+    """Write a small file of the final record, with the reserved space if the disk is full."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not run.release_reserve():
+            raise
+        write_atomic(path, data)
 
 
 def _plain(config: Mapping[str, Any]) -> Any:

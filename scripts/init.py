@@ -1,4 +1,4 @@
-"""``pixi run init NAME``: make a fresh clone of the runlab template your own project.
+"""``pixi run init NAME`` (without pixi: ``bash scripts/init NAME``): make a fresh clone of the runlab template your own project.
 
 - ``pixi.toml``: ``name`` in ``[workspace]`` becomes NAME, its ``description`` a
   neutral one (line edits: comments and layout stay as they are);
@@ -140,7 +140,8 @@ def _commit(root: Path, name: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pixi run init",
-        description="Turn a fresh clone of the runlab template into your own project.",
+        description="Turn a fresh clone of the runlab template into your own project "
+        "(without pixi: bash scripts/init NAME).",
     )
     parser.add_argument("name", help="the project's name: lowercase letters, digits, - and _")
     parser.add_argument("--commit", action="store_true", help="commit pixi.toml and README.md")
@@ -162,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     if not done:
         print(f"nothing to do: {args.root.resolve()} is already the project {args.name!r}")
     if not args.dry_run:
-        print("runlab stays a dependency; next: pixi install && pixi run test")
+        print(
+            "runlab stays a dependency; next: pixi install && pixi run test "
+            "(with pip: pip install -e '.[dev]' && pytest)"
+        )
     return 0
 
 

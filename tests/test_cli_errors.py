@@ -221,3 +221,87 @@ def test_runlab_debug_shows_the_traceback(project: Path, tmp_path: Path) -> None
         [sys.executable, "-c", BUGGY], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "KeyError" in proc.stderr
+
+
+# ---------------------------------------------------------------------- scripts/init, packaging
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bin_with(tmp_path: Path, *programs: str) -> Path:
+    """A directory holding only symlinks to ``programs`` (``python3`` is this interpreter)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in programs:
+        target = os.path.realpath(sys.executable) if name == "python3" else shutil.which(name)
+        assert target, f"{name} is not installed"
+        (bindir / name).symlink_to(target)
+    return bindir
+
+
+def _template_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "clone"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("pixi.toml", "README.md", "scripts/init", "scripts/init.py"):
+        shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+def test_init_runs_where_only_python3_exists(tmp_path: Path) -> None:
+    copy = _template_copy(tmp_path)
+    bindir = _bin_with(tmp_path, "python3", "bash", "dirname", "git")
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    for command in (["bash", "scripts/init"], [str(copy / "scripts" / "init")]):
+        proc = subprocess.run(
+            [*command, "my-project"], cwd=copy, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'name = "my-project"' in (copy / "pixi.toml").read_text()
+    assert (copy / "README.md").read_text().startswith("# my-project\n")
+
+
+def test_init_without_any_python_says_so_in_one_line(tmp_path: Path) -> None:
+    copy = _template_copy(tmp_path)
+    bindir = _bin_with(tmp_path, "bash", "dirname")
+    proc = subprocess.run(
+        ["bash", "scripts/init", "my-project"],
+        cwd=copy,
+        env={"PATH": str(bindir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "no python3 or python" in proc.stderr
+    assert 'name = "runlab"' in (copy / "pixi.toml").read_text()
+
+
+def test_package_metadata_builds_without_deprecation_warnings(tmp_path: Path) -> None:
+    """The PEP 517 hook pip calls for `pip install .`, on a copy of the repository's files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    copy = tmp_path / "src-copy"
+    for name in listed:
+        if name and (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    out = tmp_path / "meta"
+    out.mkdir()
+    hook = (
+        "import sys; from setuptools import build_meta; "
+        "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c", hook, str(out)],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr
+    metadata = (out / proc.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata

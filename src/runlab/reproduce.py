@@ -43,7 +43,7 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
     if not run.info_file.exists():
         raise ReproduceError(f"no run {run_id} in {logs} (no {run.info_file})")
     env = read_yaml(run.env_file) if run.env_file.exists() else {}
-    return run, run.read_info(), env or {}
+    return run, run.read_info(), env if isinstance(env, dict) else {}
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -68,7 +68,11 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
         return Path(snap)
     commit = (env.get("git") or {}).get("commit")
     if not commit:
-        raise ReproduceError(f"run {run.run_id} recorded no git commit: its code cannot be found")
+        why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
+        raise ReproduceError(
+            f"run {run.run_id} recorded no git commit and has no code snapshot, so its code "
+            f"cannot be found ({why})"
+        )
     found = subprocess.run(
         ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True
     )
@@ -79,8 +83,8 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
         )
     diff_file = run.metadata / "git.diff"
     dirty = bool((env.get("git") or {}).get("dirty")) and diff_file.exists()
-    diff = diff_file.read_text() if dirty else ""
-    state = CodeState(root=repo, commit=commit, branch=None, changes=[], diff="")
+    diff = diff_file.read_bytes() if dirty else b""  # bytes: binary files, any file name
+    state = CodeState(root=repo, commit=commit, branch=None, changes=[], diff=b"")
     store = run.path.parent / ".snapshots"
     clean = snapshot(state, store)
     if not dirty:
@@ -88,20 +92,31 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
     import hashlib
     import shutil
 
-    dest = store / f"{commit}-dirty-{hashlib.sha256(diff.encode()).hexdigest()[:12]}"
+    dest = store / f"{commit}-dirty-{hashlib.sha256(diff).hexdigest()[:12]}"
     if not dest.is_dir():
         tmp = store / f".{dest.name}.tmp{os.getpid()}"
         shutil.copytree(clean, tmp)
         proc = subprocess.run(
-            ["git", "apply", "--binary", "-"], cwd=tmp, input=diff.encode(), capture_output=True
+            ["git", "apply", "--binary", "-"], cwd=tmp, input=diff, capture_output=True
         )
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise ReproduceError(
-                f"the recorded patch of run {run.run_id} does not apply: {proc.stderr.decode()}"
-            )
+            why = " ".join(proc.stderr.decode("utf-8", "replace").split())
+            raise ReproduceError(f"the recorded patch of run {run.run_id} does not apply: {why}")
         os.rename(tmp, dest)
     return dest
+
+
+def record_problems(env: dict[str, Any]) -> list[str]:
+    """What the run's environment capture could not record (``env.yaml`` ``problems``).
+
+    A record written before ``problems`` existed holds ``error`` instead; it is
+    reported the same way.
+    """
+    lines = [str(p) for p in env.get("problems") or []]
+    if env.get("error"):
+        lines.append(f"environment not recorded: {env['error']}")
+    return lines
 
 
 def environment_differences(env: dict[str, Any]) -> list[str]:

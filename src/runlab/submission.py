@@ -98,6 +98,8 @@ def create_runs(sweep: Sweep) -> None:
         environment.CODE_DIRTY_ENV: "1" if sweep.code.dirty else "0",
         environment.CODE_SNAPSHOT_ENV: str(code_dir),
     }
+    if sweep.code.record().get("problems"):  # untracked files left out: every run says so
+        job_env[environment.CODE_RECORD_ENV] = sweep.code.record_json()
     if pythonpath:
         job_env["PYTHONPATH"] = pythonpath
     command = [sys.executable, "-m", "runlab", "submit", *sys.argv[2:]]
@@ -108,7 +110,7 @@ def create_runs(sweep: Sweep) -> None:
         write_record(run.config_file, job.config)
         write_yaml(run.metadata / "overrides.yaml", job.overrides)
         if sweep.code.dirty:
-            write_atomic(run.metadata / "git.diff", sweep.code.diff.encode())
+            write_atomic(run.metadata / "git.diff", sweep.code.diff)
         run.update_info(
             run_id=run.run_id,
             status="QUEUED",

@@ -22,6 +22,7 @@ def configure_reproduce(parser: argparse.ArgumentParser) -> None:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from runlab import reproduce
 
@@ -32,6 +33,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
             err.print(
                 f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE"
             )
+        for problem in reproduce.record_problems(env):  # the record is incomplete: say how
+            err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {escape(problem)}")
         differences = reproduce.environment_differences(env)
         if differences:
             err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
@@ -41,7 +44,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 err.print(f"  ... and {len(differences) - 40} more")
         new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
     except reproduce.ReproduceError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         return 2
     if code != 0:
         err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {new.path}")

@@ -389,6 +389,11 @@ def _record(logs: Path, run_id: int) -> dict[str, Any]:
             data = None
             problems.append(f"metadata/{name}.yaml: {type(exc).__name__}: {exc}")
         if name == "env" and isinstance(data, dict):
+            # what capture could not record (runlab.environment): printed as problems
+            for line in data.get("problems") or []:
+                problems.append(f"environment: {line}")
+            if data.get("error"):  # records made before `problems` existed
+                problems.append(f"environment: not recorded ({data['error']})")
             for key in ("packages", "conda_packages"):
                 if isinstance(data.get(key), dict):
                     data[key] = f"{len(data[key])} packages (see metadata/env.yaml)"

@@ -39,6 +39,7 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from runlab import launcher, submission
     from runlab.cli import UserError, one_line
@@ -57,12 +58,22 @@ def run_submit(args: argparse.Namespace) -> int:
         _print_plan(sweep)
         return 0
 
+    # Untracked files over the limits (a venv/ in the repository) are never copied into
+    # the patch or the snapshot: say so in one line, with the .gitignore hint.
+    skipped = sweep.code.skipped_problem()
     if sweep.code.dirty and not args.allow_dirty:
-        interactive = sys.stdin.isatty() and not args.yes
-        listing = "\n".join(f"  {line}" for line in sweep.code.changes[:30])
+        interactive = sys.stdin.isatty() and not args.yes and not skipped
+        changes = sweep.code.changes
+        listing = "\n".join(f"  {escape(line)}" for line in changes[:30])
+        more = f"\n  ... and {len(changes) - 30} more" if len(changes) > 30 else ""
         err.print(
-            f"[yellow]The git tree at {sweep.code.root} has uncommitted changes:[/]\n{listing}"
+            f"[yellow]The git tree at {escape(str(sweep.code.root))} has uncommitted changes:[/]"
+            f"\n{listing}{more}",
+            highlight=False,
+            soft_wrap=True,
         )
+        if skipped:
+            err.print(f"[yellow]warning:[/] {escape(skipped)}", highlight=False, soft_wrap=True)
         if interactive and _ask("Commit them now, so that the jobs are pinned to a commit?"):
             message = f"runlab submit {Path(args.task).name} {' '.join(args.overrides)}".strip()
             sweep.code = commit_all(sweep.code, message)
@@ -70,9 +81,17 @@ def run_submit(args: argparse.Namespace) -> int:
         else:
             err.print(
                 "[red]error:[/] jobs are pinned to a commit so that results trace back to code. "
-                "Commit the changes, or pass --allow-dirty to record the diff in every run."
+                "Commit the changes, or pass --allow-dirty to record the diff in every run.",
+                highlight=False,
+                soft_wrap=True,
             )
             return 2
+    elif sweep.code.dirty and skipped:
+        err.print(
+            f"[yellow]warning:[/] {escape(skipped)}; the jobs run without them",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     submission.create_runs(sweep)
     try:

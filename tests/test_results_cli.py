@@ -187,7 +187,10 @@ def test_no_runs_yet_is_not_an_error(
     for command in ("ls", "status"):
         code, out, err = run(capsys, command)
         assert code == 0 and not err
-        assert out.strip() == "no runs yet in logs/ (run `pixi run train` first)"
+        assert (
+            out.strip()
+            == "no runs yet in logs/ (run `pixi run train` or `python tasks/train.py` first)"
+        )
     code, out, _ = run(capsys, "ls", "--json")
     assert code == 0 and json.loads(out) == []
     code, out, _ = run(capsys, "status", "--json")

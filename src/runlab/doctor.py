@@ -291,7 +291,8 @@ def check_pixi_environment(root: Path, env: Mapping[str, str] | None = None) -> 
             PIXI_ENV,
             "skip",
             "not running under pixi (PIXI_ENVIRONMENT_NAME unset)",
-            "`pixi run doctor` checks the project's pixi environment",
+            "none with pip (this check is pixi's); under pixi, `pixi run doctor` checks the "
+            "project's pixi environment",
         )
     project = env.get("PIXI_PROJECT_ROOT")
     if project and Path(project).resolve() != root.resolve():
@@ -468,7 +469,8 @@ def check_cuda_versions(gpu: GpuProbe, torch: TorchProbe, conda_cuda: str | None
             f"driver supports CUDA {gpu.driver_cuda}, older than the environment's "
             f"{_short(need)} ({env_desc}): its CUDA {need[0]} binaries cannot run",
             f"use a node with a newer driver, or pin `cuda-version = "
-            f'"{_short(driver)}.*"` in pixi.toml and `pixi lock`',
+            f'"{_short(driver)}.*"` in pixi.toml and `pixi lock` (with pip: install a torch '
+            f"wheel built for CUDA {_short(driver)} or older)",
         )
     return Check(
         CUDA_VERSIONS,
@@ -476,8 +478,8 @@ def check_cuda_versions(gpu: GpuProbe, torch: TorchProbe, conda_cuda: str | None
         f"driver supports CUDA {gpu.driver_cuda}, older than the environment's {_short(need)} "
         f"({env_desc}): runs through minor-version compatibility, but PTX JIT and newer "
         "features may fail",
-        f'pin `cuda-version = "{_short(driver)}.*"` in pixi.toml and `pixi lock`, or update '
-        "the driver",
+        f'pin `cuda-version = "{_short(driver)}.*"` in pixi.toml and `pixi lock` (with pip: '
+        f"a torch wheel built for CUDA {_short(driver)} or older), or update the driver",
     )
 
 
@@ -498,7 +500,8 @@ def check_torch_gpu(
             TORCH_GPU,
             "warn",
             f"torch {torch.version} is a CPU build: the GPUs go unused",
-            f"use the CUDA environment: `pixi run -e {cuda_env} ...`",
+            f"use the CUDA environment: `pixi run -e {cuda_env} ...` (with pip: install a CUDA "
+            "build of torch, https://pytorch.org/get-started/locally/)",
         )
     sees = sees if sees is not None else probe_torch_cuda()
     if sees.available:
@@ -555,7 +558,8 @@ def check_cuda_override(
             "skip",
             "no NVIDIA driver here, so pixi sees no __cuda and refuses the "
             f"{env_name!r} environment",
-            f"to install the {env_name} environment on this GPU-less login node: {advice}",
+            f"to install the {env_name} environment on this GPU-less login node: {advice} "
+            "(pip needs no override: a CUDA build of torch installs without a driver)",
         )
     if not override.strip():
         return Check(

@@ -125,7 +125,7 @@ def _logs_path(value: str | None) -> Path:
 def _no_runs(logs: Path, where: str | None) -> str:
     if where:
         return f"no runs match the query in {logs}/"
-    return f"no runs yet in {logs}/ (run `pixi run train` first)"
+    return f"no runs yet in {logs}/ (run `pixi run train` or `python tasks/train.py` first)"
 
 
 def _default_logs() -> Path:

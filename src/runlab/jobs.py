@@ -1,12 +1,25 @@
-"""What a scheduler runs: one task run in a child process, from its code snapshot.
+"""What runs on the compute node (or a local worker): one task run in a child process.
 
-A :class:`TaskJob` is pickled by submitit and executed on the compute node. It
-starts the task's own Python with the overrides as an argument list (never a
-shell string) and the pre-allocated run directory, so the task writes its
-record there. When SLURM signals preemption or the coming time limit, submitit
-calls :meth:`TaskJob.checkpoint`: the child is asked to stop (it marks the run
-``PREEMPTED`` or ``TIMEOUT``, its last checkpoint already on disk) and the same
-job is requeued, to resume in the same run directory.
+``python -m runlab.jobs slurm JOBS_FILE OFFSET`` runs entry ``OFFSET +
+$SLURM_ARRAY_TASK_ID`` of a sweep's jobs file (written once by ``runlab
+submit``, a JSON list); ``python -m runlab.jobs local JOBS_FILE WORKER`` is a
+local worker that claims queued runs one after another (an exclusive
+``metadata/.claimed`` file per run, so workers share the queue without a
+coordinator and no run is executed twice).
+
+Each run starts the task's own Python from its code snapshot, with the overrides
+as an argument list (never a shell string), in its pre-created run directory.
+When SLURM signals preemption or the coming time limit (SIGUSR2), the child is
+asked to stop (it marks the run ``PREEMPTED``, its last checkpoint on disk), the
+run becomes ``PREEMPTED`` or ``TIMEOUT`` and the array task is requeued
+(``scontrol requeue``), to resume in the same run directory. A cancelled job
+(SIGTERM) leaves its run ``INTERRUPTED``.
+
+The jobs file::
+
+    {"python": ..., "cwd": ..., "timeout_min": ..., "max_num_timeout": 3,
+     "log_pattern": ".../%A_%a", "codes": [{"script": ..., "env": {...}}],
+     "jobs": [{"run_dir": ..., "overrides": [...], "code": 0}, ...]}
 """
 
 from __future__ import annotations
@@ -14,141 +27,247 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from runlab.rundir import RUN_DIR_ENV, RunDir
 
 STOP_GRACE_S = 60.0
+CLAIM = ".claimed"
 
 
 class RunFailedError(RuntimeError):
     """The task ended without completing; the message names its run and status."""
 
 
-@dataclass
-class TaskJob:
-    python: str
-    script: str  # the task script inside the code snapshot
-    overrides: list[str]
-    run_dir: str
-    cwd: str
-    env: dict[str, str] = field(default_factory=dict)
-    timeout_min: float | None = None
+def load(path: Path | str) -> dict[str, Any]:
+    return orjson.loads(Path(path).read_bytes())
 
-    def __post_init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
-        self._started = time.time()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_proc", None)
-        state.pop("_started", None)
-        return state
+class TaskRun:
+    """One run of a task in a child process, with the signals of a scheduler handled."""
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__post_init__()
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        entry: dict[str, Any],
+        log_out: str | None = None,
+        log_err: str | None = None,
+    ) -> None:
+        code = spec["codes"][entry.get("code", 0)]
+        self.python = spec["python"]
+        self.script = code["script"]
+        self.env = code.get("env") or {}
+        self.cwd = spec.get("cwd") or os.getcwd()
+        self.overrides = list(entry["overrides"])
+        self.run = RunDir(entry["run_dir"])
+        self.timeout_min = spec.get("timeout_min")
+        self.max_num_timeout = int(spec.get("max_num_timeout") or 0)
+        self.log_out, self.log_err = log_out, log_err
+        self.proc: subprocess.Popen | None = None
+        self.started = time.time()
+        self.stop_signal: int | None = None  # SIGUSR2 (preempt/time limit) or SIGTERM (cancel)
+        self.stop_deadline = 0.0
+        self.extra: dict[str, Any] = {}
 
-    def __call__(self) -> str:
-        env = {**os.environ, **self.env, RUN_DIR_ENV: self.run_dir}
-        self._started = time.time()
-        self._proc = subprocess.Popen(
-            [self.python, self.script, *self.overrides], cwd=self.cwd, env=env
+    # ---------------------------------------------------------------- signals
+    def on_signal(self, signum: int, frame: Any = None) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.stop_deadline = time.time() + STOP_GRACE_S
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signum)  # the task ignores a second stop signal
+            except ProcessLookupError:
+                pass
+
+    def timed_out(self) -> bool:
+        # submitit's rule: past 80% of the time limit (or within 10 minutes of it).
+        if not self.timeout_min:
+            return False
+        limit = float(self.timeout_min) * 60
+        return time.time() - self.started >= min(0.8 * limit, limit - 600)
+
+    # -------------------------------------------------------------------- run
+    def start(self, stdout: Any = None, stderr: Any = None) -> None:
+        fields: dict[str, Any] = {}
+        if self.log_out:
+            fields.update(log_out=self.log_out, log_err=self.log_err)
+        fields.update(self.extra)
+        if fields:
+            self.run.update_info(**fields)
+        env = {**os.environ, **self.env, RUN_DIR_ENV: str(self.run.path)}
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            [self.python, self.script, *self.overrides],
+            cwd=self.cwd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
         )
-        code = self._proc.wait()
-        return self._outcome(code)
 
-    def _outcome(self, code: int) -> str:
-        run = RunDir(self.run_dir)
+    def wait(self, local_timeout: bool = False) -> int:
+        assert self.proc is not None
+        while True:
+            try:
+                return self.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            limit = float(self.timeout_min or 0) * 60
+            expired = limit and time.time() - self.started > limit
+            if local_timeout and self.stop_signal is None and expired:
+                self.on_signal(signal.SIGUSR2)
+            if self.stop_signal is not None and time.time() > self.stop_deadline:
+                self.proc.kill()
+
+    def outcome(self, code: int, requeue: Any = None) -> str:
+        """The run's status after the child ended; requeues a preempted SLURM job."""
+        run = self.run
         status = run.read_info().get("status")
+        if self.stop_signal == signal.SIGUSR2:
+            timed_out = self.timed_out() or requeue is None
+            if status in ("RUNNING", "PREEMPTED", "TIMEOUT", None, "QUEUED"):
+                info = run.read_info()
+                timeouts = int(info.get("timeouts") or 0) + (1 if timed_out else 0)
+                status = "TIMEOUT" if timed_out else "PREEMPTED"
+                run.update_info(status=status, timeouts=timeouts or None)
+                if requeue is not None and (not timed_out or timeouts <= self.max_num_timeout):
+                    requeue()
+                    return status
+                if requeue is not None:
+                    run.update_info(
+                        error={
+                            "type": "TimeoutError",
+                            "message": f"time limit reached {timeouts} times "
+                            f"(max_num_timeout={self.max_num_timeout}): not requeued again",
+                        }
+                    )
+            return status or "TIMEOUT"
         if code == 0 and status == "COMPLETE":
             return status
         if status in (None, "QUEUED", "RUNNING"):
-            # The child died without closing its record (killed, or crashed before starting).
-            reason = f"the task process ended with {_describe(code)} before recording an end"
-            run.update_info(status="FAILED", error={"type": "JobError", "message": reason})
-            status = "FAILED"
-        raise RunFailedError(f"run {run.run_id} ended {status} ({_describe(code)}): see {run.path}")
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Called by submitit on SIGUSR2: stop the task cleanly, then requeue this job."""
-        import submitit
-
-        timed_out = self._timed_out()
-        if self._proc is not None:
-            _stop(self._proc.pid, STOP_GRACE_S)
-        run = RunDir(self.run_dir)
-        if run.read_info().get("status") in ("RUNNING", "PREEMPTED", "TIMEOUT"):
-            run.update_info(status="TIMEOUT" if timed_out else "PREEMPTED")
-        return submitit.helpers.DelayedSubmission(TaskJob(**self.__getstate__()))
-
-    def _timed_out(self) -> bool:
-        # submitit's own rule: past 80% of the time limit (or within 10 minutes of it).
-        if not self.timeout_min:
-            return False
-        limit = self.timeout_min * 60
-        return time.time() - self._started >= min(0.8 * limit, limit - 600)
-
-
-def _stop(pid: int, grace_s: float) -> None:
-    """Ask the child to stop (SIGUSR2), wait for it, kill it after ``grace_s``.
-
-    This runs inside a signal handler that interrupted ``Popen.wait`` in the same
-    thread, which holds Popen's internal lock: only raw ``os`` calls are safe here.
-    """
-    try:
-        os.kill(pid, signal.SIGUSR2)
-    except ProcessLookupError:
-        return
-    deadline = time.time() + grace_s
-    while time.time() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+            if self.stop_signal == signal.SIGTERM:
+                status, kind = "INTERRUPTED", "Cancelled"
+                reason = "the job was cancelled (SIGTERM) before the task recorded an end"
+            else:
+                status, kind = "FAILED", "JobError"
+                reason = f"the task process ended with {_describe(code)} before recording an end"
+            run.update_info(status=status, error={"type": kind, "message": reason})
+        return status or "FAILED"
 
 
 def _describe(code: int) -> str:
     if code < 0:
-        return f"signal {signal.Signals(-code).name}"
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
     if code > 128 and code - 128 in signal.Signals._value2member_map_:
         return f"exit code {code} ({signal.Signals(code - 128).name})"
     return f"exit code {code}"
 
 
-@dataclass
-class LocalWorker:
-    """Runs queued jobs one after another; a few workers give bounded local parallelism.
+# ---------------------------------------------------------------------- SLURM
+def run_slurm(jobs_file: str, offset: int) -> int:
+    spec = load(jobs_file)
+    task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+    entry = spec["jobs"][offset + task]
+    array = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")
+    pattern = spec.get("log_pattern") or ""
+    base = pattern.replace("%A", array).replace("%a", str(task)) if pattern else ""
+    job = TaskRun(spec, entry, f"{base}.out" if base else None, f"{base}.err" if base else None)
+    for signum in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(signum, job.on_signal)
+    print(
+        f"[runlab] job {array}_{task}: run {job.run.run_id} ({job.run.path})",
+        file=sys.stderr,
+        flush=True,
+    )
+    job.start()
+    code = job.wait()
+    job_id = os.environ.get("SLURM_JOB_ID", "")
 
-    Workers claim runs through an exclusive file in each run directory, so they
-    share the queue without a coordinator and no run is executed twice.
-    """
+    def requeue() -> None:
+        from runlab.slurm import requeue as scontrol_requeue
 
-    jobs: list[TaskJob]
+        print(f"[runlab] requeueing job {job_id}", file=sys.stderr, flush=True)
+        scontrol_requeue(job_id)
 
-    def __call__(self) -> dict[str, str]:
-        outcomes: dict[str, str] = {}
-        for job in self.jobs:
-            claim = Path(job.run_dir) / "metadata" / ".claimed"
-            try:
-                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                continue
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            try:
-                outcomes[job.run_dir] = job()
-            except RunFailedError as exc:
-                outcomes[job.run_dir] = str(exc)
-        return outcomes
+    status = job.outcome(code, requeue=requeue if job_id else None)
+    print(f"[runlab] run {job.run.run_id} {status}", file=sys.stderr, flush=True)
+    return (
+        0
+        if status in ("COMPLETE", "PREEMPTED", "TIMEOUT") and job.stop_signal != signal.SIGTERM
+        else 1
+    )
+
+
+# ---------------------------------------------------------------------- local
+def claim(run_dir: Path | str) -> bool:
+    """Take a queued run for this process (exclusive); ``False`` when another one has it."""
+    path = Path(run_dir) / "metadata" / CLAIM
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def run_local(jobs_file: str, worker: int) -> int:
+    spec = load(jobs_file)
+    log_dir = Path(spec.get("log_dir") or Path(jobs_file).parent)
+    stopping: list[int] = []
+    current: list[TaskRun] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+        for job in current:
+            job.on_signal(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failed = 0
+    for entry in spec["jobs"]:
+        if stopping:
+            break
+        if not claim(entry["run_dir"]):
+            continue
+        run_id = Path(entry["run_dir"]).name
+        out, err = log_dir / f"{run_id}.out", log_dir / f"{run_id}.err"
+        job = TaskRun(spec, entry, str(out), str(err))
+        job.extra = {"local_workers": spec.get("worker_logs") or None, "worker_pid": os.getpid()}
+        current[:] = [job]
+        print(f"[runlab] worker {worker} (pid {os.getpid()}): run {run_id}", flush=True)
+        with open(out, "ab") as fo, open(err, "ab") as fe:
+            job.start(stdout=fo, stderr=fe)
+            if stopping:
+                job.on_signal(stopping[0])
+            code = job.wait(local_timeout=True)
+        status = job.outcome(code)
+        current.clear()
+        failed += status != "COMPLETE"
+        print(f"[runlab] worker {worker}: run {run_id} {status}", flush=True)
+    return 1 if failed or stopping else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3 or argv[0] not in ("slurm", "local"):
+        print("usage: python -m runlab.jobs slurm|local JOBS_FILE OFFSET|WORKER", file=sys.stderr)
+        return 2
+    if argv[0] == "slurm":
+        return run_slurm(argv[1], int(argv[2]))
+    return run_local(argv[1], int(argv[2]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

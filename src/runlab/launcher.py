@@ -1,4 +1,4 @@
-"""Send a sweep's jobs to SLURM (one job array) or to local processes, through submitit.
+"""Send a sweep's jobs to SLURM (job arrays, see :mod:`runlab.slurm`) or to local workers.
 
 The launcher's resources come from ``configs/launcher/<name>.yaml`` beside the
 task's configs (built-in defaults otherwise), overridden by ``launcher.KEY=VALUE``
@@ -12,10 +12,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runlab.jobs import LocalWorker, TaskJob
 from runlab.rundir import FINAL_STATUSES, STATUSES, RunDir
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -75,74 +75,96 @@ def load_config(name: str, config_dir: Path | None, overrides: Sequence[str]) ->
 
 
 def slurm_parameters(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``submitit.SlurmExecutor.update_parameters`` arguments (sbatch options) for the config."""
-    params: dict[str, Any] = {
-        "time": int(cfg["timeout_min"]),
-        "cpus_per_task": cfg["cpus_per_task"],
-        "array_parallelism": cfg["array_parallelism"],
-        "signal_delay_s": cfg["signal_delay_s"],
-        "additional_parameters": dict(cfg.get("additional_parameters") or {}),
-        "setup": list(cfg.get("setup") or []),
-        "ntasks_per_node": 1,
-        "nodes": 1,
-        "job_name": cfg.get("job_name") or "runlab",
-    }
-    if cfg.get("gpus_per_node"):
-        params["gpus_per_node"] = cfg["gpus_per_node"]
-    if cfg.get("mem_gb"):
-        params["mem"] = f"{cfg['mem_gb']}G"
-    for key in ("partition", "account", "qos"):
-        if cfg.get(key):
-            params[key] = cfg[key]
-    return params
+    """The sbatch options each array of the sweep gets, as ``{option: value}`` (for the plan)."""
+    from runlab.slurm import directives
+
+    out: dict[str, Any] = {"array_parallelism": cfg["array_parallelism"]}
+    for line in directives(cfg):
+        key, _, value = line.removeprefix("#SBATCH --").partition("=")
+        out[key] = value if value else True
+    if cfg.get("setup"):
+        out["setup"] = list(cfg["setup"])
+    return out
 
 
-def submit(jobs: list[TaskJob], cfg: dict[str, Any], folder: Path) -> list[Any]:
-    """Submit ``jobs``; returns submitit's job handles (one per run for SLURM, per worker locally)."""
-    import submitit
+@dataclass
+class Handle:
+    """A submitted unit: a SLURM job array, or a local worker process (``job_id`` is its pid)."""
 
-    if cfg["name"] == "slurm":
-        executor = submitit.SlurmExecutor(
-            folder=folder / "%j", max_num_timeout=cfg["max_num_timeout"]
-        )
-        executor.update_parameters(**slurm_parameters(cfg))
-        try:
-            with executor.batch():
-                handles = [executor.submit(job) for job in jobs]
-        except Exception as exc:  # sbatch's refusal, with its message
-            raise LauncherError(f"sbatch refused the sweep: {_message(exc)}") from None
-        return handles
-    executor = submitit.LocalExecutor(folder=folder / "%j")
-    executor.update_parameters(timeout_min=cfg["timeout_min"], gpus_per_node=cfg.get("gpus") or 0)
-    workers = max(1, min(int(cfg["max_parallel"]), len(jobs)))
-    return [executor.submit(LocalWorker(jobs)) for _ in range(workers)]
+    job_id: str
+    first: int = 0  # index of its first run in the submission
+    count: int = 0
+    kind: str = "slurm"
 
 
-def _message(exc: Exception) -> str:
-    text = str(exc)
-    for attr in ("stderr", "output"):
-        extra = getattr(exc, attr, None)
-        if extra:
-            text += "\n" + (extra.decode() if isinstance(extra, bytes) else str(extra))
-    return text.strip()
+def submit_slurm(
+    jobs_file: Path, count: int, cfg: dict[str, Any], log_dir: Path, limits: Any
+) -> list[Handle]:
+    """Submit the ``count`` entries of ``jobs_file`` as as many arrays as the limits need."""
+    from runlab import slurm
+
+    handles: list[Handle] = []
+    try:
+        for n, (offset, size) in enumerate(slurm.plan_arrays(count, limits)):
+            script = jobs_file.with_name(f"{jobs_file.stem}-array{n}.sbatch")
+            script.write_text(
+                slurm.array_script(cfg, jobs_file, offset, size, log_dir, python_executable())
+            )
+            handles.append(Handle(slurm.sbatch(script), offset, size))
+    except slurm.SlurmError as exc:
+        if handles:  # an array was refused after others were queued: take those back
+            try:
+                slurm.scancel([h.job_id for h in handles])
+            except slurm.SlurmError:
+                pass
+        raise LauncherError(str(exc)) from None
+    return handles
 
 
-def log_paths(handle: Any) -> dict[str, str]:
-    paths = handle.paths
-    return {"log_out": str(paths.stdout), "log_err": str(paths.stderr)}
+def start_local(jobs_file: Path, cfg: dict[str, Any], count: int, log_dir: Path) -> list[Handle]:
+    """Start ``max_parallel`` detached worker processes sharing the runs of ``jobs_file``."""
+    import os
+    import subprocess
+
+    workers = max(1, min(int(cfg["max_parallel"]), count))
+    gpus = int(cfg.get("gpus") or 0)
+    handles = []
+    for worker in range(workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(
+                str(g) for g in range(worker * gpus, (worker + 1) * gpus)
+            )
+        with open(log_dir / f"worker-{worker}.out", "ab") as out:
+            proc = subprocess.Popen(
+                [python_executable(), "-m", "runlab.jobs", "local", str(jobs_file), str(worker)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # its own process group: `runlab cancel` stops it all
+            )
+        handles.append(Handle(str(proc.pid), 0, count, "local"))
+    return handles
 
 
 def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) -> list[RunDir]:
     """Show a live progress bar until every run has ended; return the runs that did not complete.
 
-    A run whose scheduler job ended without it starting (a crash before Python
-    began, a node failure) is marked ``FAILED`` with the job's state, so that
-    nothing waits forever.
+    Every few seconds the sweep is reconciled with the scheduler (``runlab
+    status`` does the same), so that a run whose job ended without it (cancelled
+    while pending, a node failure) ends ``INTERRUPTED`` or ``LOST`` and nothing
+    waits forever.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    final = set(FINAL_STATUSES)
+    from runlab import sweeps
+
+    final = set(FINAL_STATUSES) | {"LOST"}
+    logs = runs[0].path.parent if runs else None
+    sweep_id = runs[0].read_info().get("sweep_id") if runs else None
+    last_check = time.time()
     with Progress(
         TextColumn("[bold]sweep"),
         BarColumn(),
@@ -159,34 +181,28 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
             bar.update(task, completed=done, description=_describe_counts(counts))
             if done == len(runs):
                 break
-            if handles and all(h.done() for h in handles):
-                _reconcile(runs, statuses, handles)
+            if logs is not None and sweep_id and time.time() - last_check > 5 * poll_s:
+                last_check = time.time()
+                try:
+                    sweeps.reconcile(logs, sweeps.load(logs, sweep_id))
+                except Exception:  # the next round tries again; status says what is wrong
+                    pass
                 continue
             time.sleep(poll_s)
     return [run for run in runs if run.read_info().get("status") != "COMPLETE"]
 
 
-def _reconcile(runs: Sequence[RunDir], statuses: list[str], handles: Sequence[Any]) -> None:
-    time.sleep(1.0)  # let a job that just ended finish writing its record
-    per_run = len(handles) == len(runs)  # SLURM: one handle per run; local: per worker
-    for i, (run, status) in enumerate(zip(runs, statuses, strict=True)):
-        if run.read_info().get("status") in FINAL_STATUSES:
-            continue
-        state = f"ended as {handles[i].state}" if per_run else "ended"
-        run.update_info(
-            status="FAILED",
-            error={
-                "type": "JobError",
-                "message": f"the scheduler job {state} while the run was {status}",
-            },
-        )
-
-
 def _describe_counts(counts: Counter[str]) -> str:
-    colors = {"COMPLETE": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan"}
+    colors = {
+        "COMPLETE": "green",
+        "FAILED": "red",
+        "LOST": "red",
+        "INTERRUPTED": "yellow",
+        "RUNNING": "cyan",
+    }
     parts = []
-    for status in STATUSES:
-        if counts.get(status):
+    for status in (*STATUSES, "LOST"):
+        if counts.get(status) and f"{counts[status]} {status.lower()}" not in " ".join(parts):
             color = colors.get(status, "white")
             parts.append(f"[{color}]{counts[status]} {status.lower()}[/]")
     return "  ".join(parts)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from runlab import environment, launcher
-from runlab.files import now_iso, write_atomic, write_record, write_yaml
-from runlab.jobs import TaskJob
+from runlab.files import dump_yaml, dumps_json, now_iso
+from runlab.points import expand
 from runlab.rundir import LOGS_ENV, RunDir, allocate
 from runlab.snapshot import CodeState, code_state, snapshot
-from runlab.sweep import Job, expand, task_spec
+from runlab.sweep import Job, task_spec
 
 
 @dataclass
@@ -33,9 +33,12 @@ class Sweep:
     code: CodeState
     logs: Path
     runs: list[RunDir] = field(default_factory=list)
-    task_jobs: list[TaskJob] = field(default_factory=list)
     handles: list[Any] = field(default_factory=list)
     sweep_id: str = ""
+    arguments: list[str] = field(default_factory=list)
+    limits: Any = None
+    code_info: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[str]]:
@@ -78,85 +81,120 @@ def prepare(
     if logs is None:
         logs = jobs[0].config.get("runlab", {}).get("logs") if jobs else None
     logs = Path(logs or os.environ.get(LOGS_ENV) or "logs").absolute()
-    return Sweep(script=spec.script, jobs=jobs, launcher=cfg, code=code, logs=logs)
+    return Sweep(
+        script=spec.script, jobs=jobs, launcher=cfg, code=code, logs=logs, arguments=overrides
+    )
 
 
-def create_runs(sweep: Sweep) -> None:
-    """Snapshot the code and pre-create one ``QUEUED`` run directory per job."""
-    code_dir = snapshot(sweep.code, sweep.logs / ".snapshots")
-    script_in_snapshot = code_dir / sweep.script.relative_to(sweep.code.root)
-    sweep.runs = [RunDir(p) for p in allocate(sweep.logs, len(sweep.jobs))]
-    sweep.sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{sweep.runs[0].run_id}" if sweep.runs else ""
+def code_entry(code: CodeState, script: Path, logs: Path) -> dict[str, Any]:
+    """Snapshot ``code`` (once per version) and describe how jobs run ``script`` from it."""
+    code_dir = snapshot(code, logs / ".snapshots")
     src = code_dir / "src"
     pythonpath = os.pathsep.join(
         p for p in (str(src) if src.is_dir() else "", os.environ.get("PYTHONPATH", "")) if p
     )
-    job_env = {
-        LOGS_ENV: str(sweep.logs),
-        environment.CODE_COMMIT_ENV: sweep.code.commit,
-        environment.CODE_BRANCH_ENV: sweep.code.branch or "",
-        environment.CODE_DIRTY_ENV: "1" if sweep.code.dirty else "0",
+    env = {
+        LOGS_ENV: str(logs),
+        environment.CODE_COMMIT_ENV: code.commit,
+        environment.CODE_BRANCH_ENV: code.branch or "",
+        environment.CODE_DIRTY_ENV: "1" if code.dirty else "0",
         environment.CODE_SNAPSHOT_ENV: str(code_dir),
     }
-    if sweep.code.record().get("problems"):  # untracked files left out: every run says so
-        job_env[environment.CODE_RECORD_ENV] = sweep.code.record_json()
+    if code.record().get("problems"):  # untracked files left out: every run says so
+        env[environment.CODE_RECORD_ENV] = code.record_json()
     if pythonpath:
-        job_env["PYTHONPATH"] = pythonpath
-    command = [sys.executable, "-m", "runlab", "submit", *sys.argv[2:]]
+        env["PYTHONPATH"] = pythonpath
+    return {
+        "commit": code.commit,
+        "branch": code.branch,
+        "dirty": code.dirty,
+        "snapshot": str(code_dir),
+        "script": str(code_dir / script.relative_to(code.root)),
+        "env": env,
+    }
+
+
+def check_limits(sweep: Sweep) -> None:
+    """Read the scheduler's limits and plan the arrays; raise before anything is written."""
+    if sweep.launcher["name"] != "slurm":
+        return
+    from runlab import slurm
+
+    sweep.limits = slurm.read_limits(sweep.launcher.get("account"))
+    try:
+        slurm.plan_arrays(len(sweep.jobs), sweep.limits)
+    except slurm.SlurmError as exc:
+        raise launcher.LauncherError(str(exc)) from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    # A brand-new directory that no reader takes for a run before info.json exists:
+    # plain writes, no temporary file and rename per file.
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def create_runs(sweep: Sweep) -> None:
+    """Snapshot the code and pre-create one ``QUEUED`` run directory per job.
+
+    One write per file, in an order that keeps every reader safe: ``config``,
+    ``overrides``, ``info.yaml``, and ``info.json`` last (renamed into place), so a
+    directory is a run with its whole record or not a run yet.
+    """
+    if sweep.limits is None:
+        check_limits(sweep)
+    sweep.code_info = code_entry(sweep.code, sweep.script, sweep.logs)
+    paths = allocate(sweep.logs, len(sweep.jobs))
+    sweep.runs = [RunDir(p) for p in paths]
+    sweep.sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{sweep.runs[0].run_id}" if sweep.runs else ""
     submitted = now_iso()
-    sweep.task_jobs = []
-    for index, (run, job) in enumerate(zip(sweep.runs, sweep.jobs, strict=True)):
-        run.create()
-        write_record(run.config_file, job.config)
-        write_yaml(run.metadata / "overrides.yaml", job.overrides)
-        if sweep.code.dirty:
-            write_atomic(run.metadata / "git.diff", sweep.code.diff)
-        run.update_info(
-            run_id=run.run_id,
-            status="QUEUED",
-            task=str(sweep.script),
-            sweep_id=sweep.sweep_id,
-            sweep_index=index,
-            launcher=sweep.launcher["name"],
-            submitted_time=submitted,
-            submit_command=command,
-            code_commit=sweep.code.commit,
-            code_snapshot=str(code_dir),
-        )
-        sweep.task_jobs.append(
-            TaskJob(
-                python=launcher.python_executable(),
-                script=str(script_in_snapshot),
-                overrides=list(job.overrides),
-                run_dir=str(run.path),
-                cwd=str(Path.cwd()),
-                env=job_env,
-                timeout_min=sweep.launcher.get("timeout_min"),
-            )
-        )
+    common = {
+        "status": "QUEUED",
+        "task": str(sweep.script),
+        "sweep_id": sweep.sweep_id,
+        "sweep_index": 0,
+        "launcher": sweep.launcher["name"],
+        "submitted_time": submitted,
+        "submit_command": [sys.executable, "-m", "runlab", "submit", *sys.argv[2:]],
+        "code_commit": sweep.code.commit,
+        "code_snapshot": sweep.code_info["snapshot"],
+    }
+    diff = sweep.code.diff if sweep.code.dirty else None
+    dump = dump_yaml
+    for index, (path, job) in enumerate(zip(paths, sweep.jobs, strict=True)):
+        meta = path / "metadata"
+        meta.mkdir()
+        _write(meta / "config.json", dumps_json(job.config))
+        _write(meta / "config.yaml", dump(job.config).encode())
+        _write(meta / "overrides.yaml", dump(job.overrides).encode())
+        if diff is not None:
+            _write(meta / "git.diff", diff)
+        info = {"run_id": path.name, **common, "sweep_index": index}
+        _write(meta / "info.yaml", dump(info).encode())
+        _write(meta / ".info.json.new", dumps_json(info))
+        os.rename(meta / ".info.json.new", meta / "info.json")
 
 
 def launch(sweep: Sweep) -> None:
-    """Submit the pre-created runs; on refusal mark them ``FAILED`` with the reason."""
-    folder = sweep.logs / ".submitit"
+    """Submit the pre-created runs and record the sweep; on refusal mark them ``FAILED``."""
+    from runlab import sweeps
+
+    record = sweeps.new_record(sweep)
     try:
-        sweep.handles = launcher.submit(sweep.task_jobs, sweep.launcher, folder)
+        sweeps.submit(
+            sweep.logs, record, [r.run_id for r in sweep.runs], sweep.code_info, sweep.limits
+        )
     except Exception as exc:
         reason = str(exc)
         for run in sweep.runs:
             run.update_info(status="FAILED", error={"type": "SubmissionError", "message": reason})
+        sweeps.save(sweep.logs, record)
         raise
-    if sweep.launcher["name"] == "slurm":
-        for run, handle in zip(sweep.runs, sweep.handles, strict=True):
-            job_id = str(handle.job_id)
-            array_job, _, task = job_id.partition("_")
-            run.update_info(
-                job_id=job_id,
-                array_job_id=array_job if task else None,
-                array_task_id=int(task) if task else None,
-                **launcher.log_paths(handle),
-            )
-    else:
-        worker_logs = [launcher.log_paths(h) for h in sweep.handles]
-        for run in sweep.runs:
-            run.update_info(local_workers=[p["log_out"] for p in worker_logs])
+    sweep.record = record
+    sweep.handles = [
+        launcher.Handle(str(a["job_id"]), a["first"], a["count"])
+        for a in record["submissions"][-1].get("arrays", [])
+    ] or [
+        launcher.Handle(str(w["pid"]), 0, len(sweep.runs), "local")
+        for w in record["submissions"][-1].get("workers", [])
+    ]

@@ -1,0 +1,275 @@
+"""Talking to SLURM: its limits, job arrays written as sbatch scripts, the queue, scancel.
+
+A sweep becomes one or more job arrays. Each array task runs
+``python -m runlab.jobs slurm JOBS_FILE OFFSET``: the sweep's job descriptions
+are written once (a JSON list) and task ``i`` of an array runs entry
+``OFFSET + SLURM_ARRAY_TASK_ID``, so submitting 10,000 points is one file and a
+few ``sbatch`` calls, not 10,000 pickles.
+
+Limits: an array may hold at most ``MaxArraySize`` tasks (indices
+``0..MaxArraySize-1``; ``scontrol show config``), and a user at most
+``MaxSubmitJobs`` jobs in the queue (the association's ``MaxSubmit`` or
+``GrpSubmit``, from ``sacctmgr show assoc``, where accounting is set up).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Job states that mean the job will not run (again) on its own.
+ENDED = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "TIMEOUT",
+    "REVOKED",
+    "SPECIAL_EXIT",
+}
+DEFAULT_MAX_ARRAY_SIZE = 1001
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command failed, or a limit makes the sweep impossible."""
+
+
+def _run(args: list[str], timeout: float = 60) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SlurmError(f"{args[0]} is not on PATH: is this a SLURM login node?") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(
+            f"`{shlex.join(args[:3])} ...` did not answer in {timeout:.0f} s"
+        ) from None
+    if proc.returncode != 0:
+        raise SlurmError(f"`{shlex.join(args[:3])} ...` failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------- limits
+@dataclass
+class Limits:
+    max_array_size: int = DEFAULT_MAX_ARRAY_SIZE
+    max_submit: int | None = None  # jobs a user may have queued at once
+    max_submit_source: str = ""
+    queued: int = 0  # the user's jobs already in the queue (counted when max_submit is set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "MaxArraySize": self.max_array_size,
+            "MaxSubmitJobs": self.max_submit,
+            "MaxSubmitJobs_from": self.max_submit_source or None,
+            "queued_before": self.queued if self.max_submit is not None else None,
+        }
+
+
+def read_limits(account: str | None = None) -> Limits:
+    """The limits that shape a submission, read from ``scontrol`` and ``sacctmgr``."""
+    limits = Limits()
+    try:
+        config = _run(["scontrol", "show", "config"], timeout=30)
+    except SlurmError:
+        config = ""
+    m = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
+    if m:
+        limits.max_array_size = int(m.group(1))
+    user = getpass.getuser()
+    try:
+        out = _run(
+            [
+                "sacctmgr",
+                "-n",
+                "-P",
+                "show",
+                "assoc",
+                f"user={user}",
+                "format=account,maxsubmit,grpsubmit",
+            ],
+            timeout=30,
+        )
+    except SlurmError:
+        out = ""
+    best: tuple[int, str] | None = None
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or (account and parts[0] != account):
+            continue
+        for value, name in ((parts[1], "MaxSubmit"), (parts[2], "GrpSubmit")):
+            if value.strip().isdigit():
+                candidate = (int(value), f"{name} of association {user}/{parts[0]}")
+                if best is None or candidate[0] < best[0]:
+                    best = candidate
+    if best is not None:
+        limits.max_submit, limits.max_submit_source = best
+        try:
+            queued = _run(["squeue", "-h", "-r", "-u", user, "-o", "%i"], timeout=60)
+            limits.queued = len(queued.split())
+        except SlurmError:
+            pass
+    return limits
+
+
+def plan_arrays(count: int, limits: Limits) -> list[tuple[int, int]]:
+    """Split ``count`` points into arrays: ``[(offset, size), ...]``; ``SlurmError`` if impossible."""
+    if limits.max_submit is not None and count > limits.max_submit - limits.queued:
+        room = max(0, limits.max_submit - limits.queued)
+        raise SlurmError(
+            f"the sweep has {count} points but SLURM lets you have at most {limits.max_submit} "
+            f"jobs queued ({limits.max_submit_source}), and {limits.queued} are queued already: "
+            f"submit at most {room} points now (split the sweep), or ask your admins for a "
+            "higher MaxSubmitJobs; nothing was written"
+        )
+    size = max(1, limits.max_array_size)
+    return [(start, min(size, count - start)) for start in range(0, count, size)]
+
+
+# ----------------------------------------------------------------- submission
+def directives(cfg: dict[str, Any]) -> list[str]:
+    """``#SBATCH`` options for the launcher config (without the array and log options)."""
+    opts: list[tuple[str, Any]] = [
+        ("job-name", cfg.get("job_name") or "runlab"),
+        ("time", int(cfg["timeout_min"])),
+        ("nodes", 1),
+        ("ntasks-per-node", 1),
+        ("cpus-per-task", cfg["cpus_per_task"]),
+        ("signal", f"USR2@{int(cfg['signal_delay_s'])}"),
+        ("open-mode", "append"),
+    ]
+    if cfg.get("gpus_per_node"):
+        opts.append(("gpus-per-node", cfg["gpus_per_node"]))
+    if cfg.get("mem_gb"):
+        opts.append(("mem", f"{cfg['mem_gb']}G"))
+    for key in ("partition", "account", "qos"):
+        if cfg.get(key):
+            opts.append((key, cfg[key]))
+    for key, value in (cfg.get("additional_parameters") or {}).items():
+        opts.append((str(key).replace("_", "-"), value))
+    lines = []
+    for key, value in opts:
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+        elif value is not False and value is not None:
+            lines.append(f"#SBATCH --{key}={value}")
+    return lines
+
+
+def array_script(
+    cfg: dict[str, Any], jobs_file: Path, offset: int, size: int, log_dir: Path, python: str
+) -> str:
+    parallel = int(cfg.get("array_parallelism") or 0)
+    array = f"0-{size - 1}" + (f"%{parallel}" if parallel and parallel < size else "")
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --array={array}",
+        f"#SBATCH --output={log_dir}/%A_%a.out",
+        f"#SBATCH --error={log_dir}/%A_%a.err",
+        *directives(cfg),
+        "# written by runlab submit: task i runs entry OFFSET+i of the jobs file",
+        *[str(line) for line in cfg.get("setup") or []],
+        f"exec srun --unbuffered --ntasks=1 {shlex.quote(python)} -u -m runlab.jobs slurm "
+        f"{shlex.quote(str(jobs_file))} {offset}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def sbatch(script: Path) -> str:
+    """Submit ``script``; its job id."""
+    try:
+        out = _run(["sbatch", "--parsable", str(script)], timeout=120)
+    except SlurmError as exc:
+        raise SlurmError(f"sbatch refused the sweep: {exc}") from None
+    return out.strip().split(";")[0]
+
+
+def scancel(ids: list[str]) -> None:
+    if ids:
+        _run(["scancel", *ids], timeout=120)
+
+
+def requeue(job_id: str) -> None:
+    _run(["scontrol", "requeue", job_id], timeout=60)
+
+
+# --------------------------------------------------------------------- states
+_TASK = re.compile(r"^(\d+)_(\d+|\[[^\]]*\])$")
+
+
+def _expand_tasks(spec: str) -> list[int]:
+    """``[0-3,7,9-10%4]`` -> ``[0, 1, 2, 3, 7, 9, 10]``."""
+    out: list[int] = []
+    for part in spec.strip("[]").split("%")[0].split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part.strip().isdigit():
+            out.append(int(part))
+    return out
+
+
+def parse_states(text: str) -> dict[tuple[str, int], str]:
+    """``JOBID|STATE`` lines (``123_4``, ``123_[5-9]``) -> ``{(array_id, task): state}``."""
+    states: dict[tuple[str, int], str] = {}
+    for line in text.splitlines():
+        if "|" not in line:
+            continue
+        job, state = line.split("|", 1)
+        state = state.strip().split()[0] if state.strip() else ""
+        m = _TASK.match(job.strip())
+        if not m:
+            continue
+        array, tasks = m.groups()
+        for task in _expand_tasks(tasks) if tasks.startswith("[") else [int(tasks)]:
+            states[(array, task)] = state
+    return states
+
+
+def queue_states(arrays: list[str]) -> dict[tuple[str, int], str]:
+    """What the controller knows now (pending, running, and recently ended jobs)."""
+    if not arrays:
+        return {}
+    try:
+        out = _run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays), "-o", "%i|%T"])
+    except SlurmError as exc:
+        if "Invalid job id" not in str(exc):
+            raise
+        # Every one of them has left the controller: ask for the user's jobs instead.
+        out = _run(["squeue", "-h", "-r", "-t", "all", "-u", user(), "-o", "%i|%T"])
+    wanted = set(arrays)
+    return {k: v for k, v in parse_states(out).items() if k[0] in wanted}
+
+
+def accounting_states(arrays: list[str]) -> dict[tuple[str, int], str]:
+    """What accounting knows (``sacct``; it lags the controller by seconds)."""
+    if not arrays:
+        return {}
+    try:
+        out = _run(
+            ["sacct", "-n", "-X", "-P", "-j", ",".join(arrays), "--format=JobID,State"],
+            timeout=60,
+        )
+    except SlurmError:
+        return {}
+    return parse_states(out)
+
+
+def available() -> bool:
+    from shutil import which
+
+    return which("sbatch") is not None and which("squeue") is not None
+
+
+def user() -> str:
+    return os.environ.get("USER") or getpass.getuser()

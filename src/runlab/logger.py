@@ -2,12 +2,56 @@
 
 Metrics are buffered in memory and appended to ``metrics/<name>.jsonl`` by a
 background thread every ``flush_interval`` seconds (and on checkpoint and
-close), so a call costs about a microsecond and a ``kill -9`` loses at most the
+close), so a call costs a few microseconds and a ``kill -9`` loses at most the
 last interval of rows; each write ends on a whole line.
+
+**Metric rows.** Each ``log_metrics`` call appends one line to
+``metrics/<name>.jsonl``: a JSON object, UTF-8, ending in ``\\n``, that a strict
+JSON parser reads (``json.loads(line, parse_constant=...)`` never sees a
+constant). Its first two keys are runlab's own:
+
+- ``step``: an integer (64-bit), given by ``step=``, by the key ``step`` of the
+  dict, or one more than the previous row of that file;
+- ``time``: seconds since the epoch (float) when the row was logged;
+
+then the task's keys, in the order given. Values are JSON numbers (integers
+within 64 bits, finite floats), ``true``/``false``, strings or ``null``
+(``None``). Non-finite floats are stored as the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.files.encode_float`);
+readers turn them back into floats in numeric columns. numpy scalars, 0-d and
+one-element arrays and one-element tensors are stored as the Python number they
+hold. Refused at the call, with an error naming the key: keys that are not
+non-empty strings or hold control characters, the reserved keys ``run_id`` and
+``time``, a ``step`` that is not an integer (``bool`` included), integers beyond
+64 bits, and anything that is not one scalar.
+
+**Names** of metric files, artifacts and checkpoints are checked by
+:func:`runlab.names.check_name`: one plain file name, never a path.
+
+**Resuming.** A checkpoint records how long each metrics file was when it was
+taken. Loading a checkpoint only reads it, except in one case: a logger that
+*resumes* a run (``resume=True``; by default, one opened on a run directory that
+already holds ``checkpoints/last.pt``) truncates the metric files back to those
+lengths on its first ``load_checkpoint("last")``, provided it has logged no row
+and written no checkpoint yet. The rows cut are those the previous attempt
+logged after its last checkpoint; the resumed task logs them again. Loading any
+checkpoint later, or any other name, never touches the metrics.
+
+**Full disk.** When a write fails (``ENOSPC``, ``EDQUOT``, ``EIO``…) the file is
+cut back to its last complete line and the rows not written stay in memory, in
+order. The next ``log_metrics`` or ``log_checkpoint`` call raises
+:class:`RecordWriteError` (an ``OSError``) saying which file and from which
+step; that call logs nothing. A task that lets it propagate ends FAILED; a task
+that catches it may go on logging: the background thread keeps retrying, and
+once the disk has room again every kept row is written once, in order (a new
+failure is raised again at the next call). ``close()`` makes a last attempt and
+raises :class:`RecordWriteError` once if rows remain unwritten.
 """
 
 from __future__ import annotations
 
+import errno
+import operator
 import os
 import pickle
 import shutil
@@ -20,39 +64,130 @@ from typing import Any
 
 import orjson
 
+from runlab.files import encode_float
+from runlab.names import check_name
 from runlab.rundir import RunDir
 
 _FAST_TYPES = frozenset((int, float, bool, str))
 _CHECKPOINT_KEY = "__runlab_checkpoint__"
+_RESERVED_KEYS = frozenset(("run_id", "time"))
+_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_AUTO = object()  # "no step given": the next one of the file
+_CLOSED = object()  # marks a closed logger in _fault
+_INT64 = (-(2**63), 2**63)
 
 
-class MetricsError(TypeError):
-    """A metric value that cannot be stored as a JSON scalar."""
+class MetricsError(TypeError, ValueError):
+    """A metric that cannot be stored: a bad key, a reserved key, a bad step, not one scalar."""
 
 
-def _scalar(name: str, key: Any, value: Any) -> Any:
-    """Coerce numpy / torch scalars to Python ones; refuse anything else, naming it."""
+class RecordWriteError(OSError):
+    """Rows or a checkpoint could not be written to the run directory (full disk, I/O error)."""
+
+
+def _check_key(key: Any, name: str) -> None:
+    """Raise :class:`MetricsError` for a key runlab will not store, naming it."""
+    where = f"log_metrics(name={name!r})"
     if not isinstance(key, str):
         raise MetricsError(
-            f"metric names must be strings, got {key!r} in log_metrics(name={name!r})"
+            f"metric names must be strings, got {key!r} ({type(key).__name__}) in {where}"
         )
-    if value is None or type(value) in _FAST_TYPES:
-        return value
-    item = getattr(value, "item", None)
+    if not key:
+        raise MetricsError(f"an empty metric name in {where}; name every metric")
+    if key in _RESERVED_KEYS:
+        raise MetricsError(
+            f"metric {key!r} in {where} is reserved: runlab stores the row's "
+            f"{'run id' if key == 'run_id' else 'wall-clock time'} under it; rename the metric"
+        )
+    if not key.isprintable() and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in key):
+        raise MetricsError(
+            f"metric {key!r} in {where} holds a NUL or another control character; rename it"
+        )
+
+
+def _count(value: Any) -> int | None:
+    numel = getattr(value, "numel", None)
+    if callable(numel):
+        return int(numel())
     size = getattr(value, "size", 1)
-    size = size() if callable(size) else size
-    if item is not None and (size == 1 or size == ()):
+    if callable(size):
+        size = size()
+    return size if isinstance(size, int) else None
+
+
+def _scalar(name: str, key: str, value: Any) -> Any:
+    """Coerce numpy / torch scalars to Python ones; refuse anything else, naming it."""
+    if value is None:
+        return None
+    where = f"metric {key!r} in log_metrics(name={name!r})"
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (Mapping, list, tuple)):
+        count = _count(value)
+        if count is not None and count != 1:
+            raise MetricsError(
+                f"{where} has {count} elements, not a scalar; log one number per key "
+                "(or store arrays with log_artifact)"
+            )
         try:
-            return item()
-        except (TypeError, ValueError):
-            pass
+            out = item()
+        except Exception as exc:  # any failure means "not a scalar"
+            raise MetricsError(f"{where}: .item() failed ({exc}); log a number") from None
+        if type(out) in _FAST_TYPES:
+            return out
+        value = out
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, Real):
         return float(value)
     raise MetricsError(
-        f"metric {key!r} in log_metrics(name={name!r}) is a {type(value).__name__}, not a scalar; "
+        f"{where} is a {type(value).__name__}, not a scalar; "
         "log numbers, booleans or strings (call .item() on a one-element tensor, and log "
         "arrays with log_artifact)"
     )
+
+
+def _step_value(value: Any, name: str) -> int:
+    """``value`` as a step (an int within 64 bits), or :class:`MetricsError`."""
+    where = f"log_metrics(name={name!r})"
+    dtype = str(getattr(value, "dtype", ""))
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or "bool" in dtype:
+        raise MetricsError(f"step={value!r} in {where} is a boolean; give the step as an int")
+    try:
+        step = operator.index(value)
+    except TypeError:
+        raise MetricsError(
+            f"step={value!r} in {where} is a {type(value).__name__}, not an int; "
+            "give the step as an int (the key 'step' means the step)"
+        ) from None
+    if not _INT64[0] <= step < _INT64[1]:
+        raise MetricsError(f"step={step} in {where} is beyond 64 bits")
+    return step
+
+
+def _encode_slow(row: dict[str, Any], name: str) -> bytes:
+    """``row`` as a line when the fast encoding failed or met a non-finite float."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if type(value) is float:
+            out[key] = encode_float(value)
+            continue
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            if isinstance(value, int):
+                raise MetricsError(
+                    f"metric {key!r} in log_metrics(name={name!r}) is {value}, an integer "
+                    "beyond 64 bits; log it as a float or a string"
+                ) from None
+            raise MetricsError(
+                f"metric {key!r} in log_metrics(name={name!r}) cannot be stored: {exc}"
+            ) from None
+        out[key] = value
+    return orjson.dumps(out, option=_APPEND_NEWLINE)
 
 
 class RunLogger:
@@ -60,16 +195,34 @@ class RunLogger:
 
     Create it through :func:`runlab.launch` (as ``ctx.logger``) or directly with
     a run directory for use outside Hydra.
+
+    ``resume``: whether this logger continues a previous attempt of the run, so
+    that its first ``load_checkpoint("last")`` (before it logs anything) cuts the
+    rows logged after that checkpoint. ``None`` (default): yes when the run
+    directory already holds ``checkpoints/last.pt``. ``False``: loading
+    checkpoints never touches the metrics (evaluation of a finished run).
     """
 
-    def __init__(self, run_dir: Path | str | RunDir, flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        run_dir: Path | str | RunDir,
+        flush_interval: float = 1.0,
+        resume: bool | None = None,
+    ) -> None:
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run.create()
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
-        self._files: dict[str, Any] = {}
+        self._fds: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}  # bytes of whole lines in each open file
         self._next_step: dict[str, int] = {}
+        self._good_keys: set[str] = set()
+        self._fault: Any = None  # an error to raise at the next call, or _CLOSED
+        self._remove_temporaries()
+        if resume is None:
+            resume = (self.run.checkpoints / "last.pt").exists()
+        self._resuming = resume  # until the first row, checkpoint or load of 'last'
         self._resume_steps()
         self._stop = threading.Event()
         self._closed = False
@@ -83,49 +236,142 @@ class RunLogger:
         """Append one row of scalar metrics to ``metrics/<name>.jsonl``.
 
         Each row gets ``step`` (given, or one more than the previous row of this
-        file) and ``time`` (seconds since the epoch).
+        file) and ``time`` (seconds since the epoch). Raises
+        :class:`RecordWriteError` if an earlier write failed (see the module
+        docstring); that call then logs nothing.
         """
-        row: dict[str, Any] = {}
-        for key, value in metrics.items():
+        if self._fault is not None:
+            self._raise_fault()
+        try:
+            items = metrics.items()
+        except AttributeError:
+            raise MetricsError(
+                f"log_metrics(name={name!r}) takes a dict of metrics, got a "
+                f"{type(metrics).__name__}"
+            ) from None
+        row: dict[str, Any] = {"step": _AUTO if step is None else step, "time": 0.0}
+        good = self._good_keys
+        for key, value in items:
+            if key not in good:
+                _check_key(key, name)
+                good.add(key)
             row[key] = value if type(value) in _FAST_TYPES else _scalar(name, key, value)
-        if step is None:
-            step = row.pop("step", None)
-        if step is None:
-            step = self._next_step.get(name, 0)
-        elif type(step) is not int:
-            step = int(_scalar(name, "step", step))
-        self._next_step[name] = step + 1
-        line = orjson.dumps(
-            {"step": step, "time": time.time(), **row}, option=orjson.OPT_APPEND_NEWLINE
-        )
+        s = row["step"]
+        if s is _AUTO:
+            s = row["step"] = self._next_step.get(name, 0)
+        elif type(s) is not int or s is not step or not _INT64[0] <= s < _INT64[1]:
+            s = row["step"] = self._resolve_step(s, step, name)
+        row["time"] = time.time()
+        try:
+            line = orjson.dumps(row, option=_APPEND_NEWLINE)
+        except TypeError:  # an integer beyond 64 bits, a lone surrogate: say which key
+            line = _encode_slow(row, name)
+        if b"null" in line:  # orjson writes NaN and ±inf as null; store them as strings
+            line = _encode_slow(row, name)
         with self._lock:
             buf = self._buffers.get(name)
             if buf is None:
+                check_name(name, "log_metrics(name=)")
                 buf = self._buffers[name] = []
             buf.append(line)
+        self._next_step[name] = s + 1
+
+    def _resolve_step(self, value: Any, given: Any, name: str) -> int:
+        step = _step_value(value, name)
+        if given is not None and value is not given:
+            other = _step_value(given, name)
+            if other != step:
+                raise MetricsError(
+                    f"log_metrics(name={name!r}) got step={other} and the key 'step'={step}; "
+                    "give the step once"
+                )
+        return step
+
+    def _raise_fault(self) -> None:
+        fault = self._fault
+        if fault is _CLOSED:
+            raise ValueError(f"the logger of {self.run.path} is closed; nothing more is recorded")
+        self._fault = None
+        raise fault
 
     def flush(self) -> None:
-        """Write every buffered row to disk now."""
+        """Write every buffered row to disk now (raises :class:`RecordWriteError` on failure)."""
         with self._lock:
             self._flush_locked()
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, final: bool = False) -> None:
+        first: RecordWriteError | None = None
         for name, buf in self._buffers.items():
-            if not buf:
-                continue
-            fh = self._files.get(name)
-            if fh is None:
-                fh = self._files[name] = open(self.run.metrics / f"{name}.jsonl", "ab")  # noqa: SIM115
-            fh.write(b"".join(buf))
-            fh.flush()
-            buf.clear()
+            if buf:
+                try:
+                    self._write(name, buf, final)
+                except RecordWriteError as exc:
+                    first = first or exc
+        if first is not None:
+            raise first
+
+    def _write(self, name: str, buf: list[bytes], final: bool) -> None:
+        """Append ``buf`` to its file; on failure keep the whole lines written, cut the rest."""
+        data = b"".join(buf)
+        path = self.run.metrics / f"{name}.jsonl"
+        written = 0
+        try:
+            fd = self._fds.get(name)
+            if fd is None:
+                fd = self._open(name, path)
+            view = memoryview(data)
+            while written < len(data):
+                n = os.write(fd, view[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+        except OSError as exc:
+            kept, kept_bytes = 0, 0
+            for line in buf:
+                if kept_bytes + len(line) > written:
+                    break
+                kept, kept_bytes = kept + 1, kept_bytes + len(line)
+            if name in self._fds:
+                good = self._sizes[name] + kept_bytes
+                try:
+                    os.ftruncate(self._fds[name], good)  # cut a torn line: never splice rows
+                    self._sizes[name] = good
+                except OSError:  # reopen (and repair the tail) at the next attempt
+                    os.close(self._fds.pop(name))
+            del buf[:kept]
+            first_step = orjson.loads(buf[0]).get("step")
+            fate = (
+                "were not written"
+                if final
+                else "are kept in memory and written once the disk accepts them"
+            )
+            raise RecordWriteError(
+                f"{path}: {exc.strerror or exc}; rows from step {first_step} on ({len(buf)} "
+                f"rows) {fate}"
+            ) from exc
+        self._sizes[name] += written
+        buf.clear()
+
+    def _open(self, name: str, path: Path) -> int:
+        """Open ``path`` for appending; cut a torn last line left by an earlier crash."""
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
+        try:
+            size = _repair_tail(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds[name] = fd
+        self._sizes[name] = size
+        return fd
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
-            except OSError:  # a full disk must not kill the training loop; close() retries
-                pass
+            except Exception as exc:  # the task gets it at its next call
+                if self._fault is None:
+                    self._fault = exc
 
     def _resume_steps(self) -> None:
         for path in self.run.metrics.glob("*.jsonl"):
@@ -133,15 +379,31 @@ class RunLogger:
             if last is not None and isinstance(last.get("step"), int):
                 self._next_step[path.stem] = last["step"] + 1
 
+    def _remove_temporaries(self) -> None:
+        """Delete ``.<name>.tmp`` files of checkpoint or artifact writes that were killed."""
+        for folder in (self.run.checkpoints, self.run.artifacts):
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+
     # ---------------------------------------------------------------- artifacts
     def log_artifact(self, obj: Any, name: str | None = None) -> Path:
         """Store a file or directory (a ``Path``), a matplotlib figure, bytes, or any
         picklable object (torch objects through ``torch.save``) under ``artifacts/``.
 
-        Returns the stored path.
+        ``name`` is a plain file name (never a path); for a ``Path`` it defaults to
+        the source's own name. Returns the stored path.
         """
+        if name is not None:
+            check_name(name, "log_artifact(name=)")
         if isinstance(obj, (str, os.PathLike)):
             src = Path(obj)
+            if name is None:
+                check_name(src.name, f"log_artifact({str(src)!r}): name")
             if not src.exists():
                 raise FileNotFoundError(f"log_artifact: no file or directory at {src}")
             dest = self.run.artifacts / (name or src.name)
@@ -160,7 +422,8 @@ class RunLogger:
             dest = self.run.artifacts / name
             dest.write_bytes(obj)
             return dest
-        dest = self.run.artifacts / (name or f"{type(obj).__name__.lower()}.pt")
+        default = check_name(f"{type(obj).__name__.lower()}.pt", "log_artifact(name=)")
+        dest = self.run.artifacts / (name or default)
         _save(obj, dest)
         return dest
 
@@ -170,46 +433,70 @@ class RunLogger:
 
         The metrics written so far are flushed and their lengths recorded, so that
         a run resumed from this checkpoint continues its metric files exactly
-        where the checkpoint left them, with no duplicated rows.
+        where the checkpoint left them, with no duplicated rows. Raises
+        :class:`RecordWriteError` if the metrics or the checkpoint cannot be
+        written (the previous checkpoint of that name is then kept).
         """
+        if self._fault is not None:
+            self._raise_fault()
+        check_name(name, "log_checkpoint(name=)")
+        dest = self.run.checkpoints / f"{name}.pt"
         with self._lock:
+            self._resuming = False
             self._flush_locked()
             sizes = {p.stem: p.stat().st_size for p in self.run.metrics.glob("*.jsonl")}
+            sizes.update(self._sizes)
             meta = {"metrics_bytes": sizes, "next_step": dict(self._next_step), "time": time.time()}
-        dest = self.run.checkpoints / f"{name}.pt"
-        _save({_CHECKPOINT_KEY: meta, "state": state}, dest)
+        try:
+            _save({_CHECKPOINT_KEY: meta, "state": state}, dest)
+        except OSError as exc:
+            raise RecordWriteError(
+                f"{dest}: {exc.strerror or exc}; the checkpoint was not saved "
+                f"(the previous {name}.pt, if any, is kept)"
+            ) from exc
         return dest
 
     def load_checkpoint(self, name: str = "last", **load_kwargs: Any) -> Any:
         """The state of the last checkpoint called ``name``, or ``None`` when there is none.
 
-        Rows logged after that checkpoint was taken (by a run that was then
-        preempted or killed) are dropped from the metric files, since the resumed
-        run will log them again.
+        Only reads the checkpoint, except when this logger resumes a run (see
+        ``resume``): then its first load of ``"last"``, before any row is logged,
+        also cuts the rows the previous attempt logged after that checkpoint,
+        since the resumed task logs them again.
         """
+        check_name(name, "load_checkpoint(name=)")
         path = self.run.checkpoints / f"{name}.pt"
         if not path.exists():
             return None
         payload = _load(path, **load_kwargs)
         if not (isinstance(payload, dict) and _CHECKPOINT_KEY in payload):
             return payload
-        meta = payload[_CHECKPOINT_KEY]
+        if name == "last" and self._resuming:
+            self._rewind(payload[_CHECKPOINT_KEY])
+        return payload["state"]
+
+    def _rewind(self, meta: Mapping[str, Any]) -> None:
         with self._lock:
-            self._flush_locked()
-            for fh in self._files.values():
-                fh.close()
-            self._files.clear()
-            for path_ in self.run.metrics.glob("*.jsonl"):
-                keep = meta["metrics_bytes"].get(path_.stem, 0)
-                if path_.stat().st_size > keep:
-                    with open(path_, "r+b") as fh:
+            self._resuming = False
+            if self._buffers or self._sizes:  # this attempt has logged already
+                return
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            self._sizes.clear()
+            for path in self.run.metrics.glob("*.jsonl"):
+                keep = meta["metrics_bytes"].get(path.stem, 0)
+                if path.stat().st_size > keep:
+                    with open(path, "r+b") as fh:
                         fh.truncate(keep)
             self._next_step = dict(meta["next_step"])
-        return payload["state"]
 
     # -------------------------------------------------------------------- close
     def close(self) -> None:
-        """Flush everything and stop the background writer (idempotent)."""
+        """Flush everything and stop the background writer (idempotent).
+
+        Raises :class:`RecordWriteError` once if rows could not be written.
+        """
         if self._closed:
             return
         self._closed = True
@@ -217,16 +504,23 @@ class RunLogger:
         if self._flusher.is_alive() and self._flusher is not threading.current_thread():
             self._flusher.join()
         with self._lock:
-            self._flush_locked()
-            for fh in self._files.values():
-                fh.close()
-            self._files.clear()
+            try:
+                self._flush_locked(final=True)
+            finally:
+                self._fault = _CLOSED
+                for fd in self._fds.values():
+                    os.close(fd)
+                self._fds.clear()
 
     def __enter__(self) -> RunLogger:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self.close()
+        except RecordWriteError:
+            if not isinstance(exc, RecordWriteError):  # else the task already has it
+                raise
 
     @property
     def run_dir(self) -> Path:
@@ -235,6 +529,34 @@ class RunLogger:
     @property
     def artifact_dir(self) -> Path:
         return self.run.artifacts
+
+
+def _repair_tail(fd: int) -> int:
+    """The length of the whole lines of an open metrics file, cutting a torn last line."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            good = start + cut + 1
+            break
+        end = start
+    else:
+        good = 0
+    tail = os.pread(fd, size - good, good)
+    try:
+        whole = isinstance(orjson.loads(tail), dict)
+    except orjson.JSONDecodeError:
+        whole = False
+    if whole:  # a complete row that only lacks its newline
+        os.write(fd, b"\n")
+        return size + 1
+    os.ftruncate(fd, good)
+    return good
 
 
 def _last_row(path: Path) -> dict[str, Any] | None:
@@ -280,3 +602,6 @@ def _load(path: Path, **kwargs: Any) -> Any:
             return pickle.load(fh)
     kwargs.setdefault("weights_only", False)
     return torch.load(path, **kwargs)
+
+
+__all__ = ["MetricsError", "RecordWriteError", "RunLogger"]

@@ -1,0 +1,56 @@
+"""Names a task passes to runlab are data, never paths.
+
+A metrics file, an artifact or a checkpoint is named by the task
+(``log_metrics(name=)``, ``log_artifact(name=)``, ``log_checkpoint(name=)``,
+``load_checkpoint(name=)``), and runlab turns the name into a file inside the run
+directory. :func:`check_name` makes sure it stays there: a name is one plain file
+name, so ``../../x``, ``/etc/x``, ``a/b`` or a NUL byte are refused at the call,
+before anything is written or read.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+#: Longest name, in UTF-8 bytes: file systems allow 255, and runlab adds suffixes
+#: (``.jsonl``, ``.pt``) and a temporary ``.<name>.tmp`` around it.
+MAX_NAME_BYTES = 200
+
+
+def check_name(value: object, argument: str) -> str:
+    """Return ``value`` if it is a safe file name, else raise ``ValueError`` naming ``argument``.
+
+    A safe name is a non-empty ``str`` of at most :data:`MAX_NAME_BYTES` UTF-8
+    bytes that holds no ``/`` or ``\\``, no ``..``, no NUL or other control
+    character, and does not start with ``.`` (hidden and temporary files are
+    runlab's own).
+    """
+    problem = _problem(value)
+    if problem is None:
+        return value  # type: ignore[return-value]
+    raise ValueError(
+        f"{argument}={value!r} is not a valid name: {problem}; use a plain file name "
+        "such as 'train' or 'model.pt' (letters, digits, '-', '_' and '.')"
+    )
+
+
+def _problem(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"it is a {type(value).__name__}, not a str"
+    if not value:
+        return "it is empty"
+    if "/" in value or "\\" in value:
+        return "it holds a path separator"
+    if ".." in value:
+        return "it holds '..'"
+    if value.startswith("."):
+        return "it starts with '.'"
+    if not value.isprintable() and any(unicodedata.category(c) == "Cc" for c in value):
+        return "it holds a NUL or another control character"
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        return "it is not valid text"
+    if size > MAX_NAME_BYTES:
+        return f"it is {size} bytes long, more than {MAX_NAME_BYTES}"
+    return None

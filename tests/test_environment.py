@@ -280,6 +280,7 @@ def test_a_run_in_that_tree_is_complete_warns_and_reproduces(
     show = runlab_cli(big_tree, logs, "show", str(logs), "1")
     assert show.returncode == 0, show.stderr
     assert "problem: environment: git: 40,002 untracked" in " ".join(show.stdout.split())
+    assert "untracked_skipped: [big.bin, venv/]" in show.stdout
 
     # the patch (binary, non-UTF-8 names) applies; slow.py logs wall-clock time: "close"
     again = runlab_cli(big_tree, logs, "reproduce", str(logs), "1", "--rtol", "0.01")

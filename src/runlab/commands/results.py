@@ -488,8 +488,10 @@ def _show(args: argparse.Namespace) -> int:
     env = record.get("env")
     if isinstance(env, dict):
         console.print("\n[bold]environment[/]")
-        short = {k: v for k, v in env.items() if k not in ("packages", "conda_packages")}
-        console.print(_indent(yaml.safe_dump(short, sort_keys=False, default_flow_style=None)))
+        hidden = ("packages", "conda_packages", "problems")  # problems: printed at the end
+        short = {k: v for k, v in env.items() if k not in hidden}
+        text = _indent(yaml.safe_dump(short, sort_keys=False, default_flow_style=None))
+        console.print(text, markup=False)  # `[venv/]` is a list, not rich markup
     if record["metrics"]:
         console.print("\n[bold]metrics[/] [dim](last / min / max)[/]")
         for name, summary in record["metrics"].items():
@@ -509,7 +511,9 @@ def _show(args: argparse.Namespace) -> int:
         for line in record["traceback"]:
             console.print("  " + line, style="red", markup=False)
     for problem in record["problems"]:
-        console.print(f"[yellow]problem:[/] {problem}")
+        from rich.markup import escape
+
+        console.print(f"[yellow]problem:[/] {escape(problem)}")
     return 0
 
 

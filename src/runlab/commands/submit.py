@@ -162,3 +162,5 @@ def _print_plan(sweep) -> None:
         )
     state = "clean" if not sweep.code.dirty else f"{len(sweep.code.changes)} uncommitted change(s)"
     out.print(f"code: commit {sweep.code.commit[:10]} ({state})")
+    if sweep.code.skipped_problem():
+        out.print(f"warning: {sweep.code.skipped_problem()}", markup=False, soft_wrap=True)

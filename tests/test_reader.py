@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -18,20 +17,11 @@ from typing import Any
 import orjson
 import polars as pl
 import pytest
-import yaml
 
-from runlab.files import now_iso, write_yaml
+from runlab.files import now_iso, write_record, write_yaml
 from runlab.logger import RunLogger
 from runlab.query import QueryError
-from runlab.reader import (
-    INDEX_DIR,
-    CorruptRunWarning,
-    Reader,
-    _Fallback,
-    _fast_yaml,
-    runs,
-    wait_for_index,
-)
+from runlab.reader import INDEX_DIR, CorruptRunWarning, Reader, runs, wait_for_index
 from runlab.rundir import RunDir, allocate
 
 ENV = {
@@ -62,8 +52,8 @@ def make_run(
 ) -> RunDir:
     """A run written through the writer API: metadata files, then metrics by RunLogger."""
     run = RunDir(allocate(logs)[0]).create()
-    write_yaml(run.config_file, config)
-    write_yaml(run.env_file, ENV)
+    write_record(run.config_file, config)
+    write_record(run.env_file, ENV)
     fields = {
         "status": "COMPLETE",
         "start_time": now_iso(),
@@ -153,7 +143,7 @@ def test_one_row_per_run_with_flattened_columns(sweep: Path) -> None:
     assert searchable["config.optimizer.lr"] == "Float64"
     assert searchable["train.loss.last"] == "Float64"
     assert searchable["config.method"] == "String"
-    assert (sweep / INDEX_DIR / "runs.parquet").exists()
+    assert (sweep / INDEX_DIR / "runs.json").exists()
     assert runs(sweep).run_ids == r.run_ids
 
 
@@ -289,7 +279,9 @@ def test_corrupt_runs_are_marked_and_warned_once(tmp_path: Path) -> None:
     good = make_run(logs, {"m": "a"}, [{"loss": 1.0}, {"loss": 0.5}])
     no_info = make_run(logs, {"m": "b"}, [{"loss": 1.0}])
     no_info.info_file.unlink()
+    no_info.info_file.with_suffix(".json").unlink()
     bad_yaml = make_run(logs, {"m": "c"}, [{"loss": 1.0}])
+    bad_yaml.config_file.with_suffix(".json").unlink()  # a run written by hand: YAML only
     bad_yaml.config_file.write_text("m: [unclosed\n  - x: {\n")
     empty = RunDir(allocate(logs)[0])  # allocated, nothing written yet
     with warnings.catch_warnings(record=True) as caught:
@@ -390,9 +382,9 @@ def test_incremental_index_rereads_only_what_changed(sweep: Path) -> None:
 def test_damaged_index_is_rebuilt_and_read_only_mode(sweep: Path) -> None:
     Reader(sweep).curves("train.loss")
     wait_for_index()
-    (sweep / INDEX_DIR / "runs.parquet").write_bytes(b"garbage")
-    for block in (sweep / INDEX_DIR / "metrics" / "train").glob("*.parquet"):
-        block.write_bytes(b"PAR1 nonsense")
+    for data in (sweep / INDEX_DIR).rglob("*.parquet"):  # data files damaged in place
+        data.chmod(0o644)
+        data.write_bytes(b"PAR1 nonsense")
     r = Reader(sweep)
     assert r.stats["meta_parsed"] == 12
     assert r.curves("train.loss").height == STEPS
@@ -437,42 +429,6 @@ def test_import_runlab_does_not_import_polars() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ---------------------------------------------------------------- fast YAML
-def _random_doc(rng: random.Random, depth: int = 0) -> dict[str, Any]:
-    scalars = [
-        0, 7, -3, 10**12, 0.1, -2.5e-7, 1e20, True, False, None, "GD", "a b", "it's", "",
-        "yes", "off", "null", "1.5", "012", "1e3", "2026-01-02", "12:30", "a: b", "# c",
-        "- x", "[1]", "{}", "x" * 90, "tab\there", "line\nbreak", "é", "~", "@at", "-1",
-        ".inf", "0x1f", "1_000", "a #b", " lead", "trail ", "'q'",
-    ]  # fmt: skip
-    doc: dict[str, Any] = {}
-    for _ in range(rng.randint(0, 6)):
-        key = rng.choice(["lr", "seed", "model", "on", "a.b", "x-y", "_k", "name", "1", "k"])
-        roll = rng.random()
-        if roll < 0.2 and depth < 3:
-            doc[key] = _random_doc(rng, depth + 1)
-        elif roll < 0.3:
-            doc[key] = [rng.choice(scalars) for _ in range(rng.randint(0, 3))]
-        else:
-            doc[key] = rng.choice(scalars)
-    return doc
-
-
-def test_fast_yaml_reads_what_pyyaml_reads() -> None:
-    rng = random.Random(7)
-    fast = 0
-    for _ in range(3000):
-        text = yaml.safe_dump(_random_doc(rng), sort_keys=False, default_flow_style=False)
-        want = yaml.safe_load(text) or {}
-        try:
-            got = _fast_yaml(text)
-        except _Fallback:
-            continue
-        fast += 1
-        assert orjson.dumps(got) == orjson.dumps(want), text
-    assert fast > 500
-
-
 def test_big_sweep_smoke(tmp_path: Path) -> None:
     """Many files written directly (not through the logger), read in one batch."""
     logs = tmp_path / "logs"
@@ -498,7 +454,7 @@ def test_big_sweep_smoke(tmp_path: Path) -> None:
 
 
 def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import runlab.reader as reader_module
+    import runlab.reader._metrics as reader_module
 
     logs = tmp_path / "logs"
     for i in range(20):
@@ -507,7 +463,7 @@ def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             rows[10]["extra"] = "x:y"  # a ':' in a string and a new key: the slow path
         make_run(logs, {"i": i % 4}, rows)
     want = Reader(logs, write_index=False).group_by("config.i").curves("train.loss")
-    monkeypatch.setattr(reader_module, "_BATCH_BYTES", 2000)
+    monkeypatch.setattr(reader_module, "BATCH_BYTES", 2000)
     r = Reader(logs, write_index=False)
     got = r.group_by("config.i").curves("train.loss")
     assert r.stats["metric_fast_batches"] > 5 and r.stats["metric_files_slow"] >= 1

@@ -59,6 +59,8 @@ class QueryError(ValueError):
         end: int | None = None,
         suggestions: Iterable[str] = (),
     ) -> None:
+        if len(message) > 300:  # a message quoting a huge key stays one short line
+            message = message[:297] + "..."
         self.message = message
         self.query = query
         self.start = max(0, min(start, len(query)))
@@ -75,9 +77,15 @@ class QueryError(ValueError):
         head = self.message
         if self.suggestions:
             head += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
-        one_line = self.query.replace("\n", " ").replace("\t", " ")
-        width = max(1, min(self.end, len(one_line) + 1) - self.start)
-        return f"{head}\n  {one_line}\n  {' ' * self.start}{'^' * width}"
+        # Quote a window of the query around the caret, never all of a long query.
+        end = min(self.end, self.start + _WINDOW)  # the part underlined
+        lo = max(0, self.start - _WINDOW)
+        hi = min(len(self.query), end + _WINDOW)
+        text = self.query[lo:hi].replace("\n", " ").replace("\t", " ").replace("\r", " ")
+        text = ("..." if lo else "") + text + ("..." if hi < len(self.query) else "")
+        caret = self.start - lo + (3 if lo else 0)
+        width = max(1, min(end, hi + 1) - self.start)
+        return f"{head}\n  {text}\n  {' ' * caret}{'^' * width}"
 
 
 # --------------------------------------------------------------------- tokens
@@ -94,6 +102,9 @@ _TOKEN = re.compile(
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _CMP = ("==", "!=", "<", "<=", ">", ">=")
+MAX_LENGTH = 100_000  # characters in a query
+MAX_DEPTH = 1000  # nested parentheses and negations
+_WINDOW = 40  # characters of the query shown on each side of the caret
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
@@ -285,35 +296,60 @@ class _Parser:
         return f"expected '&', '|' or the end of the query, found {_describe(tok)}"
 
     def or_expr(self) -> Node:
-        node = self.and_expr()
-        while self.peek().text == "|" and self.peek().kind == "op":
-            self.take()
-            node = Or(node, self.and_expr())
-        return node
+        """``or_expr`` of the grammar, parsed with explicit stacks (operator precedence),
+        so that nesting depth costs no recursion."""
+        ops: list[_Tok] = []  # pending "(", "~", "&", "|"
+        out: list[Node] = []
+        depth = 0
 
-    def and_expr(self) -> Node:
-        node = self.not_expr()
-        while self.peek().text == "&" and self.peek().kind == "op":
-            self.take()
-            node = And(node, self.not_expr())
-        return node
+        def reduce() -> None:
+            op = ops.pop()
+            right = out.pop()
+            left = out.pop()
+            out.append(And(left, right) if op.text == "&" else Or(left, right))
 
-    def not_expr(self) -> Node:
-        tok = self.peek()
-        if tok.kind == "op" and tok.text == "~":
-            self.take()
-            return Not(self.not_expr(), tok.start)
-        if tok.kind == "op" and tok.text == "(":
-            self.take()
-            node = self.or_expr()
-            close = self.peek()
-            if not (close.kind == "op" and close.text == ")"):
-                if close.kind == "end":
-                    raise QueryError("unclosed '('", self.query, tok.start, tok.end)
-                raise self.error(f"expected ')', found {_describe(close)}", close)
-            self.take()
-            return node
-        return self.condition()
+        def negate() -> None:
+            nonlocal depth
+            while ops and ops[-1].text == "~":
+                out.append(Not(out.pop(), ops.pop().start))
+                depth -= 1
+
+        while True:
+            tok = self.peek()
+            if tok.kind == "op" and tok.text in ("~", "("):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise self.error(f"the query is nested more than {MAX_DEPTH} levels deep", tok)
+                ops.append(self.take())
+                continue
+            out.append(self.condition())
+            negate()
+            while True:  # after an operand: binary operators and closing parentheses
+                tok = self.peek()
+                if tok.kind == "op" and tok.text in ("&", "|"):
+                    prec = 2 if tok.text == "&" else 1
+                    while ops and ops[-1].text in ("&", "|"):
+                        if (2 if ops[-1].text == "&" else 1) < prec:
+                            break
+                        reduce()
+                    ops.append(self.take())
+                    break
+                if tok.kind == "op" and tok.text == ")" and any(o.text == "(" for o in ops):
+                    while ops[-1].text != "(":
+                        reduce()
+                    ops.pop()
+                    self.take()
+                    depth -= 1
+                    negate()
+                    continue
+                while ops and ops[-1].text in ("&", "|"):
+                    reduce()
+                if ops:  # an open parenthesis (a pending "~" was applied already)
+                    opened = ops[-1]
+                    if tok.kind == "end":
+                        raise QueryError("unclosed '('", self.query, opened.start, opened.end)
+                    raise self.error(f"expected ')', found {_describe(tok)}", tok)
+                return out[-1]
 
     def operand(self) -> Key | Literal:
         tok = self.peek()
@@ -395,28 +431,46 @@ def parse(query: str) -> Node:
     """Parse ``query`` into a syntax tree; raise :class:`QueryError` on a syntax error."""
     if not isinstance(query, str):
         raise TypeError(f"a query is a string, not {type(query).__name__}")
+    if len(query) > MAX_LENGTH:
+        raise QueryError(
+            f"the query is {len(query):,} characters long, over the limit of {MAX_LENGTH:,}",
+            query,
+            MAX_LENGTH,
+            len(query),
+        )
     return _Parser(query).parse()
 
 
 def keys_of(node: Node) -> list[Key]:
     """Every key the query refers to, in order."""
     out: list[Key] = []
-
-    def walk(n: Any) -> None:
+    todo: list[Any] = [node]  # a stack: no recursion, however deep the query
+    while todo:
+        n = todo.pop()
         if isinstance(n, Key):
             out.append(n)
         elif isinstance(n, Compare):
-            walk(n.left)
-            walk(n.right)
+            todo += [n.right, n.left]
         elif isinstance(n, In):
             out.append(n.key)
         elif isinstance(n, Not):
-            walk(n.operand)
+            todo.append(n.operand)
         elif isinstance(n, (And, Or)):
-            walk(n.left)
-            walk(n.right)
+            todo += [n.right, n.left]
+    return out
 
-    walk(node)
+
+def _terms(node: And | Or) -> list[Node]:
+    """The operands of a chain of the same operator (``a & (b & c)`` -> a, b, c)."""
+    kind = type(node)
+    out: list[Node] = []
+    todo: list[Node] = [node]
+    while todo:
+        n = todo.pop()
+        if type(n) is kind:
+            todo += [n.right, n.left]  # type: ignore[union-attr]
+        else:
+            out.append(n)
     return out
 
 
@@ -512,14 +566,43 @@ class _Compiler:
         )
 
     def compile(self, node: Node) -> Any:
+        """The expression of ``node``, built without recursion: chains of ``&`` or ``|``
+        become one ``all_horizontal``/``any_horizontal`` (every operand is non-null,
+        so this is the same), and ``~~x`` is ``x``, so deep queries stay shallow."""
         import polars as pl
 
-        if isinstance(node, And):
-            return self.compile(node.left) & self.compile(node.right)
-        if isinstance(node, Or):
-            return self.compile(node.left) | self.compile(node.right)
-        if isinstance(node, Not):
-            return ~self.compile(node.operand)
+        done: dict[int, Any] = {}
+        todo: list[tuple[Node, bool]] = [(node, False)]
+        while todo:
+            n, ready = todo.pop()
+            if isinstance(n, Not):
+                inner, flips = n.operand, 1
+                while isinstance(inner, Not):
+                    inner, flips = inner.operand, flips + 1
+                if not ready:
+                    todo += [(n, True), (inner, False)]
+                else:
+                    done[id(n)] = ~done[id(inner)] if flips % 2 else done[id(inner)]
+            elif isinstance(n, (And, Or)):
+                terms = _terms(n)
+                if not ready:
+                    todo.append((n, True))
+                    todo += [(t, False) for t in reversed(terms)]
+                else:
+                    exprs = [done[id(t)] for t in terms]
+                    if len(exprs) == 2:
+                        a, b = exprs
+                        done[id(n)] = (a & b) if isinstance(n, And) else (a | b)
+                    else:
+                        horizontal = pl.all_horizontal if isinstance(n, And) else pl.any_horizontal
+                        done[id(n)] = horizontal(exprs)
+            else:
+                done[id(n)] = self.leaf(n)
+        return done[id(node)]
+
+    def leaf(self, node: Node) -> Any:
+        import polars as pl
+
         if isinstance(node, Key):
             if _kind(self.dtype(node)) not in ("bool", "null"):
                 raise QueryError(

@@ -1,0 +1,240 @@
+"""The index: a cache of run tables and metric rows inside the logs directory.
+
+Layout of ``<logs>/.runlab-index/`` (format 2)::
+
+    runs.json                        pointer: {"format": 2, "file": "runs.<uid>.parquet",
+                                               "mixed": [columns kept as JSON text]}
+    runs.<uid>.parquet               the run table (with each run's file signatures)
+    metrics/<name>/<block>.json      pointer: {"format": 2, "file": "<block>.<uid>.parquet",
+                                               "runs": {run_id: {sig, rows, inc, problem,
+                                                                 summary}}}
+    metrics/<name>/<block>.<uid>.parquet   the rows of those runs (256 runs per block)
+
+Data files are immutable: each is written once under a fresh unique name and
+never changed. A pointer is small JSON replaced atomically (``os.replace``), so
+a reader sees the old or the new one whole, and every file a pointer names is
+complete. Readers read a data file whole, in one ``read`` of one open file, and
+never go back to the path. A data file that no pointer names any more is
+deleted by a later writer once ``GRACE_S`` has passed since it was retired (its
+mtime is set when it is retired); a reader that finds a file gone just reads
+the runs' own files. Nothing in the index is needed: delete it at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+INDEX_DIR = ".runlab-index"
+FORMAT = 2
+BLOCK = 256  # runs per metrics block
+GRACE_S = 120.0  # how long a retired data file stays readable
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\Z")
+
+
+def _write_atomic(dest: Path, data: bytes) -> bool:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+        return True
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+def _read_whole(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _pointer(path: Path) -> dict[str, Any] | None:
+    raw = _read_whole(path)
+    if raw is None:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return data
+
+
+def _unique(slot: str) -> str:
+    return f"{slot}.{uuid.uuid4().hex[:16]}.parquet"
+
+
+def _write_data(folder: Path, slot: str, df: pl.DataFrame) -> str | None:
+    """Write ``df`` to a new immutable file in ``folder``; its name, or None on failure."""
+    name = _unique(slot)
+    path = folder / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "xb") as fh:
+            df.write_parquet(fh, compression="lz4", statistics=False)
+        return name
+    except (OSError, pl.exceptions.PolarsError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _retire(folder: Path, slot: str, old: str | None, keep: str) -> None:
+    """After a pointer moved from ``old`` to ``keep``: mark ``old`` retired now, and
+    delete this slot's data and temporary files retired more than GRACE_S ago."""
+    if old and old != keep:
+        try:
+            os.utime(folder / old)
+        except OSError:
+            pass
+    limit = time.time() - GRACE_S
+    prefixes = (f"{slot}.", f".{slot}.")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name in (keep, old) or not name.startswith(prefixes):
+            continue
+        if not name.endswith((".parquet", ".tmp")):
+            continue
+        try:
+            if entry.stat().st_mtime < limit:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+class Index:
+    """Reads and writes the index of one logs directory (see the module docstring)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.root = logs / INDEX_DIR
+
+    # ------------------------------------------------------------ run table
+    def read_runs(self) -> tuple[pl.DataFrame, set[str]] | None:
+        for _ in range(3):  # a data file retired between the two reads: look again
+            pointer = _pointer(self.root / "runs.json")
+            if pointer is None or not isinstance(pointer.get("file"), str):
+                return None
+            raw = _read_whole(self.root / pointer["file"])
+            if raw is None:
+                continue
+            try:
+                df = pl.read_parquet(raw)
+            except Exception:  # a damaged index is only a cache: rebuild it
+                return None
+            if "run_id" not in df.columns or "_sig" not in df.columns:
+                return None
+            return df, set(pointer.get("mixed") or [])
+        return None
+
+    def write_runs(self, df: pl.DataFrame, mixed: set[str]) -> bool:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        name = _write_data(self.root, "runs", df)
+        if name is None:
+            return False
+        old = _pointer(self.root / "runs.json")
+        pointer = {"format": FORMAT, "file": name, "mixed": sorted(mixed)}
+        if not _write_atomic(self.root / "runs.json", orjson.dumps(pointer)):
+            (self.root / name).unlink(missing_ok=True)
+            return False
+        _retire(self.root, "runs", (old or {}).get("file"), name)
+        return True
+
+    # -------------------------------------------------------------- metrics
+    def _folder(self, name: str) -> Path:
+        safe = name if _SAFE_NAME.match(name) and ".." not in name else None
+        if safe is None:
+            safe = "_" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        return self.root / "metrics" / safe
+
+    def read_block(self, name: str, block: int) -> dict[str, Any]:
+        """The pointer of one metrics block (``{}`` when there is none)."""
+        return _pointer(self._folder(name) / f"{block:06d}.json") or {}
+
+    def block_rows(self, name: str, pointer: Mapping[str, Any]) -> bytes | None:
+        """The whole Parquet file of a block's rows, or None when it is gone."""
+        file = pointer.get("file")
+        if not isinstance(file, str) or "/" in file:
+            return None
+        return _read_whole(self._folder(name) / file)
+
+    def write_block(
+        self, name: str, block: int, rows: pl.DataFrame | None, runs: dict[str, Any]
+    ) -> bool:
+        folder = self._folder(name)
+        slot = f"{block:06d}"
+        file = None
+        if rows is not None and rows.height:
+            file = _write_data(folder, slot, rows)
+            if file is None:
+                return False
+        else:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return False
+        data = orjson.dumps({"format": FORMAT, "file": file, "runs": runs}, default=str)
+        old = (_pointer(folder / f"{slot}.json") or {}).get("file")
+        if not _write_atomic(folder / f"{slot}.json", data):
+            if file:
+                (folder / file).unlink(missing_ok=True)
+            return False
+        _retire(folder, slot, old, file or "")
+        return True
+
+
+# ------------------------------------------------------------ background
+_PENDING: list[threading.Thread] = []
+_PENDING_LOCK = threading.Lock()
+
+
+def background(fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` (an index write) in a thread that the interpreter joins at exit.
+
+    Writes are safe to interrupt at any point: a killed writer leaves at most an
+    unreferenced file, which a later writer deletes.
+    """
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except Exception:  # a cache that cannot be written is only a slower next read
+            pass
+
+    thread = threading.Thread(target=run, name="runlab-index-writer")
+    with _PENDING_LOCK:
+        _PENDING[:] = [t for t in _PENDING if t.is_alive()]
+        _PENDING.append(thread)
+    thread.start()
+
+
+def wait_for_index() -> None:
+    """Wait until the index writes started by this process are on disk."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+    for thread in pending:
+        thread.join()

@@ -356,12 +356,14 @@ def worker(logs: str, shape: str, profile: str = "") -> dict[str, Any]:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     runs = reader_module.Reader(logs)
     selected = runs.filter(spec["query"])
     grouped = selected.group_by(*spec["group"])
     outs = [grouped.curves(metric) for metric in spec["metrics"]]
     done = time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -376,6 +378,11 @@ def worker(logs: str, shape: str, profile: str = "") -> dict[str, Any]:
     return {
         "import_s": imported - start,
         "seconds": done - t0,
+        # CPU seconds of the timed part (all threads, and pool processes): less moved
+        # by other work on the machine than the wall time, though not immune to it.
+        "cpu_s": sum(
+            b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(ru0, ru1, strict=True)
+        ),
         "index_wait_s": written - done,
         "runs": len(selected),
         "groups": [o.select(pl.struct(*spec["group"]).n_unique()).item() for o in outs],
@@ -487,6 +494,7 @@ def _mlxp_rows(path: Path) -> list[tuple[str, ...]]:
                 f"{cold['seconds']:.3f}",
                 f"{warm['seconds']:.3f}",
                 "",
+                "",
                 f"{max(cold['peak_mb'], warm['peak_mb']):.0f}",
                 "",
                 "",
@@ -555,7 +563,10 @@ def main() -> int:
         spec = SHAPES[shape]
         print(f"timing {shape} ...", file=sys.stderr, flush=True)
         r = measure(dirs[spec["data"]], shape, args.repeat, args.src)
-        checks = {json.dumps(x["check"]) for x in r["cold"] + r["warm"]}
+        # The same curves cold and warm (to 1e-9: parallel sums differ in the last bits).
+        checks = {
+            json.dumps([[f"{v:.9g}" for v in c] for c in x["check"]]) for x in r["cold"] + r["warm"]
+        }
         target, met = verdict(spec, r)
         results[shape] = {
             "spec": {k: v for k, v in spec.items() if k != "target"},
@@ -576,6 +587,7 @@ def main() -> int:
                 f"{r['cold'][0]['runs']:,}",
                 _fmt(r["cold"]),
                 _fmt(r["warm"]),
+                f"{_med(r['cold'], 'cpu_s'):.2f} / {_med(r['warm'], 'cpu_s'):.2f}",
                 _fmt(r["cold"], "index_wait_s"),
                 f"{peak:.0f}" + (f" (+{kids:.0f} pool)" if kids > 1 else ""),
                 _load(r["cold"] + r["warm"]),
@@ -621,6 +633,7 @@ def main() -> int:
         "Runs selected",
         "Cold, no index (s)",
         "Warm (s)",
+        "CPU s cold / warm",
         "Cold: index write after (s)",
         "Peak RSS (MB)",
         "Load avg",
@@ -633,7 +646,8 @@ def main() -> int:
         print("| " + " | ".join(row) + " |")
     print(
         f"\nSeconds from `Reader(logs)` to the collected curves, median of {args.repeat} fresh "
-        "processes (min in brackets), imports excluded. Generation (this run; 0 = reused): "
+        "processes (min in brackets), imports excluded; CPU s: user + system seconds of the "
+        "same part (all threads and pool processes; median). Generation (this run; 0 = reused): "
         + ", ".join(
             f"{k} {v['seconds']:.0f} s ({v['mb_on_disk']:.0f} MB)" for k, v in generated.items()
         )

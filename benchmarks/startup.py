@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,13 +76,18 @@ def make_apps(root: Path) -> tuple[Path, Path]:
     return root / "bare.py", root / "with_runlab.py"
 
 
-def time_once(script: Path, env: dict[str, str]) -> float:
+def time_once(script: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the app and its git children) of one run."""
     # Bare Hydra writes outputs/<date>/ like any Hydra app; runlab turns that off.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, str(script)], cwd=script.parent, env=env, check=True, capture_output=True
     )
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -92,21 +98,32 @@ def main() -> None:
         root = Path(tmp)
         bare, with_runlab = make_apps(root)
         env = {**os.environ, "RUNLAB_LOGS": str(root / "logs")}
-        times: dict[str, list[float]] = {"bare Hydra": [], "@runlab.launch": []}
-        for script in (bare, with_runlab):
+        apps = {"bare Hydra": bare, "@runlab.launch": with_runlab}
+        wall: dict[str, list[float]] = {name: [] for name in apps}
+        cpu: dict[str, list[float]] = {name: [] for name in apps}
+        for script in apps.values():
             time_once(script, env)  # warm-up, untimed
         for _ in range(args.runs):  # interleaved, so that a busy moment hits both
-            times["bare Hydra"].append(time_once(bare, env))
-            times["@runlab.launch"].append(time_once(with_runlab, env))
+            for name, script in apps.items():
+                w, c = time_once(script, env)
+                wall[name].append(w)
+                cpu[name].append(c)
         runs = sorted(p.name for p in (root / "logs").iterdir())
         assert len(runs) == args.runs + 1, runs
-    med = {k: statistics.median(v) for k, v in times.items()}
+    load = os.getloadavg()[0]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"{'app':<16} {'median s':>9} {'min s':>7} {'max s':>7}  (n={args.runs})")
-    for name, values in times.items():
-        print(f"{name:<16} {med[name]:>9.3f} {min(values):>7.3f} {max(values):>7.3f}")
+    print(f"load average at the end: {load:.1f}")
+    print(f"{'app':<16} {'wall median s':>14} {'min':>7} {'max':>7} {'CPU median s':>13}")
+    for name in apps:
+        w, c = wall[name], cpu[name]
+        print(
+            f"{name:<16} {statistics.median(w):>14.3f} {min(w):>7.3f} {max(w):>7.3f} "
+            f"{statistics.median(c):>13.3f}"
+        )
+    dw = statistics.median(wall["@runlab.launch"]) - statistics.median(wall["bare Hydra"])
+    dc = statistics.median(cpu["@runlab.launch"]) - statistics.median(cpu["bare Hydra"])
     print(
-        f"runlab overhead  {med['@runlab.launch'] - med['bare Hydra']:>9.3f} s (median difference)"
+        f"runlab overhead: {dw:.3f} s wall, {dc:.3f} s CPU (differences of medians, n={args.runs})"
     )
 
 

@@ -507,14 +507,36 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _name_version(dist: importlib.metadata.Distribution) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from the header lines of a distribution's metadata.
+
+    ``dist.metadata`` parses the whole file as an e-mail, long description included:
+    about 3 ms a package, 0.4 s for a usual environment, at every run start.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text is None:
+        return None, None
+    name = version = None
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the headers
+        if line.startswith("Name:") and name is None:
+            name = line[5:].strip()
+        elif line.startswith("Version:") and version is None:
+            version = line[8:].strip()
+    return name, version
+
+
 def python_packages() -> dict[str, str]:
     """Every installed Python distribution and its version, sorted by name."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         try:
-            name = dist.metadata["Name"]
+            name, version = _name_version(dist)
+            if name is None or version is None:
+                name, version = dist.metadata["Name"], dist.version
             if name and name not in found:
-                found[name] = dist.version
+                found[name] = version
         except Exception:  # one broken distribution must not hide the others
             continue
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))

@@ -1,0 +1,482 @@
+"""The run record under attack: hostile run ids, a second writer, early signals, full and
+read-only disks, umasks, sweeps in a git tree, temporaries of killed writes.
+
+Every test runs real task processes (and real signals, real tmpfs mounts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, TASKS, run_task, start_task, task_env
+from runlab.rundir import is_run_id
+
+SLOW = TASKS / "slow.py"
+FINAL = {"COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED"}
+
+
+def read_info(run: Path) -> dict:
+    """Both twins of a run's info parse (strictly), and agree."""
+    info_json = json.loads((run / "metadata" / "info.json").read_text())
+    info_yaml = yaml.safe_load((run / "metadata" / "info.yaml").read_text())
+    assert info_json == info_yaml
+    return info_json
+
+
+def runs_in(logs: Path) -> list[Path]:
+    if not logs.exists():
+        return []
+    return sorted((p for p in logs.iterdir() if is_run_id(p.name)), key=lambda p: int(p.name))
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("runlab: error:")]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def wait_line(proc: subprocess.Popen, prefix: str) -> None:
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"exited before printing {prefix!r}: {proc.stderr.read()}")
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+# ------------------------------------------------------------------ run ids
+
+
+@pytest.mark.parametrize("value", ["../escape", "ABSOLUTE", "007", "1.5", "'²'", "'١٢'", "5", "-3"])
+def test_run_id_override_must_name_an_existing_run(logs: Path, tmp_path: Path, value: str) -> None:
+    run_task(SLOW, "steps=2", "interval=0")  # run 1 exists; 5 does not
+    before = tree(tmp_path)
+    if value == "ABSOLUTE":
+        value = str(tmp_path / "escape-abs")
+    proc = run_task(SLOW, "steps=2", "interval=0", f"runlab.run_id={value}", check=False)
+    assert_one_line_error(proc, "runlab.run_id")
+    assert proc.returncode == 2
+    assert tree(tmp_path) == before  # nothing created, anywhere under the test's folder
+    assert read_info(logs / "1")["attempts"] == 1
+
+
+def test_run_id_error_shows_the_traceback_with_runlab_debug(logs: Path) -> None:
+    proc = run_task(SLOW, "runlab.run_id=../x", check=False, RUNLAB_DEBUG="1")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "RunDirError" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["escape", "007", "0"])
+def test_run_dir_env_must_be_a_run_directory(tmp_path: Path, name: str) -> None:
+    target = tmp_path / "logs" / name
+    target.mkdir(parents=True)
+    proc = run_task(SLOW, "steps=2", "interval=0", check=False, RUNLAB_RUN_DIR=str(target))
+    assert_one_line_error(proc, "RUNLAB_RUN_DIR")
+    assert list(target.iterdir()) == []
+
+
+def test_folders_that_are_not_run_ids_do_not_stop_new_runs(logs: Path) -> None:
+    for name in ("²", "007", "١٢", "0", "12abc"):
+        (logs / name).mkdir(parents=True)
+    run_task(SLOW, "steps=2", "interval=0")
+    run_task(SLOW, "steps=2", "interval=0")
+    assert [p.name for p in runs_in(logs)] == ["1", "2"]
+    assert all(read_info(run)["status"] == "COMPLETE" for run in runs_in(logs))
+
+
+# ---------------------------------------------------------------- one writer
+
+
+def test_a_running_run_cannot_be_reopened_by_a_second_process(logs: Path) -> None:
+    first = start_task(SLOW, "steps=300", "interval=0.01", "ckpt_every=1000")
+    try:
+        wait_line(first, "step 5")
+        second = run_task(
+            SLOW, "steps=300", "interval=0.01", "ckpt_every=1000", "runlab.run_id=1", check=False
+        )
+        line = assert_one_line_error(second, "run 1", f"pid {first.pid}", os.uname().nodename)
+        assert second.returncode == 2
+        assert "wait" in line  # and what to do
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    rows = [
+        json.loads(x) for x in (logs / "1" / "metrics" / "train.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in rows] == list(range(len(rows)))  # no step written twice
+    info = read_info(logs / "1")
+    assert info["attempts"] == 1 and info["pid"] == first.pid and info["status"] in FINAL
+
+
+def test_two_processes_reopening_one_run_at_once_one_wins(logs: Path) -> None:
+    args = ["steps=150", "interval=0.02", "ckpt_every=10"]
+    first = start_task(SLOW, *args)
+    wait_line(first, "step 25")
+    first.kill()  # gone without a word: the run says RUNNING, its lock died with it
+    first.wait(timeout=10)
+    procs = [start_task(SLOW, *args, "runlab.run_id=1") for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = outs[[p.returncode for p in procs].index(2)]
+    assert len(error_lines(loser[1])) == 1 and "being written by pid" in loser[1], loser
+    rows = [
+        json.loads(x) for x in (logs / "1" / "metrics" / "train.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in rows] == list(range(150))  # each step once
+    info = read_info(logs / "1")
+    assert info["attempts"] == 2 and info["status"] == "COMPLETE"
+
+
+# ------------------------------------------------------------- early signals
+
+SLOW_START = """\
+import os, sys, time
+import runlab
+from runlab import environment
+
+_capture = environment.capture
+
+
+def capture(*args, **kwargs):
+    print("capturing", flush=True)
+    time.sleep(float(os.environ.get("CAPTURE_SLEEP", "1.0")))
+    return _capture(*args, **kwargs)
+
+
+environment.capture = capture  # stands for a slow environment capture (a big tree, a slow disk)
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("body", flush=True)
+    for step in range(ctx.config.steps):
+        ctx.logger.log_metrics({"value": step}, step=step)
+        time.sleep(ctx.config.interval)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.fixture
+def slow_start(tmp_path: Path) -> Path:
+    script = tmp_path / "task" / "slow_start.py"
+    script.parent.mkdir()
+    script.write_text(SLOW_START)
+    shutil.copy(TASKS / "slow.yaml", script.parent / "slow.yaml")
+    return script
+
+
+def check_every_run_has_a_final_record(logs: Path) -> list[str]:
+    statuses = []
+    for run in runs_in(logs):
+        info = read_info(run)
+        assert info["status"] in FINAL, (run, info)
+        statuses.append(info["status"])
+    for entry in logs.iterdir() if logs.exists() else []:
+        assert is_run_id(entry.name) or entry.name.startswith(".new-run-"), entry
+    return statuses
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_at_any_moment_leaves_a_final_record(
+    tmp_path: Path, slow_start: Path, signum: int
+) -> None:
+    # Fixed delays from the process start (on a busy machine the early ones fall in the
+    # imports, the later ones in config composition, run creation or capture), and last
+    # one at a known moment, in the environment capture, so that a run surely exists.
+    found = []
+    for i, delay in enumerate((0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0, "capturing")):
+        logs = tmp_path / f"logs-{i}"
+        proc = start_task(slow_start, "steps=100000", "interval=0.01", RUNLAB_LOGS=str(logs))
+        if isinstance(delay, str):
+            wait_line(proc, delay)
+        else:
+            time.sleep(delay)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0, (delay, out, err)
+        found += check_every_run_has_a_final_record(logs)
+    assert found and set(found) == {"INTERRUPTED"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_during_environment_capture_marks_the_run_interrupted(
+    logs: Path, slow_start: Path, signum: int
+) -> None:
+    proc = start_task(slow_start, "steps=100000", "interval=0.01", CAPTURE_SLEEP="5")
+    wait_line(proc, "capturing")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "body" not in out and "Traceback" not in err, err
+    (run,) = runs_in(logs)
+    info = read_info(run)
+    assert info["status"] == "INTERRUPTED" and info["end_time"] >= info["start_time"]
+
+
+def test_kill_9_at_any_moment_leaves_no_run_or_a_readable_one(
+    tmp_path: Path, slow_start: Path
+) -> None:
+    found = 0
+    for i, delay in enumerate((0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0, "capturing")):
+        logs = tmp_path / f"logs-{i}"
+        proc = start_task(slow_start, "steps=100000", "interval=0.01", RUNLAB_LOGS=str(logs))
+        if isinstance(delay, str):
+            wait_line(proc, delay)
+        else:
+            time.sleep(delay)
+        proc.kill()
+        proc.communicate(timeout=60)
+        for run in runs_in(logs):
+            assert read_info(run)["status"] == "RUNNING"  # the heartbeat tells it is gone
+            found += 1
+    assert found
+
+
+# --------------------------------------------------------------- full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs, unmounted afterwards."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+FILL = """\
+import time
+import runlab
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    for step in range(20000):  # 20 MB of rows for a 2 MiB disk
+        ctx.logger.log_metrics({"pad": "x" * 1000}, step=step)
+        if step % 100 == 0:
+            time.sleep(0.02)
+    print("logged everything", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_full_disk_ends_the_run_failed_with_the_error_recorded(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    script = tmp_path / "fill.py"
+    script.write_text(FILL)
+    shutil.copy(TASKS / "slow.yaml", tmp_path / "slow.yaml")
+    logs = small_disk / "logs"
+    proc = run_task(script, check=False, RUNLAB_LOGS=str(logs))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and "No space left on device" in lines[0], proc.stderr
+    (run,) = runs_in(logs)
+    info = read_info(run)
+    assert info["status"] == "FAILED"
+    assert "No space left on device" in info["error"]["message"]
+    assert not (run / "metadata" / ".reserve").exists()
+
+
+def test_the_reserve_is_held_while_running_and_gone_after(logs: Path) -> None:
+    proc = start_task(SLOW, "steps=100000", "interval=0.01")
+    wait_line(proc, "step 3")
+    (run,) = runs_in(logs)
+    assert (run / "metadata" / ".reserve").stat().st_blocks * 512 >= 256 * 1024  # not sparse
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert not (run / "metadata" / ".reserve").exists()
+
+
+# ----------------------------------------------------------------- file modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_file_of_a_run_gets_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    logs = tmp_path / "logs"
+    proc = subprocess.run(
+        [sys.executable, str(SLOW), "steps=12", "interval=0", "ckpt_every=5"],
+        cwd=ROOT,
+        env=task_env(RUNLAB_LOGS=str(logs)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs_in(logs)
+    files = [p for p in run.rglob("*") if p.is_file()]
+    modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert "metadata/info.yaml" in modes and "metrics/train.jsonl" in modes
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+    dirs = {oct(p.stat().st_mode & 0o777) for p in [run, *run.rglob("*")] if p.is_dir()}
+    assert dirs == {oct(0o777 & ~umask)}
+
+
+# ------------------------------------------------------------ one-line errors
+
+
+def test_resuming_with_another_config_is_one_line(logs: Path) -> None:
+    run_task(SLOW, "steps=5", "interval=0")
+    proc = run_task(SLOW, "steps=9", "interval=0", "runlab.run_id=1", check=False)
+    line = assert_one_line_error(proc, "different config", "runlab.run_id")
+    assert proc.returncode == 2 and str(logs / "1") in line
+    debug = run_task(
+        SLOW, "steps=9", "interval=0", "runlab.run_id=1", check=False, RUNLAB_DEBUG="1"
+    )
+    assert "ConfigMismatchError" in debug.stderr and "Traceback" in debug.stderr
+    assert read_info(logs / "1")["status"] == "COMPLETE"
+
+
+def test_logs_directory_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    proc = run_task(SLOW, check=False, RUNLAB_LOGS=str(tmp_path / "file" / "logs"))
+    assert_one_line_error(proc, str(tmp_path / "file"), "writable logs directory")
+    assert proc.returncode == 2
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs holding one finished run, then remounted read-only (root is refused too)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        run_task(SLOW, "steps=3", "interval=0", RUNLAB_LOGS=str(mnt / "logs"))
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_read_only_logs_directory_is_one_line(read_only_disk: Path) -> None:
+    logs = read_only_disk / "logs"
+    before = {p: p.read_bytes() for p in logs.rglob("*") if p.is_file()}
+    proc = run_task(SLOW, "steps=3", "interval=0", check=False, RUNLAB_LOGS=str(logs))
+    assert_one_line_error(proc, "Read-only file system", str(logs))
+    assert proc.returncode == 2
+    reopen = run_task(
+        SLOW, "steps=3", "interval=0", "runlab.run_id=1", check=False, RUNLAB_LOGS=str(logs)
+    )
+    assert_one_line_error(reopen, "Read-only file system", str(logs / "1"))
+    assert {p: p.read_bytes() for p in logs.rglob("*") if p.is_file()} == before
+
+
+def test_non_writable_logs_directory_is_one_line(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o555)
+    # chmod does not stop root: as root, run the task without the capabilities that
+    # let root write anywhere (uid stays 0, so it still reads the interpreter in /root).
+    prefix = []
+    if os.geteuid() == 0:
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    try:
+        proc = subprocess.run(
+            [*prefix, sys.executable, str(SLOW), "steps=2", "interval=0"],
+            cwd=ROOT,
+            env=task_env(RUNLAB_LOGS=str(logs)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert_one_line_error(proc, "Permission denied", str(logs))
+        assert proc.returncode == 2
+        assert list(logs.iterdir()) == []
+    finally:
+        logs.chmod(0o755)
+
+
+# --------------------------------------------------------- a clean work tree
+
+
+def test_a_sweep_leaves_nothing_in_the_work_tree(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(SLOW, repo / "task.py")
+    shutil.copy(TASKS / "slow.yaml", repo / "slow.yaml")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "task"], cwd=repo, check=True)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "task.py", "-m", "steps=1,2", "interval=0"],
+        cwd=repo,
+        env=task_env(RUNLAB_LOGS=str(tmp_path / "logs"), TMPDIR=str(tmpdir)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(runs_in(tmp_path / "logs")) == 2
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True
+    )
+    assert status.stdout == "", status.stdout
+    assert list(tmpdir.iterdir()) == []  # the sweep's temporary folder is gone too
+
+
+# ------------------------------------------------- temporaries of killed writes
+
+
+def test_temporaries_of_killed_writes_are_removed_at_the_next_start(logs: Path) -> None:
+    run_task(SLOW, "steps=10", "interval=0", "ckpt_every=5")
+    run = logs / "1"
+    litter = [
+        run / "metadata" / ".info.yaml.k2j3h4.tmp",
+        run / "metadata" / ".info.json.a8s7d6.tmp",
+        run / "metadata" / ".env.yaml.zz.tmp",
+        run / "checkpoints" / ".last.pt.tmp",
+    ]
+    for path in litter:
+        path.write_bytes(b"half")
+    keep = run / "artifacts" / "notes.tmp"  # a task's own file, not a temporary of ours
+    keep.write_text("mine")
+    run_task(SLOW, "steps=10", "interval=0", "ckpt_every=5", "runlab.run_id=1")
+    assert [p for p in litter if p.exists()] == []
+    assert keep.read_text() == "mine"
+    assert read_info(run)["status"] == "COMPLETE"

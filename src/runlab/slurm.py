@@ -65,6 +65,8 @@ class Limits:
     max_submit: int | None = None  # jobs a user may have queued at once
     max_submit_source: str = ""
     queued: int = 0  # the user's jobs already in the queue (counted when max_submit is set)
+    max_job_count: int | None = None  # job records the controller holds at once (MaxJobCount)
+    in_system: int = 0  # job records it holds now, every user's (ended ones for MinJobAge too)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,8 @@ class Limits:
             "MaxSubmitJobs": self.max_submit,
             "MaxSubmitJobs_from": self.max_submit_source or None,
             "queued_before": self.queued if self.max_submit is not None else None,
+            "MaxJobCount": self.max_job_count,
+            "jobs_in_system_before": self.in_system if self.max_job_count else None,
         }
 
 
@@ -85,6 +89,13 @@ def read_limits(account: str | None = None) -> Limits:
     m = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
     if m:
         limits.max_array_size = int(m.group(1))
+    m = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.MULTILINE)
+    if m:
+        limits.max_job_count = int(m.group(1))
+        try:  # every task of a pending array holds a record, and so does an ended job
+            limits.in_system = len(_run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"]).split())
+        except SlurmError:
+            pass
     user = getpass.getuser()
     try:
         out = _run(
@@ -130,6 +141,15 @@ def plan_arrays(count: int, limits: Limits) -> list[tuple[int, int]]:
             f"jobs queued ({limits.max_submit_source}), and {limits.queued} are queued already: "
             f"submit at most {room} points now (split the sweep), or ask your admins for a "
             "higher MaxSubmitJobs; nothing was written"
+        )
+    if limits.max_job_count and count + limits.in_system > limits.max_job_count:
+        room = max(0, limits.max_job_count - limits.in_system)
+        raise SlurmError(
+            f"the sweep has {count} points but this SLURM cluster holds at most "
+            f"{limits.max_job_count} jobs at once (MaxJobCount in `scontrol show config`; every "
+            f"array task counts) and {limits.in_system} are there now (ended jobs stay for "
+            f"MinJobAge): submit at most {room} points now, wait for the queue to drain, or ask "
+            "your admins for a higher MaxJobCount; nothing was written"
         )
     size = max(1, limits.max_array_size)
     return [(start, min(size, count - start)) for start in range(0, count, size)]

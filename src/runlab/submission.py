@@ -8,6 +8,7 @@ instead of leaving them ``QUEUED`` forever.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from runlab import environment, launcher
-from runlab.files import dump_yaml, dumps_json, now_iso
+from runlab.files import dumps_json, now_iso
 from runlab.points import expand
 from runlab.rundir import LOGS_ENV, RunDir, allocate
 from runlab.snapshot import CodeState, code_state, snapshot
@@ -127,20 +130,54 @@ def check_limits(sweep: Sweep) -> None:
         raise launcher.LauncherError(str(exc)) from None
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: str, data: bytes) -> None:
     # A brand-new directory that no reader takes for a run before info.json exists:
     # plain writes, no temporary file and rename per file.
     with open(path, "wb") as fh:
         fh.write(data)
 
 
+class _Json:
+    """``dumps_json`` for many configs sharing sub-dicts: the strict-JSON check is remembered."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, bool]] = {}
+
+    def _plain(self, obj: Any) -> bool:
+        if isinstance(obj, (dict, list)):
+            hit = self._memo.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1]
+            if isinstance(obj, dict):
+                ok = all(type(k) is str for k in obj) and all(self._plain(v) for v in obj.values())
+            else:
+                ok = all(self._plain(v) for v in obj)
+            self._memo[id(obj)] = (obj, ok)
+            return ok
+        if isinstance(obj, float):
+            return math.isfinite(obj)
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return -(2**63) <= obj < 2**64
+        return obj is None or isinstance(obj, (str, bool))
+
+    def dumps(self, data: Any) -> bytes:
+        if self._plain(data):
+            return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+        return dumps_json(data)
+
+
 def create_runs(sweep: Sweep) -> None:
     """Snapshot the code and pre-create one ``QUEUED`` run directory per job.
 
-    One write per file, in an order that keeps every reader safe: ``config``,
-    ``overrides``, ``info.yaml``, and ``info.json`` last (renamed into place), so a
-    directory is a run with its whole record or not a run yet.
+    One write per file, in an order that keeps every reader safe: ``config``
+    (JSON, then YAML), ``overrides.yaml``, ``info.yaml``, and ``info.json`` last,
+    so a directory is a run with its whole record or not a run yet (a reader that
+    catches ``info.json`` half-written falls back to the complete ``info.yaml``).
+    The configs of a sweep share their unchanged parts (:mod:`runlab.points`), and
+    so does the writing of their YAML and JSON (:mod:`runlab.yamlfast`).
     """
+    from runlab.yamlfast import Emitter
+
     if sweep.limits is None:
         check_limits(sweep)
     sweep.code_info = code_entry(sweep.code, sweep.script, sweep.logs)
@@ -160,19 +197,18 @@ def create_runs(sweep: Sweep) -> None:
         "code_snapshot": sweep.code_info["snapshot"],
     }
     diff = sweep.code.diff if sweep.code.dirty else None
-    dump = dump_yaml
+    yml, jsn = Emitter(), _Json()
     for index, (path, job) in enumerate(zip(paths, sweep.jobs, strict=True)):
-        meta = path / "metadata"
-        meta.mkdir()
-        _write(meta / "config.json", dumps_json(job.config))
-        _write(meta / "config.yaml", dump(job.config).encode())
-        _write(meta / "overrides.yaml", dump(job.overrides).encode())
+        meta = f"{path}/metadata"
+        os.mkdir(meta)
+        _write(f"{meta}/config.json", jsn.dumps(job.config))
+        _write(f"{meta}/config.yaml", yml.dump(job.config).encode())
+        _write(f"{meta}/overrides.yaml", yml.dump(job.overrides).encode())
         if diff is not None:
-            _write(meta / "git.diff", diff)
+            _write(f"{meta}/git.diff", diff)
         info = {"run_id": path.name, **common, "sweep_index": index}
-        _write(meta / "info.yaml", dump(info).encode())
-        _write(meta / ".info.json.new", dumps_json(info))
-        os.rename(meta / ".info.json.new", meta / "info.json")
+        _write(f"{meta}/info.yaml", yml.dump(info).encode())
+        _write(f"{meta}/info.json", jsn.dumps(info))
 
 
 def launch(sweep: Sweep) -> None:
@@ -182,7 +218,12 @@ def launch(sweep: Sweep) -> None:
     record = sweeps.new_record(sweep)
     try:
         sweeps.submit(
-            sweep.logs, record, [r.run_id for r in sweep.runs], sweep.code_info, sweep.limits
+            sweep.logs,
+            record,
+            [r.run_id for r in sweep.runs],
+            sweep.code_info,
+            sweep.limits,
+            overrides=[job.overrides for job in sweep.jobs],
         )
     except Exception as exc:
         reason = str(exc)

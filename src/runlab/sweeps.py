@@ -142,6 +142,7 @@ def submit(
     limits: Any = None,
     code_of: list[int] | None = None,
     kind: str = "submit",
+    overrides: list[list[str]] | None = None,
 ) -> dict[str, Any]:
     """Write the jobs file of ``run_ids`` and hand it to the launcher; record the submission."""
     from runlab import launcher
@@ -153,7 +154,8 @@ def submit(
     log_dir = base / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     jobs_file = base / f"jobs-{n}.json"
-    overrides = _overrides(logs, run_ids, kind)
+    if overrides is None:
+        overrides = _overrides(logs, run_ids)
     spec = {
         "sweep_id": record["sweep_id"],
         "submission": n,
@@ -213,7 +215,7 @@ def submit(
     return submission
 
 
-def _overrides(logs: Path, run_ids: list[Any], kind: str) -> list[list[str]]:
+def _overrides(logs: Path, run_ids: list[Any]) -> list[list[str]]:
     from runlab.files import read_yaml
 
     out = []

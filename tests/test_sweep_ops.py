@@ -1,0 +1,456 @@
+"""After `runlab submit`: the sweep record, status reconciled with the scheduler, cancel,
+retry, logs, and sweeps split by SLURM's limits; on the real local cluster and locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TASKS, task_env
+
+SLURM_UP = shutil.which("sinfo") is not None and (
+    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if shutil.which("sinfo")
+    else False
+)
+slurm = pytest.mark.skipif(
+    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
+)
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+FINAL = {"COMPLETE", "FAILED", "INTERRUPTED", "LOST", "TIMEOUT"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        [*GIT, *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git project holding the slow test task, committed."""
+    repo = tmp_path / "project"
+    (repo / "tasks").mkdir(parents=True)
+    shutil.copy(TASKS / "slow.py", repo / "tasks" / "slow.py")
+    shutil.copy(TASKS / "slow.yaml", repo / "tasks" / "slow.yaml")
+    (repo / ".gitignore").write_text("logs/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+def runlab(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runlab", *args],
+        cwd=project,
+        env=task_env(RUNLAB_LOGS=str(project / "logs")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"runlab {args[0]} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def info(project: Path, run_id: int) -> dict:
+    return json.loads((project / "logs" / str(run_id) / "metadata" / "info.json").read_text())
+
+
+def record(project: Path) -> dict:
+    (path,) = (project / "logs" / ".sweeps").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def wait_for(project: Path, run_ids: list[int], statuses: set[str], timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(info(project, r).get("status") in statuses for r in run_ids):
+            return
+        time.sleep(0.3)
+    raise AssertionError({r: info(project, r).get("status") for r in run_ids})
+
+
+def squeue(array: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-j", array, "-o", "%i %T"], capture_output=True, text=True
+    )
+    return out.stdout.splitlines() if out.returncode == 0 else []
+
+
+def rows(project: Path, run_id: int) -> list[dict]:
+    path = project / "logs" / str(run_id) / "metrics" / "train.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def fix_the_failure(project: Path) -> str:
+    slow = project / "tasks" / "slow.py"
+    slow.write_text(slow.read_text().replace("if step == cfg.fail_at:", "if False:"))
+    git(project, "commit", "-qam", "fix the failure")
+    return git(project, "rev-parse", "HEAD")
+
+
+# ----------------------------------------------------------------- failing point, retry
+def check_fail_then_retry(project: Path, launcher: str) -> None:
+    first = git(project, "rev-parse", "HEAD")
+    out = runlab(
+        project,
+        "submit",
+        "tasks/slow.py",
+        "steps=4",
+        "interval=0",
+        "ckpt_every=1",
+        "fail_at=-1,2",
+        "--launcher",
+        launcher,
+        "--wait",
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr  # one run did not complete
+    sweep = record(project)
+    assert sweep["runs"] == [1, 2] and sweep["launcher"]["name"] == launcher
+    assert sweep["submissions"][0]["code"][0]["commit"] == first
+
+    status = json.loads(runlab(project, "status", "--json").stdout)
+    assert status["sweep_id"] == sweep["sweep_id"]
+    assert status["counts"] == {"COMPLETE": 1, "FAILED": 1} and status["progress"] == 1.0
+    (failed,) = status["failing"]
+    assert failed["run_id"] == 2 and failed["error_type"] == "ValueError"
+    assert failed["error_message"] == "failing on purpose at step 2"
+    plain = runlab(project, "status").stdout
+    assert "FAILED" in plain and "ValueError: failing on purpose at step 2" in plain
+
+    dry = runlab(project, "retry", "--dry-run").stdout
+    assert "would retry 1 run(s)" in dry and "     2  FAILED" in dry
+    assert info(project, 2)["status"] == "FAILED" and len(record(project)["submissions"]) == 1
+
+    fixed = fix_the_failure(project)
+    out = runlab(project, "retry", "--code", "current")
+    assert "retrying 1 run(s)" in out.stdout and fixed[:10] in out.stdout
+    wait_for(project, [2], FINAL)
+    again = info(project, 2)
+    assert again["status"] == "COMPLETE", again
+    assert again["attempts"] == 2 and again["previous_status"] == "FAILED"
+    assert again["code_commits"] == [first, fixed] and again["code_commit"] == fixed
+    assert again["previous_error"]["message"] == "failing on purpose at step 2"
+    assert [r["step"] for r in rows(project, 2)] == [0, 1, 2, 3]  # resumed at its checkpoint
+    env = yaml.safe_load((project / "logs" / "2" / "metadata" / "env.yaml").read_text())
+    assert env["git"]["commit"] == fixed
+    subs = record(project)["submissions"]
+    assert [s["kind"] for s in subs] == ["submit", "retry"] and subs[1]["runs"] == [2]
+    assert [c["commit"] for s in subs for c in s["code"]] == [first, fixed]
+    assert info(project, 1)["attempts"] == 1  # the complete run was left alone
+    assert "start 2" in runlab(project, "logs", "2").stdout  # the retry's own output
+    final = json.loads(runlab(project, "status", "--json").stdout)
+    assert final["counts"] == {"COMPLETE": 2} and final["submissions"] == 2
+
+
+@slurm
+@pytest.mark.slurm
+def test_slurm_failed_point_shows_its_error_and_retry_after_a_fix_completes_it(
+    project: Path,
+) -> None:
+    check_fail_then_retry(project, "slurm")
+
+
+def test_local_failed_point_shows_its_error_and_retry_after_a_fix_completes_it(
+    project: Path,
+) -> None:
+    check_fail_then_retry(project, "local")
+
+
+# ----------------------------------------------------------------- reconcile, cancel
+@slurm
+@pytest.mark.slurm
+def test_slurm_array_cancelled_while_pending_is_interrupted_in_plain_status(
+    project: Path,
+) -> None:
+    hold = "launcher.additional_parameters.hold=true"
+    runlab(project, "submit", "tasks/slow.py", "steps=1,2,3", "--launcher", "slurm", hold)
+    sweep = record(project)
+    (array,) = [a["job_id"] for a in sweep["submissions"][0]["arrays"]]
+    assert len(squeue(array)) == 3
+    before = json.loads(runlab(project, "status", "--json").stdout)
+    assert before["counts"] == {"QUEUED": 3} and before["reconciled"] == []
+
+    subprocess.run(["scancel", array], check=True)  # behind runlab's back
+    status = runlab(project, "status")  # no --wait anywhere
+    assert "INTERRUPTED 3" in status.stdout, status.stdout
+    for run_id in (1, 2, 3):
+        rec = info(project, run_id)
+        assert rec["status"] == "INTERRUPTED"
+        assert (
+            rec["error"]["message"]
+            == f"job {array}_{run_id - 1} was cancelled before the run started"
+        )
+        assert rec["reconciled"]["job"] == "CANCELLED" and rec["reconciled"]["was"] == "QUEUED"
+    again = json.loads(runlab(project, "status", "--json").stdout)
+    assert again["counts"] == {"INTERRUPTED": 3} and again["reconciled"] == []
+
+
+@slurm
+@pytest.mark.slurm
+def test_slurm_job_unknown_to_the_scheduler_is_lost_with_the_reason(project: Path) -> None:
+    hold = "launcher.additional_parameters.hold=true"
+    runlab(project, "submit", "tasks/slow.py", "steps=1", "--launcher", "slurm", hold)
+    sweep = record(project)
+    array = sweep["submissions"][0]["arrays"][0]["job_id"]
+    subprocess.run(["scancel", array], check=True)
+    # A job id neither squeue nor sacct has seen: just submitted, accounting may lag...
+    path = next((project / "logs" / ".sweeps").glob("*.json"))
+    sweep["submissions"][0]["arrays"][0]["job_id"] = "987654321"
+    path.write_text(json.dumps(sweep))
+    young = json.loads(runlab(project, "status", "--json").stdout)
+    assert young["counts"] == {"QUEUED": 1} and young["reconciled"] == []
+    # ... but submitted long ago, it has vanished.
+    sweep["submissions"][0]["time"] = "2026-01-01T00:00:00.000+00:00"
+    path.write_text(json.dumps(sweep))
+    out = json.loads(runlab(project, "status", "--json").stdout)
+    assert out["counts"] == {"LOST": 1}
+    (change,) = out["reconciled"]
+    assert change["status"] == "LOST"
+    assert change["reason"].startswith("job 987654321_0 is known neither to squeue nor to sacct")
+
+
+@slurm
+@pytest.mark.slurm
+def test_runlab_cancel_ends_queued_and_running_runs_interrupted(project: Path) -> None:
+    runlab(
+        project,
+        "submit",
+        "tasks/slow.py",
+        "steps=100000",
+        "interval=0.05",
+        "+k=1,2",
+        "--launcher",
+        "slurm",
+        "launcher.array_parallelism=1",
+    )
+    wait_for(project, [1], {"RUNNING"})
+    out = runlab(project, "cancel", "--json")
+    result = json.loads(out.stdout)
+    assert result["counts"] == {"INTERRUPTED": 2}
+    assert info(project, 1)["error"]["type"] == "Interrupted"  # the task closed its record
+    assert info(project, 2)["error"]["message"].endswith("was cancelled before the run started")
+    array = record(project)["submissions"][0]["arrays"][0]["job_id"]
+    states = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", array, "-o", "%T"], capture_output=True, text=True
+    ).stdout.split()
+    assert set(states) <= {"CANCELLED", "COMPLETED", "FAILED"}, states
+
+
+def test_local_cancel_and_workers_killed_are_interrupted_and_lost(project: Path) -> None:
+    runlab(
+        project,
+        "submit",
+        "tasks/slow.py",
+        "steps=100000",
+        "interval=0.05",
+        "+k=1,2",
+        "--launcher",
+        "local",
+        "launcher.max_parallel=1",
+    )
+    wait_for(project, [1], {"RUNNING"})
+    assert info(project, 2)["status"] == "QUEUED"
+    result = json.loads(runlab(project, "cancel", "--json").stdout)
+    assert result["counts"] == {"INTERRUPTED": 2}
+    assert info(project, 2)["error"]["message"] == "cancelled before the run started"
+
+    # A second sweep whose worker dies by SIGKILL (its task with it): nothing stays QUEUED.
+    shutil.rmtree(project / "logs")
+    runlab(
+        project,
+        "submit",
+        "tasks/slow.py",
+        "steps=100000",
+        "interval=0.05",
+        "+k=1,2",
+        "--launcher",
+        "local",
+        "launcher.max_parallel=1",
+    )
+    wait_for(project, [1], {"RUNNING"})
+    (worker,) = record(project)["submissions"][0]["workers"]
+    os.killpg(worker["pid"], signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = json.loads(runlab(project, "status", "--json").stdout)
+        if out["counts"] == {"LOST": 2}:
+            break
+        time.sleep(0.5)
+    assert out["counts"] == {"LOST": 2}, out
+    assert "ended without running it" in info(project, 2)["error"]["message"]
+    assert "ended without the run recording an end" in info(project, 1)["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- logs
+def check_logs_follow(project: Path, launcher: str) -> None:
+    runlab(project, "submit", "tasks/slow.py", "steps=40", "interval=0.1", "--launcher", launcher)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlab", "logs", "1", "-f"],
+        cwd=project,
+        env=task_env(RUNLAB_LOGS=str(project / "logs")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    while first and not first.startswith("step"):
+        first = proc.stdout.readline()
+    status_at_first_line = info(project, 1)["status"]
+    rest = proc.stdout.read()  # to the end: `logs -f` exits when the run has ended
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=60) == 0, err
+    assert status_at_first_line == "RUNNING"  # it printed while the job ran
+    steps = [line for line in [first, *rest.splitlines()] if line.startswith("step")]
+    assert [s.strip() for s in steps] == [f"step {i}" for i in range(40)]
+    assert info(project, 1)["status"] == "COMPLETE" and "ended COMPLETE" in err
+    assert "[runlab] run 1" in runlab(project, "logs", "1", "--err").stdout
+    data = json.loads(runlab(project, "logs", "1", "--json").stdout)
+    assert data["status"] == "COMPLETE" and "step 39" in data["text"]
+
+
+@slurm
+@pytest.mark.slurm
+def test_slurm_logs_follow_a_running_job(project: Path) -> None:
+    check_logs_follow(project, "slurm")
+
+
+def test_local_logs_follow_a_running_job(project: Path) -> None:
+    check_logs_follow(project, "local")
+
+
+# ------------------------------------------------------------------------ scale, limits
+@slurm
+@pytest.mark.slurm
+def test_slurm_2500_points_become_three_arrays_and_every_run_is_accounted_for(
+    project: Path,
+) -> None:
+    # Held, then cancelled: 2,500 jobs never run on the shared cluster.
+    runlab(
+        project,
+        "submit",
+        "tasks/slow.py",
+        "steps=range(1,51)",
+        "ckpt_every=range(1,51)",
+        "--launcher",
+        "slurm",
+        "launcher.additional_parameters.hold=true",
+    )
+    try:
+        sweep = record(project)
+        arrays = sweep["submissions"][0]["arrays"]
+        assert [(a["first"], a["count"]) for a in arrays] == [(0, 1001), (1001, 1001), (2002, 498)]
+        assert sweep["limits"]["MaxArraySize"] == 1001
+        assert sweep["runs"] == list(range(1, 2501))
+        tasks = [line.split()[0] for a in arrays for line in squeue(a["job_id"]) if line]
+        assert len(tasks) == 2500 == len(set(tasks))
+        status = json.loads(runlab(project, "status", "--json").stdout)
+        assert status["counts"] == {"QUEUED": 2500} and status["arrays"] == [
+            a["job_id"] for a in arrays
+        ]
+        last = info(project, 2500)
+        assert last["sweep_index"] == 2499 and last["status"] == "QUEUED"
+        config = json.loads((project / "logs" / "2500" / "metadata" / "config.json").read_text())
+        assert (config["steps"], config["ckpt_every"]) == (50, 50)
+    finally:
+        out = runlab(project, "cancel", "--json", check=False)
+    assert json.loads(out.stdout)["counts"] == {"INTERRUPTED": 2500}
+    for a in arrays:
+        assert not [line for line in squeue(a["job_id"]) if "PENDING" in line]
+
+
+def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_written(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runlab import launcher, slurm, submission
+
+    monkeypatch.chdir(project)
+    limits = slurm.Limits(
+        max_array_size=1001,
+        max_submit=100,
+        queued=40,
+        max_submit_source="MaxSubmit of association t/runlab",
+    )
+    monkeypatch.setattr(slurm, "read_limits", lambda account=None: limits)
+    sweep = submission.prepare(
+        "tasks/slow.py", ["steps=range(1,62)", "launcher=slurm"], logs=project / "logs"
+    )
+    with pytest.raises(launcher.LauncherError) as err:
+        submission.create_runs(sweep)
+    assert "at most 100 jobs queued (MaxSubmit of association t/runlab)" in str(err.value)
+    assert "submit at most 60 points now" in str(err.value)
+    assert not (project / "logs").exists()
+    assert slurm.plan_arrays(60, limits) == [(0, 60)]
+    assert slurm.plan_arrays(2003, slurm.Limits(max_array_size=1001)) == [
+        (0, 1001),
+        (1001, 1001),
+        (2002, 1),
+    ]
+
+
+# -------------------------------------------------------------- fast paths, bad input
+def test_fast_expansion_gives_hydras_configs(project: Path) -> None:
+    from runlab import points, sweep
+
+    root = Path(__file__).resolve().parents[1]
+    spec = sweep.task_spec(root / "tasks" / "train.py")
+    args = ["model=mlp,cnn", "lr=0.1,0.01", "+extra=a,'b c'", "++seed=3", "optimizer.lr=0.5"]
+    try:
+        slow = sweep.expand(spec, args)
+    except sweep.SweepError:  # the template's optimizer group has no `lr`: drop that one
+        args = args[:-1]
+        slow = sweep.expand(spec, args)
+    fast = points.expand(spec, args)
+    assert len(fast) == len(slow) == 8
+    assert [j.overrides for j in fast] == [j.overrides for j in slow]
+    assert [j.config for j in fast] == [j.config for j in slow]
+    with pytest.raises(sweep.SweepError, match="Could not override 'nosuch'"):
+        points.expand(spec, ["nosuch=1,2"])
+
+
+def test_fast_yaml_reads_back_as_the_data() -> None:
+    from runlab.yamlfast import Emitter
+
+    shared = {"x": [1, 2.5, None, True], "y": {"z": "no"}}
+    docs = [
+        {"a": 1, "b": shared, "c": {}, "d": [], "e": [{"f": [{"g": 1}]}, [1, [2]]]},
+        {"a": 2, "b": shared, "s": ["yes", "1e5", "~", "", " x", "a: b", "é\n", 'q"', "0x1f"]},
+        {"f": [1e-5, 1e20, -0.0, float("inf")], "i": 10**20, "t": "2026-11-23"},
+        ["steps=3", "+note='a b; c'"],
+    ]
+    emitter = Emitter()
+    for doc in docs:
+        assert yaml.safe_load(emitter.dump(doc)) == doc
+
+
+def test_bad_input_is_one_line_without_traceback(project: Path) -> None:
+    (project / "logs").mkdir()
+    cases = [
+        (["status", "--sweep", "nosuch"], "no sweep 'nosuch'"),
+        (["retry", "--status", "COMPLETE"], "--status COMPLETE: a run can be retried when"),
+        (["logs", "abc"], "'abc' is not a run id"),
+        (["logs", "7"], "no run 7 in"),
+        (["cancel"], "no sweep in"),
+    ]
+    for args, expected in cases:
+        out = runlab(project, *args, check=False)
+        assert out.returncode in (1, 2), (args, out)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, out.stderr)
+        assert lines[0].startswith(f"runlab {args[0]}: error: ") and "Traceback" not in out.stderr

@@ -127,6 +127,12 @@ def test_unknown_option_is_one_line_with_where_to_look(project: Path) -> None:
     one_line_error(runlab(project, "reproduce", "logs", "1", "--rtol", "x"), "--rtol")
 
 
+def test_diff_of_a_missing_run_is_one_unwrapped_line(project: Path) -> None:
+    (project / "logs").mkdir()
+    line = one_line_error(runlab(project, "diff", "logs", "1", "2"), "runlab diff: error:")
+    assert str(project / "logs" / "1") in line  # a long path, once wrapped at 80 columns
+
+
 # ---------------------------------------------------------------------- the file system
 def test_logs_path_that_is_a_file(project: Path) -> None:
     taken = project.parent / "taken"  # outside the project, which stays clean

@@ -72,12 +72,9 @@ def run_diff(args: argparse.Namespace) -> int:
     from runlab.files import read_yaml
 
     out = Console(highlight=False)
-    try:
-        ra, _, ea = reproduce.load_run(args.logs, args.a)
-        rb, _, eb = reproduce.load_run(args.logs, args.b)
-    except reproduce.ReproduceError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
-        return 2
+    # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
+    ra, _, ea = reproduce.load_run(args.logs, args.a)
+    rb, _, eb = reproduce.load_run(args.logs, args.b)
 
     def table(title: str, rows: list[tuple[str, object, object]]) -> None:
         t = Table(title=title, title_justify="left")

@@ -132,6 +132,8 @@ def _scalar(name: str, key: str, value: Any) -> Any:
             out = item()
         except Exception as exc:  # any failure means "not a scalar"
             raise MetricsError(f"{where}: .item() failed ({exc}); log a number") from None
+        if type(out) is float:
+            return encode_float(out)
         if type(out) in _FAST_TYPES:
             return out
         value = out
@@ -141,8 +143,10 @@ def _scalar(name: str, key: str, value: Any) -> Any:
         return int(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, float):
+        return encode_float(float(value))
     if isinstance(value, Real):
-        return float(value)
+        return encode_float(float(value))
     raise MetricsError(
         f"{where} is a {type(value).__name__}, not a scalar; "
         "log numbers, booleans or strings (call .item() on a one-element tensor, and log "
@@ -168,26 +172,21 @@ def _step_value(value: Any, name: str) -> int:
     return step
 
 
-def _encode_slow(row: dict[str, Any], name: str) -> bytes:
-    """``row`` as a line when the fast encoding failed or met a non-finite float."""
-    out: dict[str, Any] = {}
+def _explain(row: dict[str, Any], name: str, error: Exception) -> MetricsError:
+    """The :class:`MetricsError` naming the key of ``row`` that orjson could not encode."""
     for key, value in row.items():
-        if type(value) is float:
-            out[key] = encode_float(value)
-            continue
         try:
             orjson.dumps(value)
         except TypeError as exc:
             if isinstance(value, int):
-                raise MetricsError(
+                return MetricsError(
                     f"metric {key!r} in log_metrics(name={name!r}) is {value}, an integer "
                     "beyond 64 bits; log it as a float or a string"
-                ) from None
-            raise MetricsError(
+                )
+            return MetricsError(
                 f"metric {key!r} in log_metrics(name={name!r}) cannot be stored: {exc}"
-            ) from None
-        out[key] = value
-    return orjson.dumps(out, option=_APPEND_NEWLINE)
+            )
+    return MetricsError(f"log_metrics(name={name!r}) cannot store this row: {error}")
 
 
 class RunLogger:
@@ -249,25 +248,26 @@ class RunLogger:
                 f"log_metrics(name={name!r}) takes a dict of metrics, got a "
                 f"{type(metrics).__name__}"
             ) from None
+        if not self._good_keys.issuperset(metrics):
+            self._check_keys(metrics, name)
         row: dict[str, Any] = {"step": _AUTO if step is None else step, "time": 0.0}
-        good = self._good_keys
         for key, value in items:
-            if key not in good:
-                _check_key(key, name)
-                good.add(key)
-            row[key] = value if type(value) in _FAST_TYPES else _scalar(name, key, value)
+            if type(value) is float:
+                if value - value:  # NaN or ±inf (finite floats give 0.0)
+                    value = encode_float(value)
+            elif type(value) not in _FAST_TYPES:
+                value = _scalar(name, key, value)
+            row[key] = value
         s = row["step"]
         if s is _AUTO:
             s = row["step"] = self._next_step.get(name, 0)
-        elif type(s) is not int or s is not step or not _INT64[0] <= s < _INT64[1]:
+        elif type(s) is not int or s is not step or not -(2**63) <= s < 2**63:
             s = row["step"] = self._resolve_step(s, step, name)
         row["time"] = time.time()
         try:
             line = orjson.dumps(row, option=_APPEND_NEWLINE)
-        except TypeError:  # an integer beyond 64 bits, a lone surrogate: say which key
-            line = _encode_slow(row, name)
-        if b"null" in line:  # orjson writes NaN and ±inf as null; store them as strings
-            line = _encode_slow(row, name)
+        except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate: say which key
+            raise _explain(row, name, exc) from None
         with self._lock:
             buf = self._buffers.get(name)
             if buf is None:
@@ -275,6 +275,12 @@ class RunLogger:
                 buf = self._buffers[name] = []
             buf.append(line)
         self._next_step[name] = s + 1
+
+    def _check_keys(self, metrics: Mapping[str, Any], name: str) -> None:
+        for key in metrics:
+            if key not in self._good_keys:
+                _check_key(key, name)
+                self._good_keys.add(key)
 
     def _resolve_step(self, value: Any, given: Any, name: str) -> int:
         step = _step_value(value, name)

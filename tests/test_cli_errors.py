@@ -192,9 +192,11 @@ def test_logs_directory_that_cannot_be_written(project: Path) -> None:
 def test_os_errors_say_what_to_do(code: int, advice: str) -> None:
     from runlab.cli import describe_os_error
 
-    message = describe_os_error(OSError(code, os.strerror(code), "/scratch/me/logs/12"))
+    error = OSError(code, os.strerror(code), "/scratch/me/logs/12")
+    message = describe_os_error(error, "--logs DIR or RUNLAB_LOGS")
     assert message.startswith(f"{os.strerror(code)}: /scratch/me/logs/12 (")
-    assert advice in message and "--logs DIR" in message
+    assert advice in message and message.endswith("(--logs DIR or RUNLAB_LOGS))")
+    assert "--logs" not in describe_os_error(error)  # only for commands that take it
 
 
 # ---------------------------------------------------------------------- a bug in runlab

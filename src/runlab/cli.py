@@ -137,32 +137,39 @@ def one_line(text: str) -> str:
     return " ".join(out.split())
 
 
+_WRITABLE = "choose a directory you can write"
 _OS_ADVICE = {
-    errno.EACCES: "check its permissions, or choose a directory you can write "
-    "(--logs DIR or RUNLAB_LOGS)",
-    errno.EPERM: "check its permissions, or choose a directory you can write "
-    "(--logs DIR or RUNLAB_LOGS)",
-    errno.EROFS: "it is on a read-only file system: choose a writable directory "
-    "(--logs DIR or RUNLAB_LOGS)",
-    errno.ENOSPC: "the disk is full: free some space or choose a directory on another disk "
-    "(--logs DIR or RUNLAB_LOGS)",
-    errno.EDQUOT: "the disk quota is exceeded: free some space or choose a directory "
-    "on another disk (--logs DIR or RUNLAB_LOGS)",
+    errno.EACCES: f"check its permissions, or {_WRITABLE}",
+    errno.EPERM: f"check its permissions, or {_WRITABLE}",
+    errno.EROFS: f"it is on a read-only file system: {_WRITABLE}",
+    errno.ENOSPC: "the disk is full: free some space, or choose a directory on another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free some space, or choose a directory "
+    "on another disk",
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a directory: check the path",
     errno.EEXIST: "something is already there: move it away or choose another path",
     errno.EISDIR: "it is a directory: give a file",
 }
+_WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+# Where each command takes the directory it writes, for the advice on write errors.
+_WRITES_TO = {
+    "runlab submit": "--logs DIR or RUNLAB_LOGS",
+    "runlab report": "--out DIR",
+    "runlab reproduce": "the LOGS argument",
+}
 
 
-def describe_os_error(exc: OSError) -> str:
-    """``OSError`` as what failed, on which path, and what to do."""
+def describe_os_error(exc: OSError, option: str | None = None) -> str:
+    """``OSError`` as what failed, on which path, and what to do (``option``: where the
+    command takes the directory to write, named in the advice on write errors)."""
     what = exc.strerror or type(exc).__name__
     where = exc.filename
     if where is not None and exc.filename2 is not None:
         where = f"{exc.filename} -> {exc.filename2}"
     message = f"{what}: {where}" if where is not None else one_line(str(exc))
     advice = _OS_ADVICE.get(exc.errno or 0)
+    if advice and option and exc.errno in _WRITE_ERRORS:
+        advice += f" ({option})"
     return f"{message} ({advice})" if advice else message
 
 
@@ -177,7 +184,7 @@ def report_error(exc: BaseException, prog: str = "runlab") -> int:
     if isinstance(exc, _own_errors()):
         line, code = f"{prog}: error: {one_line(str(exc))}", 2
     elif isinstance(exc, OSError):
-        line, code = f"{prog}: error: {describe_os_error(exc)}", 1
+        line, code = f"{prog}: error: {describe_os_error(exc, _WRITES_TO.get(prog))}", 1
     else:
         detail = one_line(str(exc)) or "(no message)"
         line = f"{prog}: internal error: {type(exc).__name__}: {detail}"

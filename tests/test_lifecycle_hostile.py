@@ -480,3 +480,35 @@ def test_temporaries_of_killed_writes_are_removed_at_the_next_start(logs: Path) 
     assert [p for p in litter if p.exists()] == []
     assert keep.read_text() == "mine"
     assert read_info(run)["status"] == "COMPLETE"
+
+
+# --------------------------------------------------------- runlab.launch twice
+
+TWO_TASKS = """\
+import sys
+
+import runlab.launch  # binds the submodule on the package: runlab.launch must stay callable
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def first(ctx):
+    print("first", flush=True)
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def second(ctx):
+    print("second", ctx.run_id, flush=True)
+
+
+if __name__ == "__main__":
+    second()
+"""
+
+
+def test_runlab_launch_can_decorate_two_tasks_in_one_file(logs: Path, tmp_path: Path) -> None:
+    script = tmp_path / "two.py"
+    script.write_text(TWO_TASKS)
+    shutil.copy(TASKS / "slow.yaml", tmp_path / "slow.yaml")
+    proc = run_task(script)
+    assert "second 1" in proc.stdout
+    assert read_info(logs / "1")["status"] == "COMPLETE"

@@ -212,5 +212,23 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     except _RECORD_WRITE_ERRORS as exc:  # the task's logging call found the disk full
         if debug:
             raise
-        where = f"run {session.run.run_id} ({session.run.path})" if session and session.run else ""
-        raise _fail(f"{where}: {exc}; the run is marked FAILED", 1) from None
+        run = session.run if session and session.run else None
+        where = f"run {run.run_id} ({run.path}): " if run else ""
+        todo = f"; free space, then resume it with runlab.run_id={run.run_id}" if run else ""
+        raise _fail(f"{where}{exc}; the run is marked FAILED{todo}", 1) from None
+
+
+class _CallableModule(type(sys)):  # type: ignore[misc]
+    """This module, callable as :func:`launch`.
+
+    ``runlab.launch`` is resolved lazily to the function, but once the submodule
+    ``runlab.launch`` is imported (by the first lookup, or by ``import runlab.launch``)
+    Python binds that name on the package to the module itself; a second
+    ``@runlab.launch(...)`` in one file would then call a module.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return launch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

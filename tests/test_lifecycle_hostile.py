@@ -150,6 +150,43 @@ def test_two_processes_reopening_one_run_at_once_one_wins(logs: Path) -> None:
     assert info["attempts"] == 2 and info["status"] == "COMPLETE"
 
 
+def fake_running(run: Path, **fields) -> None:
+    """Make a run's record say RUNNING, as a writer elsewhere would leave it."""
+    from runlab.files import write_record
+
+    info = read_info(run)
+    info.update(status="RUNNING", **fields)
+    write_record(run / "metadata" / "info.yaml", info)
+
+
+def iso_ago(seconds: float) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.now().astimezone() - timedelta(seconds=seconds)).isoformat()
+
+
+def test_a_run_written_from_another_host_is_refused_while_its_heartbeat_is_fresh(
+    logs: Path,
+) -> None:
+    run_task(SLOW, "steps=3", "interval=0")
+    fake_running(logs / "1", host="node-17", pid=4242, heartbeat=iso_ago(2))
+    proc = run_task(SLOW, "steps=3", "interval=0", "runlab.run_id=1", check=False)
+    assert_one_line_error(proc, "pid 4242 on node-17")
+    assert read_info(logs / "1")["host"] == "node-17"  # untouched
+    fake_running(logs / "1", host="node-17", pid=4242, heartbeat=iso_ago(600))  # long gone
+    run_task(SLOW, "steps=3", "interval=0", "runlab.run_id=1")
+    assert read_info(logs / "1")["status"] == "COMPLETE"
+
+
+def test_a_dead_writer_whose_pid_was_reused_does_not_block_the_run(logs: Path) -> None:
+    run_task(SLOW, "steps=3", "interval=0")
+    # killed with -9 a moment ago; its pid now names another live process (here: pid 1)
+    fake_running(logs / "1", host=os.uname().nodename, pid=1, heartbeat=iso_ago(1))
+    run_task(SLOW, "steps=3", "interval=0", "runlab.run_id=1")
+    info = read_info(logs / "1")
+    assert info["status"] == "COMPLETE" and info["previous_status"] == "RUNNING"
+
+
 # ------------------------------------------------------------- early signals
 
 SLOW_START = """\

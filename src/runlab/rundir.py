@@ -413,15 +413,20 @@ class RunDir:
             return
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, file_mode())
         try:
+            locked = False
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
             except BlockingIOError:
                 raise self._busy(_read_holder(fd)) from None
             except OSError as exc:
                 if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                     raise
             info = self.read_info()
-            if live_holder(info):
+            # With the lock held, a writer on this host is surely gone (its pid may
+            # already name another process); one on another host may not be.
+            same_host = info.get("host") == socket.gethostname()
+            if not (locked and same_host) and live_holder(info):
                 raise self._busy(info)
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "time": now_iso()}
             os.ftruncate(fd, 0)

@@ -137,6 +137,19 @@ def test_the_readme_opens_with_the_two_commands_for_pixi_and_for_pip() -> None:
     assert "pip install" in head and ".venv" in head
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lowercase, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_section_links_point_to_headings() -> None:
+    text = README.read_text()
+    outside_code = re.sub(r"(?ms)^[ >]*```.*?^[ >]*```", "", text)
+    anchors = {_slug(h) for h in re.findall(r"(?m)^#{1,6} (.+)$", outside_code)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert links and not [link for link in links if link not in anchors]
+
+
 # ---------------------------------------------------------------------- running them
 def _repository_files() -> list[str]:
     proc = subprocess.run(

@@ -219,6 +219,20 @@ def test_an_unexpected_error_is_one_line_pointing_to_runlab_debug(tmp_path: Path
     assert proc.returncode == 1 and "runlab ls" in line
 
 
+def test_a_command_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
+    env = task_env()
+    env.pop("RUNLAB_DEBUG", None)
+    code = (
+        "import sys, runlab.cli\n"
+        "sys.modules['runlab.commands.results'] = None  # importing it raises ImportError\n"
+        "sys.exit(runlab.cli.main(['ls']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    one_line_error(proc, "runlab ls: internal error: ImportError", "RUNLAB_DEBUG=1")
+
+
 def test_runlab_debug_shows_the_traceback(project: Path, tmp_path: Path) -> None:
     proc = runlab(project, "submit", "tasks/slow.py", "=3", "--dry-run", RUNLAB_DEBUG="1")
     assert proc.returncode == 2

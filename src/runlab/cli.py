@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``runlab`` script."""
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = _parser(command if command in COMMANDS else None)
+    try:
+        parser = _parser(command if command in COMMANDS else None)
+    except Exception as exc:  # a command module that cannot be imported: still one line
+        return report_error(exc, f"runlab {command}" if command in COMMANDS else "runlab")
     args, extra = parser.parse_known_args(argv)
     # Overrides may stand on either side of options (`submit t.py a=1 --wait b=2`).
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):

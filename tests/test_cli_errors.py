@@ -230,7 +230,7 @@ def test_a_command_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    one_line_error(proc, "runlab ls: internal error: ImportError", "RUNLAB_DEBUG=1")
+    one_line_error(proc, "runlab ls: internal error: ModuleNotFoundError", "RUNLAB_DEBUG=1")
 
 
 def test_runlab_debug_shows_the_traceback(project: Path, tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ def _clean_list(values: Sequence[Any]) -> list[Any]:
 # ------------------------------------------------------------------ numbers
 def default_by(reader: Any, seeds: bool = False) -> list[str]:
     """The config columns whose values differ across the runs, except seeds (unless
-    ``seeds``)."""
+    ``seeds``), chosen from the runs whose metadata was read without a problem."""
+    reader = reader.readable()
     table = reader.select(*reader.columns)
     if table.height < 2:
         return []

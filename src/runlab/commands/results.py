@@ -246,6 +246,7 @@ def _short_time(value: Any) -> str:
 def _default_columns(runs: Any) -> list[str]:
     import polars as pl
 
+    runs = runs.readable()  # runs with a broken config would make every key look varying
     table = runs.select(*runs.columns)
     cols = ["run_id", "info.status"]
     cols += [c for c in ("info.start_time", "info.duration_s") if c in table.columns]
@@ -312,7 +313,10 @@ def _ls(args: argparse.Namespace) -> int:
     if not len(runs) and not (args.json or args.csv):
         print(_no_runs(logs, args.where))
         return 0
-    columns = _expand(runs, _split(args.columns)) if args.columns else _default_columns(runs)
+    if args.columns:  # run_id always shown, first
+        columns = ["run_id", *(c for c in _expand(runs, _split(args.columns)) if c != "run_id")]
+    else:
+        columns = _default_columns(runs)
     sort = _split(args.sort)
     descending = [s.startswith("-") or s.endswith(":desc") for s in sort]
     keys = [s.lstrip("-").removesuffix(":desc").removesuffix(":asc") for s in sort]

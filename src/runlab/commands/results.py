@@ -313,10 +313,9 @@ def _ls(args: argparse.Namespace) -> int:
     if not len(runs) and not (args.json or args.csv):
         print(_no_runs(logs, args.where))
         return 0
-    if args.columns:  # run_id always shown, first
-        columns = ["run_id", *(c for c in _expand(runs, _split(args.columns)) if c != "run_id")]
-    else:
-        columns = _default_columns(runs)
+    columns = _expand(runs, _split(args.columns)) if args.columns else _default_columns(runs)
+    if "run_id" not in columns and not (args.json or args.csv):  # the table always shows it
+        columns = ["run_id", *columns]
     sort = _split(args.sort)
     descending = [s.startswith("-") or s.endswith(":desc") for s in sort]
     keys = [s.lstrip("-").removesuffix(":desc").removesuffix(":asc") for s in sort]

@@ -51,6 +51,7 @@ def _write_atomic(dest: Path, data: bytes) -> bool:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), 0o644)  # readable by whoever may read the logs
         os.replace(tmp, dest)
         return True
     except OSError:

@@ -22,7 +22,8 @@ from runlab.reader._columns import concat, frame
 from runlab.reader._files import first_line
 
 BATCH_BYTES = 32 << 20
-_NONFINITE_BYTES = tuple(f'"{k}"'.encode() for k in NONFINITE)
+# What a non-finite float looks like in a row: "NaN", "Infinity" or "-Infinity".
+_NONFINITE_BYTES = (b'"NaN"', b'Infinity"')
 
 # ------------------------------------------------------------- metric files
 _SIMPLE_KEY = frozenset('"\\')

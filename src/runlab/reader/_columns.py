@@ -213,6 +213,9 @@ def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[
     for col in cols:
         values = [None if t is None else orjson.loads(t) for t in df[col].to_list()]
         counts = Counter(_coarse(v) for v in values if v is not None)
+        if not counts:  # every run that disagreed is gone
+            new.append(pl.Series(col, values, dtype=pl.Null))
+            continue
         win = min(counts, key=lambda k: (-counts[k], _RANK.get(k or "other", 9)))
         kept = []
         for rid, value in zip(run_ids, values, strict=True):

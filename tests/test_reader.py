@@ -471,3 +471,38 @@ def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (
         r.metrics("train").collect().filter(pl.col("run_id") == 8)["extra"].to_list()[10] == "x:y"
     )
+
+
+def test_index_generations_are_immutable_and_collected_after_a_grace(
+    sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runlab.reader._index as index_module
+
+    Reader(sweep).curves("train.loss")
+    wait_for_index()
+    folder = sweep / INDEX_DIR / "metrics" / "train"
+    first = sorted(p.name for p in folder.glob("*.parquet"))
+    assert len(first) == 1
+    data = (folder / first[0]).read_bytes()
+    held = Reader(sweep).filter("config.seed == 0")  # holds the first generation
+    held.df  # noqa: B018 - summaries from its pointer; rows not read yet
+
+    def new_generation(run_id: int) -> list[str]:
+        with RunLogger(RunDir(sweep / str(run_id))) as logger:
+            logger.log_metrics({"loss": 9.0 + run_id})
+        Reader(sweep).curves("train.loss")
+        wait_for_index()
+        return sorted(p.name for p in folder.glob("*.parquet"))
+
+    second = new_generation(1)
+    assert len(second) == 2 and first[0] in second  # retired, kept for GRACE_S
+    assert (folder / first[0]).read_bytes() == data  # never rewritten
+    monkeypatch.setattr(index_module, "GRACE_S", 0.0)
+    third = new_generation(2)
+    assert first[0] not in third and len(third) == 2  # the first is gone, the second retired
+    # The reader that held the first generation reads the runs' files instead.
+    want = Reader(sweep, index=False).filter("config.seed == 0").curves("train.loss").to_dicts()
+    got = held.curves("train.loss").to_dicts()
+    assert len(got) == len(want) == STEPS + 1
+    for a, b in zip(got, want, strict=True):
+        close(a, b)  # equal up to the order of floating-point sums

@@ -549,3 +549,16 @@ def test_runlab_launch_can_decorate_two_tasks_in_one_file(logs: Path, tmp_path: 
     proc = run_task(script)
     assert "second 1" in proc.stdout
     assert read_info(logs / "1")["status"] == "COMPLETE"
+
+
+def test_show_refuses_an_id_that_only_looks_like_a_number(logs: Path) -> None:
+    run_task(SLOW, "steps=2", "interval=0")
+    (logs / "²").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "runlab", "show", str(logs), "²"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "'²'" in proc.stderr

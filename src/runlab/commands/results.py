@@ -137,7 +137,9 @@ def _default_logs() -> Path:
 def _has_runs(logs: Path) -> bool:
     """Whether ``logs`` holds at least one run directory (a numbered folder)."""
     with os.scandir(logs) as it:
-        return any(e.name.isdigit() and e.is_dir() for e in it)
+        from runlab.rundir import is_run_id
+
+        return any(is_run_id(e.name) and e.is_dir() for e in it)
 
 
 @contextmanager
@@ -449,7 +451,9 @@ def _show(args: argparse.Namespace) -> int:
     if len(args.args) > 2:
         raise _Exit(2, "usage: runlab show [LOGS] RUN_ID")
     logs_arg, run_arg = (None, args.args[0]) if len(args.args) == 1 else args.args
-    if not run_arg.isdigit():
+    from runlab.rundir import is_run_id
+
+    if not is_run_id(run_arg):
         raise _Exit(2, f"a run id is a number, not {run_arg!r}")
     logs = _logs_path(logs_arg)
     record = _record(logs, int(run_arg))

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from runlab import distributed
 from runlab.rundir import RUN_DIR_ENV, RunDir
 
 STOP_GRACE_S = 60.0
@@ -73,6 +74,8 @@ class TaskRun:
         self.stop_signal: int | None = None  # SIGUSR2 (preempt/time limit) or SIGTERM (cancel)
         self.stop_deadline = 0.0
         self.extra: dict[str, Any] = {}
+        self.tasks = int(spec.get("tasks_per_node") or 1)  # local: ranks per run (distributed)
+        self.threads = spec.get("cpus_per_task")
 
     # ---------------------------------------------------------------- signals
     def on_signal(self, signum: int, frame: Any = None) -> None:
@@ -81,7 +84,7 @@ class TaskRun:
             self.stop_deadline = time.time() + STOP_GRACE_S
         if self.proc is not None and self.proc.poll() is None:
             try:
-                os.kill(self.proc.pid, signum)  # the task ignores a second stop signal
+                self.proc.send_signal(signum)  # every rank; the task ignores a second one
             except ProcessLookupError:
                 pass
 
@@ -102,8 +105,10 @@ class TaskRun:
             self.run.update_info(**fields)
         env = {**os.environ, **self.env, RUN_DIR_ENV: str(self.run.path)}
         self.started = time.time()
-        self.proc = subprocess.Popen(
+        self.proc = distributed.spawn(  # several ranks: torchrun's environment for each
             [self.python, self.script, *self.overrides],
+            self.tasks,
+            self.threads,
             cwd=self.cwd,
             env=env,
             stdout=stdout,
@@ -183,6 +188,12 @@ def run_slurm(jobs_file: str, offset: int) -> int:
     job = TaskRun(spec, entry, f"{base}.out" if base else None, f"{base}.err" if base else None)
     for signum in (signal.SIGUSR2, signal.SIGTERM):
         signal.signal(signum, job.on_signal)
+    job.tasks = 1  # srun starts the step's tasks; each one is a rank (runlab.distributed)
+    os.environ.update(distributed.slurm_rank_env(job.run))
+    if distributed.slurm_task() > 0:  # ranks > 0 run the task; task 0 keeps the record
+        job.log_out = job.log_err = None
+        job.start()
+        return 1 if job.wait() else 0
     print(
         f"[runlab] job {array}_{task}: run {job.run.run_id} ({job.run.path})",
         file=sys.stderr,
@@ -190,6 +201,7 @@ def run_slurm(jobs_file: str, offset: int) -> int:
     )
     job.start()
     code = job.wait()
+    distributed.settle(job.run)  # task 0 killed while another rank failed: that failure
     job_id = os.environ.get("SLURM_JOB_ID", "")
 
     def requeue() -> None:

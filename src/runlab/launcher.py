@@ -19,11 +19,20 @@ from typing import Any
 from runlab.rundir import FINAL_STATUSES, STATUSES, RunDir
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "local": {"name": "local", "max_parallel": 2, "timeout_min": 1440, "gpus": 0},
+    "local": {
+        "name": "local",
+        "max_parallel": 2,
+        "timeout_min": 1440,
+        "gpus": 0,
+        **{"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": None},
+        "mem_gb": None,
+    },
     "slurm": {
         "name": "slurm",
         "partition": None,
         "timeout_min": 60,
+        "nodes": 1,
+        "tasks_per_node": 1,
         "cpus_per_task": 1,
         "gpus_per_node": 0,
         "mem_gb": None,
@@ -71,6 +80,9 @@ def load_config(name: str, config_dir: Path | None, overrides: Sequence[str]) ->
         )
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
+    from runlab.distributed import check_launcher
+
+    check_launcher(out, path if path is not None and path.exists() else None)
     return out
 
 
@@ -127,7 +139,7 @@ def start_local(jobs_file: Path, cfg: dict[str, Any], count: int, log_dir: Path)
     import subprocess
 
     workers = max(1, min(int(cfg["max_parallel"]), count))
-    gpus = int(cfg.get("gpus") or 0)
+    gpus = int(cfg.get("gpus_per_node") or cfg.get("gpus") or 0)  # per run, all its ranks
     handles = []
     for worker in range(workers):
         env = dict(os.environ)

@@ -161,8 +161,8 @@ def directives(cfg: dict[str, Any]) -> list[str]:
     opts: list[tuple[str, Any]] = [
         ("job-name", cfg.get("job_name") or "runlab"),
         ("time", int(cfg["timeout_min"])),
-        ("nodes", 1),
-        ("ntasks-per-node", 1),
+        ("nodes", int(cfg.get("nodes") or 1)),
+        ("ntasks-per-node", int(cfg.get("tasks_per_node") or 1)),  # one rank per task
         ("cpus-per-task", cfg["cpus_per_task"]),
         ("signal", f"USR2@{int(cfg['signal_delay_s'])}"),
         ("open-mode", "append"),
@@ -189,6 +189,7 @@ def array_script(
     cfg: dict[str, Any], jobs_file: Path, offset: int, size: int, log_dir: Path, python: str
 ) -> str:
     parallel = int(cfg.get("array_parallelism") or 0)
+    ranks = int(cfg.get("nodes") or 1) * int(cfg.get("tasks_per_node") or 1)
     array = f"0-{size - 1}" + (f"%{parallel}" if parallel and parallel < size else "")
     lines = [
         "#!/bin/bash",
@@ -198,7 +199,7 @@ def array_script(
         *directives(cfg),
         "# written by runlab submit: task i runs entry OFFSET+i of the jobs file",
         *[str(line) for line in cfg.get("setup") or []],
-        f"exec srun --unbuffered --ntasks=1 {shlex.quote(python)} -u -m runlab.jobs slurm "
+        f"exec srun --unbuffered --ntasks={ranks} {shlex.quote(python)} -u -m runlab.jobs slurm "
         f"{shlex.quote(str(jobs_file))} {offset}",
         "",
     ]

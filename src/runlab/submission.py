@@ -133,8 +133,13 @@ def check_limits(sweep: Sweep) -> None:
 def _write(path: str, data: bytes) -> None:
     # A brand-new directory that no reader takes for a run before info.json exists:
     # plain writes, no temporary file and rename per file.
-    with open(path, "wb") as fh:
-        fh.write(data)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 class _Json:

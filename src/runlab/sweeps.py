@@ -163,6 +163,8 @@ def submit(
         "cwd": record.get("cwd") or str(Path.cwd()),
         "timeout_min": cfg.get("timeout_min"),
         "max_num_timeout": cfg.get("max_num_timeout", 0),
+        "tasks_per_node": cfg.get("tasks_per_node") or 1,  # ranks per run (runlab.distributed)
+        "cpus_per_task": cfg.get("cpus_per_task"),
         "log_dir": str(log_dir),
         "log_pattern": str(log_dir / "%A_%a"),
         "worker_logs": [
@@ -342,7 +344,13 @@ def reconcile(logs: Path, record: dict[str, Any], by: str = "runlab status") -> 
             candidates.append((int(rid), run, info))
     if not candidates:
         return []
-    cancelled = {int(r) for c in record.get("cancelled", []) for r in (c.get("runs") or [])}
+    # Runs cancelled since their current submission (a retry after a cancel is not cancelled).
+    cancelled = {
+        rid
+        for c in record.get("cancelled", [])
+        for rid in map(int, c.get("runs") or [])
+        if rid in located and str(c.get("time", "")) >= str(located[rid][0].get("time", ""))
+    }
     if record["launcher"]["name"] == "slurm":
         verdicts = _slurm_verdicts(candidates, located, cancelled)
     else:
@@ -502,33 +510,21 @@ def cancel(
     if record["launcher"]["name"] == "slurm":
         from runlab import slurm
 
-        whole = run_ids is None
-        ids: list[str] = []
-        if whole:
-            ids = sorted(
-                {
-                    str(a["job_id"])
-                    for r in active
-                    for a in located[r][0].get("arrays", [])
-                    if job_of(located[r][0], located[r][1])
-                    and job_of(located[r][0], located[r][1])[0] == str(a["job_id"])
-                }
-            )
+        jobs = [job_of(*located[r]) for r in active if r in located]
+        jobs = [j for j in jobs if j]
+        if run_ids is None:  # the whole sweep: each array at once
+            ids = sorted({array for array, _task in jobs}, key=int)
         else:
-            for r in active:
-                job = job_of(*located[r]) if r in located else None
-                if job:
-                    ids.append(f"{job[0]}_{job[1]}")
+            ids = [f"{array}_{task}" for array, task in jobs]
         try:
             slurm.scancel(ids)
         except slurm.SlurmError as exc:
             raise SweepOpsError(str(exc)) from None
-        arrays = sorted({i.split("_")[0] for i in ids})
+        arrays = sorted({array for array, _task in jobs})
         deadline = time.time() + wait_s
-        while arrays and time.time() < deadline:
+        while arrays and time.time() < deadline:  # until the jobs have left (KillWait)
             states = slurm.queue_states(arrays)
-            wanted = [job_of(*located[r]) for r in active if r in located and job_of(*located[r])]
-            if all(states.get(j) in slurm.ENDED or j not in states for j in wanted):
+            if all(states.get(j) in slurm.ENDED or j not in states for j in jobs):
                 break
             time.sleep(0.5)
     else:

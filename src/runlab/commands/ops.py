@@ -313,10 +313,9 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
             console.print(
                 f"  [dim]... and {r['failing_total'] - len(r['failing'])} more (--limit)[/]"
             )
-        ids = ",".join(str(f["run_id"]) for f in r["failing"][:3])
         console.print(
-            f"  [dim]logs: runlab logs {r['failing'][0]['run_id']} --err;   "
-            f"retry: runlab retry {r['sweep_id']}  ({ids}{'...' if r['failing_total'] > 3 else ''})[/]"
+            f"  [dim]output: runlab logs {r['failing'][0]['run_id']} --err    "
+            f"retry: runlab retry {r['sweep_id']} --dry-run[/]"
         )
 
 

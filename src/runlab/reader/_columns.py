@@ -28,9 +28,24 @@ _RANK = {"number": 0, "bool": 1, "str": 2, "list": 3, "other": 4}
 _WORD = {"number": "a number", "bool": "a boolean", "str": "a string", "list": "a list"}
 
 
+_TYPES: dict[type, str | None] = {
+    type(None): None,
+    bool: "bool",
+    int: "int",
+    float: "float",
+    list: "list",
+    tuple: "list",
+}
+
+
 def kind(value: Any) -> str | None:
-    if value is None:
-        return None
+    t = type(value)
+    if t is str:
+        return "nf" if value in NONFINITE else "str"
+    try:
+        return _TYPES[t]
+    except KeyError:
+        pass
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -40,7 +55,7 @@ def kind(value: Any) -> str | None:
     if isinstance(value, str):
         return "nf" if value in NONFINITE else "str"
     if isinstance(value, (datetime, date)):
-        return "str"
+        return "date"
     if isinstance(value, (list, tuple)):
         return "list"
     return "other"
@@ -89,6 +104,17 @@ def _float(value: Any) -> float | None:
 
 def column(name: str, values: Sequence[Any]) -> tuple[pl.Series, bool]:
     """A typed column from ``values``, and whether its values disagree (then JSON text)."""
+    types = {type(v) for v in values}
+    types.discard(type(None))
+    # The common cases first, by exact type (what a JSON parser returns).
+    if types == {str}:
+        if all(v in NONFINITE for v in values if v is not None):
+            return pl.Series(name, [_float(v) for v in values], dtype=pl.Float64), False
+        return pl.Series(name, values, dtype=pl.String), False
+    if types == {float} or types == {int, float}:
+        return pl.Series(name, values, dtype=pl.Float64), False
+    if types == {bool}:
+        return pl.Series(name, values, dtype=pl.Boolean), False
     kinds = {kind(v) for v in values} - {None}
     try:
         if not kinds:
@@ -100,6 +126,8 @@ def column(name: str, values: Sequence[Any]) -> tuple[pl.Series, bool]:
         if kinds <= {"int", "float", "nf"}:
             return pl.Series(name, [_float(v) for v in values], dtype=pl.Float64), False
         if kinds <= {"str", "nf"}:
+            return pl.Series(name, values, dtype=pl.String), False
+        if kinds <= {"str", "nf", "date"}:  # dates (from YAML) as ISO text
             return pl.Series(name, [plain(v) for v in values], dtype=pl.String), False
         if kinds == {"list"}:
             try:
@@ -196,7 +224,7 @@ def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 def _coarse(value: Any) -> str | None:
     k = kind(value)
-    return "number" if k in _NUMBER else k
+    return "number" if k in _NUMBER else ("str" if k == "date" else k)
 
 
 def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[int, list[str]]]:

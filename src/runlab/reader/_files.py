@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 RECORDS = ("config", "info", "env")
+_SCALARS = frozenset((str, int, float, bool, type(None)))
 ENV_SKIP = ("packages", "conda_packages")
 MAX_JSON = 16 << 20
 MAX_YAML = 1 << 20
@@ -79,7 +80,11 @@ def _read(path: str, limit: int) -> bytes:
         size = os.fstat(fh.fileno()).st_size
         if size > limit:
             raise Refused(f"{size} bytes, over the {limit >> 20} MiB limit: not read")
-        return fh.read(limit + 1)
+        # Not read(limit): that would allocate the whole limit for every small file.
+        data = fh.read(min(size, limit) + 65536)
+        if len(data) > limit:
+            raise Refused(f"over the {limit >> 20} MiB limit: not read")
+        return data
 
 
 def safe_yaml(raw: bytes) -> Any:
@@ -158,11 +163,16 @@ def load_record(
 def flatten(prefix: str, obj: Mapping[Any, Any], out: dict[str, Any], depth: int = 0) -> None:
     for key, value in obj.items():
         name = f"{prefix}.{key}"
-        if isinstance(value, Mapping) and depth < 64:
+        t = type(value)
+        if t in _SCALARS:
+            out[name] = value
+        elif (t is dict or isinstance(value, Mapping)) and depth < 64:
             if value:
                 flatten(name, value, out, depth + 1)
             else:
                 out[name] = None
+        elif t is list and all(type(v) in _SCALARS for v in value):
+            out[name] = value
         elif isinstance(value, (datetime, date, list, tuple, Mapping)):
             out[name] = plain(value)
         else:

@@ -497,6 +497,16 @@ def test_a_sweep_leaves_nothing_in_the_work_tree(tmp_path: Path) -> None:
     assert list(tmpdir.iterdir()) == []  # the sweep's temporary folder is gone too
 
 
+def test_a_killed_run_leaves_nothing_in_the_temporary_directory(tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = start_task(SLOW, "steps=100000", RUNLAB_LOGS=str(tmp_path / "logs"), TMPDIR=str(tmpdir))
+    wait_line(proc, "step 3")
+    proc.kill()
+    proc.wait(timeout=30)
+    assert list(tmpdir.iterdir()) == []
+
+
 # ------------------------------------------------- temporaries of killed writes
 
 

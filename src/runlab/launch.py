@@ -115,7 +115,9 @@ def launch(
                 extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
                 if "hydra.sweep.dir" not in given:
                     # A sweep writes multirun.yaml into its sweep dir: keep it out of the tree.
-                    sweep_dir = tempfile.mkdtemp(prefix="runlab-sweep-")
+                    # Only a sweep makes it (a single run never does); a killed sweep's is
+                    # removed by a later one after a day.
+                    sweep_dir = _sweep_dir()
                     extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
                     extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
                 global _COMMAND
@@ -139,6 +141,26 @@ def launch(
         return main
 
     return decorator
+
+
+_SWEEP_PREFIX = "runlab-sweep-"
+
+
+def _sweep_dir() -> str:
+    """A fresh path for Hydra's sweep dir (its ``multirun.yaml``), outside the work tree."""
+    import secrets
+    import time
+
+    tmp = tempfile.gettempdir()
+    try:
+        with os.scandir(tmp) as it:
+            old = [e.path for e in it if e.name.startswith(_SWEEP_PREFIX)]
+        for path in old:
+            if time.time() - os.stat(path).st_mtime > 86400 and os.stat(path).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+    return os.path.join(tmp, f"{_SWEEP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _quote(text: str) -> str:

@@ -3,6 +3,10 @@
 - ``pixi.toml``: ``name`` in ``[workspace]`` becomes NAME, its ``description`` a
   neutral one (line edits: comments and layout stay as they are);
 - ``README.md``: the first heading becomes ``# NAME``, the rest stays;
+- ``CITATION.cff``: title NAME, the template's authors replaced by a placeholder
+  for yours, a neutral abstract (how to cite *your* project, not the template);
+- ``LICENSE``: the copyright line names this year and "The NAME authors" (the
+  license itself, MIT as pyproject declares, stays: change both if you relicense);
 - ``logs/`` and ``reports/`` are deleted (the template's runs are not yours);
 - ``runlab`` stays a dependency (``[pypi-dependencies]``, editable from ``src/``).
 
@@ -13,6 +17,7 @@ Only the standard library is used, so it runs before any environment is installe
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import shutil
 import subprocess
@@ -23,6 +28,10 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_RE = re.compile(r"^\s*\[")  # any table header: [x], [[x]], [x.y]
 RUNLAB_DEP_RE = re.compile(r'^\s*runlab\s*=\s*\{[^}]*path\s*=\s*"\."', re.MULTILINE)
+
+
+# The files init rewrites (and commits with --commit).
+OWNED_FILES = ("pixi.toml", "README.md", "CITATION.cff", "LICENSE")
 
 
 class InitError(Exception):
@@ -77,6 +86,45 @@ def retitle_readme(text: str, name: str) -> str:
     return f"# {name}\n\n{text}"
 
 
+CFF_TOP_KEY = re.compile(r"^[A-Za-z][\w-]*:")
+
+
+def _replace_cff_key(lines: list[str], key: str, block: list[str]) -> list[str]:
+    """``lines`` with the top-level ``key`` (its value lines included) replaced by ``block``."""
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), None)
+    if start is None:
+        return [*lines, *block]
+    end = next((i for i in range(start + 1, len(lines)) if CFF_TOP_KEY.match(lines[i])), len(lines))
+    return [*lines[:start], *block, *lines[end:]]
+
+
+def recite(text: str, name: str) -> str:
+    """``text`` (CITATION.cff) made the project ``name``'s: title, authors, abstract."""
+    lines = text.splitlines()
+    lines = _replace_cff_key(lines, "title", [f'title: "{name}"'])
+    lines = _replace_cff_key(
+        lines,
+        "authors",
+        [
+            "authors:",
+            "  # Replace with your names: given-names, family-names, orcid, affiliation.",
+            f'  - name: "The {name} authors"',
+        ],
+    )
+    lines = _replace_cff_key(
+        lines,
+        "abstract",
+        [f'abstract: "{name}: machine-learning experiments with replicable runs."'],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def relicense(text: str, name: str, year: int) -> str:
+    """``text`` (LICENSE) with its copyright line naming ``year`` and the project's authors."""
+    line = re.compile(r"^Copyright \(c\) .*$", re.MULTILINE)
+    return line.sub(f"Copyright (c) {year} The {name} authors", text, count=1)
+
+
 def _write_if_changed(path: Path, new: str, dry_run: bool) -> bool:
     if path.read_text() == new:
         return False
@@ -103,6 +151,16 @@ def init(root: Path, name: str, commit: bool = False, dry_run: bool = False) -> 
         readme, retitle_readme(readme.read_text(), name), dry_run
     ):
         done.append(f"README.md: title '# {name}'")
+    citation, license_ = root / "CITATION.cff", root / "LICENSE"
+    if citation.is_file() and _write_if_changed(
+        citation, recite(citation.read_text(), name), dry_run
+    ):
+        done.append("CITATION.cff: title, authors (a placeholder for yours), abstract")
+    year = datetime.date.today().year
+    if license_.is_file() and _write_if_changed(
+        license_, relicense(license_.read_text(), name, year), dry_run
+    ):
+        done.append(f"LICENSE: Copyright (c) {year} The {name} authors")
     for directory in ("logs", "reports"):
         path = root / directory
         if path.is_symlink() or path.is_file():
@@ -119,7 +177,7 @@ def init(root: Path, name: str, commit: bool = False, dry_run: bool = False) -> 
 
 
 def _commit(root: Path, name: str) -> list[str]:
-    files = [f for f in ("pixi.toml", "README.md") if (root / f).exists()]
+    files = [f for f in OWNED_FILES if (root / f).exists()]
     git = ["git", "-C", str(root)]
     if subprocess.run([*git, "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
         raise InitError(f"--commit: {root} is not a git repository")
@@ -134,7 +192,7 @@ def _commit(root: Path, name: str) -> list[str]:
         [*git, "commit", "-q", "-m", f"Start {name} from the runlab template", "--", *files],
         check=True,
     )
-    return ["committed pixi.toml and README.md"]
+    return [f"committed {', '.join(files)}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "(without pixi: bash scripts/init NAME).",
     )
     parser.add_argument("name", help="the project's name: lowercase letters, digits, - and _")
-    parser.add_argument("--commit", action="store_true", help="commit pixi.toml and README.md")
+    parser.add_argument("--commit", action="store_true", help="commit the files it changed")
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would change, change nothing"
     )

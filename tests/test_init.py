@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,8 +131,26 @@ def test_init_renames_and_resets(clone: Path) -> None:
 
     assert not (clone / "logs").exists() and not (clone / "reports").exists()
 
+    # The citation and the license now name the new project, and the citation stays valid CFF.
+    import jsonschema
+    import yaml
+    from test_template import _cff_schema
+
+    cff = yaml.safe_load((clone / "CITATION.cff").read_text())
+    assert cff["title"] == "my-exp_2"
+    assert cff["authors"] == [{"name": "The my-exp_2 authors"}]
+    assert "runlab" not in cff["abstract"]
+    assert "Replace with your names" in (clone / "CITATION.cff").read_text()
+    schema = _cff_schema(ROOT / ".pytest_cache" / "cff")
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(cff)) == []
+    license_ = (clone / "LICENSE").read_text()
+    assert re.search(r"^Copyright \(c\) \d{4} The my-exp_2 authors$", license_, re.M)
+    assert license_.startswith("MIT License\n") and "runlab" not in license_
+
     # Idempotent: a second run changes nothing.
-    snapshot = {p: (clone / p).read_bytes() for p in ("pixi.toml", "README.md")}
+    snapshot = {
+        p: (clone / p).read_bytes() for p in ("pixi.toml", "README.md", "CITATION.cff", "LICENSE")
+    }
     again = run_init(clone, "my-exp_2")
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert {p: (clone / p).read_bytes() for p in snapshot} == snapshot

@@ -201,7 +201,7 @@ def run_slurm(jobs_file: str, offset: int) -> int:
     )
     job.start()
     code = job.wait()
-    distributed.settle(job.run)  # task 0 killed while another rank failed: that failure
+    distributed.settle(job.run.path)  # task 0 killed while another rank failed: that failure
     job_id = os.environ.get("SLURM_JOB_ID", "")
 
     def requeue() -> None:

@@ -26,6 +26,7 @@ STATUS_ORDER = (
     "RUNNING",
     "PREEMPTED",
     "COMPLETE",
+    "PRUNED",
     "FAILED",
     "TIMEOUT",
     "INTERRUPTED",
@@ -34,6 +35,7 @@ STATUS_ORDER = (
 FAILING = ("FAILED", "TIMEOUT", "LOST", "INTERRUPTED", "CORRUPT")
 STYLE = {
     "COMPLETE": "green",
+    "PRUNED": "green",
     "RUNNING": "cyan",
     "QUEUED": "blue",
     "FAILED": "red",
@@ -294,10 +296,12 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
     console.print(
         "  " + "   ".join(parts) + f"   [dim]ended {r['ended']}/{r['runs']} ({pct:.0f}%)[/]"
     )
-    for c in r["reconciled"]:
+    for c in r["reconciled"][:10]:
         console.print(
             f"  [yellow]now {c['status']}[/]: run {c['run_id']}: {c['reason']}", markup=True
         )
+    if len(r["reconciled"]) > 10:
+        console.print(f"  [dim]... and {len(r['reconciled']) - 10} more runs closed (--json)[/]")
     if r["failing"]:
         console.print(f"[bold]failing runs[/] ({r['failing_total']})")
         for f in r["failing"]:

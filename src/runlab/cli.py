@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "re-run a finished run exactly and compare its metrics"),
     "diff": ("reproduce", "config, environment, code and metric differences of two runs"),
     "doctor": ("doctor", "check the environment, GPUs, SLURM and logs directory"),
+    "tune": ("tune", "search hyperparameters with Optuna; every trial is a run (--show: best)"),
 }
 
 

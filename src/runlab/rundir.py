@@ -41,8 +41,11 @@ from runlab.files import (
 LOGS_ENV = "RUNLAB_LOGS"
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 
-STATUSES = ("QUEUED", "RUNNING", "COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED", "TIMEOUT")
-FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED")
+STATUSES = (
+    *("QUEUED", "RUNNING", "COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED", "TIMEOUT"),
+    "PRUNED",  # a trial of `runlab tune` stopped early by the study's pruner
+)
+FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
 
 
 # A run id is a canonical positive decimal integer in ASCII: `7`, never `007`, `²` or `١٢`.

@@ -64,6 +64,10 @@ _STOP_SIGNALS = {
 }
 
 
+class Pruned(Exception):  # noqa: N818 -- named for the status it leaves
+    """Raised in the task by a trial's pruning hook (runlab.trial): the run ends PRUNED."""
+
+
 class ConfigMismatchError(RunDirError):
     """A run directory being resumed holds a different config than the one given."""
 
@@ -216,6 +220,10 @@ class RunSession:
             write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
             self._write_env()
             self.logger = RunLogger(self.run)
+            if os.environ.get("RUNLAB_TRIAL"):  # a trial of `runlab tune`: report, maybe prune
+                from runlab.trial import attach
+
+                attach(self.logger, self._info)
             self._beat = threading.Thread(
                 target=self._heartbeat, name="runlab-heartbeat", daemon=True
             )
@@ -338,7 +346,7 @@ class RunSession:
             _raise_pending()  # asked to stop while the status was written: stop now
         if close_error is not None and exc is None:
             raise close_error
-        return False
+        return isinstance(exc, Pruned)  # a pruned trial ends normally, with its status
 
     def _finish(self, run: RunDir, exc: BaseException | None, tb: Any) -> RecordError | None:
         """Stop the writers and write the final status; return the error closing them raised."""
@@ -361,6 +369,8 @@ class RunSession:
             status, error = exc.status, {"type": "Interrupted", "message": str(exc)}
         elif isinstance(exc, KeyboardInterrupt):
             status, error = "INTERRUPTED", {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
+        elif isinstance(exc, Pruned):
+            status, error = "PRUNED", {"type": "Pruned", "message": str(exc)}
         elif isinstance(exc, SystemExit) and exc.code in (0, None):
             status, error = "COMPLETE", None
         else:

@@ -228,6 +228,8 @@ class RunLogger:
         self._flusher = threading.Thread(target=self._flush_loop, name="runlab-flush", daemon=True)
         self._flusher.start()
 
+    on_row: Any = None  # runlab.trial: called (name, step, row) after each row of a tune trial
+
     # ------------------------------------------------------------------ metrics
     def log_metrics(
         self, metrics: Mapping[str, Any], name: str = "train", step: int | None = None
@@ -275,6 +277,8 @@ class RunLogger:
                 buf = self._buffers[name] = []
             buf.append(line)
         self._next_step[name] = s + 1
+        if self.on_row is not None:
+            self.on_row(name, s, row)
 
     def _check_keys(self, metrics: Mapping[str, Any], name: str) -> None:
         for key in metrics:

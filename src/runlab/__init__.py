@@ -11,17 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Context", "Reader", "RunLogger", "launch", "runs"]
+__all__ = ["Context", "Dist", "Reader", "RunLogger", "launch", "runs"]
 
 _LAZY = {
     "launch": "runlab.launch",
     "Context": "runlab.launch",
+    "Dist": "runlab.distributed",
     "RunLogger": "runlab.logger",
     "Reader": "runlab.reader",
     "runs": "runlab.reader",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from runlab.distributed import Dist
     from runlab.launch import Context, launch
     from runlab.logger import RunLogger
     from runlab.reader import Reader, runs

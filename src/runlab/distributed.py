@@ -379,11 +379,11 @@ def rank_outcome(run: RunDir) -> tuple[str, dict[str, Any], str] | None:
     return "FAILED", dict(first.get("error") or {}), str(first.get("traceback") or "")
 
 
-def settle(run_dir: Path | str | None) -> None:
+def settle(run_dir: RunDir | Path | str | None) -> None:
     """After every rank ended: a run rank 0 left ``RUNNING`` (killed) takes a rank's failure."""
     if not run_dir:
         return
-    run = RunDir(run_dir)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     info = run.read_info()
     found = failures(run)
     if info.get("status") not in ("RUNNING", "QUEUED") or not found:
@@ -649,6 +649,8 @@ class RankGroup:
         self.run_dir = env.get(RUN_DIR_ENV)
         self.procs: list[subprocess.Popen] = []
         port = int(self.store.port)
+        # As torchrun: one thread per rank unless told (cpus_per_task, or OMP_NUM_THREADS).
+        threads = threads or (None if env.get("OMP_NUM_THREADS") else 1)
         for rank in range(tasks):
             rank_vars = rank_env(rank, rank, tasks, tasks, "127.0.0.1", port, threads=threads)
             self.procs.append(subprocess.Popen(args, env={**env, **rank_vars}, **popen))

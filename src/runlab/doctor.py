@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlab import distributed
+
 VERDICTS = ("ok", "warn", "fail", "skip")
 
 # Check names (stable: `--json` output and `--require` refer to them).
@@ -687,6 +689,7 @@ def run_checks(root: Path | None = None, logs: str | os.PathLike[str] | None = N
         check_cuda_versions(gpu, torch, conda_cuda_version()),
         check_torch_gpu(gpu, torch, cuda_env=requirement[0] if requirement else "cuda"),
         check_cuda_override(gpu, manifest),
+        Check(*distributed.doctor_check(gpu.present)),  # torch.distributed, NCCL on GPUs
         check_slurm(),
         check_logs(logs if logs is not None else default_logs()),
     ]

@@ -20,10 +20,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlab import distributed
 from runlab import logger as _logger
 from runlab.lifecycle import (
     Interrupted,
@@ -71,6 +72,7 @@ class Context:
     logger: RunLogger
     run_dir: Path
     run_id: str
+    dist: distributed.Dist = field(default_factory=distributed.Dist)  # ranks (one: 0 of 1)
 
 
 def launch(
@@ -196,9 +198,13 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
 
     def announce(run: RunDir) -> None:
         print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
+        distributed.share_run(dist, run)  # several ranks: the others learn the run directory
 
     session: RunSession | None = None
     try:
+        dist = distributed.setup()  # torchrun's / SLURM's ranks; ranks > 0 leave the record to 0
+        if not dist.is_main:
+            return distributed.run_peer(task_fn, functools.partial(Context, cfg, dist=dist), dist)
         run, logs = resolve_run_dir(container)
         session = RunSession(
             run,
@@ -212,9 +218,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         )
         with session as s:
             assert s.logger is not None and s.run is not None
-            return task_fn(
-                Context(config=cfg, logger=s.logger, run_dir=s.run.path, run_id=s.run.run_id)
-            )
+            return task_fn(Context(cfg, s.logger, s.run.path, s.run.run_id, dist=dist))
     except Interrupted as exc:
         run_id = session.run.run_id if session and session.run else "?"
         print(f"[runlab] run {run_id} {exc.status.lower()}: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from runlab import environment
+from runlab import distributed, environment
 from runlab.files import (
     dump_yaml,
     now_iso,
@@ -381,6 +381,10 @@ class RunSession:
                 _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
             except OSError as err:
                 error["traceback"] = f"not written: {err.strerror or err}"
+        ranks = distributed.rank_outcome(run)  # another rank raised: the run failed with its error
+        if ranks is not None:
+            status, error, text = ranks
+            _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
         previous = (
             float(self._info.get("duration_s") or 0.0) if self._info.get("attempts", 1) > 1 else 0.0
         )

@@ -54,6 +54,7 @@ import errno
 import operator
 import os
 import pickle
+import re
 import shutil
 import threading
 import time
@@ -75,6 +76,7 @@ _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _AUTO = object()  # "no step given": the next one of the file
 _CLOSED = object()  # marks a closed logger in _fault
 _INT64 = (-(2**63), 2**63)
+_RANK_FILE = re.compile(r"\.rank(\d+)\Z")  # metrics/<name>.rank<k>.jsonl: all_ranks=True
 
 
 class MetricsError(TypeError, ValueError):
@@ -230,11 +232,20 @@ class RunLogger:
 
     on_row: Any = None  # runlab.trial: called (name, step, row) after each row of a tune trial
 
+    rank = 0  # runlab.distributed: the rank whose logger this is (PeerLogger for ranks > 0)
+
     # ------------------------------------------------------------------ metrics
     def log_metrics(
-        self, metrics: Mapping[str, Any], name: str = "train", step: int | None = None
+        self,
+        metrics: Mapping[str, Any],
+        name: str = "train",
+        step: int | None = None,
+        all_ranks: bool = False,
     ) -> None:
         """Append one row of scalar metrics to ``metrics/<name>.jsonl``.
+
+        ``all_ranks=True``: every rank of a distributed run logs its own row, to
+        ``metrics/<name>.rank<k>.jsonl`` (without it, only rank 0's rows are kept).
 
         Each row gets ``step`` (given, or one more than the previous row of this
         file) and ``time`` (seconds since the epoch). Raises
@@ -243,6 +254,8 @@ class RunLogger:
         """
         if self._fault is not None:
             self._raise_fault()
+        if all_ranks:
+            name = f"{name}.rank{self.rank}"
         try:
             items = metrics.items()
         except AttributeError:
@@ -383,6 +396,11 @@ class RunLogger:
                 if self._fault is None:
                     self._fault = exc
 
+    def _owns(self, stem: str) -> bool:
+        """Whether ``metrics/<stem>.jsonl`` is this rank's: not another rank's ``.rank<k>``."""
+        found = _RANK_FILE.search(stem)
+        return found is None or int(found.group(1)) == self.rank
+
     def _resume_steps(self) -> None:
         for path in self.run.metrics.glob("*.jsonl"):
             last = _last_row(path)
@@ -454,7 +472,11 @@ class RunLogger:
         with self._lock:
             self._resuming = False
             self._flush_locked()
-            sizes = {p.stem: p.stat().st_size for p in self.run.metrics.glob("*.jsonl")}
+            sizes = {
+                p.stem: p.stat().st_size
+                for p in self.run.metrics.glob("*.jsonl")
+                if self._owns(p.stem)  # other ranks' files are theirs (runlab.distributed)
+            }
             sizes.update(self._sizes)
             meta = {"metrics_bytes": sizes, "next_step": dict(self._next_step), "time": time.time()}
         try:
@@ -495,6 +517,8 @@ class RunLogger:
             self._fds.clear()
             self._sizes.clear()
             for path in self.run.metrics.glob("*.jsonl"):
+                if not self._owns(path.stem):
+                    continue
                 keep = meta["metrics_bytes"].get(path.stem, 0)
                 if path.stat().st_size > keep:
                     with open(path, "r+b") as fh:

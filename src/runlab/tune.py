@@ -489,14 +489,19 @@ class Driver:
         if not runs:
             return
         ids = [int(r.run_id) for r in runs]
-        self.record["runs"] = [*self.record["runs"], *(i for i in ids if i not in self.record["runs"])]
+        self.record["runs"] = [
+            *self.record["runs"],
+            *(i for i in ids if i not in self.record["runs"]),
+        ]
         code = {**self.code, "env": {**self.code["env"], TRIAL_ENV: self.name}}
         sub = sweeps.submit(self.logs, self.record, ids, [code], self.limits, kind="tune")
         where = ", ".join(f"array {a['job_id']}" for a in sub.get("arrays", [])) or (
             f"{len(sub.get('workers', []))} local worker(s)"
         )
-        self.say(f"trials {', '.join(str(r.read_info().get('trial')) for r in runs)} -> runs "
-                 f"{', '.join(map(str, ids))} ({where})")
+        self.say(
+            f"trials {', '.join(str(r.read_info().get('trial')) for r in runs)} -> runs "
+            f"{', '.join(map(str, ids))} ({where})"
+        )
 
     def submitted(self) -> set[int]:
         from runlab.sweeps import locate

@@ -126,7 +126,7 @@ def grid(space: dict[str, str]) -> dict[str, list[Any]]:
         elif isinstance(dist, IntDistribution) and not dist.log:
             out[key] = list(range(dist.low, dist.high + 1, dist.step))
         elif getattr(dist, "step", None):
-            n = int(round((dist.high - dist.low) / dist.step))
+            n = round((dist.high - dist.low) / dist.step)
             out[key] = [dist.low + i * dist.step for i in range(n + 1)]
         else:
             raise SpaceError(

@@ -19,27 +19,41 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metric", help="the objective: FILE.KEY of log_metrics, e.g. test.acc")
     parser.add_argument("--direction", choices=["maximize", "minimize"])
-    parser.add_argument("--objective", choices=["last", "best"], help="the run's last (default) "
-                        "or best logged value of the metric")
+    parser.add_argument(
+        "--objective",
+        choices=["last", "best"],
+        help="the run's last (default) or best logged value of the metric",
+    )
     parser.add_argument("--trials", type=int, help="complete + pruned trials to reach (20)")
     parser.add_argument("--parallel", type=int, help="trials running at once (2)")
     parser.add_argument("--launcher", choices=["local", "slurm"])
-    parser.add_argument("--study", help="the study's name (default: task and a hash of the "
-                        "search, so the same command resumes the same study)")
+    parser.add_argument(
+        "--study",
+        help="the study's name (default: task and a hash of the "
+        "search, so the same command resumes the same study)",
+    )
     parser.add_argument("--sampler", choices=["tpe", "random", "grid"])
     parser.add_argument("--seed", type=int, help="the sampler's seed (default: drawn, recorded)")
     parser.add_argument("--pruner", choices=["none", "median", "halving"])
     parser.add_argument("--preset", help="configs/tune/NAME.yaml beside the task's configs")
     parser.add_argument("--logs", type=Path, help="logs directory (default: the task's)")
-    parser.add_argument("--allow-dirty", action="store_true",
-                        help="start a study with uncommitted changes (recorded in every run)")
-    parser.add_argument("--show", action="store_true",
-                        help="print the study's best trials and parameters")
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="start a study with uncommitted changes (recorded in every run)",
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print the study's best trials and parameters"
+    )
     parser.add_argument("--json", action="store_true", help="with --show: JSON")
     parser.add_argument("--top", type=int, default=5, help="with --show: how many best trials")
-    parser.add_argument("--plots", type=Path, metavar="DIR",
-                        help="with --show: write the optimisation history and parameter "
-                        "importances (Optuna's plotly figures) as HTML into DIR")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="with --show: write the optimisation history and parameter "
+        "importances (Optuna's plotly figures) as HTML into DIR",
+    )
 
 
 def run_tune(args: argparse.Namespace) -> int:
@@ -116,8 +130,10 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
         return 0
     states = ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items())
-    print(f"study {data['study']}: {data['direction']} {data['metric']} ({data['objective']}), "
-          f"sampler {data['sampler']} (seed {data['seed']}), pruner {_pruner(data['pruner'])}")
+    print(
+        f"study {data['study']}: {data['direction']} {data['metric']} ({data['objective']}), "
+        f"sampler {data['sampler']} (seed {data['seed']}), pruner {_pruner(data['pruner'])}"
+    )
     print(f"trials: {states or 'none yet'}")
     print(f"space: {' '.join(f'{k}={v}' for k, v in (data['space'] or {}).items())}")
     if not data["top"]:
@@ -126,8 +142,12 @@ def _show(args: argparse.Namespace) -> int:
     keys = list(data["top"][0]["params"])
     header = ["trial", "run_id", data["metric"] or "value", *keys]
     rows = [
-        [str(r["trial"]), str(r["run_id"]), f"{r['value']:.6g}",
-         *(_fmt(r["params"].get(k)) for k in keys)]
+        [
+            str(r["trial"]),
+            str(r["run_id"]),
+            f"{r['value']:.6g}",
+            *(_fmt(r["params"].get(k)) for k in keys),
+        ]
         for r in data["top"]
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
@@ -135,8 +155,10 @@ def _show(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     best = data["best"]
-    print(f"best: trial {best['trial']} (run {best['run_id']}) {data['metric']}="
-          f"{best['value']:.6g} " + " ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))
+    print(
+        f"best: trial {best['trial']} (run {best['run_id']}) {data['metric']}="
+        f"{best['value']:.6g} " + " ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+    )
     return 0
 
 

@@ -1,0 +1,284 @@
+"""`runlab tune`: an Optuna study whose trials are ordinary runs, on the synthetic quadratic
+task (tests/tasks/quadratic.py, optimum test.acc=1 at x=1, y=-2), locally and on the real
+local SLURM cluster: found optimum, pruning, a driver killed and resumed, reproduce."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import TASKS, task_env
+
+pytest.importorskip("optuna")
+
+SLURM_UP = shutil.which("sinfo") is not None and (
+    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if shutil.which("sinfo")
+    else False
+)
+slurm = pytest.mark.skipif(
+    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
+)
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+SPACE = ["x=interval(-3, 3)", "y=interval(-4, 2)"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    repo = tmp_path / "project"
+    (repo / "tasks").mkdir(parents=True)
+    for name in ("quadratic.py", "quadratic.yaml"):
+        shutil.copy(TASKS / name, repo / "tasks" / name)
+    (repo / ".gitignore").write_text("logs/\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=repo, check=True)
+    return repo
+
+
+def env(project: Path) -> dict[str, str]:
+    return task_env(RUNLAB_LOGS=str(project / "logs"))
+
+
+def runlab(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runlab", *args],
+        cwd=project,
+        env=env(project),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"runlab {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def trial_runs(project: Path, study: str) -> dict[int, dict]:
+    """The runs of ``study`` by run id: their info records."""
+    out = {}
+    for path in (project / "logs").iterdir():
+        info_file = path / "metadata" / "info.json"
+        if path.name.isdigit() and info_file.exists():
+            info = json.loads(info_file.read_text())
+            if info.get("study") == study:
+                out[int(path.name)] = info
+    return out
+
+
+def study_cmd(launcher: str, study: str) -> list[str]:
+    return [
+        "tune",
+        "tasks/quadratic.py",
+        "--metric",
+        "test.acc",
+        "--direction",
+        "maximize",
+        "--trials",
+        "16",
+        "--parallel",
+        "2",
+        "--launcher",
+        launcher,
+        "--pruner",
+        "median",
+        "--seed",
+        "0",
+        "--study",
+        study,
+        "launcher.timeout_min=10",
+        *SPACE,
+    ]
+
+
+@pytest.mark.parametrize("launcher", ["local", pytest.param("slurm", marks=slurm)])
+def test_study_killed_resumed_prunes_finds_optimum_and_reproduces(
+    project: Path, launcher: str
+) -> None:
+    study = f"quad-{launcher}"
+    cmd = study_cmd(launcher, study)
+    # The driver is killed (SIGKILL: no chance to clean up) once 4 trials have ended.
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "runlab", *cmd],
+        cwd=project,
+        env=env(project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    final = {"COMPLETE", "PRUNED", "FAILED", "INTERRUPTED", "LOST"}
+    while time.time() < deadline and driver.poll() is None:
+        runs = trial_runs(project, study) if (project / "logs").is_dir() else {}
+        if sum(i.get("status") in final for i in runs.values()) >= 4:
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = trial_runs(project, study)
+    assert 4 <= len(before) < 16
+
+    # The same command resumes the study and completes it.
+    out = runlab(project, *cmd)
+    assert "resuming study" in out.stderr
+    runs = trial_runs(project, study)
+    trials = Counter(info["trial"] for info in runs.values())
+    assert sorted(trials) == list(range(len(trials))), trials  # no trial lost...
+    assert max(trials.values()) == 1, trials  # ...and none run twice
+    statuses = Counter(info["status"] for info in runs.values())
+    assert statuses["COMPLETE"] + statuses["PRUNED"] == 16, statuses
+    assert set(statuses) <= {"COMPLETE", "PRUNED", "FAILED", "LOST", "INTERRUPTED"}
+    assert statuses["PRUNED"] >= 1, statuses
+
+    # The study agrees with the runs, and its best point is near the optimum.
+    show = json.loads(runlab(project, "tune", "--show", "--study", study, "--json").stdout)
+    assert show["states"].get("COMPLETE", 0) + show["states"].get("PRUNED", 0) == 16
+    assert show["states"].get("PRUNED", 0) == statuses["PRUNED"]
+    assert show["seed"] == 0 and show["sampler"] == "tpe"
+    best = show["best"]
+    assert best["value"] > 0.9, best
+    assert abs(best["params"]["x"] - 1) < 1.5 and abs(best["params"]["y"] + 2) < 1.5, best
+    rows = (project / "logs" / str(best["run_id"]) / "metrics" / "test.jsonl").read_text()
+    assert json.loads(rows.splitlines()[-1])["acc"] == best["value"]
+    text = runlab(project, "tune", "--show", "--study", study).stdout
+    assert f"best: trial {best['trial']} (run {best['run_id']})" in text
+
+    # PRUNED is known to status and to the reader; trials carry study and trial number.
+    status = runlab(project, "status").stdout
+    assert "PRUNED" in status and "COMPLETE" in status
+    import runlab as rl
+
+    reader = rl.Reader(project / "logs", write_index=False)
+    pruned = reader.filter(f"info.status == 'PRUNED' & info.study == '{study}'").df
+    assert len(pruned) == statuses["PRUNED"]
+    assert set(pruned["info.trial"].to_list()) <= set(trials)
+    pruned_id = pruned["run_id"].to_list()[0]
+    assert (
+        len((project / "logs" / str(pruned_id) / "metrics" / "test.jsonl").read_text().splitlines())
+        < 6
+    )
+
+    # A trial's run reproduces bit for bit (and reports to no study).
+    rep = runlab(project, "reproduce", "logs", str(best["run_id"]))
+    assert "identical" in rep.stdout + rep.stderr
+    after = json.loads(runlab(project, "tune", "--show", "--study", study, "--json").stdout)
+    assert len(after["trials"]) == len(show["trials"])
+
+
+def test_preset_grid_and_objective(project: Path) -> None:
+    """A preset in configs/tune (the Optuna sweeper's keys), the grid sampler, --objective."""
+    (project / "tasks" / "tune").mkdir()
+    (project / "tasks" / "tune" / "corner.yaml").write_text(
+        "metric: test.acc\ndirection: maximize\nn_trials: 4\nn_jobs: 2\nsampler:\n  seed: 7\n"
+        "  _target_: optuna.samplers.GridSampler\noverrides: [steps=2, interval=0]\n"
+        "params:\n  x: choice(1.0, -1.0)\n  y: range(-2, 0)\n"
+    )
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "preset"], cwd=project, check=True)
+    runlab(
+        project,
+        "tune",
+        "tasks/quadratic.py",
+        "--preset",
+        "corner",
+        "--launcher",
+        "local",
+        "--study",
+        "corner",
+        "--objective",
+        "best",
+    )
+    show = json.loads(runlab(project, "tune", "--show", "--study", "corner", "--json").stdout)
+    assert show["states"] == {"COMPLETE": 4}
+    assert sorted((t["params"]["x"], t["params"]["y"]) for t in show["trials"]) == [
+        (-1.0, -2),
+        (-1.0, -1),
+        (1.0, -2),
+        (1.0, -1),
+    ]
+    assert show["best"]["params"] == {"x": 1.0, "y": -2} and show["best"]["value"] == 1.0
+    assert show["seed"] == 7 and show["sampler"] == "grid"
+    runs = trial_runs(project, "corner")
+    overrides = project / "logs" / str(show["best"]["run_id"]) / "metadata" / "overrides.yaml"
+    assert "steps=2" in overrides.read_text() and "x=1.0" in overrides.read_text()
+    assert {i["status"] for i in runs.values()} == {"COMPLETE"}
+
+    # Resuming the study with another search space is refused, and nothing changes.
+    journal = project / "logs" / ".studies" / "corner.journal"
+    size = journal.stat().st_size
+    bad = runlab(
+        project,
+        "tune",
+        "tasks/quadratic.py",
+        "--metric",
+        "test.acc",
+        "--study",
+        "corner",
+        "x=interval(0, 1)",
+        "--launcher",
+        "local",
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "was made with" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert journal.stat().st_size == size
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metric", "test.acc", "epochs=3"], "nothing to search"),
+        (["--metric", "acc", "x=interval(0,1)"], "is not FILE.KEY"),
+        (["--metric", "test.acc", "x=interval(1,0)"], "low < high"),
+        (["--metric", "test.acc", "nope=interval(0,1)"], "nope"),
+        (["--metric", "test.acc", "--sampler", "grid", "x=interval(0,1)"], "grid sampler"),
+        (["--metric", "test.acc", "x=tag(log, interval(0, 1))"], "log interval needs low > 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(project: Path, args, message) -> None:
+    proc = runlab(project, "tune", "tasks/quadratic.py", "--launcher", "local", *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, lines
+    assert not (project / "logs").exists() or not any(
+        p.name.isdigit() for p in (project / "logs").iterdir()
+    )
+
+
+def test_search_space_grammar() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from runlab import tune_space
+
+    fixed, space = tune_space.parse(
+        [
+            "lr=tag(log, interval(1e-4, 1e-1))",
+            "model=choice(mlp,cnn)",
+            "batch_size=range(32,256,step=32)",
+            "layers=int(interval(1, 4))",
+            "opt=adam,sgd",
+            "epochs=3",
+        ]
+    )
+    assert fixed == ["epochs=3"]
+    d = {k: tune_space.distribution(k, v) for k, v in space.items()}
+    assert d["lr"] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert d["model"] == CategoricalDistribution(["mlp", "cnn"])
+    assert d["batch_size"] == IntDistribution(32, 224, step=32)  # Hydra's range: stop excluded
+    assert d["layers"] == IntDistribution(1, 4)
+    assert d["opt"] == CategoricalDistribution(["adam", "sgd"])
+    assert tune_space.override("lr", 1e-05) == "lr=1e-05"
+    assert tune_space.override("name", "a b") == "name='a b'"
+    assert tune_space.override("flag", "true") == "flag='true'"

@@ -96,7 +96,10 @@ def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] 
     if not targets:
         sid = sweeps.latest(logs)
         if sid is None:
-            raise _Error(f"no sweep in {logs} (nothing was submitted there with `runlab submit`)")
+            raise _Error(
+                f"no sweep in {logs}: nothing was submitted there with `runlab submit`; "
+                "pass --logs DIR (or set $RUNLAB_LOGS) to the logs directory of a sweep"
+            )
         return sweeps.load(logs, sid), None
     if len(targets) == 1 and not is_run_id(targets[0]):
         return sweeps.load(logs, targets[0]), None
@@ -108,7 +111,7 @@ def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] 
     record = None
     for t in targets:
         if not (logs / t).is_dir():
-            raise _Error(f"no run {t} in {logs}")
+            raise _Error(f"no run {t} in {logs}: see `runlab status` for the runs of its sweeps")
         rec = sweeps.sweep_of_run(logs, int(t))
         if rec is None:
             raise _Error(f"run {t} in {logs} was not submitted with `runlab submit`: no sweep")
@@ -545,7 +548,7 @@ def _logs_command(args: argparse.Namespace) -> int:
     logs = _logs(args.logs)
     run_id = int(args.run)
     if not (logs / args.run).is_dir():
-        raise _Error(f"no run {run_id} in {logs}", 1)
+        raise _Error(f"no run {run_id} in {logs}: see `runlab status`, or pass --logs DIR", 1)
     path, info = _log_path(logs, run_id, args.err)
     status = info.get("status")
     stream = "stderr" if args.err else "stdout"

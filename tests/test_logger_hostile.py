@@ -78,7 +78,8 @@ def test_a_name_that_is_a_path_is_refused_and_writes_nothing(
     assert steps(run / "metrics" / "train.jsonl") == [0]
     logger.close()
     created = files_under(tmp_path) - before
-    assert created == {run / "metrics" / "train.jsonl"}, created
+    # train.parquet: the columnar twin written at close (runlab.logger docstring)
+    assert created == {run / "metrics" / "train.jsonl", run / "metrics" / "train.parquet"}, created
 
 
 class Bomb:

@@ -462,6 +462,8 @@ def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         if i == 7:
             rows[10]["extra"] = "x:y"  # a ':' in a string and a new key: the slow path
         make_run(logs, {"i": i % 4}, rows)
+    for twin in logs.glob("*/metrics/*.parquet"):  # this test is about the JSON lines
+        twin.unlink()
     want = Reader(logs, write_index=False).group_by("config.i").curves("train.loss")
     monkeypatch.setattr(reader_module, "BATCH_BYTES", 2000)
     r = Reader(logs, write_index=False)
@@ -506,3 +508,131 @@ def test_index_generations_are_immutable_and_collected_after_a_grace(
     assert len(got) == len(want) == STEPS + 1
     for a, b in zip(got, want, strict=True):
         close(a, b)  # equal up to the order of floating-point sums
+
+
+# ------------------------------------------------------------ columnar twins
+def _twin_rows() -> list[dict[str, Any]]:
+    nan, inf = float("nan"), float("inf")
+    rows: list[dict[str, Any]] = []
+    for s in range(40):
+        row: dict[str, Any] = {"loss": 1.0 / (s + 1), "acc": s % 3, "phase": f"p{s % 2}"}
+        if s == 5:
+            row["loss"] = nan
+        if s == 6:
+            row["loss"] = -inf
+        if s == 7:
+            row["acc"] = inf
+        if s % 10 == 9:
+            row["extra"] = s  # a key only some rows have
+        rows.append(row)
+    return rows
+
+
+def _without_twins(logs: Path) -> Path:
+    import shutil
+
+    copy = logs.parent / (logs.name + "-jsonl")
+    shutil.copytree(logs, copy, copy_function=shutil.copy2)
+    for twin in copy.glob("*/metrics/*.parquet"):
+        twin.unlink()
+    return copy
+
+
+def test_twin_written_at_close_and_read_like_the_json_lines(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    for seed in range(3):
+        make_run(logs, {"seed": seed}, _twin_rows())
+    make_run(logs, {"seed": 9}, [{"loss": 2.0}], name="val")
+    twins = sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/metrics/*.parquet"))
+    assert twins == ["1/metrics/train.parquet", "2/metrics/train.parquet",
+                     "3/metrics/train.parquet", "4/metrics/val.parquet"]  # fmt: skip
+    jsonl = pl.read_ndjson(logs / "1/metrics/train.jsonl", infer_schema_length=None)
+    twin = pl.read_parquet(logs / "1/metrics/train.parquet")
+    assert twin.height == jsonl.height == 40
+    assert math.isnan(twin["loss"][5]) and twin["loss"][6] == -math.inf
+    assert twin["acc"][7] == math.inf and twin["acc"].dtype == pl.Float64
+    meta = pl.read_parquet_metadata(logs / "1/metrics/train.parquet")
+    st = (logs / "1/metrics/train.jsonl").stat()
+    assert meta["runlab.covers"] == f"{st.st_size}.{st.st_mtime_ns}"
+
+    plain = _without_twins(logs)
+    with_twins = Reader(logs, index=False)
+    want = Reader(plain, index=False)
+    got_rows = with_twins.metrics("train").collect().sort("run_id", "step")
+    assert with_twins.stats["metric_twins"] == 3
+    want_rows = want.metrics("train").collect().sort("run_id", "step")
+    assert want.stats.get("metric_twins", 0) == 0
+    assert got_rows.select(want_rows.columns).equals(want_rows)
+    assert with_twins.curves("train.loss").equals(want.curves("train.loss"))
+    assert with_twins.df.equals(want.df)
+
+
+def test_a_twin_is_not_used_once_the_json_lines_moved_on(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    run = make_run(logs, {"seed": 0}, [{"loss": 1.0}, {"loss": 2.0}])
+    path = run.metrics / "train.jsonl"
+    with open(path, "ab") as fh:  # a resumed run appending, before its next close
+        fh.write(b'{"step":2,"time":1.0,"loss":"NaN"}\n')
+    r = Reader(logs, index=False)
+    loss = r.metrics("train").collect()["loss"].to_list()
+    assert loss[:2] == [1.0, 2.0] and math.isnan(loss[2]) and len(loss) == 3
+    assert r.stats.get("metric_twins", 0) == 0
+    # A resumed logger that closes writes a new twin covering every row.
+    with RunLogger(run, flush_interval=60) as logger:
+        logger.log_metrics({"loss": 4.0})
+    r = Reader(logs, index=False)
+    assert r.metrics("train").collect()["step"].to_list() == [0, 1, 2, 3]
+    assert r.stats["metric_twins"] == 1
+
+
+def test_a_twin_that_cannot_be_written_or_read_fails_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runlab.reader._metrics as metrics_module
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    logs = tmp_path / "logs"
+    with monkeypatch.context() as m:
+        m.setattr(pl.DataFrame, "write_parquet", refuse)
+        run = make_run(logs, {"seed": 0}, [{"loss": 1.0}, {"loss": 2.0}])
+    assert sorted(p.name for p in run.metrics.iterdir()) == ["train.jsonl"]  # no twin, no temp
+    # A bad line: no twin either (the reader reports it from the JSON lines).
+    bad = make_run(logs, {"seed": 1}, [{"loss": 1.0}])
+    (bad.metrics / "train.parquet").unlink()
+    with open(bad.metrics / "train.jsonl", "ab") as fh:
+        fh.write(b"{not json\n")
+    assert not metrics_module.write_twin(bad.metrics / "train.jsonl")
+    assert not (bad.metrics / "train.parquet").exists()
+    # A twin gone (or damaged) after its metadata was read: the JSON lines are read.
+    good = make_run(logs, {"seed": 2}, [{"loss": 5.0}])
+    assert (good.metrics / "train.parquet").exists()
+
+    def gone(*args: Any, **kwargs: Any) -> None:
+        raise FileNotFoundError("gone")
+
+    monkeypatch.setattr(metrics_module.pl, "scan_parquet", gone)
+    r = Reader(logs, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptRunWarning)
+        rows = r.metrics("train").collect().sort("run_id")
+    assert rows.select("run_id", "loss").rows() == [(1, 1.0), (1, 2.0), (2, 1.0), (3, 5.0)]
+    assert r.stats.get("metric_twins", 0) == 0
+
+
+def test_a_logger_that_logs_nothing_does_not_import_polars(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from runlab.logger import RunLogger\n"
+        f"RunLogger({str(tmp_path / 'run')!r}).close()\n"
+        "assert 'polars' not in sys.modules, 'polars imported'\n"
+        f"lg = RunLogger({str(tmp_path / 'run2')!r})\n"
+        "lg.log_metrics({'loss': 1.0})\n"
+        "lg.close()\n"
+        "print('polars' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert not list((tmp_path / "run" / "metrics").glob("*"))
+    assert (tmp_path / "run2" / "metrics" / "train.parquet").exists()

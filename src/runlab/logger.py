@@ -25,6 +25,17 @@ non-empty strings or hold control characters, the reserved keys ``run_id`` and
 ``time``, a ``step`` that is not an integer (``bool`` included), integers beyond
 64 bits, and anything that is not one scalar.
 
+**Columnar twins.** When the logger closes, each metrics file it appended to
+gets a twin ``metrics/<name>.parquet``: the same rows as the reader reads them
+from the ``.jsonl`` (non-finite values as floats), in plain Parquet whose
+key-value metadata ``runlab.covers`` holds the ``.jsonl``'s ``"<size>.<mtime_ns>"``
+(also ``runlab.rows``, ``runlab.inc``, ``runlab.columns``). Readers use it only
+while the ``.jsonl`` still has that size and mtime (a resumed run's file has moved
+on), so the ``.jsonl`` stays the record. The twin is written under a temporary
+name and renamed; any failure (a bad line, a full disk) just leaves no twin, and
+never fails the run. Polars is imported for it at close, and only when rows were
+logged.
+
 **Names** of metric files, artifacts and checkpoints are checked by
 :func:`runlab.names.check_name`: one plain file name, never a path.
 
@@ -545,6 +556,19 @@ class RunLogger:
                 for fd in self._fds.values():
                     os.close(fd)
                 self._fds.clear()
+        self._write_twins(list(self._sizes))
+
+    def _write_twins(self, names: list[str]) -> None:
+        """The columnar twin of each metrics file this logger appended to (see the
+        module docstring); never fails the run. Polars is imported only here."""
+        if not names:
+            return
+        try:
+            from runlab.reader._metrics import write_twin
+        except Exception:
+            return
+        for name in names:
+            write_twin(self.run.metrics / f"{name}.jsonl")
 
     def __enter__(self) -> RunLogger:
         return self

@@ -5,6 +5,7 @@
   cnn, adam and sgd, different epochs and batch sizes, one failed run, one broken run
   (no config, unreadable info), no sweep record; 12 runs.
 - :func:`fifty_groups`: a sweep of 50 configurations (lr x weight decay) x 2 seeds.
+- :func:`hostile`: a config value that is HTML, a metric name with quotes, NaN and inf.
 """
 
 from __future__ import annotations
@@ -211,4 +212,21 @@ def fifty_groups(logs: Path) -> list[int]:
                 )
                 ids.append(make_run(logs, config, _curve(12, max(speed, 0.05), 0.05, seed)))
     record_sweep(logs, "20261121-090000-1", ids)
+    return ids
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+QUOTED = 'acc "top" it\'s'
+
+
+def hostile(logs: Path) -> list[int]:
+    """Three runs: ``model.name`` is HTML in one, ``</script><b>x`` in another; the
+    metric ``test.<QUOTED>`` ends NaN in one run; ``test.loss`` is inf in one."""
+    ids = []
+    for i, (name, finals) in enumerate(
+        [(HOSTILE, [0.5, 0.7]), ("plain", [0.4, 0.6]), ("</script><b>x", [0.3, math.nan])]
+    ):
+        config = {"model": {"name": name}, "seed": 0, "note": HOSTILE}
+        loss = [1.0, math.inf][i % 2]
+        ids.append(make_run(logs, config, {f"test.{QUOTED}": finals, "test.loss": [loss] * 2}))
     return ids

@@ -324,29 +324,13 @@ def test_seeds_are_grouped_only_when_asked(sweep: Path, tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------- hostile values
-HOSTILE = "<img src=x onerror=alert(1)>"
-QUOTED = 'acc "top" it\'s'
+def test_config_and_metric_names_are_escaped(tmp_path: Path) -> None:
+    from report_data import HOSTILE, QUOTED, hostile
 
-
-@pytest.fixture
-def hostile(tmp_path: Path) -> Path:
-    """A config value that is HTML, a metric name with quotes, non-finite values."""
     logs = tmp_path / "logs"
-    for i, (name, finals) in enumerate(
-        [(HOSTILE, [0.5, 0.7]), ("plain", [0.4, 0.6]), ("</script><b>x", [0.3, math.nan])]
-    ):
-        run = RunDir(allocate(logs)[0]).create()
-        write_yaml(run.config_file, {"model": {"name": name}, "seed": 0, "note": HOSTILE})
-        run.update_info(status="COMPLETE", start_time=now_iso(), duration_s=1.0)
-        with RunLogger(run, flush_interval=60) as logger:
-            for value in finals:
-                logger.log_metrics({QUOTED: value, "loss": [1.0, math.inf][i % 2]}, name="test")
-    return logs
-
-
-def test_config_and_metric_names_are_escaped(hostile: Path, tmp_path: Path) -> None:
+    hostile(logs)
     out = tmp_path / "rep"
-    rep = report_of(hostile, out, "--metric", f"test.{QUOTED}", "--metric", "test.loss")
+    rep = report_of(logs, out, "--metric", f"test.{QUOTED}", "--metric", "test.loss")
     page = (out / "index.html").read_text()
     body = page[page.index("</head>") :]
     assert HOSTILE not in body and "<b>x" not in body and "</script><b>" not in body

@@ -51,7 +51,7 @@ tr.best td{background:#eef7ee;font-weight:600}
 @media (max-width:1000px){.curves{grid-template-columns:minmax(0,1fr)}}
 .panel{background:#fff;border:1px solid #ddd;border-radius:6px;margin:0 0 16px;padding:8px 8px 4px}
 .panel-head{display:flex;align-items:baseline;justify-content:space-between;gap:12px;
-flex-wrap:wrap;padding:0 6px}
+flex-wrap:wrap;padding:0 6px;margin-bottom:12px}
 .panel-title{font-size:15px;margin:0;font-weight:600;overflow-wrap:anywhere}
 .panel-title small{font-weight:400;color:#666;margin-left:6px}
 .tools{display:flex;gap:4px;flex:none}
@@ -116,6 +116,11 @@ _SCRIPT = r"""
     if (el && el.tagName === 'DETAILS') { el.open = true; el.scrollIntoView(); }
   }
   window.addEventListener('hashchange', openRecord);
+  document.addEventListener('click', function(e){
+    var a = e.target.closest && e.target.closest('a[href^="#run-"]');
+    var d = a && document.getElementById(a.getAttribute('href').slice(1));
+    if (d) d.open = true;
+  });
   openRecord();
 
   var figures = JSON.parse(document.getElementById('runlab-figures').textContent);
@@ -271,7 +276,7 @@ def _figure(report: dict[str, Any], metric: str, div: str) -> dict[str, Any]:
         "template": "plotly_white",
         "height": 420,
         "autosize": True,
-        "margin": {"l": 64, "r": 16, "t": 12, "b": 48},
+        "margin": {"l": 64, "r": 16, "t": 16, "b": 48},
         "showlegend": False,
         "hovermode": "closest",
         "xaxis": {"title": {"text": x_name}, "zeroline": False},

@@ -662,7 +662,9 @@ class Driver:
                 sweeps.cancel(self.logs, self.record, ids, wait_s=30)
             except Exception as exc:
                 self.say(f"warning: cancel: {exc}")
-            self.settle()
+            deadline = time.time() + 30
+            while self.settle()[0] and time.time() < deadline:  # until their ends are told
+                time.sleep(0.5)
 
 
 def launcher_overrides_args(name: str | None, overrides: list[str]) -> list[str]:
@@ -752,4 +754,29 @@ def write_plots(logs: Path, name: str, out: Path) -> list[Path]:
         path = out / f"{name}-{stem}.html"
         fig.write_html(str(path), include_plotlyjs=True, full_html=True)
         written.append(path)
+    written += _history_png(study, out / f"{name}-history.png")
     return written
+
+
+def _history_png(study: Any, path: Path) -> list[Path]:
+    """The optimisation history as a PNG too (matplotlib), for papers and READMEs."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as mvis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib plots
+        try:
+            ax = mvis.plot_optimization_history(study)
+        except (ValueError, RuntimeError):
+            return []
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
+    return [path]

@@ -636,3 +636,82 @@ def test_a_logger_that_logs_nothing_does_not_import_polars(tmp_path: Path) -> No
     assert out.stdout.strip() == "True"
     assert not list((tmp_path / "run" / "metrics").glob("*"))
     assert (tmp_path / "run2" / "metrics" / "train.parquet").exists()
+
+
+# ------------------------------------------------------------ curves: numpy path
+def _curves_both(
+    r: Reader, monkeypatch: pytest.MonkeyPatch, *keys: str, ddof: int = 1
+) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+    import runlab.reader._api as api
+
+    used: list[bool] = []
+    real = api._curves_numpy
+
+    def spy(*args: Any) -> pl.DataFrame | None:
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(api, "_curves_numpy", spy)
+    fast = r.group_by(*keys).curves("train.loss", ddof=ddof)
+    monkeypatch.setattr(api, "_NUMPY_CURVES", False)
+    slow = r.group_by(*keys).curves("train.loss", ddof=ddof)
+    monkeypatch.setattr(api, "_NUMPY_CURVES", True)
+    return fast, slow, bool(used and used[-1])
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_numpy_curves_equal_the_group_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ddof: int
+) -> None:
+    from polars.testing import assert_frame_equal
+
+    nan, inf = float("nan"), float("inf")
+    logs = tmp_path / "logs"
+    # method a: 3 runs, same steps, NaN and infinities in places; b: 1 run (std null
+    # for ddof 1); c: 2 runs whose values are all NaN at step 1.
+    values = {
+        ("a", 0): [1.0, nan, 3.0, inf, 5.0],
+        ("a", 1): [2.0, 2.5, nan, 1.0, -inf],
+        ("a", 2): [3.0, 3.5, 4.0, inf, 6.0],
+        ("b", 0): [0.5, 0.25, nan, 0.1, 0.0],
+        ("c", 0): [1.0, nan, 1.0, 2.0, 3.0],
+        ("c", 1): [2.0, nan, 3.0, 2.0, 1.0],
+    }
+    for (method, seed), vs in values.items():
+        make_run(logs, {"method": method, "seed": seed}, [{"loss": v} for v in vs])
+    r = Reader(logs, index=False)
+    for keys in (("config.method",), (), ("config.method", "config.seed")):
+        fast, slow, used = _curves_both(r, monkeypatch, *keys, ddof=ddof)
+        assert used, keys  # the numpy path ran
+        assert_frame_equal(fast, slow, check_exact=False, rel_tol=1e-12)
+    fast, _, _ = _curves_both(r, monkeypatch, "config.method", ddof=ddof)
+    a1 = fast.filter((pl.col("config.method") == "a") & (pl.col("step") == 1)).row(0, named=True)
+    assert math.isnan(a1["mean"]) and a1["min"] == 2.5 and a1["max"] == 3.5 and a1["count"] == 3
+    c1 = fast.filter((pl.col("config.method") == "c") & (pl.col("step") == 1)).row(0, named=True)
+    assert math.isnan(c1["min"]) and math.isnan(c1["max"]) and c1["count"] == 2
+    b0 = fast.filter(pl.col("config.method") == "b")["std"].to_list()
+    if ddof == 1:
+        assert b0 == [None] * 5  # one run: no spread over seeds
+    else:
+        assert b0[:2] + b0[3:] == [0.0] * 4 and math.isnan(b0[2])
+
+    # Unequal lengths, gaps (a null value) and a step logged twice: the group_by path.
+    make_run(logs, {"method": "a", "seed": 3}, [{"loss": 1.0}, {"loss": 2.0}])  # shorter
+    r = Reader(logs, index=False)
+    fast, slow, used = _curves_both(r, monkeypatch, "config.method", ddof=ddof)
+    assert not used
+    assert_frame_equal(fast, slow)
+    gap = make_run(logs, {"method": "d", "seed": 0}, [{"loss": 1.0}, {"loss": None}, {"loss": 2.0}])
+    make_run(logs, {"method": "d", "seed": 1}, [{"loss": 4.0}, {"loss": 5.0}, {"loss": 6.0}])
+    r = Reader(logs, index=False).filter("config.method == 'd'")
+    fast, slow, used = _curves_both(r, monkeypatch, "config.method", ddof=ddof)
+    assert not used
+    assert_frame_equal(fast, slow)
+    assert fast["count"].to_list() == [2, 1, 2]
+    with RunLogger(gap, flush_interval=60, resume=False) as logger:
+        logger.log_metrics({"loss": 9.0}, step=1)  # step 1 again: its last value counts
+    r = Reader(logs, index=False).filter("config.method == 'd'")
+    fast, slow, used = _curves_both(r, monkeypatch, "config.method", ddof=ddof)
+    assert_frame_equal(fast, slow)
+    assert fast["max"].to_list()[1] == 9.0

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from runlab.query import Node, QueryError, compile_query, keys_of, parse, suggest
@@ -298,6 +299,102 @@ def _stats(col: str, ddof: int) -> list[pl.Expr]:
     ]
 
 
+_NUMPY_CURVES = True  # tests turn it off to compare with the group_by path
+
+
+def _curves_numpy(
+    rows: pl.DataFrame,
+    ids: pl.DataFrame,
+    groups: pl.DataFrame | None,
+    keys: list[str],
+    x: str,
+    key: str,
+    ddof: int,
+) -> pl.DataFrame | None:
+    """``Grouped.curves`` without a group_by, for the common case: ``key`` is Float64,
+    each run's rows are contiguous with strictly increasing integer ``x``, and the
+    runs of each group have the same ``x`` values. Then a group is a runs x steps
+    array, reduced along its runs with the group_by path's semantics: a NaN makes
+    mean and std NaN, min and max ignore NaNs (NaN only when all are), std is null
+    when count - ddof <= 0. None when the rows are not of that shape."""
+    if rows.schema[key] != pl.Float64 or not rows.schema[x].is_integer() or not rows.height:
+        return None
+    rid = rows.get_column("run_id").to_numpy()
+    xs = rows.get_column(x).to_numpy()
+    vals = rows.get_column(key).to_numpy()
+    cut = np.flatnonzero(rid[1:] != rid[:-1]) + 1
+    starts = np.concatenate(([0], cut))
+    lens = np.diff(np.concatenate((starts, [len(rid)])))
+    run_ids = rid[starts]
+    if np.unique(run_ids).size != run_ids.size:
+        return None  # a run's rows are not contiguous
+    step = np.diff(xs) > 0
+    step[cut - 1] = True  # across runs, anything goes
+    if not step.all():
+        return None
+    gid = dict(zip(ids["run_id"].to_list(), ids["_g"].to_list(), strict=True))
+    run_g = np.array([gid.get(r, -1) for r in run_ids.tolist()], dtype=np.int64)
+    order = (
+        groups.sort(keys, nulls_last=True)["_g"].to_numpy()
+        if groups is not None
+        else np.array([0], dtype=np.int64)
+    )
+    if order.size > 5000:
+        return None  # many small groups: the group_by is as fast
+    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for g in order.tolist():
+        runs = np.flatnonzero(run_g == g)
+        if not runs.size:
+            continue
+        n = int(lens[runs[0]])
+        if (lens[runs] != n).any():
+            return None
+        at = starts[runs][:, None] + np.arange(n)
+        gx = xs[at]
+        if runs.size > 1 and (gx != gx[0]).any():
+            return None
+        parts.append((g, gx[0], vals[at], runs))
+    if not parts:
+        return None
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in ("x", "mean", "std", "min", "max", "n")}
+    which: list[np.ndarray] = []
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN, as Polars
+        for g, gx, v, runs in parts:
+            k = runs.size
+            cols["x"].append(gx)
+            cols["mean"].append(v.mean(axis=0))
+            cols["std"].append(
+                v.std(axis=0, ddof=ddof) if k - ddof > 0 else np.full(gx.size, np.nan)
+            )
+            cols["min"].append(np.nanmin(v, axis=0))
+            cols["max"].append(np.nanmax(v, axis=0))
+            cols["n"].append(np.full(gx.size, k, dtype=np.int64))
+            which.append(np.full(gx.size, g, dtype=np.int64))
+    cat = {c: np.concatenate(v) for c, v in cols.items()}
+    std = pl.Series("std", cat["std"])
+    if any(p[3].size - ddof <= 0 for p in parts):  # too few runs: null, as Polars
+        null = np.concatenate([np.full(p[1].size, p[3].size - ddof <= 0) for p in parts])
+        std = std.scatter(np.flatnonzero(null), None)
+    out = pl.DataFrame(
+        [
+            pl.Series(x, cat["x"]).cast(rows.schema[x]),
+            pl.Series("mean", cat["mean"]),
+            std,
+            pl.Series("min", cat["min"]),
+            pl.Series("max", cat["max"]),
+            pl.Series("count", cat["n"], dtype=pl.Int64),
+        ]
+    )
+    if groups is not None:
+        position = np.empty(int(groups["_g"].max()) + 1, dtype=np.int64)
+        position[groups["_g"].to_numpy()] = np.arange(groups.height)
+        out = pl.concat(
+            [groups.select(keys)[position[np.concatenate(which)]], out], how="horizontal"
+        )
+    return out
+
+
 class Grouped:
     """Runs grouped by run-table columns; aggregates over the runs of each group (seeds)."""
 
@@ -357,6 +454,12 @@ class Grouped:
             ids = ids.select("run_id", "_g")
         else:
             ids = keys.select("run_id", pl.lit(0, dtype=pl.UInt32).alias("_g"))
+        if _NUMPY_CURVES:
+            collected = rows.collect()
+            fast = _curves_numpy(collected, ids, groups, self.keys, x, key, ddof)
+            if fast is not None:
+                return fast
+            rows = collected.lazy()
         out = (
             rows.join(ids.lazy(), on="run_id", how="inner")
             .group_by("_g", x)

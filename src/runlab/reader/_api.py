@@ -300,6 +300,7 @@ def _stats(col: str, ddof: int) -> list[pl.Expr]:
 
 
 _NUMPY_CURVES = True  # tests turn it off to compare with the group_by path
+_NONE = np.empty(0)  # a std that is null (too few runs), filled in at the end
 
 
 def _curves_numpy(
@@ -349,40 +350,62 @@ def _curves_numpy(
         n = int(lens[runs[0]])
         if (lens[runs] != n).any():
             return None
-        at = starts[runs][:, None] + np.arange(n)
-        gx = xs[at]
-        if runs.size > 1 and (gx != gx[0]).any():
+        first = int(starts[runs[0]])
+        if runs[-1] - runs[0] == runs.size - 1:  # consecutive runs: views, no copy
+            gx = xs[first : first + runs.size * n].reshape(runs.size, n)
+            v = vals[first : first + runs.size * n].reshape(runs.size, n)
+        else:
+            at = starts[runs][:, None] + np.arange(n)
+            gx, v = xs[at], vals[at]
+        if runs.size > 1 and (gx[1:] != gx[0]).any():
             return None
-        parts.append((g, gx[0], vals[at], runs))
+        parts.append((g, gx[0], v, runs))
     if not parts:
         return None
     cols: dict[str, list[np.ndarray]] = {c: [] for c in ("x", "mean", "std", "min", "max", "n")}
     which: list[np.ndarray] = []
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN, as Polars
+    with np.errstate(all="ignore"):
         for g, gx, v, runs in parts:
             k = runs.size
             cols["x"].append(gx)
-            cols["mean"].append(v.mean(axis=0))
-            cols["std"].append(
-                v.std(axis=0, ddof=ddof) if k - ddof > 0 else np.full(gx.size, np.nan)
-            )
-            cols["min"].append(np.nanmin(v, axis=0))
-            cols["max"].append(np.nanmax(v, axis=0))
+            # One run: its values are the mean, min and max (fmin/fmax: NaN-ignoring).
+            cols["mean"].append(v[0] if k == 1 else v.mean(axis=0))
+            cols["std"].append(v.std(axis=0, ddof=ddof) if k - ddof > 0 else _NONE)
+            cols["min"].append(v[0] if k == 1 else np.fmin.reduce(v, axis=0))
+            cols["max"].append(v[0] if k == 1 else np.fmax.reduce(v, axis=0))
             cols["n"].append(np.full(gx.size, k, dtype=np.int64))
             which.append(np.full(gx.size, g, dtype=np.int64))
-    cat = {c: np.concatenate(v) for c, v in cols.items()}
-    std = pl.Series("std", cat["std"])
-    if any(p[3].size - ddof <= 0 for p in parts):  # too few runs: null, as Polars
-        null = np.concatenate([np.full(p[1].size, p[3].size - ddof <= 0) for p in parts])
-        std = std.scatter(np.flatnonzero(null), None)
+    if any(a is _NONE for a in cols["std"]):
+        cols["std"] = [
+            np.full(p[1].size, np.nan) if a is _NONE else a
+            for a, p in zip(cols["std"], parts, strict=True)
+        ]
+        if all(p[3].size - ddof <= 0 for p in parts):
+            cols["std"] = [_NONE]
+    cat = {c: v[0] if len(v) == 1 else np.concatenate(v) for c, v in cols.items()}
+    made: dict[int, pl.Series] = {}
+
+    def series(name: str, arr: np.ndarray) -> pl.Series:
+        """One copy per array (one run's values are its mean, min and max)."""
+        if id(arr) not in made:
+            made[id(arr)] = pl.Series(name, arr)
+        return made[id(arr)].alias(name)
+
+    total = len(cat["x"])
+    if all(p[3].size - ddof <= 0 for p in parts):  # too few runs: null, as Polars
+        std = pl.Series("std", [], dtype=pl.Float64).extend_constant(None, total)
+    else:
+        std = pl.Series("std", cat["std"])
+        if any(p[3].size - ddof <= 0 for p in parts):
+            null = np.concatenate([np.full(p[1].size, p[3].size - ddof <= 0) for p in parts])
+            std = std.scatter(np.flatnonzero(null), None)
     out = pl.DataFrame(
         [
             pl.Series(x, cat["x"]).cast(rows.schema[x]),
-            pl.Series("mean", cat["mean"]),
+            series("mean", cat["mean"]),
             std,
-            pl.Series("min", cat["min"]),
-            pl.Series("max", cat["max"]),
+            series("min", cat["min"]),
+            series("max", cat["max"]),
             pl.Series("count", cat["n"], dtype=pl.Int64),
         ]
     )

@@ -317,6 +317,22 @@ def test_labels_from_differences_on_a_real_logs_directory(tmp_path: Path) -> Non
     assert rep["groups"][0]["label"] == best["group"]
 
 
+def test_rank_option(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rep = report_of(sweep, tmp_path / "a", "--rank", "train.loss")
+    lasts = {r["run_id"]: r["train.loss"] for r in rep["run_table"]}
+    assert rep["leaderboard"][0]["run_id"] == min(lasts, key=lasts.__getitem__) == 1
+    assert rep["groups"][0]["label"] == "method=GD"
+    rep = report_of(sweep, tmp_path / "b", "--rank", "test.acc:min")
+    assert [r["run_id"] for r in rep["leaderboard"][:3]] == [1, 2, 3]
+    assert "test.acc" in rep["metrics"]  # the rank metric is drawn too
+    capsys.readouterr()
+    out = tmp_path / "c"
+    assert main(["report", str(sweep), "--rank", "test.acc:best", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["runlab: --rank 'test.acc:best': write METRIC, METRIC:max or METRIC:min"]
+    assert not out.exists()
+
+
 def test_seeds_are_grouped_only_when_asked(sweep: Path, tmp_path: Path) -> None:
     rep = report_of(sweep, tmp_path / "rep", "--by", "config.seed")
     assert rep["by"] == ["config.seed"] and rep["seeds"] == []

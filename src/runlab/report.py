@@ -352,7 +352,7 @@ def _rank_of(metrics: list[str], rank: str | None) -> tuple[str, bool]:
     if rank:
         name, _, direction = rank.partition(":")
         if direction not in ("", "max", "min"):
-            raise QueryError(f"--rank {rank!r}: the direction is max or min", rank, 0, len(rank))
+            raise ValueError(f"rank {rank!r}: write METRIC, METRIC:max or METRIC:min")
         return name, (direction == "max") if direction else higher_is_better(name)
     chosen = next((m for m in metrics if not m.startswith("train.")), metrics[0])
     return chosen, higher_is_better(chosen)
@@ -692,7 +692,10 @@ def write_pngs(report: dict[str, Any], out: Path | str, dpi: int = 150) -> list[
     out = Path(out)
     written = []
     shown = [g for g in report["groups"] if g["shown"]]
-    ncol = 1 if len(shown) <= 3 else 2
+    # Two columns for short labels; one, with room for 100 characters, for long ones.
+    wide = max((len(g["label"]) for g in shown), default=0) > LABEL_CHARS
+    ncol = 1 if len(shown) <= 3 or wide else 2
+    chars = 100 if ncol == 1 else LABEL_CHARS
     rows = math.ceil(len(shown) / ncol) if report["by"] else 0
     rank = report["rank"]["metric"]
     for metric in report["metrics"]:
@@ -715,7 +718,7 @@ def write_pngs(report: dict[str, Any], out: Path | str, dpi: int = 150) -> list[
                 color=colour,
                 linestyle=_MPL_DASHES[dash],
                 lw=1.6,
-                label=shorten(g["label"]),
+                label=shorten(g["label"], chars),
             )
             if np.any(std > 0):
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)

@@ -62,11 +62,11 @@ aside.groups{position:sticky;top:8px;background:#fff;border:1px solid #ddd;borde
 padding:8px;max-height:calc(100vh - 16px);display:flex;flex-direction:column}
 aside.groups h3{font-size:14px;margin:0 0 4px}
 aside.groups .tools{margin:4px 0 6px}
-aside.groups ol{list-style:none;margin:0;padding:0;overflow-y:auto;font-size:12.5px}
+aside.groups ol{list-style:none;margin:0;padding:0;overflow-y:auto;font-size:12px}
 aside.groups li label{display:flex;align-items:flex-start;gap:4px;padding:3px 2px;cursor:pointer;
 border-bottom:1px solid #f2f2f2}aside.groups .swatch{margin-top:3px}
 aside.groups li label:hover{background:#f3f6fb}
-aside.groups .name{flex:1;min-width:0;overflow:hidden;display:-webkit-box;-webkit-line-clamp:2;
+aside.groups .name{flex:1;min-width:0;overflow:hidden;display:-webkit-box;-webkit-line-clamp:3;
 -webkit-box-orient:vertical;overflow-wrap:anywhere;line-height:1.25}
 aside.groups .val{color:#555;font-variant-numeric:tabular-nums}
 details.record{background:#fff;border:1px solid #ddd;border-radius:6px;margin:6px 0;padding:4px 10px}
@@ -204,7 +204,7 @@ def _label_cell(group: dict[str, Any]) -> str:
     label = group["label"]
     return (
         f'<td class="label" data-v="{esc(label)}" title="{esc(group["full"])}">'
-        f"{_swatch(group['index'])}{esc(shorten(label, 80))}</td>"
+        f"{_swatch(group['index'])}{esc(shorten(label, 120))}</td>"
     )
 
 

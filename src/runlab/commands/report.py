@@ -117,6 +117,8 @@ def _report(args: argparse.Namespace) -> int:
         raise _Exit(1, f"{exc} ({scope['text']} of {logs}); no report written") from None
     except QueryError as exc:
         raise _Exit(2, str(exc)) from None
+    except ValueError as exc:  # a --rank that is not METRIC[:max|min]
+        raise _Exit(2, f"--{exc}") from None
     written = write_report(report, Path(args.out))
     if scope["outside"]:
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")

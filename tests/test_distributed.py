@@ -168,6 +168,29 @@ def test_torchrun_example_replicates_bit_for_bit(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_torchrun_example_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """A 2-rank run of tasks/train.py preempted after epoch 1 and resumed logs what an
+    uninterrupted one does (each rank's RNG state is in the checkpoint)."""
+    logs, tag = tmp_path / "logs", f"+tag={uuid.uuid4().hex}"
+    torchrun(logs, TRAIN, "epochs=5", tag)
+    proc = torchrun(logs, TRAIN, "epochs=5", tag, background=True, stdout=subprocess.PIPE)
+    for line in proc.stdout:
+        if line.startswith("epoch   1"):
+            break
+    for pid in pids_with(tag):
+        if "torchrun" not in Path(f"/proc/{pid}/cmdline").read_text():
+            os.kill(pid, signal.SIGUSR2)
+    proc.communicate(timeout=120)
+    full, cut = runs(logs)
+    assert info(cut)["status"] == "PREEMPTED" and len(rows(cut)) < 5
+    out = torchrun(logs, TRAIN, "epochs=5", tag, f"runlab.run_id={cut.name}")
+    assert "resuming run 2 at epoch" in out.stdout
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    for name in ("train", "test"):
+        assert strip(rows(cut, name)) == strip(rows(full, name))
+    assert info(cut)["status"] == "COMPLETE" and info(cut)["attempts"] == 2
+
+
 # ------------------------------------------------------- the launchers
 @pytest.fixture
 def project(tmp_path: Path) -> Path:

@@ -538,7 +538,11 @@ def _without_twins(logs: Path) -> Path:
     return copy
 
 
-def test_twin_written_at_close_and_read_like_the_json_lines(tmp_path: Path) -> None:
+def test_twin_written_at_close_and_read_like_the_json_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runlab.reader._metrics as metrics_module
+
     logs = tmp_path / "logs"
     for seed in range(3):
         make_run(logs, {"seed": seed}, _twin_rows())
@@ -556,6 +560,11 @@ def test_twin_written_at_close_and_read_like_the_json_lines(tmp_path: Path) -> N
     assert meta["runlab.covers"] == f"{st.st_size}.{st.st_mtime_ns}"
 
     plain = _without_twins(logs)
+    # Small files are parsed from the .jsonl (faster than opening a twin) ...
+    assert Reader(logs, index=False).curves("train.loss").height == 40
+    assert Reader(logs, index=False).stats.get("metric_twins", 0) == 0
+    # ... larger ones from their twins.
+    monkeypatch.setattr(metrics_module, "TWIN_MIN_BYTES", 0)
     with_twins = Reader(logs, index=False)
     want = Reader(plain, index=False)
     got_rows = with_twins.metrics("train").collect().sort("run_id", "step")
@@ -567,7 +576,12 @@ def test_twin_written_at_close_and_read_like_the_json_lines(tmp_path: Path) -> N
     assert with_twins.df.equals(want.df)
 
 
-def test_a_twin_is_not_used_once_the_json_lines_moved_on(tmp_path: Path) -> None:
+def test_a_twin_is_not_used_once_the_json_lines_moved_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runlab.reader._metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "TWIN_MIN_BYTES", 0)  # twins for small files too
     logs = tmp_path / "logs"
     run = make_run(logs, {"seed": 0}, [{"loss": 1.0}, {"loss": 2.0}])
     path = run.metrics / "train.jsonl"
@@ -593,6 +607,7 @@ def test_a_twin_that_cannot_be_written_or_read_fails_nothing(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
+    monkeypatch.setattr(metrics_module, "TWIN_MIN_BYTES", 0)  # twins for small files too
     logs = tmp_path / "logs"
     with monkeypatch.context() as m:
         m.setattr(pl.DataFrame, "write_parquet", refuse)

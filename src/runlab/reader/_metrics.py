@@ -76,6 +76,10 @@ TWIN_COVERS = "runlab.covers"  # "<size>.<mtime_ns>" of the .jsonl the twin hold
 TWIN_ROWS = "runlab.rows"
 TWIN_INC = "runlab.inc"  # "1": steps strictly increase (no step logged twice)
 TWIN_COLUMNS = "runlab.columns"  # the schema, as JSON: files alike are scanned together
+# Below this size a .jsonl is parsed faster than its twin is opened (per-file cost of
+# a Parquet footer ~0.2 ms vs ~11 ns a byte of JSON lines, measured on 10-row and
+# 1,000-row files): small files are read from the .jsonl even when a twin exists.
+TWIN_MIN_BYTES = 16 << 10
 
 
 def twin_path(jsonl: str) -> str:
@@ -125,14 +129,16 @@ def write_twin(jsonl: str | os.PathLike[str]) -> bool:
             pass
 
 
-def _twin(path: str, sig: str) -> tuple[int, bool, str] | None:
-    """(rows, steps increase, schema) of the twin of ``path`` if it covers ``sig``."""
+def _twin(path: str, st: os.stat_result) -> tuple[str, int, bool, str] | None:
+    """(signature, rows, steps increase, schema) of the twin of ``path``, if it covers
+    the file as it is now (``st``)."""
     try:
+        sig = f"{st.st_size}.{st.st_mtime_ns}"
         meta = pl.read_parquet_metadata(twin_path(path))
         if meta.get(TWIN_COVERS) != sig:
             return None
         rows = int(meta[TWIN_ROWS])
-        return (rows, meta[TWIN_INC] == "1", meta[TWIN_COLUMNS]) if rows > 0 else None
+        return (sig, rows, meta[TWIN_INC] == "1", meta[TWIN_COLUMNS]) if rows > 0 else None
     except Exception:
         return None
 
@@ -243,28 +249,24 @@ def read_metric_files(
     keytypes: dict[str, str | None] = {}
     twins: list[tuple[int, str, int, bool, str]] = []
     for run_id, path, live in items:
-        if use_twins:
-            try:
-                st = os.stat(path)
-            except OSError:
-                pass
-            else:
-                sig = f"{st.st_size}.{st.st_mtime_ns}"
-                twin = _twin(path, sig)
-                if twin is not None:
-                    out.files[run_id] = {"sig": sig, "rows": 0, "problem": None, "inc": True}
-                    twins.append((run_id, path, *twin))
-                    continue
+        twin = None
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                data = fh.read(st.st_size)
+                if use_twins and st.st_size >= TWIN_MIN_BYTES:
+                    twin = _twin(path, st)
+                data = fh.read(st.st_size) if twin is None else b""
         except OSError as exc:
             out.files[run_id] = {
                 "sig": None,
                 "rows": 0,
                 "problem": f"{os.path.basename(path)}: {first_line(exc)}",
             }
+            continue
+        if twin is not None:
+            sig, rows, inc, schema = twin
+            out.files[run_id] = {"sig": sig, "rows": 0, "problem": None, "inc": True}
+            twins.append((run_id, path, rows, inc, schema))
             continue
         stats["metric_files_parsed"] += 1
         record: dict[str, Any] = {

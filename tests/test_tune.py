@@ -282,3 +282,40 @@ def test_search_space_grammar() -> None:
     assert tune_space.override("lr", 1e-05) == "lr=1e-05"
     assert tune_space.override("name", "a b") == "name='a b'"
     assert tune_space.override("flag", "true") == "flag='true'"
+
+
+def test_sigterm_cancels_running_trials_and_rerun_replaces_them(project: Path) -> None:
+    """Ctrl-C / SIGTERM: the running trials end INTERRUPTED and are failed in the study
+    (not counted); the same command then runs new trials until 3 are counted."""
+    cmd = ["tune", "tasks/quadratic.py", "--metric", "test.acc", "--trials", "3",
+           "--parallel", "2", "--launcher", "local", "--study", "term", "steps=20",
+           "interval=0.1", *SPACE]  # fmt: skip
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "runlab", *cmd],
+        cwd=project,
+        env=env(project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = trial_runs(project, "term") if (project / "logs").is_dir() else {}
+        if len(runs) == 2 and all(i.get("status") == "RUNNING" for i in runs.values()):
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=90)
+    assert driver.returncode == 128 + signal.SIGTERM, err
+    assert "rerun the same command to resume" in err
+    first = trial_runs(project, "term")
+    assert {i["status"] for i in first.values()} == {"INTERRUPTED"}, first
+    show = json.loads(runlab(project, "tune", "--show", "--study", "term", "--json").stdout)
+    assert show["states"] == {"FAIL": 2}, show["states"]
+
+    runlab(project, *cmd)
+    runs = trial_runs(project, "term")
+    statuses = Counter(i["status"] for i in runs.values())
+    assert statuses == {"INTERRUPTED": 2, "COMPLETE": 3}, statuses
+    show = json.loads(runlab(project, "tune", "--show", "--study", "term", "--json").stdout)
+    assert show["states"] == {"FAIL": 2, "COMPLETE": 3}

@@ -213,3 +213,46 @@ def test_ls_no_match(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out.startswith("no runs match the query in")
     code, out, _ = run(capsys, "ls", "--where", "config.seed == 7", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+ALIAS_BOMB = "".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n',
+        *(
+            f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n"
+            for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+    ]
+)
+
+
+def test_show_refuses_a_yaml_alias_bomb(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    assert len(ALIAS_BOMB) < 500 and ALIAS_BOMB.count("*") == 72
+    run_dir = logs / "2"
+    (run_dir / "metadata" / "config.json").unlink(missing_ok=True)
+    (run_dir / "metadata" / "config.yaml").write_text(ALIAS_BOMB)
+    (run_dir / "metadata" / "overrides.yaml").write_text(ALIAS_BOMB)
+    # In a child process: a hang (the bomb expanded) would end at the timeout.
+    proc = subprocess.run(
+        [sys.executable, "-m", "runlab", "show", str(logs), "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["config"] is None and record["overrides"] is None
+    text = json.dumps(record)
+    assert "metadata/config.yaml: YAML anchors and aliases are not read" in text
+    assert "metadata/overrides.yaml: YAML anchors and aliases are not read" in text
+    assert record["status"] == "COMPLETE"
+    # An empty info record is CORRUPT, said in one line.
+    (logs / "3" / "metadata" / "info.json").unlink(missing_ok=True)
+    (logs / "3" / "metadata" / "info.yaml").write_text("")
+    code, out, _ = run(capsys, "show", str(logs), "3", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["status"] == "CORRUPT"
+    assert "metadata/info.yaml: empty" in json.dumps(record)

@@ -372,9 +372,8 @@ def _record(logs: Path, run_id: int) -> dict[str, Any]:
     """One run's record, read from its directory (nested config, info, env, metrics)."""
     import time
 
-    import yaml
-
     from runlab.reader import LOST_AFTER_S, _iso_epoch, _read_metric_files, _summaries
+    from runlab.reader._files import Refused, load_record, load_yaml_file
 
     path = logs / str(run_id)
     if not path.is_dir():
@@ -382,17 +381,20 @@ def _record(logs: Path, run_id: int) -> dict[str, Any]:
     record: dict[str, Any] = {"run_id": run_id, "path": str(path)}
     problems: list[str] = []
     for name in ("config", "overrides", "info", "env"):
-        file = path / "metadata" / f"{name}.yaml"
+        # The JSON twin, else the YAML with bounded cost (an alias bomb is refused).
         try:
-            with open(file, "rb") as fh:
-                data = yaml.safe_load(fh)
+            if name == "overrides":  # a list, without a JSON twin
+                file = f"metadata/{name}.yaml"
+                data = load_yaml_file(str(path / file), file)
+            else:
+                data = dict(load_record(str(path), name)[0])
         except FileNotFoundError:
             data = None
             if name in ("config", "info"):
                 problems.append(f"missing metadata/{name}.yaml")
-        except (OSError, yaml.YAMLError) as exc:
+        except Refused as exc:
             data = None
-            problems.append(f"metadata/{name}.yaml: {type(exc).__name__}: {exc}")
+            problems.append(str(exc))
         if name == "env" and isinstance(data, dict):
             # what capture could not record (runlab.environment): printed as problems
             for line in data.get("problems") or []:

@@ -160,6 +160,21 @@ def load_record(
     return _checked(_parse_yaml(raw, file), raw, file, skip), file
 
 
+def load_yaml_file(path: str, file: str) -> Any:
+    """A YAML document of any type (e.g. ``overrides.yaml``, a list), parsed with
+    bounded cost. Raises :class:`FileNotFoundError`, or :class:`Refused` naming
+    ``file``."""
+    try:
+        raw = _read(path, MAX_YAML)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise Refused(f"{file}: {first_line(exc)}") from None
+    except Refused as exc:
+        raise Refused(f"{file}: {exc}") from None
+    return _parse_yaml(raw, file)
+
+
 def flatten(prefix: str, obj: Mapping[Any, Any], out: dict[str, Any], depth: int = 0) -> None:
     for key, value in obj.items():
         name = f"{prefix}.{key}"

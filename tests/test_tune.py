@@ -183,7 +183,7 @@ def test_preset_grid_and_objective(project: Path) -> None:
     (project / "tasks" / "tune" / "corner.yaml").write_text(
         "metric: test.acc\ndirection: maximize\nn_trials: 4\nn_jobs: 2\nsampler:\n  seed: 7\n"
         "  _target_: optuna.samplers.GridSampler\noverrides: [steps=2, interval=0]\n"
-        "params:\n  x: choice(1.0, -1.0)\n  y: range(-2, 0)\n"
+        "params:\n  x: choice(1.0, -1.0)\n  y: range(-2, -1)\n"
     )
     subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
     subprocess.run([*GIT, "commit", "-qm", "preset"], cwd=project, check=True)
@@ -276,7 +276,7 @@ def test_search_space_grammar() -> None:
     d = {k: tune_space.distribution(k, v) for k, v in space.items()}
     assert d["lr"] == FloatDistribution(1e-4, 1e-1, log=True)
     assert d["model"] == CategoricalDistribution(["mlp", "cnn"])
-    assert d["batch_size"] == IntDistribution(32, 224, step=32)  # Hydra's range: stop excluded
+    assert d["batch_size"] == IntDistribution(32, 256, step=32)  # as the Optuna sweeper's
     assert d["layers"] == IntDistribution(1, 4)
     assert d["opt"] == CategoricalDistribution(["adam", "sgd"])
     assert tune_space.override("lr", 1e-05) == "lr=1e-05"

@@ -10,11 +10,13 @@ override                                    distribution
 ``x='interval(-5, 5)'``                     ``FloatDistribution(-5.0, 5.0)``
 ``n='int(interval(1, 9))'``                 ``IntDistribution(1, 9)`` (``tag(log, ...)``: log)
 ``model='choice(mlp,cnn)'``, ``model=a,b``  ``CategoricalDistribution(['mlp', 'cnn'])``
-``batch_size='range(32,256,step=32)'``      ``IntDistribution(32, 224, step=32)``
+``batch_size='range(32,256,step=32)'``      ``IntDistribution(32, 256, step=32)``
 ==========================================  ==========================================
 
-``range`` keeps Hydra's meaning (the stop is excluded, as in ``runlab submit``);
-a float range becomes a stepped ``FloatDistribution``. ``shuffle(...)`` and
+``range`` means what it means in Hydra's Optuna sweeper, so that its configs search
+the same space here: the stop is one of the values (32, 64, ..., 256), unlike a
+``runlab submit`` sweep, where Hydra's ``range`` excludes it. A float range becomes
+a stepped ``FloatDistribution``. ``shuffle(...)`` and
 ``glob(...)`` are refused with what to write instead.
 """
 
@@ -92,12 +94,12 @@ def distribution(key: str, text: str) -> Any:
         return CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step or 1
-        values = list(override.sweep_iterator())
-        if not values:
-            raise SpaceError(f"{where}: the range is empty (Hydra's range excludes the stop)")
+        if start is None or stop is None or not start < stop or step <= 0:
+            raise SpaceError(f"{where}: a range needs start < stop and a positive step")
+        # As Hydra's Optuna sweeper: the stop is a value of the search (unlike Hydra's sweep).
         if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)):
-            return IntDistribution(int(values[0]), int(values[-1]), step=int(step))
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(step))
+            return IntDistribution(int(start), int(stop), step=int(step))
+        return FloatDistribution(float(start), float(stop), step=float(step))
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
         log = "log" in (value.tags or set())

@@ -215,6 +215,17 @@ def test_preset_grid_and_objective(project: Path) -> None:
     assert "steps=2" in overrides.read_text() and "x=1.0" in overrides.read_text()
     assert {i["status"] for i in runs.values()} == {"COMPLETE"}
 
+    # `runlab report --study`: the trials' page, with Optuna's figures beside it.
+    rep = runlab(project, "report", "--study", "corner", "--metric", "test.acc", "--out", "rep")
+    assert "4 run(s)" in rep.stdout
+    for name in (
+        "index.html",
+        "corner-history.html",
+        "corner-importance.html",
+        "corner-history.png",
+    ):
+        assert (project / "rep" / name).stat().st_size > 1000, name
+
     # Resuming the study with another search space is refused, and nothing changes.
     journal = project / "logs" / ".studies" / "corner.journal"
     size = journal.stat().st_size

@@ -29,6 +29,12 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--all", action="store_true", help="every run of the logs directory, not one sweep"
     )
+    which.add_argument(  # runlab tune: its trials, and Optuna's figures beside the page
+        "--study",
+        metavar="NAME",
+        help="the trials of this `runlab tune` study; adds NAME-history.html, "
+        "NAME-importance.html and NAME-history.png (Optuna's plots) to --out",
+    )
     _where_argument(parser)
     parser.add_argument(
         "-m",
@@ -93,6 +99,10 @@ def _report(args: argparse.Namespace) -> int:
     logs = _logs_path(args.logs)
     if args.top < 1:
         raise _Exit(2, f"--top {args.top}: give a number of groups of at least 1")
+    study = getattr(args, "study", None)
+    if study:  # a `runlab tune` study: its trials are the runs whose info.study is NAME
+        clause = "info.study == " + repr(str(study))
+        args.where = f"({args.where}) & {clause}" if args.where else clause
     try:
         runs, scope = select_runs(logs, sweep=args.sweep, all_runs=args.all, where=args.where)
     except ScopeError as exc:
@@ -153,4 +163,9 @@ def _report(args: argparse.Namespace) -> int:
     for png in written["pngs"]:
         print(f"  {png}")
     print(f"  {written['json']}")
+    if study:
+        from runlab import tune
+
+        for path in tune.write_plots(logs, study, Path(args.out)):
+            print(f"  {path}")
     return 0

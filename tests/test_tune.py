@@ -17,8 +17,6 @@ import pytest
 
 from conftest import TASKS, task_env
 
-pytest.importorskip("optuna")
-
 SLURM_UP = shutil.which("sinfo") is not None and (
     subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
     if shutil.which("sinfo")

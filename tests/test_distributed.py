@@ -369,3 +369,29 @@ def test_ranks_come_from_torchrun_or_slurm_and_default_to_one() -> None:
     assert sl.master_addr == "a" and sl.master_port == 20077
     # An allocation of several tasks that did not srun this process: one rank, no waiting.
     assert from_env({"SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_JOB_ID": "7"}).world_size == 1
+
+
+def test_sbatch_script_asks_for_every_rank(tmp_path: Path) -> None:
+    from runlab.launcher import load_config
+    from runlab.slurm import array_script
+
+    cfg = load_config("slurm", ROOT / "configs", ["nodes=2", "tasks_per_node=4", "gpus_per_node=4"])
+    script = array_script(cfg, tmp_path / "jobs.json", 0, 3, tmp_path, sys.executable)
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=4" in script
+    assert "#SBATCH --gpus-per-node=4" in script and "srun --unbuffered --ntasks=8 " in script
+
+
+def test_doctor_checks_nccl_only_where_there_are_gpus() -> None:
+    code = (
+        "import sys\n"
+        "from runlab.distributed import doctor_check\n"
+        "print(doctor_check(False)[1], 'torch' in sys.modules)\n"
+        "name, verdict, detail, fix = doctor_check(True)\n"
+        "import torch\n"
+        "print(verdict == ('ok' if torch.distributed.is_nccl_available() else 'fail'), detail)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "skip False"  # no GPU: torch is not even imported
+    assert out[1].startswith("True") and "nccl" in out[1].lower()

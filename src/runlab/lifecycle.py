@@ -28,9 +28,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
+
 from runlab import distributed, environment
 from runlab.files import (
     dump_yaml,
+    dumps_json,
     now_iso,
     read_yaml,
     remove_temporaries,
@@ -64,7 +67,7 @@ _STOP_SIGNALS = {
 }
 
 
-class Pruned(Exception):  # noqa: N818 -- named for the status it leaves
+class Pruned(Exception):  # named for the status it leaves
     """Raised in the task by a trial's pruning hook (runlab.trial): the run ends PRUNED."""
 
 
@@ -307,11 +310,16 @@ class RunSession:
 
     def _check_config(self) -> None:
         assert self.run is not None
-        if not self.run.config_file.exists():
+        twin = self.run.config_file.with_suffix(".json")
+        if twin.exists():  # the twin is what readers trust; compared in its own encoding
+            saved = orjson.loads(twin.read_bytes()) or {}
+            given = orjson.loads(dumps_json(self.config))
+        elif self.run.config_file.exists():  # a record from before the JSON twins
+            saved, given = read_yaml(self.run.config_file) or {}, _plain(self.config)
+        else:
             return
-        saved = read_yaml(self.run.config_file) or {}
         strip = lambda c: {k: v for k, v in c.items() if k != "runlab"}  # noqa: E731
-        if strip(saved) != strip(_plain(self.config)):
+        if strip(saved) != strip(given):
             raise ConfigMismatchError(
                 f"{self.run.path} already holds a run with a different config "
                 f"(see {self.run.config_file}). Resume it with the same overrides, or start a "

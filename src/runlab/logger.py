@@ -241,9 +241,8 @@ class RunLogger:
         self._flusher = threading.Thread(target=self._flush_loop, name="runlab-flush", daemon=True)
         self._flusher.start()
 
-    on_row: Any = None  # runlab.trial: called (name, step, row) after each row of a tune trial
-
     rank = 0  # runlab.distributed: the rank whose logger this is (PeerLogger for ranks > 0)
+    on_row: Any = None  # runlab.trial: called (name, step, row) after each row of a tune trial
 
     # ------------------------------------------------------------------ metrics
     def log_metrics(

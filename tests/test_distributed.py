@@ -252,12 +252,22 @@ def test_local_launcher_rank_1_raising_fails_the_run(project: Path) -> None:
 def test_local_launcher_time_limit_stops_every_rank_and_retry_resumes(project: Path) -> None:
     # The time limit (30 s) sends SIGUSR2 to both ranks: the run ends TIMEOUT with its last
     # checkpoint; `runlab retry` runs it again in its directory until it completes.
-    # (No --wait: it waits for COMPLETE, FAILED or INTERRUPTED, and a local TIMEOUT is none.)
+    # --wait returns when the run ends TIMEOUT (a local run is never requeued), naming it.
     args = ("steps=60", "interval=0.5", "ckpt_every=5", "launcher.timeout_min=0.5")
-    runlab(project, "submit", "tasks/ddp.py", *args, "--launcher", "local", *RANKS2)
+    out = runlab(
+        project,
+        "submit",
+        "tasks/ddp.py",
+        *args,
+        "--launcher",
+        "local",
+        "--wait",
+        *RANKS2,
+        check=False,
+    )
     (run,) = runs(project / "logs")
     ended = ("COMPLETE", "FAILED", "INTERRUPTED", "TIMEOUT")
-    wait_for(lambda: info(run)["status"] in ended, 120, "the time limit")
+    assert out.returncode != 0 and "TIMEOUT" in out.stderr, out.stderr
     assert info(run)["status"] == "TIMEOUT", info(run)
     assert len(rows(run)) < 60
     for _ in range(6):

@@ -190,6 +190,8 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
             statuses = [run.read_info().get("status", "QUEUED") for run in runs]
             counts = Counter(statuses)
             done = sum(counts[s] for s in final)
+            if counts["TIMEOUT"] and logs is not None and sweep_id:
+                done += _timeouts_settled(logs, sweep_id, runs, statuses)
             bar.update(task, completed=done, description=_describe_counts(counts))
             if done == len(runs):
                 break
@@ -202,6 +204,26 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
                 continue
             time.sleep(poll_s)
     return [run for run in runs if run.read_info().get("status") != "COMPLETE"]
+
+
+def _timeouts_settled(
+    logs: Path, sweep_id: str, runs: Sequence[RunDir], statuses: Sequence[str]
+) -> int:
+    """How many ``TIMEOUT`` runs will not start again: every local one (local runs are
+    never requeued), and SLURM ones whose job has left the queue (requeues used up)."""
+    from runlab import slurm, sweeps
+
+    timed_out = [int(run.run_id) for run, s in zip(runs, statuses, strict=True) if s == "TIMEOUT"]
+    try:
+        record = sweeps.load(logs, sweep_id)
+        located = sweeps.locate(record)
+        jobs = {rid: sweeps.job_of(*located[rid]) for rid in timed_out if rid in located}
+        if not any(jobs.values()):
+            return len(timed_out)  # local workers: a TIMEOUT is where the run stops
+        queue = slurm.queue_states(sorted({job[0] for job in jobs.values() if job}))
+    except Exception:  # cannot tell now; the next round asks again
+        return 0
+    return sum(1 for job in jobs.values() if job is None or queue.get(job) in (None, *slurm.ENDED))
 
 
 def _describe_counts(counts: Counter[str]) -> str:

@@ -223,6 +223,9 @@ def test_preset_grid_and_objective(project: Path) -> None:
         "corner-history.png",
     ):
         assert (project / "rep" / name).stat().st_size > 1000, name
+    page = (project / "rep" / "index.html").read_text()
+    assert "Study corner" in page and 'id="runlab-study-0"' in page
+    assert "optimisation history" in page and 'id="runlab-study-1"' in page
 
     # Resuming the study with another search space is refused, and nothing changes.
     journal = project / "logs" / ".studies" / "corner.journal"

@@ -515,6 +515,23 @@ def write_html(report: dict[str, Any], path: Path | str) -> Path:
         f"{''.join(panels)}</div>{aside}</div></section>"
     )
 
+    # ---- a `runlab tune` study: Optuna's own figures (runlab report --study NAME)
+    study = report.get("study")
+    if study and study.get("figures"):
+        boxes = []
+        for i, fig in enumerate(study["figures"]):
+            div = f"runlab-study-{i}"
+            boxes.append(
+                f'<div class="panel"><div class="panel-head"><h3 class="panel-title">'
+                f'{esc(fig["title"])}</h3></div><div id="{div}" class="study-plot"></div></div>'
+            )
+            figures.append({"id": div, "data": fig["data"], "layout": fig["layout"]})
+        parts.append(
+            f'<section id="study"><h2>Study {esc(study["name"])}</h2><p class="meta">'
+            f"Optuna's optimisation history and parameter importances of the study's "
+            f'trials.</p><div class="panels">{"".join(boxes)}</div></section>'
+        )
+
     # ---- final values per group
     headers = [("group", False), ("runs", True)]
     for m in metrics:

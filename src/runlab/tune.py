@@ -735,6 +735,27 @@ def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
     }
 
 
+def study_figures(logs: Path, name: str) -> list[dict[str, Any]]:
+    """Optuna's optimisation history and parameter importances as Plotly JSON, for the
+    report page (``runlab report --study NAME``); a figure that cannot be drawn is left out."""
+    import optuna
+    from optuna import visualization as vis
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage(logs, name))
+    found = []
+    for title, plot in (
+        ("optimisation history", vis.plot_optimization_history),
+        ("parameter importances", vis.plot_param_importances),
+    ):
+        try:
+            fig = json.loads(plot(study).to_json())
+        except (ValueError, RuntimeError):  # too few trials for importances
+            continue
+        found.append({"title": title, "data": fig.get("data", []), "layout": fig.get("layout", {})})
+    return found
+
+
 def write_plots(logs: Path, name: str, out: Path) -> list[Path]:
     """Optuna's optimisation history and parameter importances as HTML files in ``out``."""
     import optuna

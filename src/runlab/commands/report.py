@@ -129,6 +129,10 @@ def _report(args: argparse.Namespace) -> int:
         raise _Exit(2, str(exc)) from None
     except ValueError as exc:  # a --rank that is not METRIC[:max|min]
         raise _Exit(2, f"--{exc}") from None
+    if study:  # Optuna's figures on the page itself, and as files beside it below
+        from runlab import tune
+
+        report["study"] = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
     written = write_report(report, Path(args.out))
     if scope["outside"]:
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")

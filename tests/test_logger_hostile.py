@@ -72,10 +72,11 @@ def test_a_name_that_is_a_path_is_refused_and_writes_nothing(
         else:
             logger.log_checkpoint({"w": 1}, name=bad)
     logger.log_metrics({"x": 2})  # the logger still works, and its flush thread too
-    deadline = time.time() + 20
-    while not (run / "metrics" / "train.jsonl").exists() and time.time() < deadline:
+    # The flush thread creates the file, then writes the row: wait for the whole row.
+    jsonl, deadline = run / "metrics" / "train.jsonl", time.time() + 20
+    while time.time() < deadline and not (jsonl.exists() and jsonl.read_bytes().endswith(b"\n")):
         time.sleep(0.05)
-    assert steps(run / "metrics" / "train.jsonl") == [0]
+    assert steps(jsonl) == [0]
     logger.close()
     created = files_under(tmp_path) - before
     # train.parquet: the columnar twin written at close (runlab.logger docstring)

@@ -510,6 +510,9 @@ TASK_ARGS: dict[str, list[str]] = {
     "train": ["epochs=1"],  # a Hydra override: one epoch
     "submit": ["--dry-run"],  # builds the job without a cluster; submits nothing
     "init": ["--dry-run", "my-project"],  # shows the renames; changes nothing
+    # The example study, cut to 2 one-epoch trials on local workers (options and
+    # overrides given after the preset take precedence over it).
+    "tune": ["--trials", "2", "--parallel", "2", "--launcher", "local", "epochs=1"],
     # Not the whole suite: that would run this test again (recursion) and double
     # the suite's time. Collecting proves the command works: pytest starts, reads
     # its configuration and imports every test module. The suite's own results

@@ -197,7 +197,7 @@ def _describe(code: int) -> str:
 
 # ---------------------------------------------------------------------- SLURM
 class ArrayEntry:
-    """What submitit runs for task ``index`` of an array: entry ``offset + index`` of a jobs file.
+    """What submitit runs for an array task: entry ``offset + SLURM_ARRAY_TASK_ID`` of a jobs file.
 
     Light to pickle (two fields), so that ``executor.map_array`` writes small
     pickles; the run itself is described once, in the sweep's jobs file.
@@ -234,7 +234,8 @@ class ArrayEntry:
         job.tasks = 1  # srun starts the step's tasks; each one is a rank (runlab.distributed)
         return job
 
-    def __call__(self, index: int) -> str:
+    def __call__(self, index: int | None = None) -> str:
+        index = _array_task(index)
         job = self._job = self._task_run(index)
         rank = distributed.slurm_task()
         # scancel's SIGTERM (submitit ignores it): stop the run, it ends INTERRUPTED
@@ -266,13 +267,14 @@ class ArrayEntry:
             raise RunFailedError(f"run {job.run.run_id} ended {status} ({job.run.path})")
         return status
 
-    def checkpoint(self, index: int) -> Any:
+    def checkpoint(self, index: int | None = None) -> Any:
         """Called by submitit (task 0) on SIGUSR2: stop the run, then requeue it or not."""
         from submitit.helpers import DelayedSubmission
 
+        args = () if index is None else (index,)
         job = self._job
         if job is None or job.proc is None:  # the signal came before the run started
-            return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), index)
+            return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), *args)
         job.on_signal(signal.SIGUSR2)
         code = job.poll_wait()
         distributed.settle(job.run.path)
@@ -286,7 +288,13 @@ class ArrayEntry:
         )
         if not requeued:
             return None
-        return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), index)
+        return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), *args)
+
+
+def _array_task(index: int | None) -> int:
+    if index is not None:
+        return int(index)
+    return int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
 
 
 # ---------------------------------------------------------------------- local

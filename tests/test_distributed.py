@@ -296,8 +296,10 @@ def test_slurm_two_ranks_make_one_complete_run(project: Path) -> None:
     runlab(project, "submit", "tasks/ddp.py", "steps=6", "--launcher", "slurm", "--wait", *RANKS2)
     run = assert_one_complete_run(project / "logs", 6)
     assert info(run)["job_id"]
-    script = next((project / "logs" / ".sweeps").glob("*/*.sbatch")).read_text()
-    assert "#SBATCH --ntasks-per-node=2" in script and "srun --unbuffered --ntasks=2" in script
+    # submitit's sbatch script: 2 tasks per node, and srun starts one submitit process per task
+    script = next((project / "logs" / ".sweeps").glob("*/logs/*_submission.sh")).read_text()
+    assert "#SBATCH --ntasks-per-node=2" in script and "srun --unbuffered" in script
+    assert "submitit.core._submit" in script
 
 
 @slurm

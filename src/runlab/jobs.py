@@ -1,8 +1,8 @@
 """What runs on the compute node (or a local worker): one task run in a child process.
 
-``python -m runlab.jobs slurm JOBS_FILE OFFSET`` runs entry ``OFFSET +
-$SLURM_ARRAY_TASK_ID`` of a sweep's jobs file (written once by ``runlab
-submit``, a JSON list); ``python -m runlab.jobs local JOBS_FILE WORKER`` is a
+On SLURM, submitit runs :class:`ArrayEntry` ``(JOBS_FILE, OFFSET)`` for task ``i``
+of an array: entry ``OFFSET + i`` of a sweep's jobs file (written once by
+``runlab submit``, a JSON list); ``python -m runlab.jobs local JOBS_FILE WORKER`` is a
 local worker that claims queued runs one after another (an exclusive
 ``metadata/.claimed`` file per run, so workers share the queue without a
 coordinator and no run is executed twice).
@@ -11,14 +11,14 @@ Each run starts the task's own Python from its code snapshot, with the overrides
 as an argument list (never a shell string), in its pre-created run directory.
 When SLURM signals preemption or the coming time limit (SIGUSR2), the child is
 asked to stop (it marks the run ``PREEMPTED``, its last checkpoint on disk), the
-run becomes ``PREEMPTED`` or ``TIMEOUT`` and the array task is requeued
-(``scontrol requeue``), to resume in the same run directory. A cancelled job
+run becomes ``PREEMPTED`` or ``TIMEOUT`` and submitit requeues the array task
+(``ArrayEntry.checkpoint``), to resume in the same run directory. A cancelled job
 (SIGTERM) leaves its run ``INTERRUPTED``.
 
 The jobs file::
 
     {"python": ..., "cwd": ..., "timeout_min": ..., "max_num_timeout": 3,
-     "log_pattern": ".../%A_%a", "codes": [{"script": ..., "env": {...}}],
+     "log_pattern": ".../%A_%a_0_log", "codes": [{"script": ..., "env": {...}}],
      "jobs": [{"run_dir": ..., "overrides": [...], "code": 0}, ...]}
 """
 
@@ -130,6 +130,24 @@ class TaskRun:
             if self.stop_signal is not None and time.time() > self.stop_deadline:
                 self.proc.kill()
 
+    def poll_wait(self) -> int:
+        """Wait for the child by polling, safe inside a signal handler (submitit's checkpoint
+        runs in one, while ``__call__`` waits): a poll that finds the child's lock taken
+        answers ``None``; a stopped child past its grace is killed, and given up on 5 s later."""
+        assert self.proc is not None
+        killed = 0.0
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                return code
+            now = time.time()
+            if killed and now > killed + 5:
+                return self.proc.returncode if self.proc.returncode is not None else -9
+            if self.stop_signal is not None and now > self.stop_deadline and not killed:
+                self.proc.kill()
+                killed = now
+            time.sleep(0.2)
+
     def outcome(self, code: int, requeue: Any = None) -> str:
         """The run's status after the child ended; requeues a preempted SLURM job."""
         run = self.run
@@ -178,45 +196,105 @@ def _describe(code: int) -> str:
 
 
 # ---------------------------------------------------------------------- SLURM
-def run_slurm(jobs_file: str, offset: int) -> int:
-    spec = load(jobs_file)
-    task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    entry = spec["jobs"][offset + task]
-    array = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")
-    pattern = spec.get("log_pattern") or ""
-    base = pattern.replace("%A", array).replace("%a", str(task)) if pattern else ""
-    job = TaskRun(spec, entry, f"{base}.out" if base else None, f"{base}.err" if base else None)
-    for signum in (signal.SIGUSR2, signal.SIGTERM):
-        signal.signal(signum, job.on_signal)
-    job.tasks = 1  # srun starts the step's tasks; each one is a rank (runlab.distributed)
-    os.environ.update(distributed.slurm_rank_env(job.run))
-    if distributed.slurm_task() > 0:  # ranks > 0 run the task; task 0 keeps the record
-        job.log_out = job.log_err = None
+class ArrayEntry:
+    """What submitit runs for an array task: entry ``offset + SLURM_ARRAY_TASK_ID`` of a jobs file.
+
+    Light to pickle (two fields), so that ``executor.map_array`` writes small
+    pickles; the run itself is described once, in the sweep's jobs file.
+    submitit runs it in every task of the job step (one per rank); on SIGUSR2
+    (preemption, or the time limit ``signal_delay_s`` ahead) submitit calls
+    :meth:`checkpoint` in task 0, which stops the run (it marks itself
+    ``PREEMPTED``, its last checkpoint on disk), records ``PREEMPTED`` or
+    ``TIMEOUT`` and hands submitit the same entry to requeue.
+    """
+
+    def __init__(self, jobs_file: Path | str, offset: int) -> None:
+        self.jobs_file = str(jobs_file)
+        self.offset = int(offset)
+        self._job: TaskRun | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"jobs_file": self.jobs_file, "offset": self.offset}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["jobs_file"], state["offset"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"ArrayEntry({self.jobs_file!r}, {self.offset})"
+
+    def _task_run(self, index: int) -> TaskRun:
+        spec = load(self.jobs_file)
+        entry = spec["jobs"][self.offset + index]
+        array = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID", str(index))
+        pattern = spec.get("log_pattern") or ""
+        base = pattern.replace("%A", array).replace("%a", task) if pattern else ""
+        out, err = (f"{base}.out", f"{base}.err") if base else (None, None)
+        job = TaskRun(spec, entry, out, err)
+        job.tasks = 1  # srun starts the step's tasks; each one is a rank (runlab.distributed)
+        return job
+
+    def __call__(self, index: int | None = None) -> str:
+        index = _array_task(index)
+        job = self._job = self._task_run(index)
+        rank = distributed.slurm_task()
+        # scancel's SIGTERM (submitit ignores it): stop the run, it ends INTERRUPTED
+        signal.signal(signal.SIGTERM, job.on_signal)
+        if rank > 0:  # submitit's SIGUSR2 handler does nothing outside task 0
+            signal.signal(signal.SIGUSR2, job.on_signal)
+        os.environ.update(distributed.slurm_rank_env(job.run))
+        if rank > 0:  # ranks > 0 run the task; task 0 keeps the record
+            job.log_out = job.log_err = None
+            job.start()
+            code = job.poll_wait()
+            if code:
+                raise RunFailedError(
+                    f"rank {rank} of run {job.run.run_id} ended with {_describe(code)}"
+                )
+            return "COMPLETE"
+        array = os.environ.get("SLURM_ARRAY_JOB_ID", "")
+        print(
+            f"[runlab] job {array}_{index}: run {job.run.run_id} ({job.run.path})",
+            file=sys.stderr,
+            flush=True,
+        )
         job.start()
-        return 1 if job.wait() else 0
-    print(
-        f"[runlab] job {array}_{task}: run {job.run.run_id} ({job.run.path})",
-        file=sys.stderr,
-        flush=True,
-    )
-    job.start()
-    code = job.wait()
-    distributed.settle(job.run.path)  # task 0 killed while another rank failed: that failure
-    job_id = os.environ.get("SLURM_JOB_ID", "")
+        code = job.poll_wait()
+        distributed.settle(job.run.path)  # task 0 killed while another rank failed: that failure
+        status = job.outcome(code)
+        print(f"[runlab] run {job.run.run_id} {status}", file=sys.stderr, flush=True)
+        if status != "COMPLETE":
+            raise RunFailedError(f"run {job.run.run_id} ended {status} ({job.run.path})")
+        return status
 
-    def requeue() -> None:
-        from runlab.slurm import requeue as scontrol_requeue
+    def checkpoint(self, index: int | None = None) -> Any:
+        """Called by submitit (task 0) on SIGUSR2: stop the run, then requeue it or not."""
+        from submitit.helpers import DelayedSubmission
 
-        print(f"[runlab] requeueing job {job_id}", file=sys.stderr, flush=True)
-        scontrol_requeue(job_id)
+        args = () if index is None else (index,)
+        job = self._job
+        if job is None or job.proc is None:  # the signal came before the run started
+            return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), *args)
+        job.on_signal(signal.SIGUSR2)
+        code = job.poll_wait()
+        distributed.settle(job.run.path)
+        requeued: list[bool] = []
+        status = job.outcome(code, requeue=lambda: requeued.append(True))
+        print(
+            f"[runlab] run {job.run.run_id} {status}"
+            f"{', requeued by submitit' if requeued else ', not requeued'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not requeued:
+            return None
+        return DelayedSubmission(ArrayEntry(self.jobs_file, self.offset), *args)
 
-    status = job.outcome(code, requeue=requeue if job_id else None)
-    print(f"[runlab] run {job.run.run_id} {status}", file=sys.stderr, flush=True)
-    return (
-        0
-        if status in ("COMPLETE", "PREEMPTED", "TIMEOUT") and job.stop_signal != signal.SIGTERM
-        else 1
-    )
+
+def _array_task(index: int | None) -> int:
+    if index is not None:
+        return int(index)
+    return int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
 
 
 # ---------------------------------------------------------------------- local
@@ -273,11 +351,9 @@ def run_local(jobs_file: str, worker: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3 or argv[0] not in ("slurm", "local"):
-        print("usage: python -m runlab.jobs slurm|local JOBS_FILE OFFSET|WORKER", file=sys.stderr)
+    if len(argv) != 3 or argv[0] != "local":
+        print("usage: python -m runlab.jobs local JOBS_FILE WORKER", file=sys.stderr)
         return 2
-    if argv[0] == "slurm":
-        return run_slurm(argv[1], int(argv[2]))
     return run_local(argv[1], int(argv[2]))
 
 

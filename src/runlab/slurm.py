@@ -1,10 +1,10 @@
-"""Talking to SLURM: its limits, job arrays written as sbatch scripts, the queue, scancel.
+"""Talking to SLURM where submitit does not: its limits, the queue, scancel.
 
-A sweep becomes one or more job arrays. Each array task runs
-``python -m runlab.jobs slurm JOBS_FILE OFFSET``: the sweep's job descriptions
-are written once (a JSON list) and task ``i`` of an array runs entry
-``OFFSET + SLURM_ARRAY_TASK_ID``, so submitting 10,000 points is one file and a
-few ``sbatch`` calls, not 10,000 pickles.
+A sweep becomes one or more job arrays, submitted through submitit
+(:func:`runlab.launcher.submit_slurm`). The sweep's job descriptions are
+written once (a JSON list) and task ``i`` of an array runs entry ``OFFSET + i``
+(:class:`runlab.jobs.ArrayEntry`, two fields in submitit's pickle), so submitting
+10,000 points is one file, 10,000 tiny pickles and a few ``sbatch`` calls.
 
 Limits: an array may hold at most ``MaxArraySize`` tasks (indices
 ``0..MaxArraySize-1``; ``scontrol show config``), and a user at most
@@ -20,7 +20,6 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 # Job states that mean the job will not run (again) on its own.
@@ -155,73 +154,10 @@ def plan_arrays(count: int, limits: Limits) -> list[tuple[int, int]]:
     return [(start, min(size, count - start)) for start in range(0, count, size)]
 
 
-# ----------------------------------------------------------------- submission
-def directives(cfg: dict[str, Any]) -> list[str]:
-    """``#SBATCH`` options for the launcher config (without the array and log options)."""
-    opts: list[tuple[str, Any]] = [
-        ("job-name", cfg.get("job_name") or "runlab"),
-        ("time", int(cfg["timeout_min"])),
-        ("nodes", int(cfg.get("nodes") or 1)),
-        ("ntasks-per-node", int(cfg.get("tasks_per_node") or 1)),  # one rank per task
-        ("cpus-per-task", cfg["cpus_per_task"]),
-        ("signal", f"USR2@{int(cfg['signal_delay_s'])}"),
-        ("open-mode", "append"),
-    ]
-    if cfg.get("gpus_per_node"):
-        opts.append(("gpus-per-node", cfg["gpus_per_node"]))
-    if cfg.get("mem_gb"):
-        opts.append(("mem", f"{cfg['mem_gb']}G"))
-    for key in ("partition", "account", "qos"):
-        if cfg.get(key):
-            opts.append((key, cfg[key]))
-    for key, value in (cfg.get("additional_parameters") or {}).items():
-        opts.append((str(key).replace("_", "-"), value))
-    lines = []
-    for key, value in opts:
-        if value is True:
-            lines.append(f"#SBATCH --{key}")
-        elif value is not False and value is not None:
-            lines.append(f"#SBATCH --{key}={value}")
-    return lines
-
-
-def array_script(
-    cfg: dict[str, Any], jobs_file: Path, offset: int, size: int, log_dir: Path, python: str
-) -> str:
-    parallel = int(cfg.get("array_parallelism") or 0)
-    ranks = int(cfg.get("nodes") or 1) * int(cfg.get("tasks_per_node") or 1)
-    array = f"0-{size - 1}" + (f"%{parallel}" if parallel and parallel < size else "")
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --array={array}",
-        f"#SBATCH --output={log_dir}/%A_%a.out",
-        f"#SBATCH --error={log_dir}/%A_%a.err",
-        *directives(cfg),
-        "# written by runlab submit: task i runs entry OFFSET+i of the jobs file",
-        *[str(line) for line in cfg.get("setup") or []],
-        f"exec srun --unbuffered --ntasks={ranks} {shlex.quote(python)} -u -m runlab.jobs slurm "
-        f"{shlex.quote(str(jobs_file))} {offset}",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def sbatch(script: Path) -> str:
-    """Submit ``script``; its job id."""
-    try:
-        out = _run(["sbatch", "--parsable", str(script)], timeout=120)
-    except SlurmError as exc:
-        raise SlurmError(f"sbatch refused the sweep: {exc}") from None
-    return out.strip().split(";")[0]
-
-
+# ------------------------------------------------------------------- control
 def scancel(ids: list[str]) -> None:
     if ids:
         _run(["scancel", *ids], timeout=120)
-
-
-def requeue(job_id: str) -> None:
-    _run(["scontrol", "requeue", job_id], timeout=60)
 
 
 # --------------------------------------------------------------------- states

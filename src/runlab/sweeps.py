@@ -1,8 +1,10 @@
 """A sweep as a thing: its record, and keeping its runs true to the scheduler.
 
 Every ``runlab submit`` writes ``<logs>/.sweeps/<sweep_id>.json`` (atomically)
-beside a folder ``<logs>/.sweeps/<sweep_id>/`` holding the jobs files, the sbatch
-scripts and the jobs' stdout/stderr. The record (format 1)::
+beside a folder ``<logs>/.sweeps/<sweep_id>/`` holding the jobs files and, in
+``logs/``, submitit's folder: its sbatch scripts (``<array>_submission.sh``), small
+pickles (``<array>_<task>_submitted.pkl``) and the jobs' stdout/stderr
+(``<array>_<task>_<rank>_log.out``/``.err``). The record (format 1)::
 
     sweep_id, created, host, user, cwd, command (argv as typed), task, overrides,
     logs, launcher (the launcher config), limits (MaxArraySize, MaxSubmitJobs),
@@ -166,7 +168,7 @@ def submit(
         "tasks_per_node": cfg.get("tasks_per_node") or 1,  # ranks per run (runlab.distributed)
         "cpus_per_task": cfg.get("cpus_per_task"),
         "log_dir": str(log_dir),
-        "log_pattern": str(log_dir / "%A_%a"),
+        "log_pattern": str(log_dir / "%A_%a_0_log"),  # submitit's stdout/stderr of task 0
         "worker_logs": [
             str(log_dir / f"worker-{w}.out")
             for w in range(max(1, min(int(cfg.get("max_parallel") or 1), len(run_ids))))
@@ -264,8 +266,8 @@ def log_file(logs: Path, record: dict[str, Any], run_id: int, err: bool = False)
     suffix = ".err" if err else ".out"
     log_dir = Path(sub["log_dir"])
     job = job_of(sub, pos)
-    if job:
-        return log_dir / f"{job[0]}_{job[1]}{suffix}"
+    if job:  # submitit's files: <array>_<task>_<rank>_log.out
+        return log_dir / f"{job[0]}_{job[1]}_0_log{suffix}"
     return log_dir / f"{run_id}{suffix}"
 
 

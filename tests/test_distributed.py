@@ -384,13 +384,19 @@ def test_ranks_come_from_torchrun_or_slurm_and_default_to_one() -> None:
 
 
 def test_sbatch_script_asks_for_every_rank(tmp_path: Path) -> None:
-    from runlab.launcher import load_config
-    from runlab.slurm import array_script
+    # The script submitit writes from runlab's parameters: srun then starts
+    # nodes x tasks_per_node tasks, one rank each.
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from runlab.launcher import load_config, slurm_parameters
 
     cfg = load_config("slurm", ROOT / "configs", ["nodes=2", "tasks_per_node=4", "gpus_per_node=4"])
-    script = array_script(cfg, tmp_path / "jobs.json", 0, 3, tmp_path, sys.executable)
+    script = _make_sbatch_string(
+        command="python -c pass", folder=tmp_path, map_count=3, **slurm_parameters(cfg)
+    )
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=4" in script
-    assert "#SBATCH --gpus-per-node=4" in script and "srun --unbuffered --ntasks=8 " in script
+    assert "#SBATCH --gpus-per-node=4" in script and "#SBATCH --array=0-2" in script
+    assert "\nsrun --unbuffered " in script
 
 
 def test_doctor_checks_nccl_only_where_there_are_gpus() -> None:

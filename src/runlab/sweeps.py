@@ -267,7 +267,9 @@ def log_file(logs: Path, record: dict[str, Any], run_id: int, err: bool = False)
     log_dir = Path(sub["log_dir"])
     job = job_of(sub, pos)
     if job:  # submitit's files: <array>_<task>_<rank>_log.out
-        return log_dir / f"{job[0]}_{job[1]}_0_log{suffix}"
+        path = log_dir / f"{job[0]}_{job[1]}_0_log{suffix}"
+        older = log_dir / f"{job[0]}_{job[1]}{suffix}"  # sweeps submitted before submitit
+        return older if not path.exists() and older.exists() else path
     return log_dir / f"{run_id}{suffix}"
 
 

@@ -153,7 +153,9 @@ def _print_plan(sweep) -> None:
     out.print(f"launcher: [bold]{cfg['name']}[/]   logs: {sweep.logs}")
     if cfg["name"] == "slurm":
         params = launcher.slurm_parameters(cfg)
-        out.print("submitit SlurmExecutor parameters (job arrays of at most MaxArraySize tasks each):")
+        out.print(
+            "submitit SlurmExecutor parameters (job arrays of at most MaxArraySize tasks each):"
+        )
         for key, value in params.items():
             out.print(f"  {key}: {value}")
     else:

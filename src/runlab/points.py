@@ -32,53 +32,12 @@ _MISSING = object()
 
 def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
     """The jobs of a sweep given on the command line; same result as :func:`runlab.sweep.expand`."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
-    if spec.config_dir is None:
-        raise SweepError(f"{spec.script}: @runlab.launch needs a config_path for sweeps")
-    check = getattr(_sweep, "_check_override", None)
-    for argument in arguments:
-        if check is not None:
-            check(argument)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(spec.config_dir), version_base="1.3"):
-            loader = GlobalHydra.instance().config_loader()
-            parser = OverridesParser.create(config_loader=loader)
-            for argument in arguments:  # one at a time, so that an error names its override
-                try:
-                    parser.parse_overrides([argument])
-                except HydraException as exc:
-                    lines = str(exc).splitlines()
-                    if lines and lines[0].startswith("Error parsing override"):
-                        lines = lines[1:]
-                    raise SweepError(
-                        f"invalid override {argument!r}: " + "\n".join(lines)
-                    ) from None
-            parsed = parser.parse_overrides(arguments)
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            base = compose(spec.config_name, overrides=fixed, return_hydra_config=True)
-            params = OmegaConf.select(base, "hydra.sweeper.params") or {}
-            lines = [f"{k}={v}" for k, v in params.items()] + list(arguments)
-            from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    def build(parser: Any, loader: Any, compose: Any, batches: list[Any]) -> list[Job]:
+        state = _State(spec, parser, loader, compose)
+        return [state.job(list(job_overrides)) for job_overrides in batches]
 
-            batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]
-            state = _State(spec, parser, loader, compose)
-            jobs = [state.job(list(job_overrides)) for job_overrides in batches]
-    except SweepError:
-        raise
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise SweepError(str(exc)) from None
-    except (ValueError, TypeError) as exc:
-        raise SweepError(f"invalid overrides {' '.join(arguments)}: {exc}") from None
-    finally:
-        GlobalHydra.instance().clear()
-    return jobs
+    return _sweep.expand_with(spec, arguments, build)
 
 
 class _State:

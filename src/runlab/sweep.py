@@ -93,6 +93,18 @@ def task_spec(script: Path | str) -> TaskSpec:
 
 def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
     """The jobs of a sweep given on the command line (Hydra's syntax)."""
+
+    def build(parser: Any, loader: Any, compose: Any, batches: list[Any]) -> list[Job]:
+        composed: dict[tuple[str, ...], Any] = {}
+        return [_job(spec, job, parser, loader, composed, compose) for job in batches]
+
+    return expand_with(spec, arguments, build)
+
+
+def expand_with(spec: TaskSpec, arguments: list[str], build: Any) -> list[Job]:
+    """Check and parse a sweep's overrides with Hydra, then ``build(parser, loader, compose,
+    batches)`` its jobs inside Hydra's config context; Hydra's errors become one-line
+    :class:`SweepError`. Shared by :func:`expand` and the faster :func:`runlab.points.expand`."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -127,10 +139,7 @@ def expand(spec: TaskSpec, arguments: list[str]) -> list[Job]:
             from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
             batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]
-            composed: dict[tuple[str, ...], Any] = {}
-            jobs = []
-            for job_overrides in batches:
-                jobs.append(_job(spec, job_overrides, parser, loader, composed, compose))
+            jobs = build(parser, loader, compose, batches)
     except SweepError:
         raise
     except (HydraException, OmegaConfBaseException) as exc:

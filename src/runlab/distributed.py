@@ -158,12 +158,31 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
-    def teardown(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
+    def teardown(self, wait: bool = True) -> None:
+        """Leave the process group before the interpreter ends.
 
-            if dist.is_initialized():
+        A rank that exits with its group still alive can abort in Gloo's destructor
+        ("terminate called without an active exception") while its peers still write,
+        and torchrun then kills them all. With ``wait`` (the task ended well) the ranks
+        first meet at a barrier, so none leaves while another still needs it; after a
+        failure each leaves at once, since a peer may never reach the barrier.
+        """
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        try:
+            if wait:
+                dist.barrier()
+        except Exception:
+            pass  # a peer ended first: nothing left to wait for
+        finally:
+            try:
                 dist.destroy_process_group()
+            except Exception:
+                pass
 
     def record(self) -> dict[str, Any]:
         """What ``info.yaml`` notes of the ranks."""

@@ -201,10 +201,14 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         distributed.share_run(dist, run)  # several ranks: the others learn the run directory
 
     session: RunSession | None = None
+    dist: distributed.Dist | None = None
+    ended_well = False
     try:
         dist = distributed.setup()  # torchrun's / SLURM's ranks; ranks > 0 leave the record to 0
         if not dist.is_main:
-            return distributed.run_peer(task_fn, functools.partial(Context, cfg, dist=dist), dist)
+            result = distributed.run_peer(task_fn, functools.partial(Context, cfg, dist=dist), dist)
+            ended_well = True
+            return result
         run, logs = resolve_run_dir(container)
         session = RunSession(
             run,
@@ -218,7 +222,9 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         )
         with session as s:
             assert s.logger is not None and s.run is not None
-            return task_fn(Context(cfg, s.logger, s.run.path, s.run.run_id, dist=dist))
+            result = task_fn(Context(cfg, s.logger, s.run.path, s.run.run_id, dist=dist))
+        ended_well = True
+        return result
     except Interrupted as exc:
         run_id = session.run.run_id if session and session.run else "?"
         print(f"[runlab] run {run_id} {exc.status.lower()}: {exc}", file=sys.stderr)
@@ -242,6 +248,9 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         where = f"run {run.run_id} ({run.path}): " if run else ""
         todo = f"; free space, then resume it with runlab.run_id={run.run_id}" if run else ""
         raise _fail(f"{where}{exc}; the run is marked FAILED{todo}", 1) from None
+    finally:
+        if dist is not None:
+            dist.teardown(wait=ended_well)  # every rank leaves the group before it exits
 
 
 class _CallableModule(type(sys)):  # type: ignore[misc]

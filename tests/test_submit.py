@@ -234,6 +234,29 @@ def test_slurm_sweep_is_one_array_and_completes(project: Path) -> None:
 
 @slurm
 @pytest.mark.slurm
+def test_slurm_tasks_run_though_the_arrays_own_pickle_was_removed(project: Path) -> None:
+    """Each task's pickle is its own name (a hard link), not a pointer to the array's file:
+    a cleanup that removes ``<array>_submitted.pkl`` while the array waits breaks nothing."""
+    submit(
+        project,
+        "steps=2,3",
+        "interval=0",
+        "--launcher",
+        "slurm",
+        "launcher.additional_parameters.hold=true",
+    )
+    sweep = json.loads(next((project / "logs" / ".sweeps").glob("*.json")).read_text())
+    (array,) = sweep["submissions"][0]["arrays"]
+    log_dir = Path(sweep["submissions"][0]["log_dir"])
+    (log_dir / f"{array['job_id']}_submitted.pkl").unlink()
+    assert all((log_dir / f"{array['job_id']}_{t}_submitted.pkl").stat().st_size for t in (0, 1))
+    subprocess.run(["scontrol", "release", array["job_id"]], check=True)
+    for run in runs(project):
+        assert wait_status(run, {"COMPLETE", "FAILED", "LOST"})["status"] == "COMPLETE"
+
+
+@slurm
+@pytest.mark.slurm
 def test_slurm_preempted_job_resumes_from_its_checkpoint(project: Path) -> None:
     submit(project, "steps=80", "interval=0.1", "ckpt_every=10", "--launcher", "slurm")
     (run,) = runs(project)

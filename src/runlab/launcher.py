@@ -125,8 +125,7 @@ def submit_slurm(
     """Submit the ``count`` entries of ``jobs_file`` through submitit, one job array per
     ``(offset, size)`` of the plan, each one submission of a light :class:`~runlab.jobs.ArrayEntry`
     (``executor.map_array`` would pickle one entry per task: 10,000 files written and
-    renamed, 4-10 s for 10,000 points on a loaded machine, against a symlink per task)."""
-    import os
+    renamed, 4-10 s for 10,000 points on a loaded machine, against a link per task)."""
 
     import submitit
 
@@ -143,8 +142,9 @@ def submit_slurm(
             # One submitit submission per array: submitit writes the sbatch script with
             # --array=0-(size-1)%parallelism (its own map_count, as map_array does) and one
             # pickle of the entry; each task runs entry offset + SLURM_ARRAY_TASK_ID.
-            # submitit's task i reads <array>_<i>_submitted.pkl: a symlink to that pickle,
-            # which submitit replaces by the task's own file when it checkpoints.
+            # submitit's task i reads <array>_<i>_submitted.pkl: a hard link to that pickle
+            # (so no task depends on the array's own name surviving), which submitit
+            # replaces by the task's own file when it checkpoints.
             executor.parameters["map_count"] = size
             try:
                 job = executor.submit(ArrayEntry(jobs_file, offset))
@@ -152,9 +152,7 @@ def submit_slurm(
                 del executor.parameters["map_count"]
             job_id = str(job.job_id)
             handles.append(Handle(job_id, offset, size))
-            pickle = job.paths.submitted_pickle.name
-            for task in range(size):
-                os.symlink(pickle, log_dir / f"{job_id}_{task}_submitted.pkl")
+            _link_tasks(job.paths.submitted_pickle, size, log_dir / f"{job_id}_{{}}_submitted.pkl")
     except Exception as exc:  # sbatch's refusal (submitit's error), or a limit
         if handles:  # an array was refused after others were queued: take those back
             try:
@@ -163,6 +161,22 @@ def submit_slurm(
                 pass
         raise LauncherError(f"sbatch refused the sweep: {_message(exc)}") from None
     return handles
+
+
+def _link_tasks(pickle: Path, count: int, pattern: Path) -> None:
+    """One name per array task for the array's pickle: hard links, so that no task depends
+    on another name surviving; symlinks where the file system has no hard links."""
+    import os
+
+    names = [str(pattern).format(task) for task in range(count)]
+    try:
+        os.link(pickle, names[0])
+    except OSError:
+        for name in names:
+            os.symlink(pickle.name, name)
+        return
+    for name in names[1:]:
+        os.link(pickle, name)
 
 
 def _message(exc: Exception) -> str:

@@ -19,7 +19,10 @@ on the local SLURM cluster. The clock starts before the command and stops when
   for the results, so it is stopped once its array is queued, or after
   ``--peer-timeout`` seconds.
 
-Machine load changes the figures: the load average is printed with each row.
+Machine load changes the figures: the load average is printed with each row. So does
+the number of job records SLURM's controller holds when the sweep starts: cancelled and
+ended jobs stay there for ``MinJobAge`` (300 s here), and a busy controller answers
+``sbatch`` more slowly. ``--drain`` waits until it holds fewer than 100 before each sweep.
 """
 
 from __future__ import annotations
@@ -87,9 +90,21 @@ def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def in_controller() -> int:
+    """Job records the controller holds now (pending, running and recently ended tasks)."""
+    return queued(["-t", "all"])
+
+
+def drain(timeout: float = 420.0) -> None:
+    start = time.perf_counter()
+    while in_controller() >= 100 and time.perf_counter() - start < timeout:
+        time.sleep(5)
+
+
 def bench_runlab(points: int) -> dict:
     import orjson
 
+    before = in_controller()
     with tempfile.TemporaryDirectory() as tmp:
         repo = project(Path(tmp))
         start = time.perf_counter()
@@ -135,11 +150,13 @@ def bench_runlab(points: int) -> dict:
         "exit": exited,
         "queue": in_queue,
         "load": load(),
+        "before": before,
     }
 
 
 def bench_hydra(points: int, timeout: float) -> dict:
     name = f"hydra-bench-{uuid.uuid4().hex[:8]}"
+    before = in_controller()
     with tempfile.TemporaryDirectory() as tmp:
         repo = project(Path(tmp))
         start = time.perf_counter()
@@ -180,6 +197,7 @@ def bench_hydra(points: int, timeout: float) -> dict:
         out = {"tool": "hydra-submitit-launcher", "points": points, "tasks": tasks}
         out["queue"] = in_queue
         out["load"] = load()
+        out["before"] = before
         if in_queue is None:
             out["error"] = (
                 f"not all in the queue after {timeout:.0f} s ({tasks} tasks)"
@@ -194,30 +212,43 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--peer-points", type=int, nargs="*", default=[1000])
     parser.add_argument("--peer-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--drain", action="store_true", help="wait for an almost empty controller before each"
+    )
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         sys.exit("no sbatch on PATH: start the local cluster with scripts/slurm-local")
     print(
-        "| tool | points | runs pre-created | arrays | tasks in queue | command exits | all in queue | load avg (1/5/15 min) |"
+        "| tool | points | runs pre-created | arrays | tasks in queue | command exits | all in queue "
+        "| jobs in SLURM before | load avg (1/5/15 min) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    results = [bench_runlab(n) for n in args.points]
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    results = []
+    for n in args.points:
+        if args.drain:
+            drain()
+        results.append(bench_runlab(n))
     if args.peer_points:
         try:
             import hydra_plugins.hydra_submitit_launcher  # noqa: F401
         except ImportError:
             sys.exit("the peer is not installed: pip install -e '.[bench]'")
-        results += [bench_hydra(n, args.peer_timeout) for n in args.peer_points]
+        for n in args.peer_points:
+            if args.drain:
+                drain()
+            results.append(bench_hydra(n, args.peer_timeout))
     for r in results:
         if r.get("error"):
             print(
-                f"| {r['tool']} | {r['points']} | | | {r.get('tasks', '')} | | failed: {r['error']} | {r.get('load', '')} |"
+                f"| {r['tool']} | {r['points']} | | | {r.get('tasks', '')} | | failed: {r['error']} "
+                f"| {r.get('before', '')} | {r.get('load', '')} |"
             )
             continue
         exits = f"{r['exit']:.2f} s" if "exit" in r else "(waits for results)"
+        queue = f"{r['queue']:.2f} s" if r["queue"] is not None else "-"
         print(
             f"| {r['tool']} | {r['points']} | {r.get('runs', '-')} | {r.get('arrays', 1)} | "
-            f"{r['tasks']} | {exits} | {r['queue']:.2f} s | {r['load']} |"
+            f"{r['tasks']} | {exits} | {queue} | {r['before']} | {r['load']} |"
         )
 
 

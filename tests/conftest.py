@@ -56,3 +56,77 @@ def start_task(script: Path, *overrides: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# ------------------------------------------------------------- projects and the CLI
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` (with a committer identity); its stdout, stripped."""
+    return subprocess.run(
+        [*GIT, *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _slurm_up() -> bool:
+    import shutil
+
+    if shutil.which("sinfo") is None:
+        return False
+    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+
+
+SLURM_UP = _slurm_up()
+needs_slurm = pytest.mark.skipif(
+    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
+)
+
+
+def make_project(root: Path, *files: Path) -> Path:
+    """A git project at ``root/project`` holding ``files`` in ``tasks/``, committed, with
+    ``logs/`` ignored: what a user's repository looks like to ``runlab submit``."""
+    import shutil
+
+    repo = root / "project"
+    (repo / "tasks").mkdir(parents=True)
+    for file in files:
+        shutil.copy(file, repo / "tasks" / file.name)
+    (repo / ".gitignore").write_text("logs/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+def runlab_cli(
+    cwd: Path, *args: str, check: bool = True, timeout: float = 400, **env: str
+) -> subprocess.CompletedProcess:
+    """``runlab ARGS`` in ``cwd`` with its logs at ``cwd/logs``; with ``check``, an
+    AssertionError holding its output if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "runlab", *args],
+        cwd=cwd,
+        env=task_env(RUNLAB_LOGS=str(cwd / "logs"), **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"runlab {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def repository_files() -> list[str]:
+    """Tracked files and untracked ones git does not ignore (what a fresh clone would hold)."""
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted({f for f in proc.stdout.split("\0") if f and (ROOT / f).is_file()})

@@ -15,23 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TASKS, task_env
-
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+from conftest import TASKS, make_project, task_env
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A committed git project holding a small task (tests/tasks/slow.py and its config)."""
-    repo = tmp_path / "project"
-    (repo / "tasks").mkdir(parents=True)
-    shutil.copy(TASKS / "slow.py", repo / "tasks" / "slow.py")
-    shutil.copy(TASKS / "slow.yaml", repo / "tasks" / "slow.yaml")
-    (repo / ".gitignore").write_text("logs/\n")
-    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
 
 
 def runlab(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TASKS, task_env
+from conftest import ROOT, TASKS, make_project, needs_slurm, runlab_cli, task_env
 
-SLURM_UP = shutil.which("sinfo") is not None and (
-    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-)
-slurm = pytest.mark.skipif(
-    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
-)
+slurm = needs_slurm
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 DDP = TASKS / "ddp.py"
 TRAIN = ROOT / "tasks" / "train.py"
@@ -195,31 +189,10 @@ def test_torchrun_example_resumes_bit_for_bit(tmp_path: Path) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh git project holding the distributed test task, committed."""
-    repo = tmp_path / "project"
-    (repo / "tasks").mkdir(parents=True)
-    shutil.copy(DDP, repo / "tasks" / "ddp.py")
-    shutil.copy(TASKS / "ddp.yaml", repo / "tasks" / "ddp.yaml")
-    (repo / ".gitignore").write_text("logs/\n")
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True
-        )
-    return repo
+    return make_project(tmp_path, DDP, TASKS / "ddp.yaml")
 
 
-def runlab(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runlab", *args],
-        cwd=project,
-        env=task_env(RUNLAB_LOGS=str(project / "logs")),
-        capture_output=True,
-        text=True,
-        timeout=400,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"runlab exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+runlab = runlab_cli
 
 
 RANKS2 = ("launcher.tasks_per_node=2", "launcher.cpus_per_task=1")

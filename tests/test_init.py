@@ -12,21 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, repository_files
+
 INIT = ROOT / "scripts" / "init"
 SHARED = ROOT.parent / "shared"
-
-
-def repository_files() -> list[str]:
-    """Tracked files and untracked ones git does not ignore (what a fresh clone would hold)."""
-    proc = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return sorted({f for f in proc.stdout.split("\0") if f and (ROOT / f).is_file()})
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, repository_files
+
 README = ROOT / "README.md"
 FENCE = re.compile(r"^(?P<indent>[ >]*)```(?P<lang>[A-Za-z0-9_+-]*)\s*$")
 MARKER = re.compile(r"^[ >]*<!--\s*illustrative\s*:?(?P<reason>.*?)-->\s*$")
@@ -151,17 +152,6 @@ def test_section_links_point_to_headings() -> None:
 
 
 # ---------------------------------------------------------------------- running them
-def _repository_files() -> list[str]:
-    proc = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return sorted({f for f in proc.stdout.split("\0") if f and (ROOT / f).is_file()})
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
@@ -171,7 +161,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_clone(copy: Path) -> Path:
     """The repository's files at ``copy``, the example shortened, committed."""
-    for name in _repository_files():
+    for name in repository_files():
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, copy / name)
     config = copy / "configs" / "train.yaml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -12,51 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TASKS, task_env
+from conftest import TASKS, git, make_project, needs_slurm, runlab_cli, task_env
 
-SLURM_UP = shutil.which("sinfo") is not None and (
-    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    if shutil.which("sinfo")
-    else False
-)
-slurm = pytest.mark.skipif(
-    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
-)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
+slurm = needs_slurm
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh git project holding the slow test task, committed."""
-    repo = tmp_path / "project"
-    (repo / "tasks").mkdir(parents=True)
-    shutil.copy(TASKS / "slow.py", repo / "tasks" / "slow.py")
-    shutil.copy(TASKS / "slow.yaml", repo / "tasks" / "slow.yaml")
-    (repo / ".gitignore").write_text("logs/\n")
-    git(repo, "init", "-q")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    return repo
+    return make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
 
 
 def submit(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runlab", "submit", "tasks/slow.py", *args],
-        cwd=project,
-        env=task_env(RUNLAB_LOGS=str(project / "logs")),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"submit exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return runlab_cli(project, "submit", "tasks/slow.py", *args, check=check, timeout=600)
 
 
 def runs(project: Path) -> list[Path]:

@@ -5,7 +5,6 @@ local SLURM cluster: found optimum, pruning, a driver killed and resumed, reprod
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,52 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TASKS, task_env
+from conftest import GIT, TASKS, make_project, needs_slurm, runlab_cli, task_env
 
-SLURM_UP = shutil.which("sinfo") is not None and (
-    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    if shutil.which("sinfo")
-    else False
-)
-slurm = pytest.mark.skipif(
-    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
-)
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+slurm = needs_slurm
 SPACE = ["x=interval(-3, 3)", "y=interval(-4, 2)"]
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    repo = tmp_path / "project"
-    (repo / "tasks").mkdir(parents=True)
-    for name in ("quadratic.py", "quadratic.yaml"):
-        shutil.copy(TASKS / name, repo / "tasks" / name)
-    (repo / ".gitignore").write_text("logs/\n")
-    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return make_project(tmp_path, TASKS / "quadratic.py", TASKS / "quadratic.yaml")
 
 
 def env(project: Path) -> dict[str, str]:
     return task_env(RUNLAB_LOGS=str(project / "logs"))
 
 
-def runlab(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runlab", *args],
-        cwd=project,
-        env=env(project),
-        capture_output=True,
-        text=True,
-        timeout=400,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"runlab {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+runlab = runlab_cli
 
 
 def trial_runs(project: Path, study: str) -> dict[int, dict]:

@@ -15,55 +15,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TASKS, task_env
+from conftest import TASKS, git, make_project, needs_slurm, runlab_cli, task_env
 
-SLURM_UP = shutil.which("sinfo") is not None and (
-    subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    if shutil.which("sinfo")
-    else False
-)
-slurm = pytest.mark.skipif(
-    not SLURM_UP, reason="no SLURM cluster is running (start one with scripts/slurm-local)"
-)
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+slurm = needs_slurm
 FINAL = {"COMPLETE", "FAILED", "INTERRUPTED", "LOST", "TIMEOUT"}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        [*GIT, *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh git project holding the slow test task, committed."""
-    repo = tmp_path / "project"
-    (repo / "tasks").mkdir(parents=True)
-    shutil.copy(TASKS / "slow.py", repo / "tasks" / "slow.py")
-    shutil.copy(TASKS / "slow.yaml", repo / "tasks" / "slow.yaml")
-    (repo / ".gitignore").write_text("logs/\n")
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "init")
-    return repo
+    return make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
 
 
 def runlab(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runlab", *args],
-        cwd=project,
-        env=task_env(RUNLAB_LOGS=str(project / "logs")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"runlab {args[0]} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+    return runlab_cli(project, *args, check=check, timeout=300)
 
 
 def info(project: Path, run_id: int) -> dict:
@@ -156,6 +121,88 @@ def check_fail_then_retry(project: Path, launcher: str) -> None:
     assert "start 2" in runlab(project, "logs", "2").stdout  # the retry's own output
     final = json.loads(runlab(project, "status", "--json").stdout)
     assert final["counts"] == {"COMPLETE": 2} and final["submissions"] == 2
+
+
+# ------------------------------------------------------- two commands on one sweep
+def failed_sweep(project: Path) -> None:
+    """A local sweep of three points, two of which failed (fixed since, and committed)."""
+    out = runlab(
+        project, "submit", "tasks/slow.py", "steps=3", "interval=0", "ckpt_every=1",
+        "fail_at=-1,1,2", "--launcher", "local", "--wait", check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and sorted(info(project, r)["status"] for r in (1, 2, 3)) == [
+        "COMPLETE", "FAILED", "FAILED",
+    ]  # fmt: skip
+    fix_the_failure(project)
+
+
+def test_two_retries_at_once_submit_each_run_once(project: Path) -> None:
+    failed_sweep(project)
+    cmd = [sys.executable, "-m", "runlab", "retry", "--code", "current", "--json"]
+    env = task_env(RUNLAB_LOGS=str(project / "logs"))
+    procs = [
+        subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(len(o["retried"]) for o in outs) == [0, 2]  # one of them found nothing
+    subs = record(project)["submissions"]
+    assert [s["kind"] for s in subs] == ["submit", "retry"] and subs[1]["runs"] == [2, 3]
+    wait_for(project, [2, 3], FINAL)
+    for rid in (2, 3):
+        assert info(project, rid)["status"] == "COMPLETE" and info(project, rid)["retries"] == 1
+    assert sorted(p.name for p in record_dir(project).glob("jobs-*.json")) == [
+        "jobs-1.json", "jobs-2.json",
+    ]  # fmt: skip
+
+
+def record_dir(project: Path) -> Path:
+    (path,) = (project / "logs" / ".sweeps").glob("*.json")
+    return path.with_suffix("")
+
+
+def test_a_cancel_waits_for_the_command_changing_the_sweep_and_loses_nothing(
+    project: Path,
+) -> None:
+    from runlab import sweeps
+
+    failed_sweep(project)
+    logs, sid = project / "logs", record(project)["sweep_id"]
+    with sweeps.exclusive(logs, sid, by="the test") as held:
+        assert held is not None
+        cancel = subprocess.Popen(
+            [sys.executable, "-m", "runlab", "cancel", "1", "--json"],
+            cwd=project,
+            env=task_env(RUNLAB_LOGS=str(logs)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert cancel.poll() is None  # waiting for the lock
+        assert "the test, pid" in (logs / ".sweeps" / f"{sid}.lock").read_text()
+        held["cancelled"].append({"time": "2026-01-01T00:00:00+00:00", "runs": [3]})
+        sweeps.save(logs, held)
+    _, err = cancel.communicate(timeout=60)
+    assert cancel.returncode == 0, err
+    assert [c["runs"] for c in record(project)["cancelled"]] == [[3], [1]]  # both kept
+
+
+def test_a_read_only_logs_directory_is_one_line(project: Path, tmp_path: Path) -> None:
+    failed_sweep(project)
+    logs = project / "logs"
+    subprocess.run(["mount", "--bind", str(logs), str(logs)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(logs)], check=True)
+        for args in (("cancel",), ("retry",)):
+            out = runlab(project, *args, check=False)
+            assert out.returncode != 0 and "Traceback" not in out.stderr
+            (line,) = out.stderr.strip().splitlines()
+            assert "read-only" in line, line
+    finally:
+        subprocess.run(["umount", str(logs)], check=True)
+    assert [s["kind"] for s in record(project)["submissions"]] == ["submit"]
 
 
 @slurm

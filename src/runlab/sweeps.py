@@ -19,6 +19,11 @@ pickles (``<array>_<task>_submitted.pkl``) and the jobs' stdout/stderr
     cancelled: [{time, runs}]            # `runlab cancel`
 
 A run's current job is given by the last submission that holds it.
+
+Commands that change a record (``cancel``, ``retry``, ``tune``, and ``submit`` when
+it records a submission) hold an ``flock`` on ``<logs>/.sweeps/<sweep_id>.lock``
+(:func:`exclusive`; the file names the holder) and work on the record as read under
+it, so two of them at once neither lose an update nor submit one run twice.
 :func:`reconcile` compares the runs that still say ``QUEUED``/``RUNNING``/
 ``PREEMPTED`` with what the scheduler knows (``squeue`` first, then ``sacct``,
 which lags; or the local workers' pids) and closes the ones whose job is gone:
@@ -29,12 +34,16 @@ without the run recording an end, with the reason in ``info.error`` and
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import getpass
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +78,77 @@ def save(logs: Path, record: dict[str, Any]) -> None:
     path = record_path(logs, record["sweep_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, orjson.dumps(record, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds, and how deeply
+
+
+@contextlib.contextmanager
+def exclusive(
+    logs: Path, sweep_id: str, by: str = "runlab", wait_s: float = 60.0
+) -> Iterator[dict[str, Any] | None]:
+    """Hold the sweep's lock; yield its record as read under the lock (``None`` before the
+    first save). Re-entrant within a process; another process waits up to ``wait_s``."""
+    path = Path(logs) / SWEEPS / f"{sweep_id}.lock"
+    key = str(path)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield _load_if_any(logs, sweep_id)
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        why = "the logs directory is read-only" if exc.errno == errno.EROFS else exc.strerror
+        raise SweepOpsError(
+            f"cannot change sweep {sweep_id}: {path}: {why}; run this where the logs "
+            "directory is writable"
+        ) from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "?"
+                    raise SweepOpsError(
+                        f"sweep {sweep_id} is being changed by another command ({holder}) "
+                        f"for over {wait_s:.0f} s: wait for it to end, then try again"
+                    ) from None
+                time.sleep(0.05)
+        note = f"{by}, pid {os.getpid()} on {socket.gethostname()}".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
+        _HELD[key] = 1
+        try:
+            yield _load_if_any(logs, sweep_id)
+        finally:
+            del _HELD[key]
+    finally:
+        os.close(fd)  # and with it the lock
+
+
+def _load_if_any(logs: Path, sweep_id: str) -> dict[str, Any] | None:
+    return load(logs, sweep_id) if record_path(logs, sweep_id).exists() else None
+
+
+def _adopt(record: dict[str, Any], fresh: dict[str, Any] | None) -> dict[str, Any]:
+    """``record`` (a caller's copy) brought up to date with ``fresh`` (read under the lock):
+    what other commands appended since is kept, and so are the caller's new runs."""
+    if fresh is None:
+        return record
+    runs = list(fresh["runs"])
+    seen = set(runs)
+    runs += [r for r in record["runs"] if r not in seen]
+    fresh = {**fresh, "runs": runs, "launcher": record["launcher"]}
+    record.clear()
+    record.update(fresh)
+    return record
 
 
 def load(logs: Path, sweep_id: str) -> dict[str, Any]:
@@ -146,7 +226,14 @@ def submit(
     kind: str = "submit",
     overrides: list[list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Write the jobs file of ``run_ids`` and hand it to the launcher; record the submission."""
+    """Write the jobs file of ``run_ids`` and hand it to the launcher; record the submission
+    (under the sweep's lock, into the record as it is then: ``record`` is updated too)."""
+    with exclusive(logs, record["sweep_id"], by=f"runlab {kind}") as fresh:
+        _adopt(record, fresh)
+        return _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides)
+
+
+def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> dict[str, Any]:
     from runlab import launcher
 
     codes = [codes] if isinstance(codes, dict) else list(codes)
@@ -509,8 +596,10 @@ def cancel(
     located = locate(record)
     targets = [int(r) for r in (run_ids or record["runs"])]
     active = [r for r in targets if _run_dir(logs, r).read_info().get("status") in ACTIVE]
-    record.setdefault("cancelled", []).append({"time": now_iso(), "runs": targets})
-    save(logs, record)
+    with exclusive(logs, record["sweep_id"], by="runlab cancel") as fresh:
+        _adopt(record, fresh)
+        record.setdefault("cancelled", []).append({"time": now_iso(), "runs": targets})
+        save(logs, record)
     if record["launcher"]["name"] == "slurm":
         from runlab import slurm
 

@@ -414,6 +414,23 @@ def _retry(args: argparse.Namespace) -> int:
         )
     logs = _logs(args.logs)
     record, run_ids = _targets(logs, args.targets)
+    if args.dry_run:
+        return _retry_in(args, logs, record, run_ids, statuses)
+    # Under the sweep's lock from choosing the runs to recording the submission: a second
+    # `retry` at the same time finds them QUEUED, and nothing is submitted twice.
+    with sweeps.exclusive(logs, record["sweep_id"], by="runlab retry") as fresh:
+        return _retry_in(args, logs, fresh or record, run_ids, statuses)
+
+
+def _retry_in(
+    args: argparse.Namespace,
+    logs: Path,
+    record: dict[str, Any],
+    run_ids: list[int] | None,
+    statuses: list[str],
+) -> int:
+    from runlab import sweeps
+
     sweeps.reconcile(logs, record, by="runlab retry")
     picked = sweeps.retry_candidates(logs, record, statuses, run_ids)
     if run_ids:

@@ -434,7 +434,7 @@ def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_writte
         queued=40,
         max_submit_source="MaxSubmit of association t/runlab",
     )
-    monkeypatch.setattr(slurm, "read_limits", lambda account=None: limits)
+    monkeypatch.setattr(slurm, "read_limits", lambda account=None, qos=None: limits)
     sweep = submission.prepare(
         "tasks/slow.py", ["steps=range(1,62)", "launcher=slurm"], logs=project / "logs"
     )

@@ -6,10 +6,18 @@ written once (a JSON list) and task ``i`` of an array runs entry ``OFFSET + i``
 (:class:`runlab.jobs.ArrayEntry`, two fields in submitit's pickle), so submitting
 10,000 points is one file, 10,000 tiny pickles and a few ``sbatch`` calls.
 
-Limits: an array may hold at most ``MaxArraySize`` tasks (indices
-``0..MaxArraySize-1``; ``scontrol show config``), and a user at most
-``MaxSubmitJobs`` jobs in the queue (the association's ``MaxSubmit`` or
-``GrpSubmit``, from ``sacctmgr show assoc``, where accounting is set up).
+Limits, read before anything is written (:func:`read_limits`):
+
+- an array holds at most ``MaxArraySize`` tasks (indices ``0..MaxArraySize-1``), and
+  the controller at most ``MaxJobCount`` job records (``scontrol show config``);
+- where SLURM enforces them (``AccountingStorageEnforce`` holds ``limits`` or
+  ``safe``), the jobs one may have queued: the association's ``MaxSubmitJobs``
+  and ``GrpSubmitJobs`` (``sacctmgr show assoc``), and the QOS's
+  ``MaxSubmitJobsPerUser``, ``MaxSubmitJobsPerAccount`` and ``GrpSubmitJobs``
+  (``sacctmgr show qos``; the launcher's ``qos``, else the association's default).
+  Each counts the jobs already queued in its own scope (array tasks one each,
+  as SLURM counts them); the one leaving the least room is the one that binds.
+  Where they are not enforced they are not read: they could not refuse a job.
 """
 
 from __future__ import annotations
@@ -57,6 +65,30 @@ def _run(args: list[str], timeout: float = 60) -> str:
     return proc.stdout
 
 
+def _run_all(*commands: list[str], timeout: float = 30) -> list[str]:
+    """Several SLURM queries run side by side; their outputs, in order."""
+    try:
+        procs = [
+            subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c in commands
+        ]
+    except FileNotFoundError as exc:
+        raise SlurmError(f"{exc.filename} is not on PATH: is this a SLURM login node?") from None
+    outs = []
+    for args, proc in zip(commands, procs, strict=True):
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise SlurmError(
+                f"`{shlex.join(args[:3])} ...` did not answer in {timeout:.0f} s"
+            ) from None
+        if proc.returncode != 0:
+            raise SlurmError(f"`{shlex.join(args[:3])} ...` failed: {err.strip()}")
+        outs.append(out)
+    return outs
+
+
 # --------------------------------------------------------------------- limits
 @dataclass
 class Limits:
@@ -66,6 +98,7 @@ class Limits:
     queued: int = 0  # the user's jobs already in the queue (counted when max_submit is set)
     max_job_count: int | None = None  # job records the controller holds at once (MaxJobCount)
     in_system: int = 0  # job records it holds now, every user's (ended ones for MinJobAge too)
+    enforced: bool | None = None  # AccountingStorageEnforce has limits (None: not known)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,10 +108,76 @@ class Limits:
             "queued_before": self.queued if self.max_submit is not None else None,
             "MaxJobCount": self.max_job_count,
             "jobs_in_system_before": self.in_system if self.max_job_count else None,
+            "submit_limits_enforced": self.enforced,
         }
 
 
-def read_limits(account: str | None = None) -> Limits:
+def submit_limits(
+    assoc_out: str, qos_out: str, account: str | None = None, qos: str | None = None
+) -> list[tuple[int, str, str]]:
+    """``[(limit, source, scope)]`` from ``sacctmgr -n -P show assoc ...
+    format=account,user,maxsubmit,grpsubmit,qos,defaultqos`` and ``sacctmgr -n -P show qos
+    format=name,maxsubmitpu,maxsubmitpa,grpsubmit``; scope is ``user``, ``account:<a>``,
+    ``qos-user:<q>``, ``qos-account:<q>:<a>`` or ``qos:<q>``: whose queued jobs count."""
+    out: list[tuple[int, str, str]] = []
+    qos_names: set[str] = set()
+    accounts: list[str] = []
+    for line in assoc_out.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 6 or (account and parts[0] != account):
+            continue
+        acct, user, maxsubmit, grpsubmit, allowed, default = parts[:6]
+        accounts.append(acct)
+        if maxsubmit.isdigit():
+            out.append((int(maxsubmit), f"MaxSubmitJobs of association {user}/{acct}", "user"))
+        if grpsubmit.isdigit():
+            out.append(
+                (int(grpsubmit), f"GrpSubmitJobs of association {user}/{acct}", f"account:{acct}")
+            )
+        if qos:
+            qos_names.add(qos)
+        elif default:
+            qos_names.add(default)
+        elif allowed and "," not in allowed:
+            qos_names.add(allowed)
+    for line in qos_out.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 4 or parts[0] not in qos_names:
+            continue
+        name, per_user, per_account, group = parts[:4]
+        if per_user.isdigit():
+            out.append((int(per_user), f"MaxSubmitJobsPerUser of QOS {name}", f"qos-user:{name}"))
+        if per_account.isdigit():
+            for acct in dict.fromkeys(accounts):
+                out.append(
+                    (
+                        int(per_account),
+                        f"MaxSubmitJobsPerAccount of QOS {name}",
+                        f"qos-account:{name}:{acct}",
+                    )
+                )
+        if group.isdigit():
+            out.append((int(group), f"GrpSubmitJobs of QOS {name}", f"qos:{name}"))
+    return out
+
+
+def _queued_in(scope: str, user: str) -> int:
+    """Jobs queued (pending or running, array tasks one each) in a limit's scope."""
+    kind, _, rest = scope.partition(":")
+    args = {
+        "user": ["-u", user],
+        "account": ["-A", rest],
+        "qos-user": ["-u", user, "-q", rest],
+        "qos": ["-q", rest],
+    }.get(kind)
+    if kind == "qos-account":
+        name, _, acct = rest.partition(":")
+        args = ["-A", acct, "-q", name]
+    out = _run(["squeue", "-h", "-r", "-t", "PD,R,CG,S,CF,RQ", *(args or []), "-o", "%i"])
+    return len(out.split())
+
+
+def read_limits(account: str | None = None, qos: str | None = None) -> Limits:
     """The limits that shape a submission, read from ``scontrol`` and ``sacctmgr``."""
     limits = Limits()
     try:
@@ -95,39 +194,39 @@ def read_limits(account: str | None = None) -> Limits:
             limits.in_system = len(_run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"]).split())
         except SlurmError:
             pass
+    m = re.search(r"^AccountingStorageEnforce\s*=\s*(.*)$", config, re.MULTILINE)
+    if m:
+        flags = set(m.group(1).strip().lower().split(","))
+        limits.enforced = bool(flags & {"limits", "safe"})
+    if not limits.enforced:
+        return limits  # submit limits, if any are set, refuse nothing here
     user = getpass.getuser()
-    try:
-        out = _run(
+    try:  # three questions to slurmdbd at once (each takes a round trip)
+        default_account, assoc, qos_out = _run_all(
+            ["sacctmgr", "-n", "-P", "show", "user", user, "format=defaultaccount"],
             [
-                "sacctmgr",
-                "-n",
-                "-P",
-                "show",
-                "assoc",
-                f"user={user}",
-                "format=account,maxsubmit,grpsubmit",
+                *("sacctmgr", "-n", "-P", "show", "assoc", f"user={user}"),
+                "format=account,user,maxsubmit,grpsubmit,qos,defaultqos",
             ],
-            timeout=30,
+            [
+                *("sacctmgr", "-n", "-P", "show", "qos"),
+                "format=name,maxsubmitpu,maxsubmitpa,grpsubmit",
+            ],
         )
     except SlurmError:
-        out = ""
-    best: tuple[int, str] | None = None
-    for line in out.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) < 3 or (account and parts[0] != account):
-            continue
-        for value, name in ((parts[1], "MaxSubmit"), (parts[2], "GrpSubmit")):
-            if value.strip().isdigit():
-                candidate = (int(value), f"{name} of association {user}/{parts[0]}")
-                if best is None or candidate[0] < best[0]:
-                    best = candidate
-    if best is not None:
-        limits.max_submit, limits.max_submit_source = best
+        return limits
+    account = account or default_account.strip().split("\n")[0].strip() or None
+    best: tuple[int, int, str] | None = None  # (room, limit, source)
+    for limit, source, scope in submit_limits(assoc, qos_out, account, qos):
         try:
-            queued = _run(["squeue", "-h", "-r", "-u", user, "-o", "%i"], timeout=60)
-            limits.queued = len(queued.split())
+            queued = _queued_in(scope, user)
         except SlurmError:
-            pass
+            queued = 0
+        if best is None or limit - queued < best[0]:
+            best = (limit - queued, limit, source)
+            limits.queued = queued
+    if best is not None:
+        limits.max_submit, limits.max_submit_source = best[1], best[2]
     return limits
 
 
@@ -139,7 +238,7 @@ def plan_arrays(count: int, limits: Limits) -> list[tuple[int, int]]:
             f"the sweep has {count} points but SLURM lets you have at most {limits.max_submit} "
             f"jobs queued ({limits.max_submit_source}), and {limits.queued} are queued already: "
             f"submit at most {room} points now (split the sweep), or ask your admins for a "
-            "higher MaxSubmitJobs; nothing was written"
+            "higher limit; nothing was written"
         )
     if limits.max_job_count and count + limits.in_system > limits.max_job_count:
         room = max(0, limits.max_job_count - limits.in_system)

@@ -123,7 +123,7 @@ def check_limits(sweep: Sweep) -> None:
         return
     from runlab import slurm
 
-    sweep.limits = slurm.read_limits(sweep.launcher.get("account"))
+    sweep.limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
     try:
         slurm.plan_arrays(len(sweep.jobs), sweep.limits)
     except slurm.SlurmError as exc:

@@ -287,7 +287,7 @@ def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> d
         if limits is None:
             from runlab import slurm
 
-            limits = slurm.read_limits(cfg.get("account"))
+            limits = slurm.read_limits(cfg.get("account"), cfg.get("qos"))
             try:
                 slurm.plan_arrays(len(run_ids), limits)
             except slurm.SlurmError as exc:

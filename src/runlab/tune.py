@@ -435,7 +435,7 @@ class Driver:
         if launcher["name"] == "slurm":
             from runlab import slurm
 
-            self.limits = slurm.read_limits(launcher.get("account"))
+            self.limits = slurm.read_limits(launcher.get("account"), launcher.get("qos"))
 
     # ---------------------------------------------------------------- trials
     def trials(self) -> list[Any]:

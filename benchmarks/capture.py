@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runlab import environment
-from runlab.snapshot import code_state
+from runlab.record import environment
+from runlab.sweep.snapshot import code_state
 
 
 def git(repo: Path, *args: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def time_runlab(root: Path, calls: int) -> float:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     logger = RunLogger(root / "runlab-run")
     start = time.perf_counter()

@@ -4,7 +4,7 @@
                                        [--procs 2] [--out results.json] [--src DIR] [--mlxp FILE]
 
 Each shape is a logs directory written once, under ``--workdir``, by runlab's own
-writer (``runlab.rundir.allocate``, ``RunLogger.log_metrics``, ``files.write_record``
+writer (``runlab.record.rundir.allocate``, ``RunLogger.log_metrics``, ``files.write_record``
 for ``metadata/config`` and ``metadata/env``, ``RunDir.update_info`` for
 ``metadata/info``: every record has its JSON twin), and reused on later runs while
 its parameters match (a ``.bench-complete`` marker holds them). The environment
@@ -28,7 +28,7 @@ one-huge    one run of 2,000,000 rows                  curves (one group)
 
 Each measurement runs in a fresh Python process (this script's worker mode) and
 times ``Reader(logs)`` -> ``filter`` -> ``group_by(...).curves(...)`` (the result
-collected); the import of ``runlab.reader`` and Polars is timed apart. "Cold"
+collected); the import of ``runlab.results.reader`` and Polars is timed apart. "Cold"
 deletes ``<logs>/.runlab-index`` first; "warm" runs right after a cold one, with the
 index it wrote. The time the worker then waits for the reader's background index
 write (``wait_for_index``; a script that ends waits for it too, at exit) is
@@ -256,9 +256,9 @@ def _gen(args: tuple[list[tuple[str, tuple[str, float, int]]], dict[str, Any], A
     chunk, spec, env = args
     import socket
 
-    from runlab.files import now_iso, write_record
-    from runlab.logger import RunLogger
-    from runlab.rundir import RunDir
+    from runlab.record.files import now_iso, write_record
+    from runlab.record.logger import RunLogger
+    from runlab.record.rundir import RunDir
 
     for path, (method, std, seed) in chunk:
         run = RunDir(path).create()
@@ -291,7 +291,7 @@ def _gen(args: tuple[list[tuple[str, tuple[str, float, int]]], dict[str, Any], A
 
 
 def _twins(files: list[str]) -> None:
-    from runlab.reader._metrics import write_twin
+    from runlab.results.reader._metrics import write_twin
 
     for f in files:
         write_twin(f)
@@ -322,8 +322,8 @@ def ensure(workdir: Path, key: str, procs: int) -> tuple[Path, float]:
     runs = grid(spec)
     print(f"generating {key}: {len(runs):,} runs in {logs} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    from runlab import environment
-    from runlab.rundir import allocate
+    from runlab.record import environment
+    from runlab.record.rundir import allocate
 
     paths = allocate(logs, len(runs))
     env, _ = environment.capture(Path.cwd())
@@ -366,7 +366,7 @@ def worker(logs: str, shape: str, profile: str = "") -> dict[str, Any]:
     start = time.perf_counter()
     import polars as pl
 
-    import runlab.reader as reader_module
+    import runlab.results.reader as reader_module
 
     imported = time.perf_counter()
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -643,7 +643,7 @@ def main() -> int:
     print(
         f"{meta['host']}: {meta['cpus']} CPUs, Python {meta['python']}, Polars {meta['polars']}, "
         f"runlab from {meta['src']}; load average {load_start[0]:.2f} at the start, "
-        f"{meta['load_end'][0]:.2f} at the end. `import runlab.reader` with Polars: median "
+        f"{meta['load_end'][0]:.2f} at the end. `import runlab.results.reader` with Polars: median "
         f"{meta['import_s_median']:.2f} s, {rss_import:.0f} MB resident after it (included in "
         "the peaks).\n"
     )

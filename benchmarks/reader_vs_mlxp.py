@@ -75,9 +75,9 @@ def _config(method: str, std: float, seed: int, steps: int) -> dict[str, Any]:
 
 def _gen_runlab(args: tuple[str, list[tuple[int, str, float, int]], int, dict[str, Any]]) -> None:
     logs, chunk, steps, env = args
-    from runlab import environment
-    from runlab.lifecycle import RunSession
-    from runlab.rundir import RunDir
+    from runlab.record import environment
+    from runlab.record.lifecycle import RunSession
+    from runlab.record.rundir import RunDir
 
     # RunSession records the environment of every run; capturing it runs git, so
     # capture it once (in the parent) and hand the same record to each run.
@@ -146,7 +146,7 @@ def ensure(workdir: Path, tool: str, seeds: int, steps: int, procs: int) -> tupl
     ctx = mp.get_context("fork")
     with ctx.Pool(procs) as pool:
         if tool == "runlab":
-            from runlab import environment
+            from runlab.record import environment
 
             env, _ = environment.capture(Path.cwd())
             pool.map(_gen_runlab, [(str(logs), c, steps, env) for c in chunks])
@@ -178,7 +178,7 @@ def child_runlab(logs: str, query: str, save: str | None) -> dict[str, Any]:
     start = time.perf_counter()
     import polars as pl
 
-    from runlab.reader import Reader, wait_for_index
+    from runlab.results.reader import Reader, wait_for_index
 
     imported = time.perf_counter()
     runs = Reader(logs)
@@ -412,7 +412,7 @@ def main() -> int:
     print(
         f"\nSeconds from `Reader(logs)` to the grouped mean/std curves (filter + group by "
         f"method and std + curves), median of {args.repeat} fresh processes for runlab "
-        f"(min in brackets), one for MLXP; imports excluded (runlab.reader with Polars: "
+        f"(min in brackets), one for MLXP; imports excluded (runlab.results.reader with Polars: "
         f"median {statistics.median(imports):.2f} s)."
     )
     for key, value in details.items():

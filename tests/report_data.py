@@ -14,10 +14,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from runlab import sweeps
-from runlab.files import write_record
-from runlab.logger import RunLogger
-from runlab.rundir import RunDir, allocate
+from runlab.record.files import write_record
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, allocate
+from runlab.sweep import ops
 
 
 def example_config(**over: Any) -> dict[str, Any]:
@@ -94,10 +94,10 @@ def _curve(epochs: int, speed: float, floor: float, noise: float) -> dict[str, l
 
 
 def record_sweep(logs: Path, sweep_id: str, run_ids: list[int]) -> None:
-    sweeps.save(
+    ops.save(
         logs,
         {
-            "format": sweeps.FORMAT,
+            "format": ops.FORMAT,
             "sweep_id": sweep_id,
             "created": "2026-11-20T10:00:00+00:00",
             "runs": run_ids,

@@ -191,7 +191,7 @@ def test_os_errors_say_what_to_do(code: int, advice: str) -> None:
 
 # ---------------------------------------------------------------------- a bug in runlab
 BUGGY = (
-    "import sys, runlab.cli, runlab.commands.results as r\n"
+    "import sys, runlab.cli, runlab.cli.results as r\n"
     "def broken(args):\n"
     "    raise KeyError('a bug')\n"
     "r.run_ls = broken\n"
@@ -214,7 +214,7 @@ def test_a_command_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
     env.pop("RUNLAB_DEBUG", None)
     code = (
         "import sys, runlab.cli\n"
-        "sys.modules['runlab.commands.results'] = None  # importing it raises ImportError\n"
+        "sys.modules['runlab.cli.results'] = None  # importing it raises ImportError\n"
         "sys.exit(runlab.cli.main(['ls']))\n"
     )
     proc = subprocess.run(

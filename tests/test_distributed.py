@@ -323,7 +323,7 @@ def test_slurm_preempted_two_rank_job_resumes_from_its_checkpoint(project: Path)
 
 # ---------------------------------------------------------------- the pieces
 def test_ranks_come_from_torchrun_or_slurm_and_default_to_one() -> None:
-    from runlab.distributed import from_env
+    from runlab.record.distributed import from_env
 
     one = from_env({})
     assert (one.rank, one.world_size, one.is_main, one.source) == (0, 1, True, "single")
@@ -361,7 +361,7 @@ def test_sbatch_script_asks_for_every_rank(tmp_path: Path) -> None:
     # nodes x tasks_per_node tasks, one rank each.
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from runlab.launcher import load_config, slurm_parameters
+    from runlab.sweep.launcher import load_config, slurm_parameters
 
     cfg = load_config("slurm", ROOT / "configs", ["nodes=2", "tasks_per_node=4", "gpus_per_node=4"])
     script = _make_sbatch_string(
@@ -375,7 +375,7 @@ def test_sbatch_script_asks_for_every_rank(tmp_path: Path) -> None:
 def test_doctor_checks_nccl_only_where_there_are_gpus() -> None:
     code = (
         "import sys\n"
-        "from runlab.distributed import doctor_check\n"
+        "from runlab.record.distributed import doctor_check\n"
         "print(doctor_check(False)[1], 'torch' in sys.modules)\n"
         "name, verdict, detail, fix = doctor_check(True)\n"
         "import torch\n"

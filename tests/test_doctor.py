@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runlab import doctor
-from runlab.commands.doctor import configure_doctor, run_doctor
+from runlab.cli.doctor import configure_doctor, run_doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 

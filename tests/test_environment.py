@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TASKS, task_env
-from runlab import environment
+from runlab.record import environment
 
 VENV_FILES = 40_000
 NON_UTF8_NAME = b"caf\xe9.bin"  # Latin-1 "café": not valid UTF-8
@@ -187,7 +187,7 @@ def test_torch_version_is_read_from_metadata_without_importing_torch(tmp_path: P
     marker = tmp_path / "imported.txt"
     probe = (
         "import json, sys\n"
-        "from runlab import environment\n"
+        "from runlab.record import environment\n"
         "before = environment.torch_state()\n"
         "imported_by_capture = 'torch' in sys.modules\n"
         "import torch\n"

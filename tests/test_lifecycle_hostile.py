@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TASKS, run_task, start_task, task_env
-from runlab.rundir import is_run_id
+from runlab.record.rundir import is_run_id
 
 SLOW = TASKS / "slow.py"
 FINAL = {"COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED"}
@@ -152,7 +152,7 @@ def test_two_processes_reopening_one_run_at_once_one_wins(logs: Path) -> None:
 
 def fake_running(run: Path, **fields) -> None:
     """Make a run's record say RUNNING, as a writer elsewhere would leave it."""
-    from runlab.files import write_record
+    from runlab.record.files import write_record
 
     info = read_info(run)
     info.update(status="RUNNING", **fields)
@@ -192,7 +192,7 @@ def test_a_dead_writer_whose_pid_was_reused_does_not_block_the_run(logs: Path) -
 SLOW_START = """\
 import os, sys, time
 import runlab
-from runlab import environment
+from runlab.record import environment
 
 _capture = environment.capture
 
@@ -529,12 +529,12 @@ def test_temporaries_of_killed_writes_are_removed_at_the_next_start(logs: Path) 
     assert read_info(run)["status"] == "COMPLETE"
 
 
-# --------------------------------------------------------- runlab.launch twice
+# --------------------------------------------------------- runlab.record.launch twice
 
 TWO_TASKS = """\
 import sys
 
-import runlab.launch  # binds the submodule on the package: runlab.launch must stay callable
+import runlab.record.launch  # binds the submodule on the package: runlab.record.launch must stay callable
 
 
 @runlab.launch(config_path=".", config_name="slow")

@@ -56,7 +56,7 @@ BAD_NAMES = [
 def test_a_name_that_is_a_path_is_refused_and_writes_nothing(
     tmp_path: Path, call: str, bad: str
 ) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     if bad == "ABSOLUTE":
         bad = str(tmp_path / "absolute")
@@ -79,7 +79,7 @@ def test_a_name_that_is_a_path_is_refused_and_writes_nothing(
     assert steps(jsonl) == [0]
     logger.close()
     created = files_under(tmp_path) - before
-    # train.parquet: the columnar twin written at close (runlab.logger docstring)
+    # train.parquet: the columnar twin written at close (runlab.record.logger docstring)
     assert created == {run / "metrics" / "train.jsonl", run / "metrics" / "train.parquet"}, created
 
 
@@ -97,7 +97,7 @@ class Bomb:
 def test_a_checkpoint_outside_the_run_is_never_unpickled(tmp_path: Path, how: str) -> None:
     import torch
 
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     marker = tmp_path / "unpickled"
     evil = tmp_path / "logs" / "evil.pt"
@@ -112,7 +112,7 @@ def test_a_checkpoint_outside_the_run_is_never_unpickled(tmp_path: Path, how: st
 
 
 def test_an_artifact_without_a_name_takes_the_checked_file_name(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     secret = tmp_path / ".env"
     secret.write_text("TOKEN=1")
@@ -130,7 +130,7 @@ def test_an_artifact_without_a_name_takes_the_checked_file_name(tmp_path: Path) 
 
 
 def test_check_name_accepts_plain_names_and_says_why_it_refuses() -> None:
-    from runlab.names import check_name
+    from runlab.record.names import check_name
 
     for good in ("train", "model.pt", "eval-2_b", "résumé", "a b", "v1.2"):
         assert check_name(good, "x(name=)") == good
@@ -154,8 +154,8 @@ def test_check_name_accepts_plain_names_and_says_why_it_refuses() -> None:
 def test_non_finite_values_read_back_as_non_finite(tmp_path: Path) -> None:
     import torch
 
-    from runlab.files import NONFINITE
-    from runlab.logger import RunLogger
+    from runlab.record.files import NONFINITE
+    from runlab.record.logger import RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         logger.log_metrics({"loss": 1.0, "up": 2.0, "down": 3.0, "np": 4.0, "t": 5.0})
@@ -185,7 +185,7 @@ def test_non_finite_values_read_back_as_non_finite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["run_id", "time"])
 def test_reserved_keys_are_refused_at_log_time(tmp_path: Path, key: str) -> None:
-    from runlab.logger import MetricsError, RunLogger
+    from runlab.record.logger import MetricsError, RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         logger.log_metrics({"loss": 1.0})
@@ -200,7 +200,7 @@ def test_reserved_keys_are_refused_at_log_time(tmp_path: Path, key: str) -> None
 def test_the_step_key_must_be_an_integer(tmp_path: Path) -> None:
     import torch
 
-    from runlab.logger import MetricsError, RunLogger
+    from runlab.record.logger import MetricsError, RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         for bad in (True, np.bool_(False), 1.5, 2.0, "3", None, 2**64):
@@ -220,7 +220,7 @@ def test_the_step_key_must_be_an_integer(tmp_path: Path) -> None:
 
 
 def test_errors_name_the_key_and_leave_no_row(tmp_path: Path) -> None:
-    from runlab.logger import MetricsError, RunLogger
+    from runlab.record.logger import MetricsError, RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         for metrics, key in [
@@ -241,7 +241,7 @@ def test_errors_name_the_key_and_leave_no_row(tmp_path: Path) -> None:
 def test_one_element_tensors_and_arrays_are_scalars(tmp_path: Path) -> None:
     import torch
 
-    from runlab.logger import MetricsError, RunLogger
+    from runlab.record.logger import MetricsError, RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         logger.log_metrics(
@@ -274,7 +274,7 @@ def test_one_element_tensors_and_arrays_are_scalars(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["", "a\x00b", "tab\there", "nl\n", 1, None, ("a",)])
 def test_bad_metric_keys_are_refused(tmp_path: Path, key: object) -> None:
-    from runlab.logger import MetricsError, RunLogger
+    from runlab.record.logger import MetricsError, RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         with pytest.raises(MetricsError, match="metric") as err:
@@ -286,7 +286,7 @@ def test_bad_metric_keys_are_refused(tmp_path: Path, key: object) -> None:
 
 # --------------------------------------------------------------------- checkpoints
 def test_loading_a_checkpoint_mid_run_keeps_the_rows_this_run_logged(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     with RunLogger(tmp_path / "run") as logger:
         for step in range(4):
@@ -306,7 +306,7 @@ def test_loading_a_checkpoint_mid_run_keeps_the_rows_this_run_logged(tmp_path: P
 
 def previous_attempt(run: Path) -> None:
     """An attempt that logged 0..7, checkpointed 'last' after 4 and 'best' after 2, then died."""
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     with RunLogger(run) as logger:
         for step in range(8):
@@ -319,7 +319,7 @@ def previous_attempt(run: Path) -> None:
 
 
 def test_resuming_cuts_only_at_the_first_load_of_last(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     run = tmp_path / "run"
     previous_attempt(run)
@@ -336,7 +336,7 @@ def test_resuming_cuts_only_at_the_first_load_of_last(tmp_path: Path) -> None:
 
 
 def test_a_logger_that_logged_or_does_not_resume_never_cuts(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     run = tmp_path / "run"
     previous_attempt(run)
@@ -351,7 +351,7 @@ def test_a_logger_that_logged_or_does_not_resume_never_cuts(tmp_path: Path) -> N
 
 
 def test_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     run = tmp_path / "run"
     with RunLogger(run) as logger:
@@ -362,7 +362,7 @@ def test_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path:
         "class Die:\n"
         "    def __reduce__(self):\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "from runlab.logger import RunLogger\n"
+        "from runlab.record.logger import RunLogger\n"
         "RunLogger(sys.argv[1]).log_checkpoint({'w': torch.zeros(1000), 'die': Die()})\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, timeout=120)
@@ -376,7 +376,7 @@ def test_temporaries_of_a_killed_checkpoint_write_are_removed_at_start(tmp_path:
 
 
 def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     run = tmp_path / "run"
     (run / "metrics").mkdir(parents=True)
@@ -392,7 +392,7 @@ def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
 
 
 def test_metric_files_respect_the_umask(tmp_path: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     old = os.umask(0o027)
     try:
@@ -455,7 +455,7 @@ def log_until_error(logger, first: int, timeout: float = 30.0) -> tuple[int, Exc
 def test_a_full_disk_raises_at_the_next_call_and_at_close_once(
     small_disk: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    from runlab.logger import RecordWriteError, RunLogger
+    from runlab.record.logger import RecordWriteError, RunLogger
 
     run = small_disk / "run"
     logger = RunLogger(run, flush_interval=0.05)
@@ -482,7 +482,7 @@ def test_a_full_disk_raises_at_the_next_call_and_at_close_once(
 
 
 def test_a_full_disk_then_freed_writes_every_row_once_in_order(small_disk: Path) -> None:
-    from runlab.logger import RunLogger
+    from runlab.record.logger import RunLogger
 
     run = small_disk / "run"
     logger = RunLogger(run, flush_interval=0.05)

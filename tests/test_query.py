@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from runlab import query
-from runlab.query import And, Compare, In, Key, Not, Or, QueryError, compile_query, parse
+from runlab.results import query
+from runlab.results.query import And, Compare, In, Key, Not, Or, QueryError, compile_query, parse
 
 DF = pl.DataFrame(
     {

@@ -18,11 +18,11 @@ import orjson
 import polars as pl
 import pytest
 
-from runlab.files import now_iso, write_record, write_yaml
-from runlab.logger import RunLogger
-from runlab.query import QueryError
-from runlab.reader import INDEX_DIR, CorruptRunWarning, Reader, runs, wait_for_index
-from runlab.rundir import RunDir, allocate
+from runlab.record.files import now_iso, write_record, write_yaml
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, allocate
+from runlab.results.query import QueryError
+from runlab.results.reader import INDEX_DIR, CorruptRunWarning, Reader, runs, wait_for_index
 
 ENV = {
     "git": {"commit": "abc123", "branch": "main", "dirty": False},
@@ -454,7 +454,7 @@ def test_big_sweep_smoke(tmp_path: Path) -> None:
 
 
 def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import runlab.reader._metrics as reader_module
+    import runlab.results.reader._metrics as reader_module
 
     logs = tmp_path / "logs"
     for i in range(20):
@@ -478,7 +478,7 @@ def test_many_batches_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_index_generations_are_immutable_and_collected_after_a_grace(
     sweep: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runlab.reader._index as index_module
+    import runlab.results.reader._index as index_module
 
     Reader(sweep).curves("train.loss")
     wait_for_index()
@@ -541,7 +541,7 @@ def _without_twins(logs: Path) -> Path:
 def test_twin_written_at_close_and_read_like_the_json_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runlab.reader._metrics as metrics_module
+    import runlab.results.reader._metrics as metrics_module
 
     logs = tmp_path / "logs"
     for seed in range(3):
@@ -579,7 +579,7 @@ def test_twin_written_at_close_and_read_like_the_json_lines(
 def test_a_twin_is_not_used_once_the_json_lines_moved_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runlab.reader._metrics as metrics_module
+    import runlab.results.reader._metrics as metrics_module
 
     monkeypatch.setattr(metrics_module, "TWIN_MIN_BYTES", 0)  # twins for small files too
     logs = tmp_path / "logs"
@@ -602,7 +602,7 @@ def test_a_twin_is_not_used_once_the_json_lines_moved_on(
 def test_a_twin_that_cannot_be_written_or_read_fails_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runlab.reader._metrics as metrics_module
+    import runlab.results.reader._metrics as metrics_module
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
@@ -639,7 +639,7 @@ def test_a_twin_that_cannot_be_written_or_read_fails_nothing(
 def test_a_logger_that_logs_nothing_does_not_import_polars(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from runlab.logger import RunLogger\n"
+        "from runlab.record.logger import RunLogger\n"
         f"RunLogger({str(tmp_path / 'run')!r}).close()\n"
         "assert 'polars' not in sys.modules, 'polars imported'\n"
         f"lg = RunLogger({str(tmp_path / 'run2')!r})\n"
@@ -657,7 +657,7 @@ def test_a_logger_that_logs_nothing_does_not_import_polars(tmp_path: Path) -> No
 def _curves_both(
     r: Reader, monkeypatch: pytest.MonkeyPatch, *keys: str, ddof: int = 1
 ) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
-    import runlab.reader._api as api
+    import runlab.results.reader._api as api
 
     used: list[bool] = []
     real = api._curves_numpy

@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 
 from runlab.cli import main
-from runlab.files import now_iso, write_record
-from runlab.logger import RunLogger
-from runlab.query import QueryError
-from runlab.reader import CorruptRunWarning, Reader, wait_for_index
-from runlab.rundir import RunDir, allocate
+from runlab.record.files import now_iso, write_record
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, allocate
+from runlab.results.query import QueryError
+from runlab.results.reader import CorruptRunWarning, Reader, wait_for_index
 
 ALIAS_BOMB = (
     'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
@@ -225,7 +225,7 @@ def test_broken_runs_do_not_make_every_key_vary(
     assert "config.model" not in columns  # one value in every readable run
     code, out, _ = cli(capsys, "ls", str(sweep), "--columns", "config.lr")
     assert code == 0 and out.splitlines()[0].split() == ["run_id", "lr"]
-    from runlab.report import default_by
+    from runlab.results.report import default_by
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

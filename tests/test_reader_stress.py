@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from runlab.reader import INDEX_DIR, Reader, wait_for_index
+from runlab.results.reader import INDEX_DIR, Reader, wait_for_index
 
 DURATION_S = 30.0
 READERS = 4
@@ -30,9 +30,9 @@ ENV = {"python": {"version": "3"}, "packages": {"numpy": "2"}}
 def _write_runs(logs: str, writer: int, deadline: float, at_least: int = 0) -> int:
     """Add runs until ``deadline`` (and at least ``at_least``); each logs 150 rows (one
     of them NaN) and ends."""
-    from runlab import environment
-    from runlab.lifecycle import RunSession
-    from runlab.rundir import RunDir, allocate
+    from runlab.record import environment
+    from runlab.record.lifecycle import RunSession
+    from runlab.record.rundir import RunDir, allocate
 
     environment.capture = lambda code_path: (dict(ENV), None)  # no git per run
     n = 0

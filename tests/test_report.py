@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from runlab.cli import main
-from runlab.files import now_iso, write_yaml
-from runlab.logger import RunLogger
-from runlab.rundir import RunDir, allocate
+from runlab.record.files import now_iso, write_yaml
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, allocate
 
 
 def make_run(

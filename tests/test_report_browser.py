@@ -25,7 +25,7 @@ import report_data
 from cdp import CHROMIUM, Browser
 
 from runlab.cli import main
-from runlab.reader import Reader
+from runlab.results.reader import Reader
 
 pytestmark = [
     pytest.mark.browser,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from runlab.cli import main
-from runlab.files import now_iso, write_atomic, write_yaml
-from runlab.logger import RunLogger
-from runlab.rundir import RunDir, allocate
+from runlab.record.files import now_iso, write_atomic, write_yaml
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, allocate
 
 
 def make_run(logs: Path, config: dict[str, Any], losses: list[float], **info: Any) -> RunDir:

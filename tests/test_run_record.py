@@ -91,7 +91,7 @@ def test_run_ids_are_distinct_under_200_concurrent_processes(tmp_path: Path) -> 
     start_at = time.time() + 3.0
     code = (
         "import sys, time\n"
-        "from runlab.rundir import allocate\n"
+        "from runlab.record.rundir import allocate\n"
         f"time.sleep(max(0, {start_at} - time.time()))\n"
         "run = allocate(sys.argv[1])[0]\n"
         "(run / 'owner').write_text(sys.argv[2])\n"
@@ -105,7 +105,7 @@ def test_run_ids_are_distinct_under_200_concurrent_processes(tmp_path: Path) -> 
 
 
 def test_ids_can_be_allocated_in_advance(tmp_path: Path) -> None:
-    from runlab.rundir import allocate
+    from runlab.record.rundir import allocate
 
     first = allocate(tmp_path, count=3)
     assert [p.name for p in first] == ["1", "2", "3"]
@@ -220,7 +220,7 @@ def test_import_has_no_side_effects() -> None:
     code = (
         "import signal\n"
         "before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}\n"
-        "import runlab, runlab.launch, runlab.logger, runlab.lifecycle\n"
+        "import runlab, runlab.record.launch, runlab.record.logger, runlab.record.lifecycle\n"
         "after = {s: signal.getsignal(s) for s in before}\n"
         "import sys\n"
         "assert before == after, (before, after)\n"
@@ -231,7 +231,7 @@ def test_import_has_no_side_effects() -> None:
 
 class TestLogger:
     def test_metrics_must_be_scalars(self, tmp_path: Path) -> None:
-        from runlab.logger import MetricsError, RunLogger
+        from runlab.record.logger import MetricsError, RunLogger
 
         with RunLogger(tmp_path / "run") as logger:
             with pytest.raises(MetricsError, match=r"'weights'.*list.*not a scalar"):
@@ -245,7 +245,7 @@ class TestLogger:
     def test_torch_scalars_are_stored_as_numbers(self, tmp_path: Path) -> None:
         import torch
 
-        from runlab.logger import MetricsError, RunLogger
+        from runlab.record.logger import MetricsError, RunLogger
 
         with RunLogger(tmp_path / "run") as logger:
             logger.log_metrics({"loss": torch.tensor(0.25)}, name="val")
@@ -254,7 +254,7 @@ class TestLogger:
         assert read_rows(tmp_path / "run" / "metrics" / "val.jsonl")[0]["loss"] == 0.25
 
     def test_steps_count_per_file_and_continue_after_reopen(self, tmp_path: Path) -> None:
-        from runlab.logger import RunLogger
+        from runlab.record.logger import RunLogger
 
         with RunLogger(tmp_path / "run") as logger:
             logger.log_metrics({"a": 1}, name="train")
@@ -273,7 +273,7 @@ class TestLogger:
         import matplotlib.pyplot as plt
         import torch
 
-        from runlab.logger import RunLogger
+        from runlab.record.logger import RunLogger
 
         src = tmp_path / "notes.txt"
         src.write_text("hello")
@@ -289,7 +289,7 @@ class TestLogger:
         assert torch.equal(torch.load(pt)["w"], torch.arange(3))
 
     def test_checkpoint_is_atomic_and_resume_drops_rows_after_it(self, tmp_path: Path) -> None:
-        from runlab.logger import RunLogger
+        from runlab.record.logger import RunLogger
 
         with RunLogger(tmp_path / "run") as logger:
             assert logger.load_checkpoint() is None

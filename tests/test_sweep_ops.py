@@ -165,11 +165,11 @@ def record_dir(project: Path) -> Path:
 def test_a_cancel_waits_for_the_command_changing_the_sweep_and_loses_nothing(
     project: Path,
 ) -> None:
-    from runlab import sweeps
+    from runlab.sweep import ops
 
     failed_sweep(project)
     logs, sid = project / "logs", record(project)["sweep_id"]
-    with sweeps.exclusive(logs, sid, by="the test") as held:
+    with ops.exclusive(logs, sid, by="the test") as held:
         assert held is not None
         cancel = subprocess.Popen(
             [sys.executable, "-m", "runlab", "cancel", "1", "--json"],
@@ -183,7 +183,7 @@ def test_a_cancel_waits_for_the_command_changing_the_sweep_and_loses_nothing(
         assert cancel.poll() is None  # waiting for the lock
         assert "the test, pid" in (logs / ".sweeps" / f"{sid}.lock").read_text()
         held["cancelled"].append({"time": "2026-01-01T00:00:00+00:00", "runs": [3]})
-        sweeps.save(logs, held)
+        ops.save(logs, held)
     _, err = cancel.communicate(timeout=60)
     assert cancel.returncode == 0, err
     assert [c["runs"] for c in record(project)["cancelled"]] == [[3], [1]]  # both kept
@@ -425,7 +425,7 @@ def test_slurm_2500_points_become_three_arrays_and_every_run_is_accounted_for(
 def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_written(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runlab import launcher, slurm, submission
+    from runlab.sweep import launcher, slurm, submission
 
     monkeypatch.chdir(project)
     limits = slurm.Limits(
@@ -453,12 +453,12 @@ def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_writte
 
 # -------------------------------------------------------------- fast paths, bad input
 def test_fast_expansion_gives_hydras_configs(project: Path) -> None:
-    from runlab import points, sweep
+    from runlab.sweep import expand, points
 
     root = Path(__file__).resolve().parents[1]
-    spec = sweep.task_spec(root / "tasks" / "train.py")
+    spec = expand.task_spec(root / "tasks" / "train.py")
     args = ["model=mlp,cnn", "lr=0.1,0.01", "+extra=a,'b c'", "++seed=3", "optimizer.momentum=0.5"]
-    slow = sweep.expand(spec, args)
+    slow = expand.expand(spec, args)
     fast = points.expand(spec, args)
     assert len(fast) == len(slow) == 8
     assert [j.overrides for j in fast] == [j.overrides for j in slow]
@@ -466,12 +466,12 @@ def test_fast_expansion_gives_hydras_configs(project: Path) -> None:
     # Built copy-on-write from one resolved base, not by OmegaConf: untouched parts are shared.
     assert fast[0].config["model"] is fast[1].config["model"]
     assert slow[0].config["model"] is not slow[1].config["model"]
-    with pytest.raises(sweep.SweepError, match="Could not override 'nosuch'"):
+    with pytest.raises(expand.SweepError, match="Could not override 'nosuch'"):
         points.expand(spec, ["nosuch=1,2"])
 
 
 def test_fast_yaml_reads_back_as_the_data() -> None:
-    from runlab.yamlfast import Emitter
+    from runlab.record.yamlfast import Emitter
 
     shared = {"x": [1, 2.5, None, True], "y": {"z": "no"}}
     docs = [

@@ -241,7 +241,7 @@ def test_bad_input_is_one_line_and_writes_nothing(project: Path, args, message) 
 def test_search_space_grammar() -> None:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from runlab import tune_space
+    from runlab.sweep import tune_space
 
     fixed, space = tune_space.parse(
         [

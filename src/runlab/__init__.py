@@ -14,19 +14,19 @@ __version__ = "0.1.0"
 __all__ = ["Context", "Dist", "Reader", "RunLogger", "launch", "runs"]
 
 _LAZY = {
-    "launch": "runlab.launch",
-    "Context": "runlab.launch",
-    "Dist": "runlab.distributed",
-    "RunLogger": "runlab.logger",
-    "Reader": "runlab.reader",
-    "runs": "runlab.reader",
+    "launch": "runlab.record.launch",
+    "Context": "runlab.record.launch",
+    "Dist": "runlab.record.distributed",
+    "RunLogger": "runlab.record.logger",
+    "Reader": "runlab.results.reader",
+    "runs": "runlab.results.reader",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from runlab.distributed import Dist
-    from runlab.launch import Context, launch
-    from runlab.logger import RunLogger
-    from runlab.reader import Reader, runs
+    from runlab.record.distributed import Dist
+    from runlab.record.launch import Context, launch
+    from runlab.record.logger import RunLogger
+    from runlab.results.reader import Reader, runs
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runlab import distributed
+from runlab.record import distributed
 
 VERDICTS = ("ok", "warn", "fail", "skip")
 

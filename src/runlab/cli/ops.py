@@ -1,0 +1,631 @@
+"""After submitting: ``runlab status``, ``cancel``, ``retry`` and ``logs`` on a sweep.
+
+    runlab status [LOGS] [--sweep ID | --all] [--json]
+    runlab cancel [SWEEP | RUN ...] [--logs DIR] [--json]
+    runlab retry [SWEEP | RUN ...] [--status FAILED,INTERRUPTED,LOST,TIMEOUT]
+                 [--code submitted|current] [--dry-run] [--logs DIR] [--json]
+    runlab logs RUN [--err] [-f] [--logs DIR] [--json]
+
+A sweep is named by its id (``20261123-204501-17``, see ``runlab status --all``);
+without one, the latest sweep of the logs directory. Every command first
+reconciles the sweep with the scheduler (``squeue``/``sacct``, or the local
+workers' pids), so a run whose job is gone is not shown ``QUEUED`` forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+STATUS_ORDER = (
+    "QUEUED",
+    "RUNNING",
+    "PREEMPTED",
+    "COMPLETE",
+    "PRUNED",
+    "FAILED",
+    "TIMEOUT",
+    "INTERRUPTED",
+    "LOST",
+)
+FAILING = ("FAILED", "TIMEOUT", "LOST", "INTERRUPTED", "CORRUPT")
+STYLE = {
+    "COMPLETE": "green",
+    "PRUNED": "green",
+    "RUNNING": "cyan",
+    "QUEUED": "blue",
+    "FAILED": "red",
+    "LOST": "red",
+    "TIMEOUT": "yellow",
+    "INTERRUPTED": "yellow",
+    "PREEMPTED": "yellow",
+}
+
+
+class _Error(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _guard(name: str, body: Any, args: argparse.Namespace) -> int:
+    from runlab.sweep.launcher import LauncherError
+    from runlab.sweep.ops import SweepOpsError
+    from runlab.sweep.slurm import SlurmError
+    from runlab.sweep.snapshot import CodeStateError
+
+    try:
+        return int(body(args) or 0)
+    except (_Error, SweepOpsError, SlurmError, LauncherError, CodeStateError) as exc:
+        import os
+
+        if os.environ.get("RUNLAB_DEBUG", "").strip() not in ("", "0"):
+            import traceback
+
+            traceback.print_exc()
+        message = " ".join(str(exc).split())
+        print(f"runlab {name}: error: {message}", file=sys.stderr)
+        return getattr(exc, "code", 2) if isinstance(exc, _Error) else 2
+
+
+def _logs(value: str | Path | None) -> Path:
+    from runlab.record.rundir import default_logs
+
+    path = Path(value) if value else default_logs()
+    if not path.is_dir():
+        hint = "" if value else " (pass --logs DIR, or set $RUNLAB_LOGS)"
+        raise _Error(f"no logs directory at {path}{hint}", 1)
+    return path.absolute()
+
+
+def _logs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logs", metavar="DIR", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
+    )
+
+
+def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] | None]:
+    """A sweep id, run ids of one sweep, or nothing (the latest sweep)."""
+    from runlab.record.rundir import is_run_id
+    from runlab.sweep import ops
+
+    if not targets:
+        sid = ops.latest(logs)
+        if sid is None:
+            raise _Error(
+                f"no sweep in {logs}: nothing was submitted there with `runlab submit`; "
+                "pass --logs DIR (or set $RUNLAB_LOGS) to the logs directory of a sweep"
+            )
+        return ops.load(logs, sid), None
+    if len(targets) == 1 and not is_run_id(targets[0]):
+        return ops.load(logs, targets[0]), None
+    bad = [t for t in targets if not is_run_id(t)]
+    if bad:
+        raise _Error(
+            f"{bad[0]!r} is not a run id: give one sweep id, or run ids (numbers) of {logs}"
+        )
+    record = None
+    for t in targets:
+        if not (logs / t).is_dir():
+            raise _Error(f"no run {t} in {logs}: see `runlab status` for the runs of its sweeps")
+        rec = ops.sweep_of_run(logs, int(t))
+        if rec is None:
+            raise _Error(f"run {t} in {logs} was not submitted with `runlab submit`: no sweep")
+        if record is not None and rec["sweep_id"] != record["sweep_id"]:
+            raise _Error(
+                f"runs {targets[0]} and {t} belong to different sweeps "
+                f"({record['sweep_id']}, {rec['sweep_id']}): give runs of one sweep at a time"
+            )
+        record = rec
+    assert record is not None
+    return record, [int(t) for t in targets]
+
+
+def _print_json(data: Any) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
+
+
+# --------------------------------------------------------------------- status
+def configure_status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "logs", nargs="?", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--sweep", metavar="ID", help="this sweep (default: the latest one)")
+    which.add_argument("--all", action="store_true", help="every sweep of the logs directory")
+    parser.add_argument(
+        "-w",
+        "--where",
+        metavar="QUERY",
+        help="count the runs of the whole logs directory matching QUERY instead of a sweep",
+    )
+    parser.add_argument(
+        "--lines", type=int, default=3, help="traceback lines to show per failing run (default 3)"
+    )
+    parser.add_argument(
+        "-n", "--limit", type=int, default=20, help="failing runs to show (default 20)"
+    )
+    parser.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="show the records as they are, without asking the scheduler",
+    )
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    fmt.add_argument("--csv", action="store_true", help="print CSV counts, for scripts")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from runlab.sweep import ops
+
+    if args.where or args.csv:
+        return _runs_status(args)
+    if not args.logs:
+        from runlab.record.rundir import default_logs
+
+        if not default_logs().is_dir():
+            return _runs_status(args)
+    try:
+        logs = _logs(args.logs)
+    except _Error:
+        return _runs_status(args)  # the same message, from the runs' status
+    if not args.sweep and not ops.sweep_ids(logs):
+        return _runs_status(args)  # runs made without `runlab submit`
+    return _guard("status", _sweep_status, args)
+
+
+def _runs_status(args: argparse.Namespace) -> int:
+    from runlab.cli import results
+
+    return results.run_status(args)
+
+
+def _sweep_status(args: argparse.Namespace) -> int:
+    from runlab.sweep import ops
+
+    logs = _logs(args.logs)
+    ids = ops.sweep_ids(logs) if args.all else [args.sweep or ops.latest(logs)]
+    reports = []
+    for sid in ids:
+        record = ops.load(logs, sid)
+        changes = [] if args.no_reconcile else ops.reconcile(logs, record)
+        reports.append(_summary(logs, record, changes, args.limit, args.lines))
+    if args.json:
+        _print_json({"logs": str(logs), "sweeps": reports} if args.all else reports[0])
+        return 0
+    console = _console()
+    for i, report in enumerate(reports):
+        if i:
+            console.print()
+        _print_summary(console, report)
+    return 0
+
+
+def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int, lines: int):
+    from runlab.record.rundir import RunDir
+    from runlab.sweep import ops
+
+    located = ops.locate(record)
+    counts: Counter[str] = Counter()
+    failing = []
+    for rid in record["runs"]:
+        info = RunDir(logs / str(rid)).read_info()
+        status = info.get("status") or "CORRUPT"
+        counts[status] += 1
+        if status in FAILING:
+            error = info.get("error") if isinstance(info.get("error"), dict) else {}
+            failing.append(
+                {
+                    "run_id": int(rid),
+                    "status": status,
+                    "error_type": error.get("type"),
+                    "error_message": error.get("message"),
+                    "attempts": info.get("attempts"),
+                    "job": ops.job_label(*located[int(rid)]) if int(rid) in located else None,
+                }
+            )
+    for f in failing[:limit]:
+        f["traceback"] = _tail(logs / str(f["run_id"]) / "metadata" / "traceback.txt", lines)
+    total = len(record["runs"])
+    ended = sum(n for s, n in counts.items() if s not in ("QUEUED", "RUNNING", "PREEMPTED"))
+    subs = record.get("submissions", [])
+    jobs = [str(a["job_id"]) for s in subs for a in s.get("arrays", [])]
+    workers = [int(w["pid"]) for s in subs for w in s.get("workers", [])]
+    first = subs[0] if subs else {}
+    code = (first.get("code") or [{}])[0]
+    return {
+        "sweep_id": record["sweep_id"],
+        "task": record.get("task"),
+        "launcher": record["launcher"]["name"],
+        "created": record.get("created"),
+        "command": record.get("command"),
+        "commit": code.get("commit"),
+        "arrays": jobs,
+        "workers": workers,
+        "submissions": len(subs),
+        "runs": total,
+        "first_run": min(record["runs"]) if record["runs"] else None,
+        "last_run": max(record["runs"]) if record["runs"] else None,
+        "counts": {s: counts[s] for s in (*STATUS_ORDER, *sorted(counts)) if counts.get(s)},
+        "ended": ended,
+        "progress": round(ended / total, 4) if total else 1.0,
+        "failing": failing[:limit],
+        "failing_total": len(failing),
+        "reconciled": changes,
+    }
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.rstrip("\n").splitlines() if line.strip()][-lines:]
+
+
+def _short(iso: Any) -> str:
+    text = str(iso or "")
+    return text[:19].replace("T", " ")
+
+
+def _print_summary(console: Any, r: dict[str, Any]) -> None:
+    where = r["launcher"]
+    if r["arrays"]:
+        word = "array" if len(r["arrays"]) == 1 else "arrays"
+        where += f" ({word} {', '.join(r['arrays'])})"
+    elif r["workers"]:
+        where += f" (workers {', '.join(map(str, r['workers']))})"
+    task = Path(r["task"] or "?").name
+    retries = f", {r['submissions'] - 1} retry submission(s)" if r["submissions"] > 1 else ""
+    console.print(
+        f"[bold]sweep {r['sweep_id']}[/]: {r['runs']} run(s) {r['first_run']}..{r['last_run']} "
+        f"of {task} on {where}, commit {(r['commit'] or '?')[:10]}, "
+        f"submitted {_short(r['created'])}{retries}"
+    )
+    parts = [f"[{STYLE.get(s, 'white')}]{s}[/] {n}" for s, n in r["counts"].items()]
+    pct = 100 * r["progress"]
+    console.print(
+        "  " + "   ".join(parts) + f"   [dim]ended {r['ended']}/{r['runs']} ({pct:.0f}%)[/]"
+    )
+    for c in r["reconciled"][:10]:
+        console.print(
+            f"  [yellow]now {c['status']}[/]: run {c['run_id']}: {c['reason']}", markup=True
+        )
+    if len(r["reconciled"]) > 10:
+        console.print(f"  [dim]... and {len(r['reconciled']) - 10} more runs closed (--json)[/]")
+    if r["failing"]:
+        console.print(f"[bold]failing runs[/] ({r['failing_total']})")
+        for f in r["failing"]:
+            style = STYLE.get(f["status"], "white")
+            head = f"  {f['run_id']:>6}  [{style}]{f['status']}[/]"
+            if f["error_type"] or f["error_message"]:
+                msg = f"{f['error_type'] or ''}: {f['error_message'] or ''}".strip(": ")
+                head += "  " + msg.replace("[", "\\[")
+            console.print(head)
+            for line in f.get("traceback") or []:
+                console.print("          " + line, style="dim", markup=False)
+        if r["failing_total"] > len(r["failing"]):
+            console.print(
+                f"  [dim]... and {r['failing_total'] - len(r['failing'])} more (--limit)[/]"
+            )
+        console.print(
+            f"  [dim]output: runlab logs {r['failing'][0]['run_id']} --err    "
+            f"retry: runlab retry {r['sweep_id']} --dry-run[/]"
+        )
+
+
+# --------------------------------------------------------------------- cancel
+def configure_cancel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="SWEEP|RUN",
+        help="a sweep id, or run ids (default: the latest sweep)",
+    )
+    _logs_option(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    return _guard("cancel", _cancel, args)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from runlab.record.rundir import RunDir
+    from runlab.sweep import ops
+
+    logs = _logs(args.logs)
+    record, run_ids = _targets(logs, args.targets)
+    changes = ops.cancel(logs, record, run_ids)
+    targets = run_ids or record["runs"]
+    counts = Counter(RunDir(logs / str(r)).read_info().get("status") for r in targets)
+    if args.json:
+        _print_json(
+            {
+                "sweep_id": record["sweep_id"],
+                "runs": [int(r) for r in targets],
+                "closed": changes,
+                "counts": dict(counts),
+            }
+        )
+        return 0
+    what = f"runs {', '.join(map(str, run_ids))}" if run_ids else f"sweep {record['sweep_id']}"
+    summary = "   ".join(f"{s} {n}" for s, n in counts.most_common())
+    print(f"cancelled {what}: {summary}")
+    return 0
+
+
+# ---------------------------------------------------------------------- retry
+def configure_retry(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="SWEEP|RUN",
+        help="a sweep id, or run ids (default: the latest sweep)",
+    )
+    parser.add_argument(
+        "--status",
+        default="FAILED,INTERRUPTED,LOST,TIMEOUT",
+        metavar="S,...",
+        help="retry the runs with these statuses (default FAILED,INTERRUPTED,LOST,TIMEOUT)",
+    )
+    parser.add_argument(
+        "--code",
+        choices=["submitted", "current"],
+        default="submitted",
+        help="run the code snapshot each run was submitted with (default), or the current "
+        "commit of the task's repository (after a fix)",
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="with --code current: accept uncommitted changes (recorded as a patch)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be retried")
+    _logs_option(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    return _guard("retry", _retry, args)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from runlab.sweep import ops
+
+    statuses = [s.strip().upper() for s in args.status.split(",") if s.strip()]
+    bad = [s for s in statuses if s not in ops.RETRYABLE]
+    if bad or not statuses:
+        raise _Error(
+            f"--status {args.status}: a run can be retried when it is one of "
+            f"{', '.join(ops.RETRYABLE)} (a run QUEUED or RUNNING still has a job)"
+        )
+    logs = _logs(args.logs)
+    record, run_ids = _targets(logs, args.targets)
+    if args.dry_run:
+        return _retry_in(args, logs, record, run_ids, statuses)
+    # Under the sweep's lock from choosing the runs to recording the submission: a second
+    # `retry` at the same time finds them QUEUED, and nothing is submitted twice.
+    with ops.exclusive(logs, record["sweep_id"], by="runlab retry") as fresh:
+        return _retry_in(args, logs, fresh or record, run_ids, statuses)
+
+
+def _retry_in(
+    args: argparse.Namespace,
+    logs: Path,
+    record: dict[str, Any],
+    run_ids: list[int] | None,
+    statuses: list[str],
+) -> int:
+    from runlab.sweep import ops
+
+    ops.reconcile(logs, record, by="runlab retry")
+    picked = ops.retry_candidates(logs, record, statuses, run_ids)
+    if run_ids:
+        found = {rid for rid, _ in picked}
+        skipped = [r for r in run_ids if r not in found]
+        if skipped:
+            from runlab.record.rundir import RunDir
+
+            st = RunDir(logs / str(skipped[0])).read_info().get("status")
+            raise _Error(
+                f"run {skipped[0]} is {st}, not one of {','.join(statuses)}: "
+                "leave it out, or widen --status"
+            )
+    rows = [
+        {
+            "run_id": rid,
+            "status": info.get("status"),
+            "error": (info.get("error") or {}).get("message")
+            if isinstance(info.get("error"), dict)
+            else None,
+            "commit": info.get("code_commit"),
+        }
+        for rid, info in picked
+    ]
+    if not picked:
+        if args.json:
+            _print_json({"sweep_id": record["sweep_id"], "retried": [], "dry_run": args.dry_run})
+        else:
+            print(f"nothing to retry in sweep {record['sweep_id']}: no run is {','.join(statuses)}")
+        return 0
+    current = None
+    if args.code == "current":
+        current = _current_code(logs, record, args.allow_dirty)
+    if args.dry_run:
+        if args.json:
+            _print_json(
+                {
+                    "sweep_id": record["sweep_id"],
+                    "retried": rows,
+                    "dry_run": True,
+                    "code": current["commit"] if current else "submitted",
+                }
+            )
+            return 0
+        code = f"commit {current['commit'][:10]}" if current else "the code each was submitted with"
+        print(f"would retry {len(rows)} run(s) of sweep {record['sweep_id']} with {code}:")
+        for r in rows:
+            print(f"  {r['run_id']:>6}  {r['status']:<11}  {r['error'] or ''}")
+        return 0
+    sub = ops.retry(logs, record, picked, current=current)
+    jobs = [a["job_id"] for a in sub.get("arrays", [])] or [
+        w["pid"] for w in sub.get("workers", [])
+    ]
+    if args.json:
+        _print_json(
+            {
+                "sweep_id": record["sweep_id"],
+                "retried": rows,
+                "dry_run": False,
+                "submission": sub["n"],
+                "jobs": jobs,
+                "code": [c["commit"] for c in sub["code"]],
+            }
+        )
+        return 0
+    kind = "array" if sub.get("arrays") else "local workers"
+    code = ", ".join(c["commit"][:10] for c in sub["code"])
+    ids = " ".join(str(r["run_id"]) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+    print(
+        f"retrying {len(rows)} run(s) of sweep {record['sweep_id']} ({ids}) in their own "
+        f"directories as {kind} {', '.join(map(str, jobs))}, commit {code}"
+    )
+    return 0
+
+
+def _current_code(logs: Path, record: dict[str, Any], allow_dirty: bool) -> dict[str, Any]:
+    from runlab.sweep.snapshot import code_state
+    from runlab.sweep.submission import code_entry
+
+    script = Path(record["task"])
+    if not script.is_file():
+        raise _Error(
+            f"--code current: the sweep's task {script} is gone: restore it, or "
+            "retry with the code it was submitted with (leave out --code)"
+        )
+    code = code_state(script)
+    if code.dirty and not allow_dirty:
+        listing = ", ".join(code.changes[:5])
+        raise _Error(
+            f"--code current: the git tree at {code.root} has uncommitted changes ({listing}): "
+            "commit the fix first (jobs are pinned to a commit), or pass --allow-dirty"
+        )
+    return code_entry(code, script, logs)
+
+
+# ----------------------------------------------------------------------- logs
+def configure_logs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run id")
+    parser.add_argument("--err", action="store_true", help="the job's stderr (default: stdout)")
+    parser.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing while the job runs"
+    )
+    _logs_option(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON (path, status, text)")
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    return _guard("logs", _logs_command, args)
+
+
+def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str, Any]]:
+    from runlab.record.rundir import RunDir
+    from runlab.sweep import ops
+
+    info = RunDir(logs / str(run_id)).read_info()
+    record = ops.sweep_of_run(logs, run_id)
+    path = ops.log_file(logs, record, run_id, err) if record else None
+    if path is None or not path.exists():
+        recorded = info.get("log_err" if err else "log_out")
+        if recorded and Path(recorded).exists():
+            path = Path(recorded)
+    return path, info
+
+
+def _logs_command(args: argparse.Namespace) -> int:
+    from runlab.record.rundir import is_run_id
+
+    if not is_run_id(args.run):
+        raise _Error(
+            f"{args.run!r} is not a run id: give the number of a run (see `runlab status`)"
+        )
+    logs = _logs(args.logs)
+    run_id = int(args.run)
+    if not (logs / args.run).is_dir():
+        raise _Error(f"no run {run_id} in {logs}: see `runlab status`, or pass --logs DIR", 1)
+    path, info = _log_path(logs, run_id, args.err)
+    status = info.get("status")
+    stream = "stderr" if args.err else "stdout"
+    if path is None:
+        raise _Error(
+            f"run {run_id} has no job output: it was not run by `runlab submit` (its output "
+            "went to the terminal that ran it)",
+            1,
+        )
+    if not path.exists() and not args.follow:
+        if args.json:
+            _print_json({"run_id": run_id, "path": str(path), "status": status, "text": None})
+            return 0
+        raise _Error(
+            f"run {run_id} is {status}: its job has not written {stream} yet ({path}); "
+            f"`runlab logs {run_id} -f` waits for it",
+            1,
+        )
+    if args.json:
+        text = path.read_text(errors="replace") if path.exists() else None
+        _print_json({"run_id": run_id, "path": str(path), "status": status, "text": text})
+        return 0
+    if not args.follow:
+        sys.stdout.write(path.read_text(errors="replace"))
+        return 0
+    return _follow(logs, run_id, path, args.err)
+
+
+def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
+    from runlab.record.rundir import RunDir
+    from runlab.sweep import ops
+
+    run = RunDir(logs / str(run_id))
+    offset = 0
+    ended_at = None
+    last_check = 0.0
+    try:
+        while True:
+            if path.exists():
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                if chunk:
+                    offset += len(chunk)
+                    sys.stdout.write(chunk.decode(errors="replace"))
+                    sys.stdout.flush()
+            status = run.read_info().get("status")
+            if status in ops.ACTIVE:
+                ended_at = None
+                if time.time() - last_check > 10:  # a job that vanished ends the follow too
+                    last_check = time.time()
+                    record = ops.sweep_of_run(logs, run_id)
+                    if record:
+                        ops.reconcile(logs, record, by="runlab logs")
+            elif ended_at is None:
+                ended_at = time.time()
+            elif time.time() - ended_at > 2.0:  # the job's last lines after the run's end
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return 130
+    print(f"[runlab logs] run {run_id} ended {status}", file=sys.stderr)
+    return 0

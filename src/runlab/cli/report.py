@@ -1,0 +1,181 @@
+"""``runlab report``: a leaderboard and curves of runs as an HTML page, PNG figures and JSON.
+
+    runlab report [LOGS] [--sweep ID | --all] [--where QUERY] [--metric train.loss ...]
+                  [--rank METRIC[:max|min]] [--by config.KEY ...] [--top N] [--x step]
+                  [--out reports/NAME]
+
+LOGS defaults to ``$RUNLAB_LOGS`` or ``./logs``. The runs: the latest sweep when
+sweeps are recorded (``--sweep ID``: that one; ``--all`` or ``--where``: the whole
+logs directory). Writes ``index.html`` (one self-contained page), ``<metric>.png``
+and ``report.json`` into ``--out``. Exit status: 0, 1 for a missing logs directory
+or sweep, or when no run matches (nothing is written then), 2 for a query, column or
+metric that cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from runlab.cli.results import _Exit, _logs_argument, _logs_path, _run, _where_argument
+
+
+def configure_report(parser: argparse.ArgumentParser) -> None:
+    _logs_argument(parser)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--sweep", metavar="ID", help="the runs of this sweep (default: the latest)")
+    which.add_argument(
+        "--all", action="store_true", help="every run of the logs directory, not one sweep"
+    )
+    which.add_argument(  # runlab tune: its trials, and Optuna's figures beside the page
+        "--study",
+        metavar="NAME",
+        help="the trials of this `runlab tune` study; adds NAME-history.html, "
+        "NAME-importance.html and NAME-history.png (Optuna's plots) to --out",
+    )
+    _where_argument(parser)
+    parser.add_argument(
+        "-m",
+        "--metric",
+        action="append",
+        metavar="FILE.KEY",
+        help="metric to draw, as <metrics file>.<key> (repeat or comma-separate; "
+        "default: train.loss)",
+    )
+    parser.add_argument(
+        "-r",
+        "--rank",
+        metavar="METRIC[:max|min]",
+        help="rank runs and groups by this metric's final value (default: the first metric "
+        "not logged in 'train'; max for acc/f1/auc/score..., else min)",
+    )
+    parser.add_argument(
+        "-b",
+        "--by",
+        action="append",
+        metavar="COLUMN",
+        help="group runs by this run-table column (repeat or comma-separate; default: the "
+        "config keys that vary across the plotted runs, except seeds)",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="groups drawn at first and in the PNGs, best first (default 10; the page "
+        "lists the others)",
+    )
+    parser.add_argument(
+        "--x",
+        default="step",
+        metavar="KEY",
+        help="x axis: a key of the metrics file (default step)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        default="reports/latest",
+        metavar="DIR",
+        help="output directory (default reports/latest)",
+    )
+    parser.add_argument("--title", help="page title (default: runlab report: <logs name>)")
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def run_report(args: argparse.Namespace) -> int:
+    return _run(_report, args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from runlab.results.query import QueryError
+    from runlab.results.report import (
+        NoRunsError,
+        ScopeError,
+        build_report,
+        select_runs,
+        write_report,
+    )
+
+    started = time.perf_counter()
+    logs = _logs_path(args.logs)
+    if args.top < 1:
+        raise _Exit(2, f"--top {args.top}: give a number of groups of at least 1")
+    study = getattr(args, "study", None)
+    if study:  # a `runlab tune` study: its trials are the runs whose info.study is NAME
+        clause = "info.study == " + repr(str(study))
+        args.where = f"({args.where}) & {clause}" if args.where else clause
+    try:
+        runs, scope = select_runs(logs, sweep=args.sweep, all_runs=args.all, where=args.where)
+    except ScopeError as exc:
+        raise _Exit(1, str(exc)) from None
+    except QueryError as exc:
+        raise _Exit(2, f"invalid query: {exc}") from None
+    metrics = _split(args.metric) or ["train.loss"]
+    by = _split(args.by) if args.by else None
+    try:
+        report = build_report(
+            runs,
+            metrics,
+            by,
+            x=args.x,
+            title=args.title,
+            where=args.where,
+            scope=scope,
+            rank=args.rank,
+            top=args.top,
+        )
+    except NoRunsError as exc:
+        raise _Exit(1, f"{exc} ({scope['text']} of {logs}); no report written") from None
+    except QueryError as exc:
+        raise _Exit(2, str(exc)) from None
+    except ValueError as exc:  # a --rank that is not METRIC[:max|min]
+        raise _Exit(2, f"--{exc}") from None
+    if study:  # Optuna's figures on the page itself, and as files beside it below
+        from runlab.sweep import tune
+
+        report["study"] = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
+    written = write_report(report, Path(args.out))
+    if scope["outside"]:
+        hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")
+        print(
+            f"runlab: note: {scope['text']}: {scope['outside']} other run(s) of {logs} "
+            f"left out ({hint} to include them)",
+            file=sys.stderr,
+        )
+    if report["left_out"]:
+        ids = ", ".join(f"{r['run_id']} ({r['why']})" for r in report["left_out"][:10])
+        more = "..." if len(report["left_out"]) > 10 else ""
+        print(
+            f"runlab: note: not plotted nor ranked (failed or unreadable): {ids}{more}",
+            file=sys.stderr,
+        )
+    for metric, lacking in report["missing"].items():
+        if lacking:
+            print(
+                f"runlab: note: {len(lacking)} of {report['plotted']} plotted run(s) never "
+                f"logged {metric}",
+                file=sys.stderr,
+            )
+    best = next((r for r in report["leaderboard"] if r["rank"] == 1), None)
+    rank = report["rank"]["metric"]
+    print(
+        f"{report['runs']} run(s) ({scope['text']}), {len(report['groups'])} group(s) by "
+        f"{', '.join(report['by']) or '(none)'}: {written['html']}"
+        f" ({time.perf_counter() - started:.1f} s)"
+    )
+    if best is not None:
+        print(f"  best by {rank}: run {best['run_id']} ({best['group']}) {best['value']:.4g}")
+    for png in written["pngs"]:
+        print(f"  {png}")
+    print(f"  {written['json']}")
+    if study:
+        from runlab.sweep import tune
+
+        for path in tune.write_plots(logs, study, Path(args.out)):
+            print(f"  {path}")
+    return 0

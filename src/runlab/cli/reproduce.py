@@ -1,0 +1,142 @@
+"""``runlab reproduce`` and ``runlab diff``: replicate a run, and compare two."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def _logs_and_ids(parser: argparse.ArgumentParser, *ids: str) -> None:
+    parser.add_argument("logs", type=Path, help="the logs directory (e.g. logs)")
+    for name in ids:
+        parser.add_argument(name, help="a run id")
+
+
+def configure_reproduce(parser: argparse.ArgumentParser) -> None:
+    _logs_and_ids(parser, "run_id")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for 'close'")
+    parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for 'close'")
+    parser.add_argument("--repo", type=Path, help="git repository holding the run's commit")
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from runlab.results import reproduce
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        run, info, env = reproduce.load_run(args.logs, args.run_id)
+        if info.get("status") != "COMPLETE":
+            err.print(
+                f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE"
+            )
+        for problem in reproduce.record_problems(env):  # the record is incomplete: say how
+            err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {escape(problem)}")
+        differences = reproduce.environment_differences(env)
+        if differences:
+            err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
+            for line in differences[:40]:
+                err.print(f"  {line}")
+            if len(differences) > 40:
+                err.print(f"  ... and {len(differences) - 40} more")
+        new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
+    except reproduce.ReproduceError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    if code != 0:
+        err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {new.path}")
+        return 1
+    verdict = reproduce.compare(run, new, args.rtol, args.atol)
+    color = {"identical": "green", "close": "yellow", "diverged": "red"}[verdict.kind]
+    print(f"run {new.run_id} reproduces run {run.run_id}: ", end="")
+    err.file.flush()
+    Console(highlight=False).print(f"[bold {color}]{verdict.kind}[/] ({verdict.detail})")
+    return 0 if verdict.kind != "diverged" else 1
+
+
+def configure_diff(parser: argparse.ArgumentParser) -> None:
+    _logs_and_ids(parser, "a", "b")
+    parser.add_argument("--all-packages", action="store_true", help="list every package difference")
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from runlab.record.files import read_yaml
+    from runlab.results import reproduce
+
+    out = Console(highlight=False)
+    # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
+    ra, _, ea = reproduce.load_run(args.logs, args.a)
+    rb, _, eb = reproduce.load_run(args.logs, args.b)
+
+    def table(title: str, rows: list[tuple[str, object, object]]) -> None:
+        t = Table(title=title, title_justify="left")
+        t.add_column("key")
+        t.add_column(f"run {args.a}")
+        t.add_column(f"run {args.b}")
+        for key, x, y in rows:
+            t.add_row(key, str(x), str(y))
+        out.print(t if rows else f"[bold]{title}[/]: no difference")
+
+    ca = reproduce.flatten(read_yaml(ra.config_file) or {})
+    cb = reproduce.flatten(read_yaml(rb.config_file) or {})
+    keys = sorted(
+        k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k) and not k.startswith("runlab.")
+    )
+    table("config", [(k, ca.get(k, "-"), cb.get(k, "-")) for k in keys])
+
+    fa = reproduce.flatten({k: v for k, v in ea.items() if k not in ("packages", "conda_packages")})
+    fb = reproduce.flatten({k: v for k, v in eb.items() if k not in ("packages", "conda_packages")})
+    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    rows = [(k, fa.get(k, "-"), fb.get(k, "-")) for k in keys]
+    pa, pb = ea.get("packages") or {}, eb.get("packages") or {}
+    pkg = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
+    limit = None if args.all_packages else 20
+    rows += [(f"package {k}", pa.get(k, "-"), pb.get(k, "-")) for k in pkg[:limit]]
+    if limit and len(pkg) > limit:
+        rows.append((f"... {len(pkg) - limit} more packages", "", "(--all-packages)"))
+    table("code and environment", rows)
+
+    commit_a = (ea.get("git") or {}).get("commit")
+    commit_b = (eb.get("git") or {}).get("commit")
+    root = (ea.get("git") or {}).get("root") or os.getcwd()
+    if commit_a and commit_b and commit_a != commit_b:
+        stat = subprocess.run(
+            ["git", "diff", "--stat", commit_a, commit_b], cwd=root, capture_output=True, text=True
+        )
+        text = stat.stdout.strip() if stat.returncode == 0 else f"(commits not in {root})"
+        out.print(f"[bold]code[/] {commit_a[:10]}..{commit_b[:10]}:\n{text}")
+
+    metrics = Table(title="metrics (last value; min)", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column(f"run {args.a}", justify="right")
+    metrics.add_column(f"run {args.b}", justify="right")
+    names = sorted(
+        {p.name for p in ra.metrics.glob("*.jsonl")} | {p.name for p in rb.metrics.glob("*.jsonl")}
+    )
+    for name in names:
+        rows_a = reproduce.read_rows(ra.metrics / name) if (ra.metrics / name).exists() else []
+        rows_b = reproduce.read_rows(rb.metrics / name) if (rb.metrics / name).exists() else []
+        keys = sorted({k for r in rows_a + rows_b for k in r} - {"time", "step"})
+        for key in keys:
+            metrics.add_row(f"{name[:-6]}.{key}", _summary(rows_a, key), _summary(rows_b, key))
+    out.print(metrics)
+    return 0
+
+
+def _summary(rows: list[dict], key: str) -> str:
+    values = [
+        r[key]
+        for r in rows
+        if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+    ]
+    if not values:
+        return "-"
+    return f"{values[-1]:.6g}; {min(values):.6g} ({len(values)} steps)"

@@ -1,0 +1,621 @@
+"""``runlab ls``, ``runlab show`` and ``runlab status``: the runs of a logs directory.
+
+    runlab ls [LOGS] [--where QUERY] [--columns COL,...] [--sort [-]COL,...] [--json|--csv]
+    runlab show [LOGS] RUN_ID [--json]
+    runlab status [LOGS] [--where QUERY] [--json|--csv]
+
+LOGS defaults to ``$RUNLAB_LOGS`` or ``./logs``. Exit status: 0, 1 for a missing
+logs directory or run, 2 for a query or column that cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+FAILING = ("FAILED", "TIMEOUT", "LOST", "CORRUPT", "INTERRUPTED")
+_STATUS_STYLE = {
+    "COMPLETE": "green",
+    "RUNNING": "cyan",
+    "QUEUED": "blue",
+    "FAILED": "red",
+    "LOST": "red",
+    "CORRUPT": "red",
+    "TIMEOUT": "yellow",
+    "INTERRUPTED": "yellow",
+    "PREEMPTED": "yellow",
+}
+
+
+class _Exit(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------- arguments
+def _logs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "logs", nargs="?", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
+    )
+
+
+def _format_arguments(parser: argparse.ArgumentParser) -> None:
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    fmt.add_argument("--csv", action="store_true", help="print CSV, for scripts")
+
+
+def _where_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-w",
+        "--where",
+        metavar="QUERY",
+        help="keep the runs matching QUERY, e.g. \"info.status == 'COMPLETE' & config.lr < 0.1\"",
+    )
+
+
+def configure_ls(parser: argparse.ArgumentParser) -> None:
+    _logs_argument(parser)
+    _where_argument(parser)
+    parser.add_argument(
+        "-c",
+        "--columns",
+        action="append",
+        metavar="COL,...",
+        help="columns to show (patterns allowed: 'config.*'; metric summaries such as "
+        "train.loss.last); default: status, times and the config keys that vary",
+    )
+    parser.add_argument(
+        "-s",
+        "--sort",
+        action="append",
+        metavar="COL[:desc],...",
+        help="sort by these columns, COL:desc (or --sort=-COL) for descending; default: run_id",
+    )
+    parser.add_argument("-n", "--limit", type=int, help="show at most this many runs")
+    _format_arguments(parser)
+
+
+def configure_show(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "args", nargs="+", metavar="[LOGS] RUN_ID", help="logs directory and run id"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    parser.add_argument("--csv", action="store_true", help="print the run's row as CSV")
+
+
+def configure_status(parser: argparse.ArgumentParser) -> None:
+    _logs_argument(parser)
+    _where_argument(parser)
+    parser.add_argument(
+        "--lines", type=int, default=3, help="traceback lines to show per failing run (default 3)"
+    )
+    parser.add_argument(
+        "-n", "--limit", type=int, default=20, help="failing runs to show (default 20)"
+    )
+    _format_arguments(parser)
+
+
+# ------------------------------------------------------------------- helpers
+def _logs_or_none(value: str | None) -> Path | None:
+    """The logs directory, or ``None`` when the default one does not exist yet
+    (``ls``/``status`` before the first run: not an error)."""
+    if not value and not _default_logs().is_dir():
+        return None
+    return _logs_path(value)
+
+
+def _logs_path(value: str | None) -> Path:
+    path = Path(value) if value else _default_logs()
+    if not path.is_dir():
+        hint = "" if value else " (pass LOGS, or set $RUNLAB_LOGS)"
+        raise _Exit(1, f"no logs directory at {path}{hint}")
+    return path
+
+
+def _no_runs(logs: Path, where: str | None) -> str:
+    if where:
+        return f"no runs match the query in {logs}/"
+    return f"no runs yet in {logs}/ (run `pixi run train` or `python tasks/train.py` first)"
+
+
+def _default_logs() -> Path:
+    from runlab.record.rundir import default_logs
+
+    return default_logs()
+
+
+def _has_runs(logs: Path) -> bool:
+    """Whether ``logs`` holds at least one run directory (a numbered folder)."""
+    with os.scandir(logs) as it:
+        from runlab.record.rundir import is_run_id
+
+        return any(is_run_id(e.name) and e.is_dir() for e in it)
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show the reader's warnings (unreadable runs) as short lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        print(f"runlab: warning: {w.message}", file=sys.stderr)
+
+
+def _reader(logs: Path, where: str | None) -> Any:
+    from runlab.results.query import QueryError
+    from runlab.results.reader import Reader
+
+    runs = Reader(logs)
+    if where:
+        try:
+            runs = runs.filter(where)
+        except QueryError as exc:
+            raise _Exit(2, f"invalid query: {exc}") from None
+    return runs
+
+
+def _run(body: Any, args: argparse.Namespace) -> int:
+    try:
+        with _warnings_to_stderr():
+            return int(body(args) or 0)
+    except _Exit as exc:
+        print(f"runlab: {exc.message}", file=sys.stderr)
+        return exc.code
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    import orjson
+
+    sys.stdout.write(
+        orjson.dumps(_jsonable(data), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+        + "\n"
+    )
+
+
+def _print_csv(df: Any) -> None:
+    import polars as pl
+
+    nested = [c for c, t in df.schema.items() if isinstance(t, (pl.List, pl.Array, pl.Struct))]
+    if nested:
+        import orjson
+
+        df = df.with_columns(
+            pl.Series(c, [None if v is None else orjson.dumps(v).decode() for v in df[c].to_list()])
+            for c in nested
+        )
+    sys.stdout.write(df.write_csv())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped output is not wrapped at 80 columns: one line per run, whatever its width.
+    wide = None if sys.stdout.isatty() else 10_000
+    return Console(highlight=False, width=wide)
+
+
+def _header(column: str) -> str:
+    for prefix in ("config.", "info."):
+        if column.startswith(prefix):
+            return column[len(prefix) :]
+    return column
+
+
+def _short_time(value: Any) -> str:
+    # 2026-11-23T09:27:17.173+00:00 -> 2026-11-23 09:27:17
+    text = _cell(value)
+    return text[:19].replace("T", " ") if len(text) >= 19 and text[10:11] == "T" else text
+
+
+# ------------------------------------------------------------------------ ls
+def _default_columns(runs: Any) -> list[str]:
+    import polars as pl
+
+    runs = runs.readable()  # runs with a broken config would make every key look varying
+    table = runs.select(*runs.columns)
+    cols = ["run_id", "info.status"]
+    cols += [c for c in ("info.start_time", "info.duration_s") if c in table.columns]
+    varying = []
+    for c in table.columns:
+        if not c.startswith("config.") or c.startswith("config.runlab."):
+            continue
+        dtype = table.schema[c]
+        if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
+            continue
+        if table.height > 1 and table[c].n_unique() > 1:
+            varying.append(c)
+    if table.height <= 1:
+        varying = [
+            c
+            for c in table.columns
+            if c.startswith("config.") and not c.startswith("config.runlab.")
+        ][:6]
+    return cols + varying[:10]
+
+
+def _expand(runs: Any, patterns: list[str]) -> list[str]:
+    from runlab.results.query import QueryError, suggest
+
+    known = runs.columns
+    out: list[str] = []
+    for pat in patterns:
+        if any(ch in pat for ch in "*?["):
+            hits = [c for c in known if fnmatch.fnmatchcase(c, pat)]
+            if not hits and not pat.startswith(("config.", "info.", "env.")):
+                # A pattern over metric summaries: read them (e.g. 'train.*.last').
+                hits = [c for c in runs.df.columns if fnmatch.fnmatchcase(c, pat)]
+            if not hits:
+                raise _Exit(2, f"no column matches {pat!r}")
+            out += [h for h in hits if h not in out]
+        elif pat not in out:
+            out.append(pat)
+    try:
+        runs.select(*out)
+    except QueryError as exc:
+        names = suggest(exc.query, known)
+        hint = f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
+        raise _Exit(2, f"unknown column {exc.query!r}{hint}") from None
+    return out
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    return _run(_ls, args)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from runlab.results.query import QueryError
+
+    found = _logs_or_none(args.logs)
+    if found is None or (not args.where and not _has_runs(found)):
+        logs = found or _default_logs()
+        if args.json:
+            _print_json([])
+        elif not args.csv:
+            print(_no_runs(logs, None))
+        return 0
+    logs = found
+    runs = _reader(logs, args.where)
+    if not len(runs) and not (args.json or args.csv):
+        print(_no_runs(logs, args.where))
+        return 0
+    columns = _expand(runs, _split(args.columns)) if args.columns else _default_columns(runs)
+    if "run_id" not in columns and not (args.json or args.csv):  # the table always shows it
+        columns = ["run_id", *columns]
+    sort = _split(args.sort)
+    descending = [s.startswith("-") or s.endswith(":desc") for s in sort]
+    keys = [s.lstrip("-").removesuffix(":desc").removesuffix(":asc") for s in sort]
+    try:
+        table = runs.select(*dict.fromkeys([*columns, *keys, "run_id"]))
+    except QueryError as exc:
+        raise _Exit(2, f"unknown column {exc.query!r}") from None
+    if sort:
+        table = table.sort(keys, descending=descending, nulls_last=True)
+    if args.limit is not None:
+        table = table.head(args.limit)
+    table = table.select(columns)
+    if args.json:
+        _print_json(table.to_dicts())
+        return 0
+    if args.csv:
+        _print_csv(table)
+        return 0
+    from rich.table import Table
+
+    out = Table(box=None, header_style="bold", pad_edge=False)
+    for c in columns:
+        out.add_column(_header(c), no_wrap=True, overflow="ellipsis", max_width=48)
+    for row in table.iter_rows(named=True):
+        cells = []
+        for c in columns:
+            value = row[c]
+            if c == "info.status" and value:
+                cells.append(f"[{_STATUS_STYLE.get(value, 'white')}]{value}[/]")
+            elif c.endswith("_time"):
+                cells.append(_short_time(value))
+            else:
+                cells.append(_cell(value))
+        out.add_row(*cells)
+    console = _console()
+    console.print(out)
+    shown = f"{table.height} of {len(runs)}" if table.height != len(runs) else f"{len(runs)}"
+    console.print(f"[dim]{shown} run(s) in {logs}[/]")
+    return 0
+
+
+# ---------------------------------------------------------------------- show
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.rstrip("\n").splitlines() if line.strip()][-lines:]
+
+
+def _record(logs: Path, run_id: int) -> dict[str, Any]:
+    """One run's record, read from its directory (nested config, info, env, metrics)."""
+    import time
+
+    from runlab.results.reader import LOST_AFTER_S, _iso_epoch, _read_metric_files, _summaries
+    from runlab.results.reader._files import Refused, load_record, load_yaml_file
+
+    path = logs / str(run_id)
+    if not path.is_dir():
+        raise _Exit(1, f"no run {run_id} in {logs}")
+    record: dict[str, Any] = {"run_id": run_id, "path": str(path)}
+    problems: list[str] = []
+    for name in ("config", "overrides", "info", "env"):
+        # The JSON twin, else the YAML with bounded cost (an alias bomb is refused).
+        try:
+            if name == "overrides":  # a list, without a JSON twin
+                file = f"metadata/{name}.yaml"
+                data = load_yaml_file(str(path / file), file)
+            else:
+                data = dict(load_record(str(path), name)[0])
+        except FileNotFoundError:
+            data = None
+            if name in ("config", "info"):
+                problems.append(f"missing metadata/{name}.yaml")
+        except Refused as exc:
+            data = None
+            problems.append(str(exc))
+        if name == "env" and isinstance(data, dict):
+            # what capture could not record (runlab.record.environment): printed as problems
+            for line in data.get("problems") or []:
+                problems.append(f"environment: {line}")
+            if data.get("error"):  # records made before `problems` existed
+                problems.append(f"environment: not recorded ({data['error']})")
+            for key in ("packages", "conda_packages"):
+                if isinstance(data.get(key), dict):
+                    data[key] = f"{len(data[key])} packages (see metadata/env.yaml)"
+        record[name] = data
+    info = record.get("info") if isinstance(record.get("info"), dict) else {}
+    status = info.get("status") if info else "CORRUPT"
+    if status == "RUNNING":
+        beat = _iso_epoch(info.get("heartbeat") or info.get("start_time"))
+        limit = max(LOST_AFTER_S, 4 * float(info.get("heartbeat_interval_s") or 15.0))
+        if beat is not None and time.time() - beat > limit:
+            status = "LOST"
+    record["status"] = status
+    metrics: dict[str, Any] = {}
+    from collections import Counter
+
+    for file in sorted((path / "metrics").glob("*.jsonl")):
+        parsed = _read_metric_files([(run_id, str(file), status == "RUNNING")], Counter())
+        rec = parsed.files.get(run_id, {})
+        rows = parsed.frame()
+        last: dict[str, Any] = {}
+        if rows.height:
+            summary = _summaries(file.stem, rows)
+            if summary.height:
+                last = {
+                    k.removeprefix(file.stem + "."): v
+                    for k, v in summary.row(0, named=True).items()
+                    if k != "run_id"
+                }
+        metrics[file.stem] = {"rows": rec.get("rows", 0), **last}
+        if rec.get("problem"):
+            problems.append(f"metrics/{rec['problem']}")
+    record["metrics"] = metrics
+    for sub in ("artifacts", "checkpoints"):
+        folder = path / sub
+        record[sub] = (
+            sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+            if folder.is_dir()
+            else []
+        )
+    record["traceback"] = _tail(path / "metadata" / "traceback.txt", 10)
+    record["problems"] = problems
+    return record
+
+
+def run_show(args: argparse.Namespace) -> int:
+    return _run(_show, args)
+
+
+def _show(args: argparse.Namespace) -> int:
+    if len(args.args) > 2:
+        raise _Exit(2, "usage: runlab show [LOGS] RUN_ID")
+    logs_arg, run_arg = (None, args.args[0]) if len(args.args) == 1 else args.args
+    from runlab.record.rundir import is_run_id
+
+    if not is_run_id(run_arg):
+        raise _Exit(2, f"a run id is a number, not {run_arg!r}")
+    logs = _logs_path(logs_arg)
+    record = _record(logs, int(run_arg))
+    if args.json:
+        _print_json(record)
+        return 0
+    if args.csv:
+        import polars as pl
+
+        from runlab.results.reader import Reader
+
+        runs = Reader(logs).filter(pl.col("run_id") == int(run_arg))
+        _print_csv(runs.df)
+        return 0
+    import yaml
+
+    console = _console()
+    style = _STATUS_STYLE.get(record["status"] or "", "white")
+    console.print(
+        f"[bold]run {record['run_id']}[/]  [{style}]{record['status']}[/]  [dim]{record['path']}[/]"
+    )
+    info = record.get("info") or {}
+    facts = [
+        ("started", _short_time(info.get("start_time"))),
+        ("ended", _short_time(info.get("end_time"))),
+        ("duration", f"{info['duration_s']:.1f} s" if info.get("duration_s") is not None else ""),
+        ("host", info.get("host")),
+        ("job", info.get("job_id")),
+        ("attempts", info.get("attempts")),
+    ]
+    console.print("  " + "   ".join(f"{k}: {v}" for k, v in facts if v not in (None, "")))
+    error = info.get("error")
+    if isinstance(error, dict):
+        console.print(f"  [red]{error.get('type')}: {error.get('message')}[/]")
+    for title, key in (("config", "config"), ("overrides", "overrides")):
+        if record.get(key):
+            console.print(f"\n[bold]{title}[/]")
+            console.print(_indent(yaml.safe_dump(record[key], sort_keys=False)))
+    env = record.get("env")
+    if isinstance(env, dict):
+        console.print("\n[bold]environment[/]")
+        hidden = ("packages", "conda_packages", "problems")  # problems: printed at the end
+        short = {k: v for k, v in env.items() if k not in hidden}
+        text = _indent(yaml.safe_dump(short, sort_keys=False, default_flow_style=None))
+        console.print(text, markup=False)  # `[venv/]` is a list, not rich markup
+    if record["metrics"]:
+        console.print("\n[bold]metrics[/] [dim](last / min / max)[/]")
+        for name, summary in record["metrics"].items():
+            parts = [f"{summary['rows']} rows"]
+            if "step.max" in summary:
+                parts.append(f"step {summary['step.max']}")
+            keys = sorted({k.rsplit(".", 1)[0] for k in summary if k.endswith(".last")})
+            for key in keys:
+                vals = [summary.get(f"{key}.{s}") for s in ("last", "min", "max")]
+                parts.append(f"{key} " + " / ".join(_cell(v) for v in vals if v is not None))
+            console.print(f"  {name}: " + ", ".join(parts))
+    for sub in ("artifacts", "checkpoints"):
+        if record[sub]:
+            console.print(f"\n[bold]{sub}[/]: " + ", ".join(record[sub][:20]))
+    if record["traceback"]:
+        console.print("\n[bold]traceback[/] [dim](last lines)[/]")
+        for line in record["traceback"]:
+            console.print("  " + line, style="red", markup=False)
+    for problem in record["problems"]:
+        from rich.markup import escape
+
+        console.print(f"[yellow]problem:[/] {escape(problem)}")
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.rstrip("\n").splitlines())
+
+
+# -------------------------------------------------------------------- status
+def run_status(args: argparse.Namespace) -> int:
+    return _run(_status, args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    found = _logs_or_none(args.logs)
+    if found is None or (not args.where and not _has_runs(found)):
+        logs = found or _default_logs()
+        if args.json:
+            _print_json(
+                {"logs": str(logs), "runs": 0, "counts": {}, "failing": [], "failing_total": 0}
+            )
+        elif args.csv:
+            print("status,runs")
+        else:
+            print(_no_runs(logs, None))
+        return 0
+    logs = found
+    runs = _reader(logs, args.where)
+    cols = [
+        c
+        for c in ("run_id", "info.status", "info.error.type", "info.error.message", "problem")
+        if c in runs.columns
+    ]
+    table = runs.select(*cols)
+    counts = (
+        table.group_by("info.status")
+        .agg(pl.len().alias("runs"))
+        .sort("runs", "info.status", descending=[True, False], nulls_last=True)
+    )
+    failing_rows = table.filter(pl.col("info.status").is_in(list(FAILING))).sort("run_id")
+    failing = []
+    for row in failing_rows.head(args.limit).iter_rows(named=True):
+        failing.append(
+            {
+                "run_id": row["run_id"],
+                "status": row["info.status"],
+                "error_type": row.get("info.error.type"),
+                "error_message": row.get("info.error.message"),
+                "problem": row.get("problem"),
+                "traceback": _tail(
+                    logs / str(row["run_id"]) / "metadata" / "traceback.txt", args.lines
+                ),
+            }
+        )
+    if args.json:
+        _print_json(
+            {
+                "logs": str(logs),
+                "runs": len(runs),
+                "counts": {(s if s is not None else "UNKNOWN"): n for s, n in counts.iter_rows()},
+                "failing": failing,
+                "failing_total": failing_rows.height,
+            }
+        )
+        return 0
+    if args.csv:
+        _print_csv(
+            counts.rename({"info.status": "status"}).with_columns(
+                pl.col("status").fill_null("UNKNOWN")
+            )
+        )
+        return 0
+    console = _console()
+    parts = []
+    for status, n in counts.iter_rows():
+        name = status or "UNKNOWN"
+        parts.append(f"[{_STATUS_STYLE.get(name, 'white')}]{name}[/] {n}")
+    console.print(f"[bold]{len(runs)} run(s)[/] in {logs}: " + "   ".join(parts))
+    if failing:
+        console.print(f"\n[bold]failing runs[/] ({failing_rows.height})")
+        for f in failing:
+            style = _STATUS_STYLE.get(f["status"], "white")
+            head = f"  {f['run_id']:>5}  [{style}]{f['status']}[/]"
+            if f["error_type"] or f["error_message"]:
+                head += f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": ")
+            elif f["problem"]:
+                head += f"  {f['problem']}"
+            elif f["status"] == "LOST":
+                head += "  heartbeat stopped while RUNNING (killed, or its node died)"
+            console.print(head)
+            for line in f["traceback"]:
+                console.print("         " + line, style="dim", markup=False)
+        if failing_rows.height > len(failing):
+            console.print(f"  [dim]... and {failing_rows.height - len(failing)} more (--limit)[/]")
+    return 0

@@ -1,0 +1,168 @@
+"""``runlab submit TASK [OVERRIDES...]``: a Hydra sweep to SLURM or local processes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def configure_submit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="the task script, e.g. tasks/train.py")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides and sweeps (lr=0.1,0.01 seed=range(3) model=mlp,cnn +sweep=NAME); "
+        "launcher settings as launcher.KEY=VALUE (launcher.partition=gpu)",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        help="where jobs run (default: slurm when sbatch is on PATH, else local)",
+    )
+    parser.add_argument(
+        "--logs", type=Path, help="logs directory (default: the task's runlab.logs)"
+    )
+    parser.add_argument("--wait", action="store_true", help="show progress until every run ends")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the jobs and scheduler settings, submit nothing",
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="submit with uncommitted changes (the diff is recorded in every run)",
+    )
+    parser.add_argument("-y", "--yes", action="store_true", help="never ask questions")
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from runlab.cli import UserError, one_line
+    from runlab.sweep import launcher, submission
+    from runlab.sweep.snapshot import commit_all
+
+    err = Console(stderr=True)
+    # A bad task, override or launcher setting raises runlab's own error, which the CLI
+    # prints as one line (runlab.cli.report_error).
+    sweep = submission.prepare(
+        args.task, args.overrides, args.launcher, args.logs, allow_dirty=True
+    )
+    if not sweep.jobs:
+        raise UserError(f"the sweep of {args.task} has no jobs: check the overrides")
+
+    if args.dry_run:
+        _print_plan(sweep)
+        return 0
+
+    # Untracked files over the limits (a venv/ in the repository) are never copied into
+    # the patch or the snapshot: say so in one line, with the .gitignore hint.
+    skipped = sweep.code.skipped_problem()
+    if sweep.code.dirty and not args.allow_dirty:
+        interactive = sys.stdin.isatty() and not args.yes and not skipped
+        changes = sweep.code.changes
+        listing = "\n".join(f"  {escape(line)}" for line in changes[:30])
+        more = f"\n  ... and {len(changes) - 30} more" if len(changes) > 30 else ""
+        err.print(
+            f"[yellow]The git tree at {escape(str(sweep.code.root))} has uncommitted changes:[/]"
+            f"\n{listing}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if skipped:
+            err.print(f"[yellow]warning:[/] {escape(skipped)}", highlight=False, soft_wrap=True)
+        if interactive and _ask("Commit them now, so that the jobs are pinned to a commit?"):
+            message = f"runlab submit {Path(args.task).name} {' '.join(args.overrides)}".strip()
+            sweep.code = commit_all(sweep.code, message)
+            err.print(f"committed {sweep.code.commit[:10]}")
+        else:
+            err.print(
+                "[red]error:[/] jobs are pinned to a commit so that results trace back to code. "
+                "Commit the changes, or pass --allow-dirty to record the diff in every run.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 2
+    elif sweep.code.dirty and skipped:
+        err.print(
+            f"[yellow]warning:[/] {escape(skipped)}; the jobs run without them",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    submission.create_runs(sweep)
+    try:
+        submission.launch(sweep)
+    except Exception as exc:
+        print(
+            f"runlab submit: error: {one_line(str(exc))} (the {len(sweep.runs)} pre-created "
+            f"runs in {sweep.logs} were marked FAILED with this reason)",
+            file=sys.stderr,
+        )
+        return 1
+    first, last = sweep.runs[0].run_id, sweep.runs[-1].run_id
+    where = sweep.launcher["name"]
+    ids = {h.job_id.split("_")[0] for h in sweep.handles}
+    err.print(
+        f"submitted {len(sweep.runs)} run(s) [bold]{first}..{last}[/] to {where} "
+        f"(job {', '.join(sorted(ids))}) from commit {sweep.code.commit[:10]}"
+        f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
+        f"logs: {sweep.logs}   follow with: runlab status {sweep.logs}",
+        highlight=False,
+    )
+    if not args.wait:
+        return 0
+    failed = launcher.wait(sweep.runs, sweep.handles)
+    if failed:
+        err.print(f"[red]{len(failed)} run(s) did not complete:[/]")
+        for run in failed:
+            info = run.read_info()
+            error = (info.get("error") or {}).get("message", "")
+            log = info.get("log_err") or (info.get("local_workers") or [""])[0]
+            err.print(f"  run {run.run_id}: {info.get('status')} {error}\n    {run.path}  {log}")
+        return 1
+    err.print(f"[green]all {len(sweep.runs)} runs complete[/]")
+    return 0
+
+
+def _ask(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _print_plan(sweep) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from runlab.sweep import launcher
+
+    out = Console()
+    table = Table(title=f"{len(sweep.jobs)} job(s) of {sweep.script.name}")
+    table.add_column("#", justify="right")
+    table.add_column("overrides")
+    for i, job in enumerate(sweep.jobs):
+        table.add_row(str(i), " ".join(job.overrides) or "(defaults)")
+    out.print(table)
+    cfg = sweep.launcher
+    out.print(f"launcher: [bold]{cfg['name']}[/]   logs: {sweep.logs}")
+    if cfg["name"] == "slurm":
+        params = launcher.slurm_parameters(cfg)
+        out.print(
+            "submitit SlurmExecutor parameters (job arrays of at most MaxArraySize tasks each):"
+        )
+        for key, value in params.items():
+            out.print(f"  {key}: {value}")
+    else:
+        out.print(
+            f"  up to {cfg['max_parallel']} processes at once, timeout {cfg['timeout_min']} min"
+        )
+    state = "clean" if not sweep.code.dirty else f"{len(sweep.code.changes)} uncommitted change(s)"
+    out.print(f"code: commit {sweep.code.commit[:10]} ({state})")
+    if sweep.code.skipped_problem():
+        out.print(f"warning: {sweep.code.skipped_problem()}", markup=False, soft_wrap=True)

@@ -1,1 +1,0 @@
-"""Implementations of the ``runlab`` subcommands (see ``runlab.cli``)."""

@@ -1,0 +1,253 @@
+"""``@runlab.launch``: turn a function of a context into a Hydra app that records its runs.
+
+The decorated function receives a :class:`Context` with the resolved config and
+a logger bound to a fresh run directory. ``python task.py a=1`` runs it once;
+``python task.py -m a=1,2`` runs Hydra's sweep, one run directory per job.
+Hydra's own output folders are turned off: the run directory is the record
+(a sweep's ``multirun.yaml`` goes to a temporary folder, removed at the end).
+
+runlab's own errors (a run id that is not a run, a run another process writes,
+a config that differs from the run's, a logs directory that cannot be written)
+print one line and exit with status 2; ``RUNLAB_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runlab.record import distributed
+from runlab.record import logger as _logger
+from runlab.record.lifecycle import (
+    Interrupted,
+    RecordError,
+    RunSession,
+    install_stop_handlers,
+    restore_stop_handlers,
+)
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import (
+    RUN_DIR_ENV,
+    RunDir,
+    RunDirError,
+    default_logs,
+    existing_run,
+    run_dir_from_env,
+)
+
+DEBUG_ENV = "RUNLAB_DEBUG"
+
+# The logger raises this at the call after a write of the record failed (a full disk).
+_RECORD_WRITE_ERRORS: tuple[type[BaseException], ...] = tuple(
+    e for e in (getattr(_logger, "RecordWriteError", None),) if isinstance(e, type)
+)
+
+# Hydra writes outputs/<date>/ folders and a log file by default; runlab's run
+# directory replaces them. Each is added only when the user did not set it.
+_HYDRA_DEFAULTS = {
+    "hydra.output_subdir": "null",
+    "hydra.run.dir": ".",
+    "hydra.sweep.dir": ".",
+    "hydra.sweep.subdir": ".",
+    "hydra/job_logging": "stdout",
+}
+
+
+_COMMAND: list[str] | None = None  # the command line as typed, before Hydra's defaults are added
+
+
+@dataclass
+class Context:
+    """What a task gets: its resolved config and the logger of its run directory."""
+
+    config: Any
+    logger: RunLogger
+    run_dir: Path
+    run_id: str
+    dist: distributed.Dist = field(default_factory=distributed.Dist)  # ranks (one: 0 of 1)
+
+
+def launch(
+    config_path: str | None = None,
+    config_name: str | None = None,
+    version_base: str | None = "1.3",
+) -> Callable[[Callable[[Context], Any]], Callable[..., Any]]:
+    """Decorate ``task(ctx)`` into a Hydra command-line app that records each run.
+
+    ``config_path`` is relative to the file that defines the task, as in
+    ``hydra.main``. The logs directory is ``config.runlab.logs`` when the config
+    has it, else ``$RUNLAB_LOGS``, else ``./logs``; ``runlab.run_id=N`` reopens
+    run ``N`` so that the task can resume from its last checkpoint.
+    """
+
+    def decorator(task_fn: Callable[[Context], Any]) -> Callable[..., Any]:
+        task_file = Path(inspect.getfile(task_fn)).resolve()
+        path = config_path
+        if path is not None and not os.path.isabs(path) and "://" not in path:
+            path = str((task_file.parent / path).resolve())
+
+        @functools.wraps(task_fn)
+        def hydra_task(cfg: Any) -> Any:
+            return _run(task_fn, cfg, task_file)
+
+        @functools.wraps(task_fn)
+        def main(cfg_passthrough: Any = None) -> Any:
+            # Stop signals are caught before anything else: one that comes while the
+            # run directory is made waits for its first record (see runlab.record.lifecycle).
+            installed = install_stop_handlers()
+            sweep_dir: str | None = None
+            argv = sys.argv
+            try:
+                import hydra
+
+                app = hydra.main(
+                    config_path=path, config_name=config_name, version_base=version_base
+                )(hydra_task)
+                if cfg_passthrough is not None:
+                    return app(cfg_passthrough)
+                given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
+                extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
+                if "hydra.sweep.dir" not in given:
+                    # A sweep writes multirun.yaml into its sweep dir: keep it out of the tree.
+                    # Only a sweep makes it (a single run never does); a killed sweep's is
+                    # removed by a later one after a day.
+                    sweep_dir = _sweep_dir()
+                    extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
+                    extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
+                global _COMMAND
+                _COMMAND = [sys.executable, *argv]
+                sys.argv = [argv[0], *argv[1:], *extra]
+                return app()
+            except Interrupted as exc:  # before a run was made, or between a sweep's runs
+                print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
+                raise SystemExit(128 + exc.signum) from None
+            except KeyboardInterrupt:
+                print("[runlab] interrupted", file=sys.stderr)
+                raise SystemExit(130) from None
+            finally:
+                sys.argv = argv
+                if sweep_dir is not None:
+                    shutil.rmtree(sweep_dir, ignore_errors=True)
+                if installed:
+                    restore_stop_handlers()
+
+        main.task_function = task_fn  # type: ignore[attr-defined]
+        return main
+
+    return decorator
+
+
+_SWEEP_PREFIX = "runlab-sweep-"
+
+
+def _sweep_dir() -> str:
+    """A fresh path for Hydra's sweep dir (its ``multirun.yaml``), outside the work tree."""
+    import secrets
+    import time
+
+    tmp = tempfile.gettempdir()
+    try:
+        with os.scandir(tmp) as it:
+            old = [e.path for e in it if e.name.startswith(_SWEEP_PREFIX)]
+        for path in old:
+            if time.time() - os.stat(path).st_mtime > 86400 and os.stat(path).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+    return os.path.join(tmp, f"{_SWEEP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def resolve_run_dir(config: dict[str, Any]) -> tuple[RunDir | None, Path]:
+    """The run directory a job writes to (pre-allocated or reopened; ``None``: a new one)
+    and its logs directory. Raises :class:`RunDirError` for a run id that is not a run."""
+    if os.environ.get(RUN_DIR_ENV):
+        run = run_dir_from_env(os.environ[RUN_DIR_ENV])
+        return run, run.path.parent
+    section = config.get("runlab") or {}
+    logs = Path(section.get("logs") or default_logs())
+    if section.get("run_id") is not None:
+        return existing_run(logs, section["run_id"]), logs
+    return None, logs
+
+
+def _fail(message: str, code: int) -> SystemExit:
+    print(f"runlab: error: {message}", file=sys.stderr, flush=True)
+    return SystemExit(code)
+
+
+def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    debug = bool(os.environ.get(DEBUG_ENV))
+
+    def announce(run: RunDir) -> None:
+        print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
+        distributed.share_run(dist, run)  # several ranks: the others learn the run directory
+
+    session: RunSession | None = None
+    dist: distributed.Dist | None = None
+    ended_well = False
+    try:
+        dist = distributed.setup()  # torchrun's / SLURM's ranks; ranks > 0 leave the record to 0
+        if not dist.is_main:
+            result = distributed.run_peer(task_fn, functools.partial(Context, cfg, dist=dist), dist)
+            ended_well = True
+            return result
+        run, logs = resolve_run_dir(container)
+        session = RunSession(
+            run,
+            container,
+            overrides,
+            code_path=task_file.parent,
+            task=str(task_file),
+            command=_COMMAND,
+            logs=logs,
+            announce=announce,
+        )
+        with session as s:
+            assert s.logger is not None and s.run is not None
+            result = task_fn(Context(cfg, s.logger, s.run.path, s.run.run_id, dist=dist))
+        ended_well = True
+        return result
+    except Interrupted as exc:
+        run_id = session.run.run_id if session and session.run else "?"
+        print(f"[runlab] run {run_id} {exc.status.lower()}: {exc}", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
+    except KeyboardInterrupt:
+        run_id = session.run.run_id if session and session.run else "?"
+        print(f"[runlab] run {run_id} interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except RecordError as exc:  # the run ended, its record could not be completed
+        if debug:
+            raise
+        raise _fail(str(exc), 1) from None
+    except RunDirError as exc:  # refused before the task ran: nothing of the run changed
+        if debug:
+            raise
+        raise _fail(str(exc), 2) from None
+    except _RECORD_WRITE_ERRORS as exc:  # the task's logging call found the disk full
+        if debug:
+            raise
+        run = session.run if session and session.run else None
+        where = f"run {run.run_id} ({run.path}): " if run else ""
+        todo = f"; free space, then resume it with runlab.run_id={run.run_id}" if run else ""
+        raise _fail(f"{where}{exc}; the run is marked FAILED{todo}", 1) from None
+    finally:
+        if dist is not None:
+            dist.teardown(wait=ended_well)  # every rank leaves the group before it exits

@@ -1,0 +1,426 @@
+"""The life of one run: its record on start, a heartbeat while alive, its status at the end.
+
+``RunSession`` is a context manager around the task's body. Whatever ends the
+body (return, exception, Ctrl-C, SIGTERM, preemption) is written to
+``info.yaml`` before the process goes, so a run that is gone is never left
+``RUNNING`` except by ``kill -9``, which the heartbeat exposes.
+
+The stop signals are caught from the start of the process (``launch`` installs
+them before Hydra composes the config): before a run directory exists they stop
+the process at once; while it is being made and its first ``info`` record
+written they wait; from then on they end the run with its status written.
+A run directory is born with its ``info`` record (``allocate(info=...)``), so no
+signal, not even ``kill -9``, leaves one without it.
+"""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+
+from runlab.record import distributed, environment
+from runlab.record.files import (
+    dump_yaml,
+    dumps_json,
+    now_iso,
+    read_yaml,
+    remove_temporaries,
+    write_atomic,
+    write_record,
+    write_yaml,
+)
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir, RunDirError, allocate
+
+HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
+DEFAULT_HEARTBEAT_S = 15.0
+
+
+class Interrupted(BaseException):
+    """Raised in the task when the process is asked to stop (SIGTERM, or SIGINT)."""
+
+    def __init__(self, signum: int, status: str = "INTERRUPTED") -> None:
+        super().__init__(f"received {signal.Signals(signum).name}")
+        self.signum = signum
+        self.status = status
+
+
+# The signals that stop a run, and the status each one leaves. SIGUSR2 is what
+# SLURM (through submitit) sends before a preemption or the time limit. SIGINT
+# (Ctrl-C) raises KeyboardInterrupt in the task, as Python's own handler does.
+_STOP_SIGNALS = {
+    signal.SIGTERM: "INTERRUPTED",
+    signal.SIGINT: "INTERRUPTED",
+    signal.SIGUSR2: "PREEMPTED",
+}
+
+
+class Pruned(Exception):  # named for the status it leaves
+    """Raised in the task by a trial's pruning hook (runlab.record.trial): the run ends PRUNED."""
+
+
+class ConfigMismatchError(RunDirError):
+    """A run directory being resumed holds a different config than the one given."""
+
+
+class RunStartError(RunDirError):
+    """The run's record could not be written when the run started (e.g. a read-only disk)."""
+
+
+class RecordError(RunDirError):
+    """The run's record could not be completed when the run ended (e.g. a full disk)."""
+
+
+class _Guard:
+    """What a stop signal does now: see the module's docstring."""
+
+    installed = False
+    previous: ClassVar[dict[int, Any]] = {}
+    defer = False  # a run directory is being made, or its status written: wait
+    pending: int | None = None  # the signal that came while deferred
+    stopping = False  # a stop is under way: further signals change nothing
+
+
+def _stop_exception(signum: int) -> BaseException:
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return Interrupted(signum, _STOP_SIGNALS[signum])
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # Only the first stop signal interrupts the task; a second one (SLURM signals
+    # every process of a job step, and submitit forwards it too) must not break
+    # the writing of the final status.
+    if _Guard.stopping:
+        return
+    if _Guard.defer:
+        if _Guard.pending is None:
+            _Guard.pending = signum
+        return
+    _Guard.stopping = True
+    raise _stop_exception(signum)
+
+
+def install_stop_handlers() -> bool:
+    """Catch SIGTERM, SIGINT and SIGUSR2 from now on (main thread only); ``True`` if done now."""
+    if _Guard.installed or threading.current_thread() is not threading.main_thread():
+        return False
+    _Guard.previous = {s: signal.signal(s, _on_signal) for s in _STOP_SIGNALS}
+    _Guard.installed = True
+    _Guard.stopping = False
+    _Guard.pending = None
+    return True
+
+
+def restore_stop_handlers() -> None:
+    """Put back the handlers :func:`install_stop_handlers` replaced."""
+    if not _Guard.installed:
+        return
+    for signum, handler in _Guard.previous.items():
+        signal.signal(signum, handler)
+    _Guard.previous = {}
+    _Guard.installed = False
+    _Guard.defer = False
+    _Guard.pending = None
+
+
+def _raise_pending() -> None:
+    signum, _Guard.pending = _Guard.pending, None
+    if signum is not None:
+        _Guard.stopping = True
+        raise _stop_exception(signum)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container with no passwd entry for this uid
+        return str(os.getuid())
+
+
+def _slurm_ids() -> dict[str, Any]:
+    env = os.environ
+    ids: dict[str, Any] = {}
+    if env.get("SLURM_JOB_ID"):
+        ids["job_id"] = env["SLURM_JOB_ID"]
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        ids["array_job_id"] = env["SLURM_ARRAY_JOB_ID"]
+        ids["array_task_id"] = int(env.get("SLURM_ARRAY_TASK_ID", 0))
+    if env.get("SLURM_RESTART_COUNT"):
+        ids["slurm_restart_count"] = int(env["SLURM_RESTART_COUNT"])
+    return ids
+
+
+class RunSession:
+    """Open a run directory for a task: write its record, yield a logger, close its status."""
+
+    def __init__(
+        self,
+        run: RunDir | Path | str | None,
+        config: Mapping[str, Any],
+        overrides: list[str] | None = None,
+        code_path: Path | None = None,
+        task: str | None = None,
+        heartbeat_s: float | None = None,
+        command: list[str] | None = None,
+        logs: Path | str | None = None,
+        announce: Any = None,
+    ) -> None:
+        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``."""
+        self.command = command or [sys.executable, *sys.argv]
+        if run is None and logs is None:
+            raise TypeError("RunSession needs a run directory or a logs directory")
+        self.logs = Path(logs) if logs is not None else None
+        self.run = run if isinstance(run, RunDir) or run is None else RunDir(run)
+        self.config = dict(config)
+        self.overrides = list(overrides or [])
+        self.code_path = Path(code_path or Path.cwd())
+        self.task = task
+        self.heartbeat_s = heartbeat_s or float(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
+        self.logger: RunLogger | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._installed = False
+        self._started = 0.0
+        self._info: dict[str, Any] = {}
+        self._opened = False
+        self._announce = announce
+
+    # ----------------------------------------------------------------- start
+    def __enter__(self) -> RunSession:
+        self._installed = install_stop_handlers()
+        _Guard.stopping = False
+        _Guard.pending = None
+        _Guard.defer = True  # until the run has its first info record
+        try:
+            self._open()
+        except BaseException as exc:
+            _Guard.defer = False
+            _Guard.pending = None
+            if self.run is not None:
+                self.run.release()
+            if self._installed:
+                restore_stop_handlers()
+            if isinstance(exc, OSError):
+                raise self._start_error(exc) from exc
+            raise
+        _Guard.defer = False
+        try:
+            _raise_pending()
+            write_record(self.run.config_file, self.config)
+            write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
+            self._write_env()
+            self.logger = RunLogger(self.run)
+            if os.environ.get("RUNLAB_TRIAL"):  # a trial of `runlab tune`: report, maybe prune
+                from runlab.record.trial import attach
+
+                attach(self.logger, self._info)
+            self._beat = threading.Thread(
+                target=self._heartbeat, name="runlab-heartbeat", daemon=True
+            )
+            self._beat.start()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, OSError):
+                raise self._start_error(exc) from exc
+            raise
+        return self
+
+    def _start_error(self, exc: OSError) -> RunStartError:
+        where = self.run.path if self.run is not None else self.logs
+        what = exc.strerror or str(exc)
+        if exc.filename:
+            what = f"{what}: {exc.filename}"
+        return RunStartError(
+            f"cannot write the record of a run in {where} ({what}); use a writable logs "
+            "directory with free space (runlab.logs=DIR or RUNLAB_LOGS=DIR)"
+        )
+
+    def _fields(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        resumed = previous.get("status") not in (None, "QUEUED")
+        now = now_iso()
+        fields: dict[str, Any] = {
+            "status": "RUNNING",
+            "task": self.task or previous.get("task"),
+            "start_time": previous.get("start_time") if resumed else now,
+            "attempt_start_time": now,
+            "end_time": None,
+            "heartbeat": now,
+            "heartbeat_interval_s": self.heartbeat_s,
+            "host": socket.gethostname(),
+            "user": _user(),
+            "pid": os.getpid(),
+            "command": self.command,
+            "cwd": str(Path.cwd()),
+            "attempts": int(previous.get("attempts", 0)) + 1,
+            "error": None,
+            **_slurm_ids(),
+        }
+        if resumed:
+            fields["previous_status"] = previous.get("status")
+        return fields
+
+    def _open(self) -> None:
+        """Make or reopen the run directory and write its first RUNNING record."""
+        self._started = time.time()
+        if self.run is None:
+            assert self.logs is not None
+            fields = {k: v for k, v in self._fields({}).items() if v is not None}
+            self.run = RunDir(allocate(self.logs, info=fields)[0])
+            self.run.create()
+            self.run.acquire()
+            self._info = self.run.read_info()
+        else:
+            run = self.run.create()
+            run.acquire()  # RunBusyError while another live process writes the run
+            for folder in (run.metadata, run.checkpoints, run.artifacts, run.metrics, run.path):
+                remove_temporaries(folder)  # left by atomic writes that were killed
+            info = run.read_info()
+            self._check_config()
+            self._info = run.update_info(run_id=run.run_id, **self._fields(info))
+        self._opened = True
+        if self._announce is not None:
+            self._announce(self.run)
+        self.run.reserve_space()
+
+    def _write_env(self) -> None:
+        # capture() records each part on its own and lists what it could not record in
+        # env["problems"]; each problem is also a warning on stderr now, at run start.
+        try:
+            env, diff = environment.capture(self.code_path)
+        except Exception as exc:  # the record must not stop the run; say what is missing
+            env, diff = {"problems": [f"environment: not recorded ({exc!r})"]}, None
+        write_record(self.run.env_file, env)
+        if diff:
+            write_atomic(self.run.metadata / "git.diff", diff)
+        for problem in env.get("problems") or []:
+            print(f"runlab: warning: run {self.run.run_id}: {problem}", file=sys.stderr)
+
+    def _check_config(self) -> None:
+        assert self.run is not None
+        twin = self.run.config_file.with_suffix(".json")
+        if twin.exists():  # the twin is what readers trust; compared in its own encoding
+            saved = orjson.loads(twin.read_bytes()) or {}
+            given = orjson.loads(dumps_json(self.config))
+        elif self.run.config_file.exists():  # a record from before the JSON twins
+            saved, given = read_yaml(self.run.config_file) or {}, _plain(self.config)
+        else:
+            return
+        strip = lambda c: {k: v for k, v in c.items() if k != "runlab"}  # noqa: E731
+        if strip(saved) != strip(given):
+            raise ConfigMismatchError(
+                f"{self.run.path} already holds a run with a different config "
+                f"(see {self.run.config_file}). Resume it with the same overrides, or start a "
+                "new run by leaving out runlab.run_id."
+            )
+
+    def _heartbeat(self) -> None:
+        assert self.run is not None
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.run.heartbeat()
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------- end
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        run = self.run
+        if run is None or not self._opened:
+            return False
+        self._opened = False
+        _Guard.defer = True  # a signal now waits until the status is written
+        try:
+            close_error = self._finish(run, exc, tb)
+        finally:
+            _Guard.defer = False
+            run.release()
+            if self._installed:
+                restore_stop_handlers()
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            _Guard.pending = None
+        else:
+            _raise_pending()  # asked to stop while the status was written: stop now
+        if close_error is not None and exc is None:
+            raise close_error
+        return isinstance(exc, Pruned)  # a pruned trial ends normally, with its status
+
+    def _finish(self, run: RunDir, exc: BaseException | None, tb: Any) -> RecordError | None:
+        """Stop the writers and write the final status; return the error closing them raised."""
+        self._stop.set()
+        close_error: RecordError | None = None
+        if self.logger is not None:
+            try:
+                self.logger.close()
+            except Exception as err:  # e.g. a full disk at the last flush
+                close_error = RecordError(
+                    f"run {run.run_id} ({run.path}): its last metrics could not be written "
+                    f"({type(err).__name__}: {err}); free space and rerun with "
+                    f"runlab.run_id={run.run_id} to resume from its last checkpoint"
+                )
+        if exc is None and close_error is not None:
+            exc, tb = close_error, None
+        if exc is None:
+            status, error = "COMPLETE", None
+        elif isinstance(exc, Interrupted):
+            status, error = exc.status, {"type": "Interrupted", "message": str(exc)}
+        elif isinstance(exc, KeyboardInterrupt):
+            status, error = "INTERRUPTED", {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
+        elif isinstance(exc, Pruned):
+            status, error = "PRUNED", {"type": "Pruned", "message": str(exc)}
+        elif isinstance(exc, SystemExit) and exc.code in (0, None):
+            status, error = "COMPLETE", None
+        else:
+            status = "FAILED"
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+            try:
+                _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
+            except OSError as err:
+                error["traceback"] = f"not written: {err.strerror or err}"
+        ranks = distributed.rank_outcome(run)  # another rank raised: the run failed with its error
+        if ranks is not None:
+            status, error, text = ranks
+            _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
+        previous = (
+            float(self._info.get("duration_s") or 0.0) if self._info.get("attempts", 1) > 1 else 0.0
+        )
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        run.update_info(
+            final=True,
+            status=status,
+            end_time=now_iso(),
+            duration_s=round(previous + time.time() - self._started, 3),
+            error=error,
+        )
+        run.release_reserve()
+        return close_error
+
+
+def _write_on_full_disk(run: RunDir, path: Path, data: bytes) -> None:
+    """Write a small file of the final record, with the reserved space if the disk is full."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not run.release_reserve():
+            raise
+        write_atomic(path, data)
+
+
+def _plain(config: Mapping[str, Any]) -> Any:
+    """A config as plain YAML data, for comparing with a saved one."""
+    import yaml
+
+    return yaml.safe_load(dump_yaml(dict(config)))

@@ -1,0 +1,666 @@
+"""Write a run's metrics, artifacts and checkpoints into its run directory.
+
+Metrics are buffered in memory and appended to ``metrics/<name>.jsonl`` by a
+background thread every ``flush_interval`` seconds (and on checkpoint and
+close), so a call costs a few microseconds and a ``kill -9`` loses at most the
+last interval of rows; each write ends on a whole line.
+
+**Metric rows.** Each ``log_metrics`` call appends one line to
+``metrics/<name>.jsonl``: a JSON object, UTF-8, ending in ``\\n``, that a strict
+JSON parser reads (``json.loads(line, parse_constant=...)`` never sees a
+constant). Its first two keys are runlab's own:
+
+- ``step``: an integer (64-bit), given by ``step=``, by the key ``step`` of the
+  dict, or one more than the previous row of that file;
+- ``time``: seconds since the epoch (float) when the row was logged;
+
+then the task's keys, in the order given. Values are JSON numbers (integers
+within 64 bits, finite floats), ``true``/``false``, strings or ``null``
+(``None``). Non-finite floats are stored as the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.record.files.encode_float`);
+readers turn them back into floats in numeric columns. numpy scalars, 0-d and
+one-element arrays and one-element tensors are stored as the Python number they
+hold. Refused at the call, with an error naming the key: keys that are not
+non-empty strings or hold control characters, the reserved keys ``run_id`` and
+``time``, a ``step`` that is not an integer (``bool`` included), integers beyond
+64 bits, and anything that is not one scalar.
+
+**Columnar twins.** When the logger closes, each metrics file it appended to
+gets a twin ``metrics/<name>.parquet``: the same rows as the reader reads them
+from the ``.jsonl`` (non-finite values as floats), in plain Parquet whose
+key-value metadata ``runlab.covers`` holds the ``.jsonl``'s ``"<size>.<mtime_ns>"``
+(also ``runlab.rows``, ``runlab.inc``, ``runlab.columns``). Readers use it only
+while the ``.jsonl`` still has that size and mtime (a resumed run's file has moved
+on), so the ``.jsonl`` stays the record. The twin is written under a temporary
+name and renamed; any failure (a bad line, a full disk) just leaves no twin, and
+never fails the run. Polars is imported for it at close, and only when rows were
+logged.
+
+**Names** of metric files, artifacts and checkpoints are checked by
+:func:`runlab.record.names.check_name`: one plain file name, never a path.
+
+**Resuming.** A checkpoint records how long each metrics file was when it was
+taken. Loading a checkpoint only reads it, except in one case: a logger that
+*resumes* a run (``resume=True``; by default, one opened on a run directory that
+already holds ``checkpoints/last.pt``) truncates the metric files back to those
+lengths on its first ``load_checkpoint("last")``, provided it has logged no row
+and written no checkpoint yet. The rows cut are those the previous attempt
+logged after its last checkpoint; the resumed task logs them again. Loading any
+checkpoint later, or any other name, never touches the metrics.
+
+**Full disk.** When a write fails (``ENOSPC``, ``EDQUOT``, ``EIO``…) the file is
+cut back to its last complete line and the rows not written stay in memory, in
+order. The next ``log_metrics`` or ``log_checkpoint`` call raises
+:class:`RecordWriteError` (an ``OSError``) saying which file and from which
+step; that call logs nothing. A task that lets it propagate ends FAILED; a task
+that catches it may go on logging: the background thread keeps retrying, and
+once the disk has room again every kept row is written once, in order (a new
+failure is raised again at the next call). ``close()`` makes a last attempt and
+raises :class:`RecordWriteError` once if rows remain unwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import operator
+import os
+import pickle
+import re
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runlab.record.files import encode_float
+from runlab.record.names import check_name
+from runlab.record.rundir import RunDir
+
+_FAST_TYPES = frozenset((int, float, bool, str))
+_CHECKPOINT_KEY = "__runlab_checkpoint__"
+_RESERVED_KEYS = frozenset(("run_id", "time"))
+_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_AUTO = object()  # "no step given": the next one of the file
+_CLOSED = object()  # marks a closed logger in _fault
+_INT64 = (-(2**63), 2**63)
+_RANK_FILE = re.compile(r"\.rank(\d+)\Z")  # metrics/<name>.rank<k>.jsonl: all_ranks=True
+
+
+class MetricsError(TypeError, ValueError):
+    """A metric that cannot be stored: a bad key, a reserved key, a bad step, not one scalar."""
+
+
+class RecordWriteError(OSError):
+    """Rows or a checkpoint could not be written to the run directory (full disk, I/O error)."""
+
+
+def _check_key(key: Any, name: str) -> None:
+    """Raise :class:`MetricsError` for a key runlab will not store, naming it."""
+    where = f"log_metrics(name={name!r})"
+    if not isinstance(key, str):
+        raise MetricsError(
+            f"metric names must be strings, got {key!r} ({type(key).__name__}) in {where}"
+        )
+    if not key:
+        raise MetricsError(f"an empty metric name in {where}; name every metric")
+    if key in _RESERVED_KEYS:
+        raise MetricsError(
+            f"metric {key!r} in {where} is reserved: runlab stores the row's "
+            f"{'run id' if key == 'run_id' else 'wall-clock time'} under it; rename the metric"
+        )
+    if not key.isprintable() and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in key):
+        raise MetricsError(
+            f"metric {key!r} in {where} holds a NUL or another control character; rename it"
+        )
+
+
+def _count(value: Any) -> int | None:
+    numel = getattr(value, "numel", None)
+    if callable(numel):
+        return int(numel())
+    size = getattr(value, "size", 1)
+    if callable(size):
+        size = size()
+    return size if isinstance(size, int) else None
+
+
+def _scalar(name: str, key: str, value: Any) -> Any:
+    """Coerce numpy / torch scalars to Python ones; refuse anything else, naming it."""
+    if value is None:
+        return None
+    where = f"metric {key!r} in log_metrics(name={name!r})"
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (Mapping, list, tuple)):
+        count = _count(value)
+        if count is not None and count != 1:
+            raise MetricsError(
+                f"{where} has {count} elements, not a scalar; log one number per key "
+                "(or store arrays with log_artifact)"
+            )
+        try:
+            out = item()
+        except Exception as exc:  # any failure means "not a scalar"
+            raise MetricsError(f"{where}: .item() failed ({exc}); log a number") from None
+        if type(out) is float:
+            return encode_float(out)
+        if type(out) in _FAST_TYPES:
+            return out
+        value = out
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float):
+        return encode_float(float(value))
+    if isinstance(value, Real):
+        return encode_float(float(value))
+    raise MetricsError(
+        f"{where} is a {type(value).__name__}, not a scalar; "
+        "log numbers, booleans or strings (call .item() on a one-element tensor, and log "
+        "arrays with log_artifact)"
+    )
+
+
+def _step_value(value: Any, name: str) -> int:
+    """``value`` as a step (an int within 64 bits), or :class:`MetricsError`."""
+    where = f"log_metrics(name={name!r})"
+    dtype = str(getattr(value, "dtype", ""))
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or "bool" in dtype:
+        raise MetricsError(f"step={value!r} in {where} is a boolean; give the step as an int")
+    try:
+        step = operator.index(value)
+    except TypeError:
+        raise MetricsError(
+            f"step={value!r} in {where} is a {type(value).__name__}, not an int; "
+            "give the step as an int (the key 'step' means the step)"
+        ) from None
+    if not _INT64[0] <= step < _INT64[1]:
+        raise MetricsError(f"step={step} in {where} is beyond 64 bits")
+    return step
+
+
+def _explain(row: dict[str, Any], name: str, error: Exception) -> MetricsError:
+    """The :class:`MetricsError` naming the key of ``row`` that orjson could not encode."""
+    for key, value in row.items():
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            if isinstance(value, int):
+                return MetricsError(
+                    f"metric {key!r} in log_metrics(name={name!r}) is {value}, an integer "
+                    "beyond 64 bits; log it as a float or a string"
+                )
+            return MetricsError(
+                f"metric {key!r} in log_metrics(name={name!r}) cannot be stored: {exc}"
+            )
+    return MetricsError(f"log_metrics(name={name!r}) cannot store this row: {error}")
+
+
+class RunLogger:
+    """The task's handle on its run directory: metrics, artifacts and checkpoints.
+
+    Create it through :func:`runlab.record.launch` (as ``ctx.logger``) or directly with
+    a run directory for use outside Hydra.
+
+    ``resume``: whether this logger continues a previous attempt of the run, so
+    that its first ``load_checkpoint("last")`` (before it logs anything) cuts the
+    rows logged after that checkpoint. ``None`` (default): yes when the run
+    directory already holds ``checkpoints/last.pt``. ``False``: loading
+    checkpoints never touches the metrics (evaluation of a finished run).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path | str | RunDir,
+        flush_interval: float = 1.0,
+        resume: bool | None = None,
+    ) -> None:
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run.create()
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._buffers: dict[str, list[bytes]] = {}
+        self._fds: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}  # bytes of whole lines in each open file
+        self._next_step: dict[str, int] = {}
+        self._good_keys: set[str] = set()
+        self._fault: Any = None  # an error to raise at the next call, or _CLOSED
+        self._remove_temporaries()
+        if resume is None:
+            resume = (self.run.checkpoints / "last.pt").exists()
+        self._resuming = resume  # until the first row, checkpoint or load of 'last'
+        self._resume_steps()
+        self._stop = threading.Event()
+        self._closed = False
+        self._flusher = threading.Thread(target=self._flush_loop, name="runlab-flush", daemon=True)
+        self._flusher.start()
+
+    rank = 0  # runlab.record.distributed: the rank whose logger this is (PeerLogger for ranks > 0)
+    on_row: Any = (
+        None  # runlab.record.trial: called (name, step, row) after each row of a tune trial
+    )
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(
+        self,
+        metrics: Mapping[str, Any],
+        name: str = "train",
+        step: int | None = None,
+        all_ranks: bool = False,
+    ) -> None:
+        """Append one row of scalar metrics to ``metrics/<name>.jsonl``.
+
+        ``all_ranks=True``: every rank of a distributed run logs its own row, to
+        ``metrics/<name>.rank<k>.jsonl`` (without it, only rank 0's rows are kept).
+
+        Each row gets ``step`` (given, or one more than the previous row of this
+        file) and ``time`` (seconds since the epoch). Raises
+        :class:`RecordWriteError` if an earlier write failed (see the module
+        docstring); that call then logs nothing.
+        """
+        if self._fault is not None:
+            self._raise_fault()
+        if all_ranks:
+            name = f"{name}.rank{self.rank}"
+        try:
+            items = metrics.items()
+        except AttributeError:
+            raise MetricsError(
+                f"log_metrics(name={name!r}) takes a dict of metrics, got a "
+                f"{type(metrics).__name__}"
+            ) from None
+        if not self._good_keys.issuperset(metrics):
+            self._check_keys(metrics, name)
+        row: dict[str, Any] = {"step": _AUTO if step is None else step, "time": 0.0}
+        for key, value in items:
+            if type(value) is float:
+                if value - value:  # NaN or ±inf (finite floats give 0.0)
+                    value = encode_float(value)
+            elif type(value) not in _FAST_TYPES:
+                value = _scalar(name, key, value)
+            row[key] = value
+        s = row["step"]
+        if s is _AUTO:
+            s = row["step"] = self._next_step.get(name, 0)
+        elif type(s) is not int or s is not step or not -(2**63) <= s < 2**63:
+            s = row["step"] = self._resolve_step(s, step, name)
+        row["time"] = time.time()
+        try:
+            line = orjson.dumps(row, option=_APPEND_NEWLINE)
+        except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate: say which key
+            raise _explain(row, name, exc) from None
+        with self._lock:
+            buf = self._buffers.get(name)
+            if buf is None:
+                check_name(name, "log_metrics(name=)")
+                buf = self._buffers[name] = []
+            buf.append(line)
+        self._next_step[name] = s + 1
+        if self.on_row is not None:
+            self.on_row(name, s, row)
+
+    def _check_keys(self, metrics: Mapping[str, Any], name: str) -> None:
+        for key in metrics:
+            if key not in self._good_keys:
+                _check_key(key, name)
+                self._good_keys.add(key)
+
+    def _resolve_step(self, value: Any, given: Any, name: str) -> int:
+        step = _step_value(value, name)
+        if given is not None and value is not given:
+            other = _step_value(given, name)
+            if other != step:
+                raise MetricsError(
+                    f"log_metrics(name={name!r}) got step={other} and the key 'step'={step}; "
+                    "give the step once"
+                )
+        return step
+
+    def _raise_fault(self) -> None:
+        fault = self._fault
+        if fault is _CLOSED:
+            raise ValueError(f"the logger of {self.run.path} is closed; nothing more is recorded")
+        self._fault = None
+        raise fault
+
+    def flush(self) -> None:
+        """Write every buffered row to disk now (raises :class:`RecordWriteError` on failure)."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self, final: bool = False) -> None:
+        first: RecordWriteError | None = None
+        for name, buf in self._buffers.items():
+            if buf:
+                try:
+                    self._write(name, buf, final)
+                except RecordWriteError as exc:
+                    first = first or exc
+        if first is not None:
+            raise first
+
+    def _write(self, name: str, buf: list[bytes], final: bool) -> None:
+        """Append ``buf`` to its file; on failure keep the whole lines written, cut the rest."""
+        data = b"".join(buf)
+        path = self.run.metrics / f"{name}.jsonl"
+        written = 0
+        try:
+            fd = self._fds.get(name)
+            if fd is None:
+                fd = self._open(name, path)
+            view = memoryview(data)
+            while written < len(data):
+                n = os.write(fd, view[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+        except OSError as exc:
+            kept, kept_bytes = 0, 0
+            for line in buf:
+                if kept_bytes + len(line) > written:
+                    break
+                kept, kept_bytes = kept + 1, kept_bytes + len(line)
+            if name in self._fds:
+                good = self._sizes[name] + kept_bytes
+                try:
+                    os.ftruncate(self._fds[name], good)  # cut a torn line: never splice rows
+                    self._sizes[name] = good
+                except OSError:  # reopen (and repair the tail) at the next attempt
+                    os.close(self._fds.pop(name))
+            del buf[:kept]
+            first_step = orjson.loads(buf[0]).get("step")
+            fate = (
+                "were not written"
+                if final
+                else "are kept in memory and written once the disk accepts them"
+            )
+            raise RecordWriteError(
+                f"{path}: {exc.strerror or exc}; rows from step {first_step} on ({len(buf)} "
+                f"rows) {fate}"
+            ) from exc
+        self._sizes[name] += written
+        buf.clear()
+
+    def _open(self, name: str, path: Path) -> int:
+        """Open ``path`` for appending; cut a torn last line left by an earlier crash."""
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
+        try:
+            size = _repair_tail(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds[name] = fd
+        self._sizes[name] = size
+        return fd
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception as exc:  # the task gets it at its next call
+                if self._fault is None:
+                    self._fault = exc
+
+    def _owns(self, stem: str) -> bool:
+        """Whether ``metrics/<stem>.jsonl`` is this rank's: not another rank's ``.rank<k>``."""
+        found = _RANK_FILE.search(stem)
+        return found is None or int(found.group(1)) == self.rank
+
+    def _resume_steps(self) -> None:
+        for path in self.run.metrics.glob("*.jsonl"):
+            last = _last_row(path)
+            if last is not None and isinstance(last.get("step"), int):
+                self._next_step[path.stem] = last["step"] + 1
+
+    def _remove_temporaries(self) -> None:
+        """Delete ``.<name>.tmp`` files of checkpoint or artifact writes that were killed."""
+        for folder in (self.run.checkpoints, self.run.artifacts):
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+    # ---------------------------------------------------------------- artifacts
+    def log_artifact(self, obj: Any, name: str | None = None) -> Path:
+        """Store a file or directory (a ``Path``), a matplotlib figure, bytes, or any
+        picklable object (torch objects through ``torch.save``) under ``artifacts/``.
+
+        ``name`` is a plain file name (never a path); for a ``Path`` it defaults to
+        the source's own name. Returns the stored path.
+        """
+        if name is not None:
+            check_name(name, "log_artifact(name=)")
+        if isinstance(obj, (str, os.PathLike)):
+            src = Path(obj)
+            if name is None:
+                check_name(src.name, f"log_artifact({str(src)!r}): name")
+            if not src.exists():
+                raise FileNotFoundError(f"log_artifact: no file or directory at {src}")
+            dest = self.run.artifacts / (name or src.name)
+            if src.is_dir():
+                shutil.copytree(src, dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dest)
+            return dest
+        if hasattr(obj, "savefig"):
+            dest = self.run.artifacts / (name or "figure.png")
+            obj.savefig(dest, bbox_inches="tight")
+            return dest
+        if isinstance(obj, (bytes, bytearray)):
+            if not name:
+                raise ValueError("log_artifact needs a name for bytes")
+            dest = self.run.artifacts / name
+            dest.write_bytes(obj)
+            return dest
+        default = check_name(f"{type(obj).__name__.lower()}.pt", "log_artifact(name=)")
+        dest = self.run.artifacts / (name or default)
+        _save(obj, dest)
+        return dest
+
+    # -------------------------------------------------------------- checkpoints
+    def log_checkpoint(self, state: Any, name: str = "last") -> Path:
+        """Save ``state`` to ``checkpoints/<name>.pt`` atomically.
+
+        The metrics written so far are flushed and their lengths recorded, so that
+        a run resumed from this checkpoint continues its metric files exactly
+        where the checkpoint left them, with no duplicated rows. Raises
+        :class:`RecordWriteError` if the metrics or the checkpoint cannot be
+        written (the previous checkpoint of that name is then kept).
+        """
+        if self._fault is not None:
+            self._raise_fault()
+        check_name(name, "log_checkpoint(name=)")
+        dest = self.run.checkpoints / f"{name}.pt"
+        with self._lock:
+            self._resuming = False
+            self._flush_locked()
+            sizes = {
+                p.stem: p.stat().st_size
+                for p in self.run.metrics.glob("*.jsonl")
+                if self._owns(p.stem)  # other ranks' files are theirs (runlab.record.distributed)
+            }
+            sizes.update(self._sizes)
+            meta = {"metrics_bytes": sizes, "next_step": dict(self._next_step), "time": time.time()}
+        try:
+            _save({_CHECKPOINT_KEY: meta, "state": state}, dest)
+        except OSError as exc:
+            raise RecordWriteError(
+                f"{dest}: {exc.strerror or exc}; the checkpoint was not saved "
+                f"(the previous {name}.pt, if any, is kept)"
+            ) from exc
+        return dest
+
+    def load_checkpoint(self, name: str = "last", **load_kwargs: Any) -> Any:
+        """The state of the last checkpoint called ``name``, or ``None`` when there is none.
+
+        Only reads the checkpoint, except when this logger resumes a run (see
+        ``resume``): then its first load of ``"last"``, before any row is logged,
+        also cuts the rows the previous attempt logged after that checkpoint,
+        since the resumed task logs them again.
+        """
+        check_name(name, "load_checkpoint(name=)")
+        path = self.run.checkpoints / f"{name}.pt"
+        if not path.exists():
+            return None
+        payload = _load(path, **load_kwargs)
+        if not (isinstance(payload, dict) and _CHECKPOINT_KEY in payload):
+            return payload
+        if name == "last" and self._resuming:
+            self._rewind(payload[_CHECKPOINT_KEY])
+        return payload["state"]
+
+    def _rewind(self, meta: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._resuming = False
+            if self._buffers or self._sizes:  # this attempt has logged already
+                return
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            self._sizes.clear()
+            for path in self.run.metrics.glob("*.jsonl"):
+                if not self._owns(path.stem):
+                    continue
+                keep = meta["metrics_bytes"].get(path.stem, 0)
+                if path.stat().st_size > keep:
+                    with open(path, "r+b") as fh:
+                        fh.truncate(keep)
+            self._next_step = dict(meta["next_step"])
+
+    # -------------------------------------------------------------------- close
+    def close(self) -> None:
+        """Flush everything and stop the background writer (idempotent).
+
+        Raises :class:`RecordWriteError` once if rows could not be written.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._flusher.is_alive() and self._flusher is not threading.current_thread():
+            self._flusher.join()
+        with self._lock:
+            try:
+                self._flush_locked(final=True)
+            finally:
+                self._fault = _CLOSED
+                for fd in self._fds.values():
+                    os.close(fd)
+                self._fds.clear()
+        self._write_twins(list(self._sizes))
+
+    def _write_twins(self, names: list[str]) -> None:
+        """The columnar twin of each metrics file this logger appended to (see the
+        module docstring); never fails the run. Polars is imported only here."""
+        if not names:
+            return
+        try:
+            from runlab.results.reader._metrics import write_twin
+        except Exception:
+            return
+        for name in names:
+            write_twin(self.run.metrics / f"{name}.jsonl")
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self.close()
+        except RecordWriteError:
+            if not isinstance(exc, RecordWriteError):  # else the task already has it
+                raise
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.run.artifacts
+
+
+def _repair_tail(fd: int) -> int:
+    """The length of the whole lines of an open metrics file, cutting a torn last line."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            good = start + cut + 1
+            break
+        end = start
+    else:
+        good = 0
+    tail = os.pread(fd, size - good, good)
+    try:
+        whole = isinstance(orjson.loads(tail), dict)
+    except orjson.JSONDecodeError:
+        whole = False
+    if whole:  # a complete row that only lacks its newline
+        os.write(fd, b"\n")
+        return size + 1
+    os.ftruncate(fd, good)
+    return good
+
+
+def _last_row(path: Path) -> dict[str, Any] | None:
+    """The last complete JSON line of ``path`` (a torn final line is skipped)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 65536))
+        lines = fh.read().splitlines()
+    for line in reversed(lines):
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            return row
+    return None
+
+
+def _save(obj: Any, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        try:
+            import torch
+        except ImportError:
+            with open(tmp, "wb") as fh:
+                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            torch.save(obj, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path, **kwargs: Any) -> Any:
+    try:
+        import torch
+    except ImportError:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    kwargs.setdefault("weights_only", False)
+    return torch.load(path, **kwargs)
+
+
+__all__ = ["MetricsError", "RecordWriteError", "RunLogger"]

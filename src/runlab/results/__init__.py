@@ -1,0 +1,2 @@
+"""Reading runs back: the Polars reader, the query language, the report, and
+reproduce/diff."""

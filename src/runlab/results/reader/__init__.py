@@ -1,0 +1,45 @@
+"""Read many runs at once: one Polars row per run, lazy metrics, grouping over seeds.
+
+    >>> runs = runlab.Reader("logs")          # or runlab.runs("logs")
+    >>> done = runs.filter("info.status == 'COMPLETE' & config.method in ['GD', 'GN']")
+    >>> done.group_by("config.method", "config.std").curves("train.loss")
+
+The run table (``Reader.df``) has one row per run directory of ``logs`` (a folder
+named by a canonical run id; other folders are ignored with a warning):
+
+- ``run_id`` (int), then ``config.*``, ``info.*`` and ``env.*``: the flattened
+  ``metadata/config``, ``info`` and ``env`` records, read from their JSON twins
+  (``env.packages`` and ``env.conda_packages`` are left out: read them from the file).
+- metric summaries, per metrics file ``<name>.jsonl``: ``<name>.step.max``, and
+  for every other key ``k`` but ``time``: ``<name>.<k>.last`` (the last non-null
+  value) and, for numbers, ``<name>.<k>.min`` and ``<name>.<k>.max``.
+- ``problem``: why a run could not be read fully (null when it could).
+
+``info.status`` is ``LOST`` for a ``RUNNING`` run whose heartbeat is older than
+``max(60 s, 4 x heartbeat_interval_s)``, and ``CORRUPT`` for a run whose info
+record is missing, empty or unreadable. Unreadable runs and metric files never
+raise: they are marked, and listed once per read in a :class:`CorruptRunWarning`.
+
+The package, one job per module:
+
+- ``_files``: which folders are runs; their metadata (JSON twins, bounded YAML).
+- ``_metrics``: metric files (JSON lines) into frames, and their summaries.
+- ``_columns``: typed columns from values whose types may disagree.
+- ``_index``: the on-disk index (immutable data files behind atomic pointers).
+- ``_store``: what one read knows: the run table and the metric rows loaded.
+- ``_api``: :class:`Reader` and :class:`Grouped`.
+"""
+
+from __future__ import annotations
+
+from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
+from runlab.results.reader._files import iso_epoch as _iso_epoch
+from runlab.results.reader._index import INDEX_DIR, wait_for_index
+from runlab.results.reader._metrics import read_metric_files as _read_metric_files
+from runlab.results.reader._metrics import summaries as _summaries
+from runlab.results.reader._store import LOST_AFTER_S
+
+__all__ = ["CorruptRunWarning", "Grouped", "Reader", "runs", "to_pandas", "wait_for_index"]
+# Also importable, for runlab's own commands: INDEX_DIR, LOST_AFTER_S, _iso_epoch,
+# _read_metric_files, _summaries.
+_ = (INDEX_DIR, LOST_AFTER_S, _iso_epoch, _read_metric_files, _summaries)

@@ -1,0 +1,263 @@
+"""Typed Polars columns from Python values whose types may disagree.
+
+A column keeps the type its values agree on. In the run table, a column whose
+values disagree (``lr: 0.01`` in most runs, ``lr: abc`` in one) is kept as JSON
+text and marked *mixed* until every run is known (:func:`merge` keeps it so
+across cached and fresh rows); :func:`resolve` then gives it the type of most of
+its values and sets the others to null, naming them. The strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"`` (how writers store non-finite floats in JSON)
+are floats wherever the other values are numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+import polars as pl
+
+from runlab.record.files import NONFINITE
+
+_NUMBER = ("int", "float", "nf")
+# Which kind wins a tie between equally many values.
+_RANK = {"number": 0, "bool": 1, "str": 2, "list": 3, "other": 4}
+_WORD = {"number": "a number", "bool": "a boolean", "str": "a string", "list": "a list"}
+
+
+_TYPES: dict[type, str | None] = {
+    type(None): None,
+    bool: "bool",
+    int: "int",
+    float: "float",
+    list: "list",
+    tuple: "list",
+}
+
+
+def kind(value: Any) -> str | None:
+    t = type(value)
+    if t is str:
+        return "nf" if value in NONFINITE else "str"
+    try:
+        return _TYPES[t]
+    except KeyError:
+        pass
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "nf" if value in NONFINITE else "str"
+    if isinstance(value, (datetime, date)):
+        return "date"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "other"
+
+
+def plain(value: Any) -> Any:
+    """``value`` with dates as ISO text and tuples as lists (what JSON can hold)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    return value
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as JSON text (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return orjson.dumps(json_safe(plain(value)), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def loose_text(value: Any) -> str | None:
+    """Strings as they are, anything else as JSON text (metric columns of mixed types)."""
+    return value if value is None or isinstance(value, str) else json_text(value)
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return NONFINITE[value]
+    return float(value)
+
+
+def column(name: str, values: Sequence[Any]) -> tuple[pl.Series, bool]:
+    """A typed column from ``values``, and whether its values disagree (then JSON text)."""
+    types = {type(v) for v in values}
+    types.discard(type(None))
+    # The common cases first, by exact type (what a JSON parser returns).
+    if types == {str}:
+        if all(v in NONFINITE for v in values if v is not None):
+            return pl.Series(name, [_float(v) for v in values], dtype=pl.Float64), False
+        return pl.Series(name, values, dtype=pl.String), False
+    if types == {float} or types == {int, float}:
+        return pl.Series(name, values, dtype=pl.Float64), False
+    if types == {bool}:
+        return pl.Series(name, values, dtype=pl.Boolean), False
+    kinds = {kind(v) for v in values} - {None}
+    try:
+        if not kinds:
+            return pl.Series(name, values, dtype=pl.Null), False
+        if kinds == {"bool"}:
+            return pl.Series(name, values, dtype=pl.Boolean), False
+        if kinds == {"int"}:
+            return pl.Series(name, values, dtype=pl.Int64), False
+        if kinds <= {"int", "float", "nf"}:
+            return pl.Series(name, [_float(v) for v in values], dtype=pl.Float64), False
+        if kinds <= {"str", "nf"}:
+            return pl.Series(name, values, dtype=pl.String), False
+        if kinds <= {"str", "nf", "date"}:  # dates (from YAML) as ISO text
+            return pl.Series(name, [plain(v) for v in values], dtype=pl.String), False
+        if kinds == {"list"}:
+            try:
+                return pl.Series(name, [plain(v) for v in values], strict=True), False
+            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                return pl.Series(name, [json_text(v) for v in values], dtype=pl.String), False
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        pass  # e.g. an integer beyond 64 bits
+    return pl.Series(name, [json_text(v) for v in values], dtype=pl.String), True
+
+
+def frame(rows: list[dict[str, Any]], loose: bool = False) -> tuple[pl.DataFrame, set[str]]:
+    """A DataFrame from dicts with differing keys and types (first-seen column order),
+    and the names of its mixed columns (JSON text; with ``loose``, strings stay raw
+    and nothing is reported mixed: for metric rows)."""
+    n = len(rows)
+    cols: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            col = cols.get(key)
+            if col is None:
+                col = cols[key] = [None] * n
+            col[i] = value
+    series: list[pl.Series] = []
+    mixed: set[str] = set()
+    for key, values in cols.items():
+        s, bad = column(key, values)
+        if bad:
+            if loose:
+                s = pl.Series(key, [loose_text(v) for v in values], dtype=pl.String)
+            else:
+                mixed.add(key)
+        series.append(s)
+    return (pl.DataFrame(series, height=n) if series else pl.DataFrame(height=n)), mixed
+
+
+def _compatible(dtypes: set[Any]) -> bool:
+    dtypes = dtypes - {pl.Null}
+    if len(dtypes) <= 1:
+        return True
+    return all(d.is_numeric() and d != pl.Boolean for d in dtypes)
+
+
+def _as_json(s: pl.Series) -> pl.Series:
+    return pl.Series(s.name, [json_text(v) for v in s.to_list()], dtype=pl.String)
+
+
+def merge(parts: Iterable[tuple[pl.DataFrame, set[str]]]) -> tuple[pl.DataFrame, set[str]]:
+    """Stack frames with their mixed columns; a column whose types disagree across
+    frames becomes mixed (JSON text) in all of them."""
+    parts = [(f, m) for f, m in parts if f.width]
+    if not parts:
+        return pl.DataFrame(), set()
+    mixed = set().union(*(m for _, m in parts))
+    dtypes: dict[str, set[Any]] = {}
+    for f, _ in parts:
+        for name, dtype in f.schema.items():
+            dtypes.setdefault(name, set()).add(dtype)
+    mixed |= {n for n, d in dtypes.items() if not _compatible(d)}
+    frames = []
+    for f, m in parts:
+        fix = [c for c in f.columns if c in mixed and c not in m and f.schema[c] != pl.Null]
+        frames.append(f.with_columns(_as_json(f[c]) for c in fix) if fix else f)
+    if len(frames) == 1:
+        return frames[0], mixed
+    return pl.concat(frames, how="diagonal_relaxed"), mixed
+
+
+def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stack metric frames; columns whose types cannot be reconciled become text."""
+    frames = [f for f in frames if f.width]
+    if not frames:
+        return pl.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError:
+        dtypes: dict[str, set[Any]] = {}
+        for f in frames:
+            for name, dtype in f.schema.items():
+                dtypes.setdefault(name, set()).add(dtype)
+        clash = [n for n, d in dtypes.items() if not _compatible(d)]
+        fixed = [
+            f.with_columns(
+                pl.Series(c, [loose_text(v) for v in f[c].to_list()], dtype=pl.String)
+                for c in clash
+                if c in f.columns
+            )
+            for f in frames
+        ]
+        return pl.concat(fixed, how="diagonal_relaxed")
+
+
+def _coarse(value: Any) -> str | None:
+    k = kind(value)
+    return "number" if k in _NUMBER else ("str" if k == "date" else k)
+
+
+def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[int, list[str]]]:
+    """Type each mixed column by most of its values; the others become null.
+
+    Returns the table and, per ``run_id``, lines naming the values set to null.
+    """
+    notes: dict[int, list[str]] = {}
+    cols = [c for c in mixed if c in df.columns]
+    if not cols:
+        return df, notes
+    run_ids = df["run_id"].to_list()
+    new: list[pl.Series] = []
+    for col in cols:
+        values = [None if t is None else orjson.loads(t) for t in df[col].to_list()]
+        counts = Counter(_coarse(v) for v in values if v is not None)
+        if not counts:  # every run that disagreed is gone
+            new.append(pl.Series(col, values, dtype=pl.Null))
+            continue
+        win = min(counts, key=lambda k: (-counts[k], _RANK.get(k or "other", 9)))
+        kept = []
+        for rid, value in zip(run_ids, values, strict=True):
+            if value is not None and _coarse(value) != win:
+                raw = json_text(value) or ""
+                raw = raw if len(raw) <= 60 else raw[:57] + "..."
+                notes.setdefault(rid, []).append(
+                    f"{col} = {raw} set to null: the other runs have "
+                    f"{_WORD.get(win or '', 'another type')} there"
+                )
+                value = None
+            kept.append(value)
+        s, still = column(col, kept)
+        new.append(
+            s if not still else pl.Series(col, [json_text(v) for v in kept], dtype=pl.String)
+        )
+    return df.with_columns(new), notes

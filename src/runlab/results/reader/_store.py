@@ -1,0 +1,374 @@
+"""What one read of a logs directory knows: the run table, and the metric rows it loaded.
+
+The run table is refreshed from the index at once (rereading only the runs whose
+metadata files changed); metric rows are loaded per metrics file name, for the
+runs asked for only, from this read's memory, else the index, else the files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from runlab.results.reader._columns import concat, frame, json_safe, merge, resolve
+from runlab.results.reader._files import read_metas, run_sig, scan
+from runlab.results.reader._index import BLOCK, Index, background, wait_for_index
+from runlab.results.reader._metrics import Parsed, read_metric_files, summaries
+
+LOST_AFTER_S = 60.0
+LIVE = "RUNNING"
+_META = ("config", "info", "env")
+
+
+def _empty_ids() -> pl.DataFrame:
+    return pl.DataFrame({"run_id": pl.Series([], dtype=pl.Int64)})
+
+
+class Store:
+    """The run table of ``logs`` (read now) and the metric rows loaded on demand."""
+
+    def __init__(self, logs: Path, refresh: bool, write: bool, use_index: bool = True) -> None:
+        wait_for_index()  # this process's pending index writes first
+        self.logs = logs
+        self.index = Index(logs)
+        self.use_index = use_index
+        self.write = write and use_index
+        self.stats: Counter[str] = Counter()
+        self.now = time.time()
+        self.ignored: list[str] = []
+        self.meta = self._load_meta(refresh)
+        self.meta_problems = self._meta_problems()
+        self._chunks: dict[str, list[Chunk]] = {}
+        self._names: dict[int, list[str]] = {}
+        self._pointers: dict[tuple[str, int], dict[str, Any]] = {}
+        self._rows: dict[tuple[str, int], bytes | None] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ run table
+    def _load_meta(self, refresh: bool) -> pl.DataFrame:
+        cached = self.index.read_runs() if self.use_index else None
+        old, old_mixed = cached if cached is not None else (None, set())
+        if old is not None and not refresh:
+            self.stats["meta_reused"] += old.height
+            return self._finish(old, old_mixed)
+        root = str(self.logs)
+        ids, self.ignored = scan(root)
+        sigs = [run_sig(f"{root}/{rid}") for rid in ids]
+        known: dict[int, str] = {}
+        if old is not None:
+            known = dict(zip(old["run_id"].to_list(), old["_sig"].to_list(), strict=True))
+        keep = [rid for rid, sig in zip(ids, sigs, strict=True) if known.get(rid) == sig]
+        todo = [
+            (rid, f"{root}/{rid}", sig)
+            for rid, sig in zip(ids, sigs, strict=True)
+            if known.get(rid) != sig
+        ]
+        self.stats["meta_reused"] += len(keep)
+        self.stats["meta_parsed"] += len(todo)
+        parts: list[tuple[pl.DataFrame, set[str]]] = []
+        if old is not None and keep:
+            kept = old.filter(pl.col("run_id").is_in(keep)) if len(keep) < old.height else old
+            parts.append((kept, old_mixed))
+        if todo:
+            parts.append(frame(read_metas(todo)))
+        df, mixed = merge(parts)
+        if not df.width:
+            df = pl.DataFrame(
+                schema={"run_id": pl.Int64, "_sig": pl.String, "_hb": pl.Float64},
+            )
+        if todo:
+            df = df.sort("run_id")
+        df = self._order(df)
+        changed = bool(todo) or old is None or len(keep) != old.height
+        if changed and self.write and self.index.write_runs(df, mixed):
+            self.stats["index_writes"] += 1
+        return self._finish(df, mixed)
+
+    def _finish(self, df: pl.DataFrame, mixed: set[str]) -> pl.DataFrame:
+        """Type the mixed columns (naming the runs whose values were set to null) and
+        mark lost runs."""
+        df, notes = resolve(df, mixed)
+        if notes:
+            rids = df["run_id"].to_list()
+            old = df["problem"].to_list() if "problem" in df.columns else [None] * len(rids)
+            new = [
+                "; ".join([p, *notes[r]] if p else notes[r]) if r in notes else p
+                for r, p in zip(rids, old, strict=True)
+            ]
+            df = df.with_columns(pl.Series("problem", new, dtype=pl.String))
+        return self._with_status(df)
+
+    @staticmethod
+    def _order(df: pl.DataFrame) -> pl.DataFrame:
+        cols = df.columns
+        first = [c for c in ("run_id",) if c in cols]
+        groups = [[c for c in cols if c.startswith(p + ".")] for p in _META]
+        rest = [c for c in cols if c not in first and not any(c in g for g in groups)]
+        rest = [c for c in rest if c != "problem"] + (["problem"] if "problem" in cols else [])
+        order = first + [c for g in groups for c in g] + rest
+        return df.select(order) if order != cols else df
+
+    def _with_status(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Mark RUNNING runs whose heartbeat stopped as LOST (relative to now)."""
+        if "info.status" not in df.columns:
+            return df.with_columns(pl.lit(None, dtype=pl.String).alias("info.status"))
+        if "info.heartbeat_interval_s" in df.columns:
+            interval = pl.col("info.heartbeat_interval_s").cast(pl.Float64, strict=False)
+        else:
+            interval = pl.lit(None, dtype=pl.Float64)
+        limit = pl.max_horizontal(pl.lit(LOST_AFTER_S), 4 * interval.fill_null(15.0))
+        lost = (pl.col("info.status") == LIVE) & ((self.now - pl.col("_hb")) > limit)
+        return df.with_columns(
+            pl.when(lost.fill_null(False))
+            .then(pl.lit("LOST"))
+            .otherwise(pl.col("info.status").cast(pl.String))
+            .alias("info.status")
+        )
+
+    def _meta_problems(self) -> list[tuple[str, str]]:
+        if "problem" not in self.meta.columns:
+            return []
+        bad = self.meta.filter(pl.col("problem").is_not_null()).select("run_id", "problem")
+        return [(str(self.logs / str(r)), p) for r, p in bad.iter_rows()]
+
+    # -------------------------------------------------------------- metrics
+    def names(self, run_ids: Iterable[int]) -> list[str]:
+        """Names of the metric files (``metrics/<name>.jsonl``) of these runs."""
+        seen: dict[str, None] = {}
+        for rid in run_ids:
+            names = self._names.get(rid)
+            if names is None:
+                try:
+                    with os.scandir(self.logs / str(rid) / "metrics") as it:
+                        names = sorted(
+                            e.name[:-6] for e in it if e.name.endswith(".jsonl") and len(e.name) > 6
+                        )
+                except OSError:
+                    names = []
+                self._names[rid] = names
+            for n in names:
+                seen[n] = None
+        return sorted(seen)
+
+    def _pointer(self, name: str, block: int) -> dict[str, Any]:
+        key = (name, block)
+        with self._lock:
+            pointer = self._pointers.get(key)
+            if pointer is None:
+                pointer = self._pointers[key] = (
+                    self.index.read_block(name, block) if self.use_index else {}
+                )
+            return pointer
+
+    def block_rows(self, name: str, block: int) -> bytes | None:
+        """The rows file of a block as it was when this read first looked (read once)."""
+        key = (name, block)
+        with self._lock:
+            if key not in self._rows:
+                self._rows[key] = self.index.block_rows(name, self._pointers.get(key, {}))
+            return self._rows[key]
+
+    def load(self, name: str, run_ids: Sequence[int], live: set[int]) -> Loaded:
+        """The rows of ``metrics/<name>.jsonl`` of ``run_ids``, as they are on disk now.
+
+        Each file's rows come from this read's memory, else from the index when the
+        file is unchanged (same size and mtime), else from the file itself; files
+        read are then added to the index in the background (except those of running
+        runs, which change all the time).
+        """
+        root = str(self.logs)
+        remaining: dict[int, str] = {}
+        for rid in run_ids:
+            try:
+                st = os.stat(f"{root}/{rid}/metrics/{name}.jsonl")
+            except OSError:
+                continue
+            remaining[rid] = f"{st.st_size}.{st.st_mtime_ns}"
+        out = Loaded(self, name)
+        for chunk in self._chunks.get(name, []):
+            hit = [r for r, sig in remaining.items() if chunk.files.get(r, {}).get("sig") == sig]
+            if hit:
+                out.add_chunk(chunk, hit)
+                for r in hit:
+                    del remaining[r]
+        blocks: dict[int, list[int]] = {}
+        for rid in remaining:
+            blocks.setdefault(rid // BLOCK, []).append(rid)
+        for block, rids in blocks.items():
+            entries = self._pointer(name, block).get("runs") or {}
+            fresh = []
+            for rid in rids:
+                entry = entries.get(str(rid))
+                if isinstance(entry, dict) and entry.get("sig") == remaining[rid]:
+                    fresh.append(rid)
+                    out.add_entry(rid, entry)
+            if fresh:
+                self.stats["metric_files_cached"] += len(fresh)
+                out.add_block(block, fresh, any(entries[str(r)].get("rows") for r in fresh))
+                for r in fresh:
+                    del remaining[r]
+        if remaining:
+            out.add_chunk(self.parse(name, list(remaining), live), list(remaining))
+        return out
+
+    def parse(self, name: str, rids: list[int], live: set[int]) -> Chunk:
+        """Read the metric files of ``rids`` (and cache the settled ones)."""
+        root = str(self.logs)
+        items = [(r, f"{root}/{r}/metrics/{name}.jsonl", r in live) for r in rids]
+        chunk = Chunk(name, read_metric_files(items, self.stats))
+        with self._lock:
+            self._chunks.setdefault(name, []).append(chunk)
+        if self.write:
+            settled = [r for r in rids if r not in live and chunk.files[r]["sig"]]
+            if settled:
+                background(self._update_blocks, name, chunk, settled)
+        return chunk
+
+    def _update_blocks(self, name: str, chunk: Chunk, settled: list[int]) -> None:
+        """Write new generations of the index blocks holding the ``settled`` runs."""
+        by_block: dict[int, list[int]] = {}
+        for rid in settled:
+            by_block.setdefault(rid // BLOCK, []).append(rid)
+        summary = chunk.summary()
+        summ = {r["run_id"]: r for r in summary.iter_rows(named=True)} if summary.height else {}
+        rows = chunk.rows
+        if rows.height and len(settled) < len(chunk.files):
+            rows = rows.filter(pl.col("run_id").is_in(settled))
+        new_rows: dict[int, pl.DataFrame] = {}
+        if rows.height:
+            if len(by_block) == 1:
+                new_rows = {next(iter(by_block)): rows}
+            else:
+                split = rows.with_columns((pl.col("run_id") // BLOCK).alias("_block"))
+                for key, part in split.partition_by(
+                    "_block", as_dict=True, include_key=False
+                ).items():
+                    new_rows[int(key[0])] = part
+        for block, rids in by_block.items():
+            current = self.index.read_block(name, block)  # the newest generation
+            entries: dict[str, Any] = dict(current.get("runs") or {})
+            replaced = {str(r) for r in rids}
+            keep = [int(r) for r, e in entries.items() if r not in replaced and e.get("rows")]
+            parts: list[pl.DataFrame] = []
+            if keep:
+                raw = self.index.block_rows(name, current)
+                try:
+                    old = pl.read_parquet(raw).filter(pl.col("run_id").is_in(keep)) if raw else None
+                except Exception:
+                    old = None
+                if old is None:  # gone or damaged: keep only the entries without rows
+                    entries = {r: e for r, e in entries.items() if not e.get("rows")}
+                elif old.height:
+                    parts.append(old)
+            for rid in rids:
+                rec = chunk.files[rid]
+                summary_row = {k: v for k, v in summ.get(rid, {}).items() if k != "run_id"}
+                entries[str(rid)] = {
+                    "sig": rec["sig"],
+                    "rows": rec["rows"],
+                    "inc": rec["inc"],
+                    "problem": rec["problem"],
+                    "summary": json_safe(summary_row),
+                }
+            if block in new_rows:
+                parts.append(new_rows[block])
+            df = concat(parts)
+            if self.index.write_block(name, block, df if df.width else None, entries):
+                self.stats["index_writes"] += 1
+
+
+class Chunk:
+    """Metric rows read from files by one ``load``, kept for the life of the read."""
+
+    def __init__(self, name: str, parsed: Parsed) -> None:
+        self.name = name
+        self.rows = parsed.frame()
+        self.files = parsed.files
+        self._summary: pl.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    def summary(self) -> pl.DataFrame:
+        with self._lock:
+            if self._summary is None:
+                self._summary = (
+                    summaries(self.name, self.rows) if self.rows.height else _empty_ids()
+                )
+            return self._summary
+
+
+class Loaded:
+    """The metric rows of some runs: frames, summaries, problems, runs to deduplicate."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.lazies: list[pl.LazyFrame] = []
+        self.blocks: list[tuple[int, list[int]]] = []
+        self.entries: list[dict[str, Any]] = []
+        self.chunks: list[tuple[Chunk, list[int]]] = []
+        self.problems: list[tuple[str, str]] = []
+        self.dedupe: set[int] = set()
+
+    def _note(self, rid: int, record: Mapping[str, Any]) -> None:
+        if record.get("problem"):
+            self.problems.append((f"{self.store.logs}/{rid}/metrics", record["problem"]))
+        if record.get("inc") is False:
+            self.dedupe.add(rid)
+
+    def add_entry(self, rid: int, entry: Mapping[str, Any]) -> None:
+        summary = entry.get("summary")
+        self.entries.append({"run_id": rid, **(summary if isinstance(summary, dict) else {})})
+        self._note(rid, entry)
+
+    def add_block(self, block: int, rids: list[int], has_rows: bool) -> None:
+        if has_rows:
+            self.blocks.append((block, rids))
+
+    def add_chunk(self, chunk: Chunk, rids: list[int]) -> None:
+        self.chunks.append((chunk, rids))
+        if chunk.rows.height:
+            whole = len(rids) == len(chunk.files)
+            rows = chunk.rows if whole else chunk.rows.filter(pl.col("run_id").is_in(rids))
+            self.lazies.append(rows.lazy())
+        for rid in rids:
+            self._note(rid, chunk.files[rid])
+
+    def frame(self) -> pl.LazyFrame:
+        """All rows, as a LazyFrame over memory only (never over a file that may go)."""
+        lazies = list(self.lazies)
+        for block, rids in self.blocks:
+            raw = self.store.block_rows(self.name, block)
+            lf = None
+            if raw is not None:
+                try:
+                    pl.read_parquet_schema(raw)
+                    lf = pl.scan_parquet(raw).filter(pl.col("run_id").is_in(rids))
+                except Exception:
+                    lf = None
+            if lf is None:  # retired and deleted since, or damaged: read the files
+                chunk = self.store.parse(self.name, rids, set())
+                lf = chunk.rows.lazy()
+            lazies.append(lf)
+        if not lazies:
+            return _empty_ids().lazy()
+        if len(lazies) == 1:
+            return lazies[0]
+        return pl.concat(lazies, how="diagonal_relaxed")
+
+    def summary(self) -> pl.DataFrame:
+        parts = [frame(self.entries, loose=True)[0]] if self.entries else []
+        for chunk, rids in self.chunks:
+            summ = chunk.summary()
+            if summ.height:
+                whole = len(rids) == len(chunk.files)
+                parts.append(summ if whole else summ.filter(pl.col("run_id").is_in(rids)))
+        if not parts:
+            return _empty_ids()
+        return concat(parts)

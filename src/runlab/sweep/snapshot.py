@@ -1,0 +1,178 @@
+"""Pin a sweep to its code: check the git tree, then copy it once per code version.
+
+Jobs run from the snapshot, not from the working tree, so a job that starts
+hours later in a queue runs exactly the code it was submitted with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runlab.record.environment import (
+    SKIPPED_LISTED,
+    GitError,
+    WorkTreeChanges,
+    display_path,
+    git,
+    git_root,
+    work_tree_changes,
+)
+
+
+class CodeStateError(RuntimeError):
+    """The git tree cannot pin the code of a sweep (not a repository, or dirty)."""
+
+
+@dataclass
+class CodeState:
+    """The code a sweep is pinned to: a commit, plus the uncommitted changes as a patch.
+
+    ``diff`` is bytes (binary files and non-UTF-8 names survive). Untracked files above
+    the limits of :mod:`runlab.record.environment` are in neither the patch nor the snapshot;
+    ``work`` lists them (``skipped_problem()`` says so in one line).
+    """
+
+    root: Path
+    commit: str
+    branch: str | None
+    changes: list[str]  # one line per change, `git status --short` style
+    diff: bytes
+    work: WorkTreeChanges | None = None
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def key(self) -> str:
+        """The snapshot's name: the commit, plus a hash of the changes when dirty."""
+        if not self.dirty:
+            return self.commit
+        digest = hashlib.sha256(self.diff)  # the untracked files copied are in the diff
+        return f"{self.commit}-dirty-{digest.hexdigest()[:12]}"
+
+    def skipped_problem(self) -> str | None:
+        """One line naming the untracked files left out of patch and snapshot, or ``None``."""
+        return self.work.skipped_problem() if self.work else None
+
+    def record(self) -> dict[str, Any]:
+        """What the jobs' env records must say about the code beyond the commit."""
+        if not self.work:
+            return {}
+        problems = list(self.work.problems)
+        if self.work.skipped_files:
+            problems.append(self.work.skipped_problem() or "")
+        return {
+            "problems": problems,
+            "untracked_skipped_files": self.work.skipped_files,
+            "untracked_skipped": [display_path(n) for n in self.work.skipped[:SKIPPED_LISTED]],
+        }
+
+    def record_json(self) -> str:
+        return json.dumps(self.record())
+
+
+def _git(root: Path, *args: str, stdin: bytes | None = None) -> str:
+    try:
+        return git(root, *args, stdin=stdin).decode("utf-8", "replace")
+    except GitError as exc:
+        raise CodeStateError(str(exc)) from None
+
+
+def code_state(path: Path) -> CodeState:
+    """The git state of the repository holding ``path``, with a fixed number of git calls."""
+    path = Path(path)
+    try:
+        root = git_root(path)
+    except GitError as exc:
+        raise CodeStateError(str(exc)) from None
+    if root is None:
+        raise CodeStateError(
+            f"{path} is not inside a git repository: runlab submit pins every job to a commit. "
+            "Run `git init && git add -A && git commit -m init` first."
+        )
+    try:
+        commit = git(root, "rev-parse", "--verify", "HEAD").decode().strip()
+    except GitError:
+        raise CodeStateError(f"{root} has no commit yet: commit your code first.") from None
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() or None
+    try:
+        work = work_tree_changes(root)
+    except GitError as exc:
+        raise CodeStateError(str(exc)) from None
+    return CodeState(
+        root=root, commit=commit, branch=branch, changes=work.lines(), diff=work.diff, work=work
+    )
+
+
+def commit_all(state: CodeState, message: str) -> CodeState:
+    """Commit every tracked change and the untracked files within the limits.
+
+    Untracked files above the limits (a virtualenv, data) are never committed.
+    """
+    _git(state.root, "add", "-u")
+    if state.work and state.work.included:
+        _git(
+            state.root,
+            "--literal-pathspecs",
+            "add",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+            stdin=b"\0".join(state.work.included) + b"\0",
+        )
+    _git(state.root, "commit", "-q", "-m", message)
+    return code_state(state.root)
+
+
+def snapshot(state: CodeState, store: Path) -> Path:
+    """Copy the files of the work tree at this code version into ``store/<key>``, once.
+
+    Only files git knows or would add (tracked, plus the untracked files within the
+    limits, the same ones the patch holds) are copied; a second call for the same key
+    returns the existing copy.
+    """
+    dest = Path(store) / state.key
+    if dest.is_dir():
+        return dest
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{state.key[:12]}-", dir=store))
+    try:
+        if state.dirty:
+            tracked = git(state.root, "ls-files", "-z", "--cached").split(b"\0")
+            untracked = state.work.included if state.work else []
+            for raw in dict.fromkeys([*tracked, *untracked]):
+                if not raw:
+                    continue
+                name = os.fsdecode(raw)
+                src = state.root / name
+                if src.is_file() or src.is_symlink():
+                    target = tmp / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, target, follow_symlinks=False)
+        else:
+            archive = subprocess.run(
+                ["git", "archive", "--format=tar", state.commit],
+                cwd=state.root,
+                capture_output=True,
+                check=True,
+            )
+            subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        os.rename(tmp, dest)  # atomic: a concurrent submit of the same code keeps one copy
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and dest.is_dir():
+            return dest  # a concurrent submit of the same code made it first
+        if isinstance(exc, (GitError, subprocess.CalledProcessError)):
+            raise CodeStateError(
+                f"cannot copy the code of {state.root} into {dest}: {exc}"
+            ) from None
+        raise
+    return dest

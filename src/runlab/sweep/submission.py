@@ -1,0 +1,247 @@
+"""A sweep from the command line to the queue: expand, pin the code, pre-create runs, submit.
+
+Order matters for safety: everything that can fail on bad input (overrides,
+configs, launcher settings, the git state) is checked before the first run
+directory is created, and a refused submission marks its runs ``FAILED``
+instead of leaving them ``QUEUED`` forever.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runlab.record import environment
+from runlab.record.files import dumps_json, now_iso
+from runlab.record.rundir import LOGS_ENV, RunDir, allocate
+from runlab.sweep import launcher
+from runlab.sweep.expand import Job, task_spec
+from runlab.sweep.points import expand
+from runlab.sweep.snapshot import CodeState, code_state, snapshot
+
+
+@dataclass
+class Sweep:
+    """A prepared sweep: its jobs, launcher settings and pinned code, nothing written yet."""
+
+    script: Path
+    jobs: list[Job]
+    launcher: dict[str, Any]
+    code: CodeState
+    logs: Path
+    runs: list[RunDir] = field(default_factory=list)
+    handles: list[Any] = field(default_factory=list)
+    sweep_id: str = ""
+    arguments: list[str] = field(default_factory=list)
+    limits: Any = None
+    code_info: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """Separate ``launcher=NAME`` and ``launcher.KEY=VALUE`` from the task's overrides."""
+    name, launcher_overrides, task_overrides = None, [], []
+    for arg in arguments:
+        if arg.startswith("launcher="):
+            name = arg.split("=", 1)[1]
+        elif arg.startswith("launcher."):
+            launcher_overrides.append(arg[len("launcher.") :])
+        else:
+            task_overrides.append(arg)
+    return name, launcher_overrides, task_overrides
+
+
+def prepare(
+    script: Path | str,
+    arguments: list[str],
+    launcher_name: str | None = None,
+    logs: Path | str | None = None,
+    allow_dirty: bool = False,
+) -> Sweep:
+    """Expand and check a sweep. Raises with a message a user can act on; writes nothing."""
+    from runlab.sweep.snapshot import CodeStateError
+
+    name_arg, launcher_overrides, overrides = split_arguments(arguments)
+    spec = task_spec(script)
+    name = launcher_name or name_arg or launcher.default_launcher()
+    cfg = launcher.load_config(name, spec.config_dir, launcher_overrides)
+    jobs = expand(spec, overrides)
+    code = code_state(spec.script)
+    if code.dirty and not allow_dirty:
+        listing = "\n".join(f"  {line}" for line in code.changes[:30])
+        more = f"\n  ... and {len(code.changes) - 30} more" if len(code.changes) > 30 else ""
+        raise CodeStateError(
+            f"the git tree at {code.root} has uncommitted changes:\n{listing}{more}\n"
+            "Jobs are pinned to a commit so that results can be traced to code. Commit them "
+            "(git add -A && git commit), or pass --allow-dirty to record the diff in every run."
+        )
+    if logs is None:
+        logs = jobs[0].config.get("runlab", {}).get("logs") if jobs else None
+    logs = Path(logs or os.environ.get(LOGS_ENV) or "logs").absolute()
+    return Sweep(
+        script=spec.script, jobs=jobs, launcher=cfg, code=code, logs=logs, arguments=overrides
+    )
+
+
+def code_entry(code: CodeState, script: Path, logs: Path) -> dict[str, Any]:
+    """Snapshot ``code`` (once per version) and describe how jobs run ``script`` from it."""
+    code_dir = snapshot(code, logs / ".snapshots")
+    src = code_dir / "src"
+    pythonpath = os.pathsep.join(
+        p for p in (str(src) if src.is_dir() else "", os.environ.get("PYTHONPATH", "")) if p
+    )
+    env = {
+        LOGS_ENV: str(logs),
+        environment.CODE_COMMIT_ENV: code.commit,
+        environment.CODE_BRANCH_ENV: code.branch or "",
+        environment.CODE_DIRTY_ENV: "1" if code.dirty else "0",
+        environment.CODE_SNAPSHOT_ENV: str(code_dir),
+    }
+    if code.record().get("problems"):  # untracked files left out: every run says so
+        env[environment.CODE_RECORD_ENV] = code.record_json()
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return {
+        "commit": code.commit,
+        "branch": code.branch,
+        "dirty": code.dirty,
+        "snapshot": str(code_dir),
+        "script": str(code_dir / script.relative_to(code.root)),
+        "env": env,
+    }
+
+
+def check_limits(sweep: Sweep) -> None:
+    """Read the scheduler's limits and plan the arrays; raise before anything is written."""
+    if sweep.launcher["name"] != "slurm":
+        return
+    from runlab.sweep import slurm
+
+    sweep.limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
+    try:
+        slurm.plan_arrays(len(sweep.jobs), sweep.limits)
+    except slurm.SlurmError as exc:
+        raise launcher.LauncherError(str(exc)) from None
+
+
+def _write(path: str, data: bytes) -> None:
+    # A brand-new directory that no reader takes for a run before info.json exists:
+    # plain writes, no temporary file and rename per file.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class _Json:
+    """``dumps_json`` for many configs sharing sub-dicts: the strict-JSON check is remembered."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, bool]] = {}
+
+    def _plain(self, obj: Any) -> bool:
+        if isinstance(obj, (dict, list)):
+            hit = self._memo.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1]
+            if isinstance(obj, dict):
+                ok = all(type(k) is str for k in obj) and all(self._plain(v) for v in obj.values())
+            else:
+                ok = all(self._plain(v) for v in obj)
+            self._memo[id(obj)] = (obj, ok)
+            return ok
+        if isinstance(obj, float):
+            return math.isfinite(obj)
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return -(2**63) <= obj < 2**64
+        return obj is None or isinstance(obj, (str, bool))
+
+    def dumps(self, data: Any) -> bytes:
+        if self._plain(data):
+            return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+        return dumps_json(data)
+
+
+def create_runs(sweep: Sweep) -> None:
+    """Snapshot the code and pre-create one ``QUEUED`` run directory per job.
+
+    One write per file, in an order that keeps every reader safe: ``config``
+    (JSON, then YAML), ``overrides.yaml``, ``info.yaml``, and ``info.json`` last,
+    so a directory is a run with its whole record or not a run yet (a reader that
+    catches ``info.json`` half-written falls back to the complete ``info.yaml``).
+    The configs of a sweep share their unchanged parts (:mod:`runlab.sweep.points`), and
+    so does the writing of their YAML and JSON (:mod:`runlab.record.yamlfast`).
+    """
+    from runlab.record.yamlfast import Emitter
+
+    if sweep.limits is None:
+        check_limits(sweep)
+    sweep.code_info = code_entry(sweep.code, sweep.script, sweep.logs)
+    paths = allocate(sweep.logs, len(sweep.jobs))
+    sweep.runs = [RunDir(p) for p in paths]
+    sweep.sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{sweep.runs[0].run_id}" if sweep.runs else ""
+    submitted = now_iso()
+    common = {
+        "status": "QUEUED",
+        "task": str(sweep.script),
+        "sweep_id": sweep.sweep_id,
+        "sweep_index": 0,
+        "launcher": sweep.launcher["name"],
+        "submitted_time": submitted,
+        "submit_command": [sys.executable, "-m", "runlab", "submit", *sys.argv[2:]],
+        "code_commit": sweep.code.commit,
+        "code_snapshot": sweep.code_info["snapshot"],
+    }
+    diff = sweep.code.diff if sweep.code.dirty else None
+    yml, jsn = Emitter(), _Json()
+    for index, (path, job) in enumerate(zip(paths, sweep.jobs, strict=True)):
+        meta = f"{path}/metadata"
+        os.mkdir(meta)
+        _write(f"{meta}/config.json", jsn.dumps(job.config))
+        _write(f"{meta}/config.yaml", yml.dump(job.config).encode())
+        _write(f"{meta}/overrides.yaml", yml.dump(job.overrides).encode())
+        if diff is not None:
+            _write(f"{meta}/git.diff", diff)
+        info = {"run_id": path.name, **common, "sweep_index": index}
+        _write(f"{meta}/info.yaml", yml.dump(info).encode())
+        _write(f"{meta}/info.json", jsn.dumps(info))
+
+
+def launch(sweep: Sweep) -> None:
+    """Submit the pre-created runs and record the sweep; on refusal mark them ``FAILED``."""
+    from runlab.sweep import ops
+
+    record = ops.new_record(sweep)
+    try:
+        ops.submit(
+            sweep.logs,
+            record,
+            [r.run_id for r in sweep.runs],
+            sweep.code_info,
+            sweep.limits,
+            overrides=[job.overrides for job in sweep.jobs],
+        )
+    except Exception as exc:
+        reason = str(exc)
+        for run in sweep.runs:
+            run.update_info(status="FAILED", error={"type": "SubmissionError", "message": reason})
+        ops.save(sweep.logs, record)
+        raise
+    sweep.record = record
+    sweep.handles = [
+        launcher.Handle(str(a["job_id"]), a["first"], a["count"])
+        for a in record["submissions"][-1].get("arrays", [])
+    ] or [
+        launcher.Handle(str(w["pid"]), 0, len(sweep.runs), "local")
+        for w in record["submissions"][-1].get("workers", [])
+    ]

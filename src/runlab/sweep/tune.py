@@ -1,0 +1,803 @@
+"""``runlab tune``: a hyperparameter search with Optuna whose every trial is an ordinary run.
+
+**Where the study lives.** ``<logs>/.studies/<name>.journal``, Optuna's journal
+file storage (an append-only log with a lock file, written for concurrent
+processes on shared file systems). Beside it the study is also a sweep
+(``<logs>/.sweeps/<sweep_id>.json``, :mod:`runlab.sweep.ops`), so ``runlab status``,
+``cancel`` and ``logs`` work on its runs. The study's user attribute ``runlab``
+holds what defines it (task, metric, direction, objective, search space, fixed
+overrides, sampler, seed, pruner, the sweep id and the pinned code); rerunning
+the same command resumes it, and a command that differs in any of these is
+refused with the difference named.
+
+**One trial, one run.** The driver asks the study for a trial, pre-creates a run
+directory (``QUEUED``, its config composed with the trial's parameters as Hydra
+overrides, ``info.study``, ``info.trial``, ``info.tune``), records the run id on
+the trial (user attribute ``run_id``) and submits it through the sweep machinery
+(a SLURM array per wave of new trials, or local worker processes), at most
+``--parallel`` at a time. When the run ends, the objective is read from its
+logged metric (its ``last`` or ``best`` value) and told to the study:
+``COMPLETE`` -> complete, ``PRUNED`` -> pruned, anything else (``FAILED``,
+``INTERRUPTED``, ``LOST``, ``TIMEOUT``) -> failed, with the run's status in the
+trial's ``run_status``. Complete and pruned trials count toward ``--trials``;
+failed ones do not, and are replaced.
+
+**Crashes.** One driver at a time holds ``<name>.lock`` (``flock``, released by
+the kernel when the driver dies). Every step leaves the journal and the runs in
+a state the next driver finishes: a trial asked but without a run gets one; a
+run created but never submitted is submitted; runs still going (their jobs
+outlive the driver) are waited for; runs whose job died are closed ``LOST`` by
+:func:`runlab.sweep.ops.reconcile` and their trials failed. So no trial is lost and
+none is run twice. Ctrl-C or SIGTERM cancels the running trials (their runs end
+``INTERRUPTED``, their trials failed); ``kill -9`` leaves them running, for the
+next driver to collect.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runlab.record.files import now_iso, write_record
+from runlab.record.rundir import RunDir, allocate
+from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
+from runlab.sweep import tune_space
+
+STUDIES = ".studies"
+ATTR = "runlab"
+DEFINING = ("task", "metric", "direction", "objective", "space", "overrides", "sampler", "pruner")
+COUNTED = ("COMPLETE", "PRUNED")
+
+
+class TuneError(ValueError):
+    """A study that cannot be run or shown as asked; one line for the user."""
+
+
+@dataclass
+class Options:
+    task: str
+    metric: str
+    direction: str = "maximize"
+    trials: int = 20
+    parallel: int = 2
+    launcher: str | None = None
+    study: str | None = None
+    sampler: str = "tpe"
+    seed: int | None = None
+    pruner: Any = "none"
+    objective: str = "last"
+    arguments: list[str] = field(default_factory=list)
+    logs: Path | None = None
+    allow_dirty: bool = False
+    poll_s: float = 1.0
+
+
+# ------------------------------------------------------------------- presets
+PRESET_KEYS = {
+    "metric": "metric",
+    "direction": "direction",
+    "trials": "trials",
+    "n_trials": "trials",
+    "parallel": "parallel",
+    "n_jobs": "parallel",
+    "study": "study",
+    "study_name": "study",
+    "sampler": "sampler",
+    "seed": "seed",
+    "pruner": "pruner",
+    "objective": "objective",
+}
+
+
+def load_preset(name: str, config_dir: Path | None) -> dict[str, Any]:
+    """``configs/tune/<name>.yaml`` (or a path): the options and ``params`` of a study.
+
+    The keys of Hydra's Optuna sweeper are accepted too (``n_trials``, ``n_jobs``,
+    ``study_name``, ``sampler: {seed}``), and ``params`` in its syntax.
+    """
+    import yaml
+
+    candidates = [Path(name)]
+    if config_dir is not None:
+        candidates.insert(0, config_dir / "tune" / f"{name}.yaml")
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        where = config_dir / "tune" if config_dir else Path("configs/tune")
+        known = sorted(p.stem for p in where.glob("*.yaml")) if where.is_dir() else []
+        raise TuneError(
+            f"no tune preset {name!r} (looked for {candidates[0]}); "
+            f"{'known: ' + ', '.join(known) if known else 'write one there'}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TuneError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if "hydra" in data:  # a Hydra Optuna-sweeper config: hydra.sweeper.*
+        data = (data.get("hydra") or {}).get("sweeper") or {}
+    out: dict[str, Any] = {"params": {}, "overrides": []}
+    for key, value in data.items():
+        if key == "params":
+            out["params"] = {str(k): str(v) for k, v in (value or {}).items()}
+        elif key == "overrides":
+            out["overrides"] = [str(v) for v in value or []]
+        elif key == "sampler" and isinstance(value, dict):
+            if value.get("seed") is not None:
+                out["seed"] = value["seed"]
+            target = str(value.get("_target_", value.get("name", "tpe"))).lower()
+            out["sampler"] = next((s for s in ("tpe", "random", "grid") if s in target), "tpe")
+        elif key in PRESET_KEYS:
+            out[PRESET_KEYS[key]] = value
+        elif key in ("_target_", "storage", "max_failure_rate", "custom_search_space"):
+            continue
+        else:
+            raise TuneError(
+                f"{path}: unknown key {key!r}; known: params, overrides, "
+                + ", ".join(sorted(set(PRESET_KEYS)))
+            )
+    return out
+
+
+# --------------------------------------------------------------------- paths
+def studies_dir(logs: Path) -> Path:
+    return Path(logs) / STUDIES
+
+
+def journal_path(logs: Path, name: str) -> Path:
+    return studies_dir(logs) / f"{name}.journal"
+
+
+def storage(logs: Path, name: str) -> Any:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = journal_path(logs, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def study_names(logs: Path) -> list[str]:
+    """The studies of ``logs``, the most recently written last."""
+    try:
+        paths = sorted(studies_dir(logs).glob("*.journal"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return []
+    return [p.name[: -len(".journal")] for p in paths]
+
+
+def check_name(name: str) -> None:
+    from runlab.record.names import check_name as check
+
+    try:
+        check(name, "--study")
+    except ValueError as exc:
+        raise TuneError(str(exc)) from None
+
+
+def default_name(definition: dict[str, Any]) -> str:
+    blob = json.dumps({k: definition[k] for k in DEFINING}, sort_keys=True, default=str)
+    return f"{Path(definition['task']).stem}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+class DriverLock:
+    """One driver per study: an exclusive ``flock`` on ``<name>.lock``."""
+
+    def __init__(self, logs: Path, name: str) -> None:
+        self.path = studies_dir(logs) / f"{name}.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> DriverLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise TuneError(
+                f"the study is being run by {holder} ({self.path}): wait for it, or follow it "
+                "with `runlab tune --show`"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# -------------------------------------------------------------------- study
+def make_sampler(name: str, seed: int | None, space: dict[str, str]) -> Any:
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler(tune_space.grid(space), seed=seed)
+    raise TuneError(f"unknown sampler {name!r}: use tpe, random or grid")
+
+
+def distributions(space: dict[str, str]) -> dict[str, Any]:
+    return {k: tune_space.distribution(k, v) for k, v in space.items()}
+
+
+def find_study(store: Any, name: str) -> Any:
+    for summary in store.get_all_studies():
+        if summary.study_name == name:
+            return summary
+    return None
+
+
+def objective_value(run: RunDir, metric: str, objective: str, direction: str) -> float | None:
+    """The run's ``last`` or ``best`` logged value of ``metric`` (``None``: never logged)."""
+    name, key = split_metric(metric)
+    path = run.metrics / f"{name}.jsonl"
+    values: list[float] = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and key in row:
+            value = number(row[key])
+            if value is not None:
+                values.append(value)
+    if not values:
+        return None
+    if objective == "last":
+        return values[-1]
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return float("nan")
+    return max(finite) if direction == "maximize" else min(finite)
+
+
+# ------------------------------------------------------------------- driver
+class Driver:
+    """Runs one study to ``--trials`` counted trials (see the module docstring)."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.out = sys.stderr
+
+    def say(self, text: str) -> None:
+        print(f"[tune] {text}", file=self.out, flush=True)
+
+    # ------------------------------------------------------------ preparing
+    def prepare(self) -> None:
+        from runlab.sweep import submission
+        from runlab.sweep.expand import task_spec
+
+        o = self.opts
+        if o.direction not in ("maximize", "minimize"):
+            raise TuneError(f"--direction {o.direction!r}: use maximize or minimize")
+        if o.objective not in ("last", "best"):
+            raise TuneError(f"--objective {o.objective!r}: use last or best")
+        if o.trials < 1 or o.parallel < 1:
+            raise TuneError("--trials and --parallel must be at least 1")
+        try:
+            split_metric(o.metric)
+        except ValueError as exc:
+            raise TuneError(str(exc)) from None
+        try:
+            make_pruner(o.pruner)
+        except (ValueError, TypeError) as exc:
+            raise TuneError(f"--pruner: {exc}") from None
+        name_arg, launcher_overrides, task_args = submission.split_arguments(o.arguments)
+        fixed, space = tune_space.parse(task_args)
+        if not space:
+            raise TuneError(
+                "nothing to search: give the search space as overrides in Hydra's Optuna-sweeper "
+                "syntax, e.g. lr='tag(log, interval(1e-4, 1e-1))' model='choice(mlp,cnn)', "
+                "or a preset (--preset NAME for configs/tune/NAME.yaml)"
+            )
+        self.spec = task_spec(o.task)
+        self.fixed, self.space = fixed, space
+        self.dists = distributions(space)
+        if o.sampler == "grid":
+            size = math.prod(len(v) for v in tune_space.grid(space).values())
+            if o.trials > size:
+                self.say(f"the grid has {size} points: --trials {o.trials} lowered to {size}")
+                o.trials = size
+        # Validate the config with one point, check the code and launcher (writes nothing).
+        probe = [tune_space.override(k, _first(d)) for k, d in self.dists.items()]
+        self.sweep = submission.prepare(
+            self.spec.script,
+            [*launcher_overrides_args(name_arg, launcher_overrides), *fixed, *probe],
+            o.launcher,
+            o.logs,
+            allow_dirty=True,
+        )
+        self.logs = self.sweep.logs
+        self.definition = {
+            "task": str(self.spec.script.relative_to(self.sweep.code.root))
+            if self.spec.script.is_relative_to(self.sweep.code.root)
+            else str(self.spec.script),
+            "metric": o.metric,
+            "direction": o.direction,
+            "objective": o.objective,
+            "space": dict(space),
+            "overrides": list(fixed),
+            "sampler": o.sampler,
+            "pruner": o.pruner,
+        }
+        self.name = o.study or default_name(self.definition)
+        check_name(self.name)
+
+    # ---------------------------------------------------------------- study
+    def open_study(self) -> None:
+        import optuna
+
+        from runlab.sweep import ops, submission
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        o = self.opts
+        self.store = storage(self.logs, self.name)
+        summary = find_study(self.store, self.name)
+        if summary is not None:
+            attrs = summary.user_attrs.get(ATTR) or {}
+            for key in DEFINING:
+                if attrs.get(key) != self.definition[key]:
+                    raise TuneError(
+                        f"study {self.name!r} in {journal_path(self.logs, self.name)} was made "
+                        f"with {key}={_show(attrs.get(key))}, not {_show(self.definition[key])}: "
+                        "rerun its own command to resume it, or give a new --study NAME"
+                    )
+            if o.seed is not None and attrs.get("seed") != o.seed:
+                raise TuneError(
+                    f"study {self.name!r} was made with --seed {attrs.get('seed')}: resume it "
+                    "with that seed (or none), or give a new --study NAME"
+                )
+            self.attrs = attrs
+            self.record = ops.load(self.logs, attrs["sweep_id"])
+            self.code = attrs["code"]
+            if not Path(self.code["snapshot"]).is_dir():
+                raise TuneError(
+                    f"study {self.name!r} runs the code snapshot {self.code['snapshot']}, which "
+                    "is gone: start a new --study"
+                )
+            resumed = len(summary.user_attrs.get("sessions") or []) if summary else 0
+            seed = (attrs["seed"] + 1000003 * resumed) % 2**32  # a resumed session samples afresh
+            if self.record["launcher"]["name"] != self.sweep.launcher["name"]:
+                raise TuneError(
+                    f"study {self.name!r} runs its trials with the "
+                    f"{self.record['launcher']['name']} launcher: resume it with --launcher "
+                    f"{self.record['launcher']['name']}"
+                )
+            self.say(f"resuming study {self.name} ({journal_path(self.logs, self.name)})")
+        else:
+            code = self.sweep.code
+            if code.dirty and not o.allow_dirty:
+                listing = ", ".join(code.changes[:10])
+                raise TuneError(
+                    f"the git tree at {code.root} has uncommitted changes ({listing}): trials are "
+                    "pinned to a commit; commit them, or pass --allow-dirty to record the diff"
+                )
+            seed = o.seed if o.seed is not None else random.SystemRandom().randrange(2**31)
+            self.code = submission.code_entry(code, self.sweep.script, self.logs)
+            first = f"{__import__('datetime').datetime.now():%Y%m%d-%H%M%S}"
+            sweep_id = f"{first}-tune-{self.name}"
+            self.sweep.sweep_id = sweep_id
+            self.record = ops.new_record(self.sweep)
+            self.record["tune"] = self.name
+            self.record["overrides"] = list(self.opts.arguments)
+            ops.save(self.logs, self.record)
+            self.attrs = {
+                **self.definition,
+                "seed": seed,
+                "sweep_id": sweep_id,
+                "code": self.code,
+                "logs": str(self.logs),
+                "created": now_iso(),
+                "command": ["runlab", *sys.argv[1:]],
+                "launcher": self.sweep.launcher["name"],
+            }
+            optuna.create_study(
+                study_name=self.name, storage=self.store, direction=o.direction
+            ).set_user_attr(ATTR, self.attrs)
+            self.say(f"study {self.name}: {journal_path(self.logs, self.name)} (seed {seed})")
+        self.study = optuna.load_study(
+            study_name=self.name,
+            storage=self.store,
+            sampler=make_sampler(o.sampler, seed, self.space),
+            pruner=make_pruner(o.pruner),
+        )
+        sessions = list(self.study.user_attrs.get("sessions") or [])
+        sessions.append(
+            {"time": now_iso(), "host": socket.gethostname(), "pid": os.getpid(), "seed": seed}
+        )
+        self.study.set_user_attr("sessions", sessions)
+        launcher = dict(self.record["launcher"])
+        if launcher["name"] == "local":
+            launcher["max_parallel"] = o.parallel
+        self.record["launcher"] = launcher
+        self.limits = None
+        if launcher["name"] == "slurm":
+            from runlab.sweep import slurm
+
+            self.limits = slurm.read_limits(launcher.get("account"), launcher.get("qos"))
+
+    # ---------------------------------------------------------------- trials
+    def trials(self) -> list[Any]:
+        return self.study.get_trials(deepcopy=False)
+
+    def create_run(self, trial: Any) -> RunDir:
+        """Pre-create the ``QUEUED`` run of ``trial`` (its config composed now)."""
+        from runlab.sweep.expand import expand, task_spec
+
+        overrides = [
+            *self.fixed,
+            *(tune_space.override(k, trial.params[k]) for k in self.space),
+        ]
+        spec = task_spec(self.code["script"])  # the pinned code's configs
+        (job,) = expand(spec, overrides)
+        info = {
+            "status": "QUEUED",
+            "task": self.code["script"],
+            "study": self.name,
+            "trial": trial.number,
+            "tune": {
+                "storage": str(journal_path(self.logs, self.name)),
+                "study": self.name,
+                "trial": trial.number,
+                "trial_id": trial._trial_id,
+                "metric": self.opts.metric,
+                "direction": self.opts.direction,
+                "objective": self.opts.objective,
+                "pruner": self.opts.pruner,
+            },
+            "sweep_id": self.record["sweep_id"],
+            "sweep_index": trial.number,
+            "launcher": self.record["launcher"]["name"],
+            "submitted_time": now_iso(),
+            "submit_command": [sys.executable, "-m", "runlab", *sys.argv[1:]],
+            "code_commit": self.code["commit"],
+            "code_snapshot": self.code["snapshot"],
+        }
+        (path,) = allocate(self.logs, 1, info=info)
+        run = RunDir(path)
+        write_record(run.config_file, job.config)
+        write_record(run.metadata / "overrides.yaml", job.overrides)
+        if self.code.get("dirty") and self.sweep.code.diff:
+            (run.metadata / "git.diff").write_bytes(self.sweep.code.diff)
+        self.study._storage.set_trial_user_attr(trial._trial_id, "run_id", int(run.run_id))
+        return run
+
+    def submit(self, runs: list[RunDir]) -> None:
+        from runlab.sweep import ops
+
+        if not runs:
+            return
+        ids = [int(r.run_id) for r in runs]
+        self.record["runs"] = [
+            *self.record["runs"],
+            *(i for i in ids if i not in self.record["runs"]),
+        ]
+        code = {**self.code, "env": {**self.code["env"], TRIAL_ENV: self.name}}
+        sub = ops.submit(self.logs, self.record, ids, [code], self.limits, kind="tune")
+        where = ", ".join(f"array {a['job_id']}" for a in sub.get("arrays", [])) or (
+            f"{len(sub.get('workers', []))} local worker(s)"
+        )
+        self.say(
+            f"trials {', '.join(str(r.read_info().get('trial')) for r in runs)} -> runs "
+            f"{', '.join(map(str, ids))} ({where})"
+        )
+
+    def submitted(self) -> set[int]:
+        from runlab.sweep.ops import locate
+
+        return set(locate(self.record))
+
+    def orphan_run(self, number_: int) -> RunDir | None:
+        """The run a killed driver made for trial ``number_`` before recording it, if any."""
+        for path in self.logs.iterdir():
+            if not path.name.isdigit():
+                continue
+            info = RunDir(path).read_info()
+            if info.get("study") == self.name and info.get("trial") == number_:
+                return RunDir(path)
+        return None
+
+    def settle(self) -> tuple[list[Any], list[RunDir]]:
+        """Tell the study about ended runs; return (running trials, runs to submit)."""
+        from optuna.trial import TrialState
+
+        from runlab.sweep import ops
+
+        try:
+            ops.reconcile(self.logs, self.record, by="runlab tune")
+        except Exception as exc:  # the next round tries again
+            self.say(f"warning: could not check the jobs ({exc})")
+        submitted = self.submitted()
+        running, pending = [], []
+        for t in self.trials():
+            if t.state != TrialState.RUNNING:
+                continue
+            rid = t.user_attrs.get("run_id")
+            if rid is None:
+                run = self.orphan_run(t.number) or self.create_run(t)
+                if run.read_info().get("status") == "QUEUED":
+                    self.study._storage.set_trial_user_attr(t._trial_id, "run_id", int(run.run_id))
+                rid = int(run.run_id)
+            run = RunDir(self.logs / str(rid))
+            info = run.read_info()
+            status = info.get("status")
+            if status == "QUEUED" and rid not in submitted:
+                pending.append(run)
+                running.append(t)
+                continue
+            ended = (info.get("error") or {}).get("type") in ("TimeoutError", "JobTimeout")
+            slurm_ = self.record["launcher"]["name"] == "slurm"
+            requeued = status == "TIMEOUT" and slurm_ and not ended  # SLURM requeued the job
+            if status in ("QUEUED", "RUNNING", "PREEMPTED") or requeued:
+                running.append(t)
+                continue
+            self.tell(t, run, status, info)
+        return running, pending
+
+    def tell(self, t: Any, run: RunDir, status: str | None, info: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        o = self.opts
+        storage_ = self.study._storage
+        storage_.set_trial_user_attr(t._trial_id, "run_status", status)
+        label = f"trial {t.number} (run {run.run_id})"
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+        try:
+            if status == "COMPLETE":
+                value = objective_value(run, o.metric, o.objective, o.direction)
+                if value is None or math.isnan(value):
+                    storage_.set_trial_user_attr(
+                        t._trial_id, "fail_reason", f"{o.metric} was not logged (or NaN)"
+                    )
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                    self.say(f"{label} FAILED: the run completed without a value of {o.metric}")
+                    return
+                self.study.tell(t.number, value)
+                self.say(f"{label} COMPLETE {o.metric}={value:g}  {params}{self._best()}")
+            elif status == "PRUNED":
+                self.study.tell(t.number, state=TrialState.PRUNED)
+                self.say(f"{label} PRUNED  {params}")
+            else:
+                err = (info.get("error") or {}).get("message", "")
+                storage_.set_trial_user_attr(t._trial_id, "fail_reason", f"{status}: {err}"[:500])
+                self.study.tell(t.number, state=TrialState.FAIL)
+                self.say(f"{label} {status} (not counted): {err}")
+        except (RuntimeError, ValueError) as exc:  # told already (a second driver's race)
+            self.say(f"warning: {label}: {exc}")
+
+    def _best(self) -> str:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return ""
+        return f"  [best {best.value:g}, trial {best.number}]"
+
+    def counts(self) -> tuple[int, int]:
+        from optuna.trial import TrialState
+
+        trials = self.trials()
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        return done, failed
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> int:
+        self.prepare()
+        with DriverLock(self.logs, self.name):
+            self.open_study()
+            return self.loop()
+
+    def loop(self) -> int:
+        o = self.opts
+        stop: list[int] = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.append(signum)
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        started = time.time()
+        failed_here = 0
+        try:
+            while not stop:
+                running, pending = self.settle()
+                done, failed = self.counts()
+                if done >= o.trials and not running:
+                    break
+                free = min(o.parallel - len(running), o.trials - done - len(running))
+                new = []
+                for _ in range(max(0, free)):
+                    trial = self.study.ask(self.dists)
+                    new.append(self.create_run(trial))
+                self.submit(pending + new)
+                failed_here = failed
+                if failed > 3 * o.trials:
+                    raise TuneError(
+                        f"{failed} trials failed: stopping (see `runlab status`, `runlab logs RUN`)"
+                    )
+                if not new and not pending:
+                    time.sleep(o.poll_s)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        if stop:
+            self.cancel_running()
+            self.say("stopped: rerun the same command to resume the study")
+            return 128 + stop[0]
+        done, failed = self.counts()
+        self.say(
+            f"study {self.name}: {done} trials counted, {failed_here} failed, "
+            f"in {time.time() - started:.1f} s{self._best()}"
+        )
+        return 0
+
+    def cancel_running(self) -> None:
+        from runlab.sweep import ops
+
+        running, _ = self.settle()
+        ids = [t.user_attrs["run_id"] for t in running if t.user_attrs.get("run_id") is not None]
+        if ids:
+            self.say(f"cancelling runs {', '.join(map(str, ids))}")
+            try:
+                ops.cancel(self.logs, self.record, ids, wait_s=30)
+            except Exception as exc:
+                self.say(f"warning: cancel: {exc}")
+            deadline = time.time() + 30
+            while self.settle()[0] and time.time() < deadline:  # until their ends are told
+                time.sleep(0.5)
+
+
+def launcher_overrides_args(name: str | None, overrides: list[str]) -> list[str]:
+    return ([f"launcher={name}"] if name else []) + [f"launcher.{o}" for o in overrides]
+
+
+def _first(dist: Any) -> Any:
+    choices = getattr(dist, "choices", None)
+    return choices[0] if choices else dist.low
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+# --------------------------------------------------------------------- show
+def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
+    """The study's state, best trials and their runs, as plain data."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = study_names(logs)
+    if not names:
+        raise TuneError(f"no study in {studies_dir(logs)}: start one with `runlab tune TASK ...`")
+    if name is None:
+        name = names[-1]
+    elif name not in names:
+        raise TuneError(f"no study {name!r} in {studies_dir(logs)}; known: {', '.join(names)}")
+    study = optuna.load_study(study_name=name, storage=storage(logs, name))
+    attrs = study.user_attrs.get(ATTR) or {}
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    done.sort(key=lambda t: t.value, reverse=attrs.get("direction", "maximize") == "maximize")
+
+    def row(t: Any) -> dict[str, Any]:
+        return {
+            "trial": t.number,
+            "run_id": t.user_attrs.get("run_id"),
+            "value": t.value,
+            "state": t.state.name,
+            "params": dict(t.params),
+            "duration_s": round(t.duration.total_seconds(), 2) if t.duration else None,
+        }
+
+    return {
+        "study": name,
+        "journal": str(journal_path(logs, name)),
+        "metric": attrs.get("metric"),
+        "direction": attrs.get("direction"),
+        "objective": attrs.get("objective"),
+        "space": attrs.get("space"),
+        "sampler": attrs.get("sampler"),
+        "seed": attrs.get("seed"),
+        "pruner": attrs.get("pruner"),
+        "sweep_id": attrs.get("sweep_id"),
+        "states": states,
+        "best": row(done[0]) if done else None,
+        "top": [row(t) for t in done[:top]],
+        "trials": [row(t) for t in trials],
+    }
+
+
+def study_figures(logs: Path, name: str) -> list[dict[str, Any]]:
+    """Optuna's optimisation history and parameter importances as Plotly JSON, for the
+    report page (``runlab report --study NAME``); a figure that cannot be drawn is left out."""
+    import optuna
+    from optuna import visualization as vis
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage(logs, name))
+    found = []
+    for title, plot in (
+        ("optimisation history", vis.plot_optimization_history),
+        ("parameter importances", vis.plot_param_importances),
+    ):
+        try:
+            fig = json.loads(plot(study).to_json())
+        except (ValueError, RuntimeError):  # too few trials for importances
+            continue
+        found.append({"title": title, "data": fig.get("data", []), "layout": fig.get("layout", {})})
+    return found
+
+
+def write_plots(logs: Path, name: str, out: Path) -> list[Path]:
+    """Optuna's optimisation history and parameter importances as HTML files in ``out``."""
+    import optuna
+    from optuna import visualization as vis
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage(logs, name))
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    figures = {"history": vis.plot_optimization_history, "importance": vis.plot_param_importances}
+    for stem, plot in figures.items():
+        try:
+            fig = plot(study)
+        except (ValueError, RuntimeError) as exc:  # too few trials for importances
+            print(f"[tune] {stem}: not drawn ({exc})", file=sys.stderr)
+            continue
+        path = out / f"{name}-{stem}.html"
+        fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+        written.append(path)
+    written += _history_png(study, out / f"{name}-history.png")
+    return written
+
+
+def _history_png(study: Any, path: Path) -> list[Path]:
+    """The optimisation history as a PNG too (matplotlib), for papers and READMEs."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as mvis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" warnings of optuna's matplotlib plots
+        try:
+            ax = mvis.plot_optimization_history(study)
+        except (ValueError, RuntimeError):
+            return []
+    ax.figure.set_size_inches(7, 4)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)
+    return [path]

@@ -21,6 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from runlab.record.files import tail
+
 STATUS_ORDER = (
     "QUEUED",
     "RUNNING",
@@ -237,7 +239,7 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
                 }
             )
     for f in failing[:limit]:
-        f["traceback"] = _tail(logs / str(f["run_id"]) / "metadata" / "traceback.txt", lines)
+        f["traceback"] = tail(logs / str(f["run_id"]) / "metadata" / "traceback.txt", lines)
     total = len(record["runs"])
     ended = sum(n for s, n in counts.items() if s not in ("QUEUED", "RUNNING", "PREEMPTED"))
     subs = record.get("submissions", [])
@@ -265,14 +267,6 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
         "failing_total": len(failing),
         "reconciled": changes,
     }
-
-
-def _tail(path: Path, lines: int) -> list[str]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.rstrip("\n").splitlines() if line.strip()][-lines:]
 
 
 def _short(iso: Any) -> str:

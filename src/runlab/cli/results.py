@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runlab.record.files import tail
+
 FAILING = ("FAILED", "TIMEOUT", "LOST", "CORRUPT", "INTERRUPTED")
 _STATUS_STYLE = {
     "COMPLETE": "green",
@@ -360,89 +362,13 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- show
-def _tail(path: Path, lines: int) -> list[str]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.rstrip("\n").splitlines() if line.strip()][-lines:]
-
-
 def _record(logs: Path, run_id: int) -> dict[str, Any]:
-    """One run's record, read from its directory (nested config, info, env, metrics)."""
-    import time
+    from runlab.results.reader import NoSuchRun, read_run
 
-    from runlab.results.reader import LOST_AFTER_S, _iso_epoch, _read_metric_files, _summaries
-    from runlab.results.reader._files import Refused, load_record, load_yaml_file
-
-    path = logs / str(run_id)
-    if not path.is_dir():
-        raise _Exit(1, f"no run {run_id} in {logs}")
-    record: dict[str, Any] = {"run_id": run_id, "path": str(path)}
-    problems: list[str] = []
-    for name in ("config", "overrides", "info", "env"):
-        # The JSON twin, else the YAML with bounded cost (an alias bomb is refused).
-        try:
-            if name == "overrides":  # a list, without a JSON twin
-                file = f"metadata/{name}.yaml"
-                data = load_yaml_file(str(path / file), file)
-            else:
-                data = dict(load_record(str(path), name)[0])
-        except FileNotFoundError:
-            data = None
-            if name in ("config", "info"):
-                problems.append(f"missing metadata/{name}.yaml")
-        except Refused as exc:
-            data = None
-            problems.append(str(exc))
-        if name == "env" and isinstance(data, dict):
-            # what capture could not record (runlab.record.environment): printed as problems
-            for line in data.get("problems") or []:
-                problems.append(f"environment: {line}")
-            if data.get("error"):  # records made before `problems` existed
-                problems.append(f"environment: not recorded ({data['error']})")
-            for key in ("packages", "conda_packages"):
-                if isinstance(data.get(key), dict):
-                    data[key] = f"{len(data[key])} packages (see metadata/env.yaml)"
-        record[name] = data
-    info = record.get("info") if isinstance(record.get("info"), dict) else {}
-    status = info.get("status") if info else "CORRUPT"
-    if status == "RUNNING":
-        beat = _iso_epoch(info.get("heartbeat") or info.get("start_time"))
-        limit = max(LOST_AFTER_S, 4 * float(info.get("heartbeat_interval_s") or 15.0))
-        if beat is not None and time.time() - beat > limit:
-            status = "LOST"
-    record["status"] = status
-    metrics: dict[str, Any] = {}
-    from collections import Counter
-
-    for file in sorted((path / "metrics").glob("*.jsonl")):
-        parsed = _read_metric_files([(run_id, str(file), status == "RUNNING")], Counter())
-        rec = parsed.files.get(run_id, {})
-        rows = parsed.frame()
-        last: dict[str, Any] = {}
-        if rows.height:
-            summary = _summaries(file.stem, rows)
-            if summary.height:
-                last = {
-                    k.removeprefix(file.stem + "."): v
-                    for k, v in summary.row(0, named=True).items()
-                    if k != "run_id"
-                }
-        metrics[file.stem] = {"rows": rec.get("rows", 0), **last}
-        if rec.get("problem"):
-            problems.append(f"metrics/{rec['problem']}")
-    record["metrics"] = metrics
-    for sub in ("artifacts", "checkpoints"):
-        folder = path / sub
-        record[sub] = (
-            sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-            if folder.is_dir()
-            else []
-        )
-    record["traceback"] = _tail(path / "metadata" / "traceback.txt", 10)
-    record["problems"] = problems
-    return record
+    try:
+        return read_run(logs, run_id)
+    except NoSuchRun as exc:
+        raise _Exit(1, str(exc)) from None
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -573,7 +499,7 @@ def _status(args: argparse.Namespace) -> int:
                 "error_type": row.get("info.error.type"),
                 "error_message": row.get("info.error.message"),
                 "problem": row.get("problem"),
-                "traceback": _tail(
+                "traceback": tail(
                     logs / str(row["run_id"]) / "metadata" / "traceback.txt", args.lines
                 ),
             }

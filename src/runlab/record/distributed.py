@@ -783,31 +783,6 @@ def slurm_task() -> int:
     return _int(os.environ, "SLURM_PROCID")
 
 
-# ---------------------------------------------------------------- launchers
-def check_launcher(cfg: Mapping[str, Any], path: Path | None = None) -> None:
-    """Refuse resources a launcher cannot give (``launcher.nodes=2`` locally, ``tasks_per_node=0``)."""
-    from runlab.sweep.launcher import LauncherError
-
-    where = f" (in {path} or launcher.* overrides)" if path else ""
-    for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb"):
-        value = cfg.get(key)
-        if value is None:
-            continue
-        low = 0 if key == "gpus_per_node" else 1
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-            raise LauncherError(
-                f"launcher.{key}={value!r}{where}: give a number >= {low}"
-                + ("" if key == "mem_gb" else " (an integer)")
-            )
-        if key != "mem_gb" and int(value) != value:
-            raise LauncherError(f"launcher.{key}={value!r}{where}: give an integer")
-    if cfg.get("name") == "local" and int(cfg.get("nodes") or 1) != 1:
-        raise LauncherError(
-            f"launcher.nodes={cfg['nodes']}{where}: the local launcher runs on this machine only; "
-            "use launcher.nodes=1 (and launcher.tasks_per_node=N for N ranks), or --launcher slurm"
-        )
-
-
 # -------------------------------------------------------------------- doctor
 def doctor_check(gpus_present: bool) -> tuple[str, str, str, str]:
     """``(name, verdict, detail, fix)`` for ``runlab doctor``: torch.distributed, and NCCL

@@ -182,3 +182,12 @@ def write_record(path: Path, data: Any) -> None:
     path = Path(path)
     write_atomic(path.with_suffix(".json"), dumps_json(data))
     write_atomic(path, dump_yaml(data).encode())
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` non-blank lines of a text file (none if it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.rstrip("\n").splitlines() if line.strip()][-lines:]

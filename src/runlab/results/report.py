@@ -642,12 +642,12 @@ def _problems(reader: Any) -> list[tuple[int, str]]:
 
 def _records(reader: Any, run_ids: list[int]) -> dict[str, Any]:
     """``runlab show``'s record of each run (the first :data:`RECORDS`)."""
-    from runlab.cli.results import _record
+    from runlab.results.reader import read_run
 
     out: dict[str, Any] = {}
     for rid in run_ids[:RECORDS]:
         try:
-            out[str(rid)] = _jsonable(_record(reader.logs, int(rid)))
+            out[str(rid)] = _jsonable(read_run(reader.logs, int(rid)))
         except Exception as exc:  # a record that cannot be read is said, not fatal
             out[str(rid)] = {"run_id": rid, "problems": [f"{type(exc).__name__}: {exc}"]}
     return out

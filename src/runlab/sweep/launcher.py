@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,30 @@ def load_config(name: str, config_dir: Path | None, overrides: Sequence[str]) ->
         )
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
-    from runlab.record.distributed import check_launcher
-
     check_launcher(out, path if path is not None and path.exists() else None)
     return out
+
+
+def check_launcher(cfg: Mapping[str, Any], path: Path | None = None) -> None:
+    """Refuse resources a launcher cannot give (``launcher.nodes=2`` locally, ``tasks_per_node=0``)."""
+    where = f" (in {path} or launcher.* overrides)" if path else ""
+    for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb"):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        low = 0 if key == "gpus_per_node" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise LauncherError(
+                f"launcher.{key}={value!r}{where}: give a number >= {low}"
+                + ("" if key == "mem_gb" else " (an integer)")
+            )
+        if key != "mem_gb" and int(value) != value:
+            raise LauncherError(f"launcher.{key}={value!r}{where}: give an integer")
+    if cfg.get("name") == "local" and int(cfg.get("nodes") or 1) != 1:
+        raise LauncherError(
+            f"launcher.nodes={cfg['nodes']}{where}: the local launcher runs on this machine only; "
+            "use launcher.nodes=1 (and launcher.tasks_per_node=N for N ranks), or --launcher slurm"
+        )
 
 
 def slurm_parameters(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ The package, one job per module:
 - ``_index``: the on-disk index (immutable data files behind atomic pointers).
 - ``_store``: what one read knows: the run table and the metric rows loaded.
 - ``_api``: :class:`Reader` and :class:`Grouped`.
+- ``_run``: one run's whole record (:func:`read_run`, for ``runlab show`` and the report).
 """
 
 from __future__ import annotations
@@ -35,11 +36,18 @@ from __future__ import annotations
 from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
 from runlab.results.reader._files import iso_epoch as _iso_epoch
 from runlab.results.reader._index import INDEX_DIR, wait_for_index
-from runlab.results.reader._metrics import read_metric_files as _read_metric_files
-from runlab.results.reader._metrics import summaries as _summaries
+from runlab.results.reader._run import NoSuchRun, read_run
 from runlab.results.reader._store import LOST_AFTER_S
 
-__all__ = ["CorruptRunWarning", "Grouped", "Reader", "runs", "to_pandas", "wait_for_index"]
-# Also importable, for runlab's own commands: INDEX_DIR, LOST_AFTER_S, _iso_epoch,
-# _read_metric_files, _summaries.
-_ = (INDEX_DIR, LOST_AFTER_S, _iso_epoch, _read_metric_files, _summaries)
+__all__ = [
+    "CorruptRunWarning",
+    "Grouped",
+    "NoSuchRun",
+    "Reader",
+    "read_run",
+    "runs",
+    "to_pandas",
+    "wait_for_index",
+]
+# Also importable, for runlab's own commands: INDEX_DIR, LOST_AFTER_S, _iso_epoch.
+_ = (INDEX_DIR, LOST_AFTER_S, _iso_epoch)

@@ -529,12 +529,12 @@ def test_temporaries_of_killed_writes_are_removed_at_the_next_start(logs: Path) 
     assert read_info(run)["status"] == "COMPLETE"
 
 
-# --------------------------------------------------------- runlab.record.launch twice
+# --------------------------------------------------------------- runlab.launch twice
 
 TWO_TASKS = """\
 import sys
 
-import runlab.record.launch  # binds the submodule on the package: runlab.record.launch must stay callable
+import runlab.record.launch  # the module that defines it: runlab.launch stays the function
 
 
 @runlab.launch(config_path=".", config_name="slow")

@@ -560,8 +560,8 @@ def missing_pieces(command: str, output: str) -> list[str]:
             missing.append(f"{script} does not exist yet")
         if word in console_scripts():
             module = console_scripts()[word].split(":")[0]
-            source = ROOT / "src" / (module.replace(".", "/") + ".py")
-            if not source.exists():
+            source = ROOT / "src" / module.replace(".", "/")
+            if not source.with_suffix(".py").exists() and not (source / "__init__.py").exists():
                 missing.append(f"the `{word}` CLI ({module}) is not written yet: {source}")
     for module in re.findall(r"No module named '(runlab[\w.]*)'", output):
         missing.append(f"module {module} is not written yet")

@@ -205,7 +205,7 @@ def _explain(row: dict[str, Any], name: str, error: Exception) -> MetricsError:
 class RunLogger:
     """The task's handle on its run directory: metrics, artifacts and checkpoints.
 
-    Create it through :func:`runlab.record.launch` (as ``ctx.logger``) or directly with
+    Create it through :func:`runlab.launch` (as ``ctx.logger``) or directly with
     a run directory for use outside Hydra.
 
     ``resume``: whether this logger continues a previous attempt of the run, so

@@ -572,3 +572,108 @@ def test_show_refuses_an_id_that_only_looks_like_a_number(logs: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "'²'" in proc.stderr
+
+
+# ------------------------------------------- the first checkpoint, reopening, run ids
+
+FIRST_CHECKPOINT = """\
+import time
+
+import runlab
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("checkpointing", flush=True)
+    ctx.logger.log_checkpoint({"step": 0})  # the first checkpoint imports torch (seconds)
+    print("saved", flush=True)
+    for step in range(ctx.config.steps):
+        ctx.logger.log_metrics({"value": step}, step=step)
+        time.sleep(ctx.config.interval)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_torch_is_imported_stops_the_run(tmp_path: Path, signum: int) -> None:
+    """A signal's exception raised in the middle of `import torch` was swallowed there:
+    the run went on RUNNING and ignored every later signal (SIGINT: a TypeError)."""
+    script = tmp_path / "first_checkpoint.py"
+    script.write_text(FIRST_CHECKPOINT)
+    shutil.copy(TASKS / "slow.yaml", tmp_path / "slow.yaml")
+    for i, delay in enumerate((0.05, 0.3, 0.6)):
+        logs = tmp_path / f"logs-{i}"
+        proc = start_task(script, "steps=100000", "interval=0.01", RUNLAB_LOGS=str(logs))
+        wait_line(proc, "checkpointing")
+        time.sleep(delay)
+        proc.send_signal(signum)
+        try:
+            err = proc.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.communicate()[1]
+            raise AssertionError(
+                f"still running {delay} s into the import: {err[-2000:]}"
+            ) from None
+        assert proc.returncode == 128 + signum, err
+        assert "Traceback" not in err, err
+        (run,) = runs_in(logs)
+        assert read_info(run)["status"] == "INTERRUPTED"
+
+
+def test_a_reopened_run_that_starts_over_repeats_no_step(logs: Path) -> None:
+    """Without a checkpoint to resume from, a new attempt logs from step 0 again: the
+    previous attempt's rows are set aside (kept), not followed by a second copy."""
+    proc = start_task(SLOW, "steps=300", "interval=0.01", "ckpt_every=100000")
+    wait_line(proc, "step 20")
+    time.sleep(1.5)  # the rows are flushed once a second
+    proc.kill()
+    proc.communicate()
+    rows_before = (logs / "1" / "metrics" / "train.jsonl").read_bytes()
+    run_task(SLOW, "steps=300", "interval=0.01", "ckpt_every=100000", "runlab.run_id=1")
+    steps = [json.loads(line)["step"] for line in (logs / "1" / "metrics" / "train.jsonl").open()]
+    assert steps == list(range(300))
+    assert (logs / "1" / "metrics" / ".previous" / "1" / "train.jsonl").read_bytes() == rows_before
+    info = read_info(logs / "1")
+    assert info["status"] == "COMPLETE" and info["attempts"] == 2
+
+    import runlab
+
+    metrics = runlab.Reader(logs, write_index=False).metrics("train").collect()
+    assert metrics.height == 300 and metrics["step"].n_unique() == 300
+
+
+def test_a_refused_reopen_changes_nothing_in_the_run(logs: Path) -> None:
+    run_task(SLOW, "steps=3", "interval=0")
+    planted = logs / "1" / "metadata" / ".info.yaml.abc.tmp"
+    planted.write_text("left by a killed write")
+    lock = (logs / "1" / "metadata" / ".lock").read_bytes()
+    proc = run_task(SLOW, "steps=9", "interval=0", "runlab.run_id=1", check=False)
+    assert_one_line_error(proc, "different config")
+    assert planted.exists() and (logs / "1" / "metadata" / ".lock").read_bytes() == lock
+
+
+def test_a_run_folder_with_the_largest_id_is_one_line_not_unreadable_runs(logs: Path) -> None:
+    (logs / "999999999999999999").mkdir(parents=True)
+    proc = run_task(SLOW, "steps=2", "interval=0", check=False)
+    assert_one_line_error(proc, "999999999999999999", "rename or move")
+    assert sorted(p.name for p in logs.iterdir()) == ["999999999999999999"]
+
+
+@pytest.mark.parametrize("flags", [["-m"], ["--cfg", "job"]])
+def test_hydra_flags_after_the_overrides_still_parse(logs: Path, flags: list[str]) -> None:
+    proc = run_task(SLOW, "steps=2", "interval=0", *flags)
+    assert "unrecognized arguments" not in proc.stderr
+    if flags == ["-m"]:
+        assert read_info(logs / "1")["status"] == "COMPLETE"
+    else:
+        assert "steps: 2" in proc.stdout and not logs.exists()
+
+
+def test_an_override_without_a_key_is_one_line(logs: Path) -> None:
+    proc = run_task(SLOW, "=3", check=False)
+    assert_one_line_error(proc, "'=3'", "KEY=VALUE")
+    assert proc.returncode == 2

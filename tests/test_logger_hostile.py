@@ -48,6 +48,12 @@ BAD_NAMES = [
     ".hidden",
     "..",
     "x" * 300,
+    "model\u202egp.pt",  # a right-to-left override: shown as 'modeltp.pg'
+    "a\u200bb",  # a zero-width space
+    "\ufefftrain",  # a byte-order mark
+    "a\u2028b",  # a line separator
+    " ",
+    "train ",
 ]
 
 
@@ -512,3 +518,77 @@ def test_a_full_disk_then_freed_writes_every_row_once_in_order(small_disk: Path)
     assert len(rows) > 310
     with RunLogger(run) as again:  # the last good checkpoint is intact
         assert again.load_checkpoint()["next"] > 300
+
+
+def test_a_full_disk_during_a_checkpoint_is_a_record_write_error_not_torchs(
+    small_disk: Path,
+) -> None:
+    """torch.save turns ENOSPC into 'RuntimeError: [enforce fail at inline_container.cc]';
+    the task must learn that the disk is full, and the previous checkpoint stays."""
+    import torch
+
+    from runlab.record.logger import RecordWriteError, RunLogger
+
+    logger = RunLogger(small_disk / "run")
+    try:
+        logger.log_checkpoint({"w": torch.zeros(10)})
+        fill(small_disk)
+        with pytest.raises(RecordWriteError, match="No space left on device") as e:
+            logger.log_checkpoint({"w": torch.zeros(200_000)})
+        assert "last.pt" in str(e.value)
+        assert logger.load_checkpoint()["w"].shape == (10,)  # the previous one, whole
+        assert not list((small_disk / "run" / "checkpoints").glob(".*"))
+    finally:
+        (small_disk / "ballast").unlink(missing_ok=True)
+        logger.close()
+
+
+@pytest.mark.parametrize("kind", ["bytes", "object", "file", "figure"])
+def test_an_artifact_that_does_not_fit_leaves_no_part_under_its_name(
+    small_disk: Path, tmp_path: Path, kind: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from runlab.record.logger import RecordWriteError, RunLogger
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    fig = plt.figure(figsize=(40, 40), dpi=100)  # a PNG of several MB
+    fig.gca().imshow(np.random.default_rng(0).random((800, 800)))
+    objs = {
+        "bytes": big.read_bytes(),
+        "object": {"blob": big.read_bytes()},
+        "file": big,
+        "figure": fig,
+    }
+    logger = RunLogger(small_disk / "run")
+    try:
+        logger.log_artifact(b"old", name="a.png")  # a previous artifact of that name
+        with pytest.raises(RecordWriteError, match="No space left on device"):
+            logger.log_artifact(objs[kind], name="a.png")
+        assert (small_disk / "run" / "artifacts" / "a.png").read_bytes() == b"old"
+        assert not list((small_disk / "run" / "artifacts").glob(".*"))
+    finally:
+        plt.close(fig)
+        logger.close()
+
+
+def test_a_logger_outside_a_session_is_the_runs_only_writer(tmp_path: Path) -> None:
+    from runlab.record.logger import RunLogger
+
+    first = RunLogger(tmp_path / "run")
+    code = (
+        "import sys\nfrom runlab.record.logger import RunLogger\n"
+        "from runlab.record.rundir import RunBusyError\n"
+        f"try:\n    RunLogger({str(tmp_path / 'run')!r})\nexcept RunBusyError as e:\n"
+        "    print('busy', e)\n    sys.exit(3)\n"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert other.returncode == 3 and "busy" in other.stdout, other.stdout + other.stderr
+    first.log_metrics({"x": 1})
+    first.close()
+    again = RunLogger(tmp_path / "run")  # the lock went with close()
+    again.close()

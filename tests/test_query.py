@@ -217,3 +217,19 @@ def test_injection_is_a_syntax_error_that_executes_nothing(tmp_path: Path) -> No
 def test_the_module_never_evaluates() -> None:
     source = inspect.getsource(query).split('"""', 2)[2]  # the code, after the docstring
     assert not re.search(r"(?<![\w.])(?<!def )(eval|exec|compile|__import__)\(", source)
+
+
+def test_a_long_run_of_digits_is_refused_at_once_not_after_backtracking() -> None:
+    """The number pattern cannot backtrack: 30,000 digits and a letter used to take 20 s
+    of CPU (quadratic), and 5,000 digits reached int()'s limit as an internal error."""
+    import time
+
+    start = time.process_time()
+    with pytest.raises(QueryError, match="not a number"):
+        parse("config.lr < " + "1" * 30_000 + "x")
+    with pytest.raises(QueryError, match="a number of 5000 characters") as e:
+        parse("config.lr < " + "1" * 5_000)
+    assert len(str(e.value)) < 400  # a window around the caret, not the literal
+    assert time.process_time() - start < 2  # was 21 s; a bound far from the fix's 0.01 s
+    assert parse("a < 1.5e+3").right.value == 1500.0
+    assert parse("a < -.5").right.value == -0.5

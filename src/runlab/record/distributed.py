@@ -529,6 +529,8 @@ class PeerLogger(RunLogger):
     step, since this rank wrote them on its own clock).
     """
 
+    writes_record = False  # rank 0 holds the run's lock
+
     def __init__(self, run_dir: Path | str | RunDir, rank: int, flush_interval: float = 1.0):
         self.rank = rank
         self._recut: set[str] | None = None  # files still to cut after a resume

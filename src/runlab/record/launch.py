@@ -113,6 +113,7 @@ def launch(
                 )(hydra_task)
                 if cfg_passthrough is not None:
                     return app(cfg_passthrough)
+                first = _check_overrides(argv[1:]) + 1  # where the user's overrides begin
                 given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
                 extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
                 if "hydra.sweep.dir" not in given:
@@ -124,7 +125,9 @@ def launch(
                     extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
                 global _COMMAND
                 _COMMAND = [sys.executable, *argv]
-                sys.argv = [argv[0], *argv[1:], *extra]
+                # Beside the user's overrides: Hydra takes them as one positional list, so
+                # a flag after them (`steps=2 -m`, `--cfg job`) still parses.
+                sys.argv = [*argv[:first], *extra, *argv[first:]]
                 return app()
             except Interrupted as exc:  # before a run was made, or between a sweep's runs
                 print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
@@ -143,6 +146,32 @@ def launch(
         return main
 
     return decorator
+
+
+# Hydra's own options that take a value in the next argument.
+_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_VALUE_FLAGS |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
+
+
+def _check_overrides(args: list[str]) -> int:
+    """The index of the first override in ``args`` (``len(args)`` if none); an override
+    without a key (``=3``), which Hydra reads as a config group and fails on with a
+    traceback, is one line and exit 2."""
+    first = len(args)
+    after_flag = False
+    for i, arg in enumerate(args):
+        if arg.startswith("-") or after_flag:
+            after_flag = arg in _VALUE_FLAGS
+            continue
+        first = min(first, i)
+        key = arg[1:] if arg.startswith("~") else arg.split("=", 1)[0].lstrip("+")
+        if "=" in arg and not key.strip():
+            raise _fail(
+                f"override {arg!r} has no key before '=': write KEY=VALUE (lr=0.01), "
+                "KEY=A,B for a sweep with -m, +KEY=VALUE to add a key",
+                2,
+            )
+    return first
 
 
 _SWEEP_PREFIX = "runlab-sweep-"

@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -90,7 +91,15 @@ class _Guard:
     previous: ClassVar[dict[int, Any]] = {}
     defer = False  # a run directory is being made, or its status written: wait
     pending: int | None = None  # the signal that came while deferred
-    stopping = False  # a stop is under way: further signals change nothing
+    stopping = False  # a stop is under way: further signals change nothing...
+    stopped_at = 0.0  # ...for RESTOP_S after it began (time.monotonic())
+    first = signal.SIGTERM  # the signal that began it
+
+
+# A stop signal's exception can be swallowed on its way out of the task (a library's
+# ``except BaseException``, or a C extension that drops it): a signal this long after
+# the first one stops the task again, as the first one would have.
+RESTOP_S = 2.0
 
 
 def _stop_exception(signum: int) -> BaseException:
@@ -103,14 +112,39 @@ def _on_signal(signum: int, frame: Any) -> None:
     # Only the first stop signal interrupts the task; a second one (SLURM signals
     # every process of a job step, and submitit forwards it too) must not break
     # the writing of the final status.
-    if _Guard.stopping:
-        return
     if _Guard.defer:
-        if _Guard.pending is None:
+        if _Guard.pending is None and not _Guard.stopping:
             _Guard.pending = signum
         return
-    _Guard.stopping = True
+    if _Guard.stopping:
+        if time.monotonic() - _Guard.stopped_at < RESTOP_S:
+            return
+        signum = _Guard.first  # the first stop was lost on its way: the same stop again
+    _stop(signum)
+
+
+def _stop(signum: int) -> None:
+    _Guard.stopping, _Guard.stopped_at, _Guard.first = True, time.monotonic(), signum
     raise _stop_exception(signum)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold stop signals for the duration, then act on one that came.
+
+    For imports of large libraries in the task's first seconds (torch, for the
+    first checkpoint): an exception raised in the middle of an import can be
+    swallowed by the library's own error handling, and the run would go on.
+    """
+    if _Guard.defer or not _Guard.installed:
+        yield
+        return
+    _Guard.defer = True
+    try:
+        yield
+    finally:
+        _Guard.defer = False
+    _raise_pending()
 
 
 def install_stop_handlers() -> bool:
@@ -139,8 +173,7 @@ def restore_stop_handlers() -> None:
 def _raise_pending() -> None:
     signum, _Guard.pending = _Guard.pending, None
     if signum is not None:
-        _Guard.stopping = True
-        raise _stop_exception(signum)
+        _stop(signum)
 
 
 def _user() -> str:
@@ -222,7 +255,8 @@ class RunSession:
             write_record(self.run.config_file, self.config)
             write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
             self._write_env()
-            self.logger = RunLogger(self.run)
+            # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
+            self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)
             if os.environ.get("RUNLAB_TRIAL"):  # a trial of `runlab tune`: report, maybe prune
                 from runlab.record.trial import attach
 
@@ -283,12 +317,13 @@ class RunSession:
             self.run.acquire()
             self._info = self.run.read_info()
         else:
-            run = self.run.create()
+            run = self.run
+            self._check_config()  # a refused reopen changes nothing in the run
+            run.create()
             run.acquire()  # RunBusyError while another live process writes the run
             for folder in (run.metadata, run.checkpoints, run.artifacts, run.metrics, run.path):
                 remove_temporaries(folder)  # left by atomic writes that were killed
             info = run.read_info()
-            self._check_config()
             self._info = run.update_info(run_id=run.run_id, **self._fields(info))
         self._opened = True
         if self._announce is not None:
@@ -344,10 +379,10 @@ class RunSession:
         try:
             close_error = self._finish(run, exc, tb)
         finally:
-            _Guard.defer = False
             run.release()
             if self._installed:
                 restore_stop_handlers()
+            _Guard.defer = False
         if isinstance(exc, (Interrupted, KeyboardInterrupt)):
             _Guard.pending = None
         else:

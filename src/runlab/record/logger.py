@@ -46,7 +46,14 @@ already holds ``checkpoints/last.pt``) truncates the metric files back to those
 lengths on its first ``load_checkpoint("last")``, provided it has logged no row
 and written no checkpoint yet. The rows cut are those the previous attempt
 logged after its last checkpoint; the resumed task logs them again. Loading any
-checkpoint later, or any other name, never touches the metrics.
+checkpoint later, or any other name, never touches the metrics. A new attempt of
+a run (``resume=True``, as a run session passes it) that logs a row or writes a
+checkpoint before loading ``"last"`` starts over: the previous attempt's metric
+files are moved to ``metrics/.previous/<attempt>/``, so no step is there twice.
+
+**One writer.** A logger made on a run directory by hand takes the run's lock
+(:meth:`RunDir.acquire`: ``RunBusyError`` while another live process writes the
+run) until :meth:`close`; inside a run session the session holds it.
 
 **Full disk.** When a write fails (``ENOSPC``, ``EDQUOT``, ``EIO``…) the file is
 cut back to its last complete line and the rows not written stay in memory, in
@@ -61,12 +68,14 @@ raises :class:`RecordWriteError` once if rows remain unwritten.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import operator
 import os
 import pickle
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -223,6 +232,11 @@ class RunLogger:
     ) -> None:
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run.create()
+        # One writer per run: a logger made outside a run session takes the run's lock
+        # (RunBusyError while another live process writes it) and gives it back at close.
+        self._holds_lock = self.writes_record and not self.run.locked
+        if self._holds_lock:
+            self.run.acquire()
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
@@ -232,6 +246,8 @@ class RunLogger:
         self._good_keys: set[str] = set()
         self._fault: Any = None  # an error to raise at the next call, or _CLOSED
         self._remove_temporaries()
+        # A new attempt (resume=True) that logs before it loads 'last' starts over.
+        self._start_over = resume is True
         if resume is None:
             resume = (self.run.checkpoints / "last.pt").exists()
         self._resuming = resume  # until the first row, checkpoint or load of 'last'
@@ -242,6 +258,7 @@ class RunLogger:
         self._flusher.start()
 
     rank = 0  # runlab.record.distributed: the rank whose logger this is (PeerLogger for ranks > 0)
+    writes_record = True  # the run's writer (PeerLogger: rank 0 is, in another process)
     on_row: Any = (
         None  # runlab.record.trial: called (name, step, row) after each row of a tune trial
     )
@@ -266,6 +283,8 @@ class RunLogger:
         """
         if self._fault is not None:
             self._raise_fault()
+        if self._start_over:
+            self._set_aside_previous_attempt()
         if all_ranks:
             name = f"{name}.rank{self.rank}"
         try:
@@ -448,23 +467,29 @@ class RunLogger:
                 raise FileNotFoundError(f"log_artifact: no file or directory at {src}")
             dest = self.run.artifacts / (name or src.name)
             if src.is_dir():
-                shutil.copytree(src, dest, dirs_exist_ok=True)
+                write = lambda tmp: shutil.copytree(src, tmp)  # noqa: E731
             else:
-                shutil.copy2(src, dest)
-            return dest
-        if hasattr(obj, "savefig"):
+                write = lambda tmp: shutil.copy2(src, tmp)  # noqa: E731
+        elif hasattr(obj, "savefig"):
             dest = self.run.artifacts / (name or "figure.png")
-            obj.savefig(dest, bbox_inches="tight")
-            return dest
-        if isinstance(obj, (bytes, bytearray)):
+            fmt = dest.suffix[1:].lower() or "png"  # the temporary name has no suffix to go by
+            write = lambda tmp: obj.savefig(tmp, format=fmt, bbox_inches="tight")  # noqa: E731
+        elif isinstance(obj, (bytes, bytearray)):
             if not name:
                 raise ValueError("log_artifact needs a name for bytes")
             dest = self.run.artifacts / name
-            dest.write_bytes(obj)
-            return dest
-        default = check_name(f"{type(obj).__name__.lower()}.pt", "log_artifact(name=)")
-        dest = self.run.artifacts / (name or default)
-        _save(obj, dest)
+            write = lambda tmp: tmp.write_bytes(obj)  # noqa: E731
+        else:
+            default = check_name(f"{type(obj).__name__.lower()}.pt", "log_artifact(name=)")
+            dest = self.run.artifacts / (name or default)
+            write = lambda tmp: _dump(obj, tmp)  # noqa: E731
+        try:
+            _replace_with(dest, write)
+        except OSError as exc:
+            raise RecordWriteError(
+                f"{dest}: {exc.strerror or exc}; the artifact was not stored "
+                "(a previous one of that name, if any, is kept)"
+            ) from exc
         return dest
 
     # -------------------------------------------------------------- checkpoints
@@ -480,6 +505,8 @@ class RunLogger:
         if self._fault is not None:
             self._raise_fault()
         check_name(name, "log_checkpoint(name=)")
+        if self._start_over:
+            self._set_aside_previous_attempt()
         dest = self.run.checkpoints / f"{name}.pt"
         with self._lock:
             self._resuming = False
@@ -492,7 +519,7 @@ class RunLogger:
             sizes.update(self._sizes)
             meta = {"metrics_bytes": sizes, "next_step": dict(self._next_step), "time": time.time()}
         try:
-            _save({_CHECKPOINT_KEY: meta, "state": state}, dest)
+            _replace_with(dest, lambda tmp: _dump({_CHECKPOINT_KEY: meta, "state": state}, tmp))
         except OSError as exc:
             raise RecordWriteError(
                 f"{dest}: {exc.strerror or exc}; the checkpoint was not saved "
@@ -519,8 +546,35 @@ class RunLogger:
             self._rewind(payload[_CHECKPOINT_KEY])
         return payload["state"]
 
+    def _set_aside_previous_attempt(self) -> None:
+        """Move the previous attempt's metric files to ``metrics/.previous/<k>/``.
+
+        A new attempt that logs before loading ``"last"`` starts over from its first
+        step: its rows would follow the previous attempt's and repeat their steps.
+        The previous rows are kept aside, not deleted (the record loses nothing).
+        """
+        with self._lock:
+            self._start_over = self._resuming = False
+            if self._buffers or self._sizes:
+                return
+            mine = [p for p in self.run.metrics.glob("*.jsonl") if self._owns(p.stem)]
+            if not mine:
+                return
+            try:  # the attempt that wrote them: one before this one (ranks agree on it)
+                k = max(1, int(self.run.read_info().get("attempts") or 2) - 1)
+            except Exception:
+                k = 1
+            folder = self.run.metrics / ".previous" / str(k)
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in mine:
+                for file in (path, path.with_suffix(".parquet")):
+                    if file.exists():
+                        os.replace(file, folder / file.name)
+                self._next_step.pop(path.stem, None)
+
     def _rewind(self, meta: Mapping[str, Any]) -> None:
         with self._lock:
+            self._start_over = False
             self._resuming = False
             if self._buffers or self._sizes:  # this attempt has logged already
                 return
@@ -557,6 +611,8 @@ class RunLogger:
                 for fd in self._fds.values():
                     os.close(fd)
                 self._fds.clear()
+                if self._holds_lock:
+                    self.run.release()
         self._write_twins(list(self._sizes))
 
     def _write_twins(self, names: list[str]) -> None:
@@ -635,28 +691,105 @@ def _last_row(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _save(obj: Any, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
+def _torch() -> Any:
+    """``torch``, or ``None`` where it is not installed.
+
+    The first import of torch takes seconds; a stop signal in the middle of it can be
+    swallowed by torch's own error handling, so the run's stop signals wait for its end
+    (:func:`runlab.record.lifecycle.signals_held`, when a run is being recorded).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch
+    lifecycle = sys.modules.get("runlab.record.lifecycle")
+    with lifecycle.signals_held() if lifecycle is not None else contextlib.nullcontext():
         try:
             import torch
         except ImportError:
-            with open(tmp, "wb") as fh:
-                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            return None
+    return torch
+
+
+class _Sink:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch
+    raises its own ``RuntimeError`` instead, which never says the disk is full."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.fh.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
+def _dump(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` with ``torch.save`` (``pickle`` without torch)."""
+    torch = _torch()
+    with open(path, "wb") as fh:
+        if torch is None:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            return
+        sink = _Sink(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError as exc:
+            if sink.error is not None:
+                raise sink.error from exc
+            raise
+
+
+def _replace_with(dest: Path, write: Any) -> None:
+    """Make ``dest`` anew from ``write(tmp)`` under a temporary name, then rename it:
+    a write that fails or is killed leaves the previous ``dest`` (or none), never
+    a part. Temporaries left by ``kill -9`` are removed at the next start."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    old = dest.with_name(f".{dest.name}.old.tmp")
+    try:
+        _remove(tmp)
+        write(tmp)
+        _fsync(tmp)
+        if tmp.is_dir() and dest.is_dir():  # a directory is replaced whole
+            _remove(old)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            _remove(old)
         else:
-            torch.save(obj, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+            os.replace(tmp, dest)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
-def _load(path: Path, **kwargs: Any) -> Any:
+def _fsync(path: Path) -> None:
+    if path.is_dir():
+        return
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _remove(path: Path) -> None:
     try:
-        import torch
-    except ImportError:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _load(path: Path, **kwargs: Any) -> Any:
+    torch = _torch()
+    if torch is None:
         with open(path, "rb") as fh:
             return pickle.load(fh)
     kwargs.setdefault("weights_only", False)

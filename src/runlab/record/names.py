@@ -21,9 +21,9 @@ def check_name(value: object, argument: str) -> str:
     """Return ``value`` if it is a safe file name, else raise ``ValueError`` naming ``argument``.
 
     A safe name is a non-empty ``str`` of at most :data:`MAX_NAME_BYTES` UTF-8
-    bytes that holds no ``/`` or ``\\``, no ``..``, no NUL or other control
-    character, and does not start with ``.`` (hidden and temporary files are
-    runlab's own).
+    bytes that holds no ``/`` or ``\\``, no ``..``, no NUL, control or invisible
+    format character, does not start or end with a space, and does not start with
+    ``.`` (hidden and temporary files are runlab's own).
     """
     problem = _problem(value)
     if problem is None:
@@ -45,8 +45,16 @@ def _problem(value: object) -> str | None:
         return "it holds '..'"
     if value.startswith("."):
         return "it starts with '.'"
-    if not value.isprintable() and any(unicodedata.category(c) == "Cc" for c in value):
-        return "it holds a NUL or another control character"
+    if not value.isprintable():
+        # Cc: NUL, newline...; Cf: invisible format characters (the right-to-left
+        # override that disguises a name, zero-width spaces, a BOM); Zl, Zp: line breaks.
+        bad = [c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+        if bad:
+            return f"it holds a control or invisible character ({bad[0]!a})"
+    if not value.strip():
+        return "it is only spaces"
+    if value != value.strip():
+        return "it starts or ends with a space"
     try:
         size = len(value.encode())
     except UnicodeEncodeError:

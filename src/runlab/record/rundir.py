@@ -53,6 +53,9 @@ FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
 _RUN_ID = re.compile(r"[1-9][0-9]{0,17}\Z", re.ASCII)
 
 
+MAX_RUN_ID = 10**18 - 1
+
+
 def is_run_id(name: str) -> bool:
     """Whether a folder name is a canonical run id (``[1-9][0-9]*``, ASCII, at most 18 digits)."""
     return _RUN_ID.match(name) is not None
@@ -161,6 +164,12 @@ def allocate(logs: Path | str, count: int = 1, info: dict[str, Any] | None = Non
     claimed: list[Path] = []
     candidate = _max_id(logs) + 1
     while len(claimed) < count:
+        if candidate > MAX_RUN_ID:
+            raise RunDirError(
+                f"{logs} holds a run folder numbered {candidate - 1}: no run id is left after "
+                f"it (ids have at most 18 digits); rename or move that folder, or use "
+                "another logs directory"
+            )
         path = logs / str(candidate)
         if info is None:
             try:
@@ -438,6 +447,11 @@ class RunDir:
             os.close(fd)
             raise
         self._lock_fd = fd
+
+    @property
+    def locked(self) -> bool:
+        """Whether this process holds the run's lock (through this ``RunDir``)."""
+        return self._lock_fd is not None
 
     def release(self) -> None:
         """Give up the lock taken by :meth:`acquire` (idempotent)."""

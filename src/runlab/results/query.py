@@ -92,7 +92,7 @@ class QueryError(ValueError):
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<number>[-+]?(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?\d++)?+(?![\w.]))
   | (?P<name>[A-Za-z_][\w-]*(?:\.[\w-]+)*)
   | (?P<bquote>`[^`]*`)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
@@ -104,6 +104,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _CMP = ("==", "!=", "<", "<=", ">", ">=")
 MAX_LENGTH = 100_000  # characters in a query
 MAX_DEPTH = 1000  # nested parentheses and negations
+_MAX_DIGITS = 400  # characters in a number literal (beyond any float, far below int()'s limit)
 _WINDOW = 40  # characters of the query shown on each side of the caret
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -142,6 +143,8 @@ def _bad_char(query: str, pos: int) -> QueryError:
         return QueryError("use '==' to compare", query, pos)
     if ch == "!":
         return QueryError("use '!=' for 'not equal' or '~' for 'not'", query, pos)
+    if ch.isdigit() or (ch in "+-." and query[pos + 1 : pos + 2].isdigit()):
+        return QueryError("not a number (a key cannot start with a digit)", query, pos)
     return QueryError(f"unexpected character {ch!r}", query, pos)
 
 
@@ -162,6 +165,10 @@ def _tokenize(query: str) -> list[_Tok]:
         if kind == "ws":
             continue
         if kind == "number":
+            if len(text) > _MAX_DIGITS:
+                error = QueryError(f"a number of {len(text)} characters", query, start, end)
+                toks.append(_Tok("error", text, start, end, error))
+                return toks
             value: Any = float(text) if any(c in text for c in ".eE") else int(text)
             toks.append(_Tok("literal", text, start, end, value))
         elif kind == "string":

@@ -677,3 +677,25 @@ def test_an_override_without_a_key_is_one_line(logs: Path) -> None:
     proc = run_task(SLOW, "=3", check=False)
     assert_one_line_error(proc, "'=3'", "KEY=VALUE")
     assert proc.returncode == 2
+
+
+def test_a_run_folder_that_is_a_link_out_of_the_logs_is_not_reopened(
+    logs: Path, tmp_path: Path
+) -> None:
+    run_task(SLOW, "steps=2", "interval=0")
+    outside = tmp_path / "outside"
+    shutil.copytree(logs / "1", outside)
+    (logs / "2").symlink_to(outside)
+    before = tree(outside)
+    proc = run_task(SLOW, "steps=2", "interval=0", "runlab.run_id=2", check=False)
+    assert_one_line_error(proc, "symbolic link")
+    assert tree(outside) == before
+
+
+def test_a_config_file_that_is_not_yaml_is_one_line(logs: Path, tmp_path: Path) -> None:
+    shutil.copy(SLOW, tmp_path / "slow.py")
+    (tmp_path / "slow.yaml").write_text("steps: [1\ninterval: 0\n")
+    proc = run_task(tmp_path / "slow.py", check=False)
+    line = assert_one_line_error(proc, "slow.yaml:", "not valid YAML")
+    assert proc.returncode == 2 and "fix the config file" in line
+    assert not logs.exists()

@@ -114,6 +114,8 @@ def launch(
                 if cfg_passthrough is not None:
                     return app(cfg_passthrough)
                 first = _check_overrides(argv[1:]) + 1  # where the user's overrides begin
+                if path is not None and "://" not in path:
+                    _check_yaml(Path(path))
                 given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
                 extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
                 if "hydra.sweep.dir" not in given:
@@ -172,6 +174,33 @@ def _check_overrides(args: list[str]) -> int:
                 2,
             )
     return first
+
+
+def _check_yaml(config_dir: Path, limit: int = 500) -> None:
+    """A config file that is not YAML is one line and exit 2 (Hydra prints a traceback
+    of some 70 lines for it). Reads at most ``limit`` files of under 1 MB."""
+    import yaml
+
+    try:
+        files = sorted(config_dir.rglob("*.yaml"))[:limit]
+    except OSError:
+        return
+    for file in files:
+        try:
+            if file.stat().st_size > 1 << 20:
+                continue
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # Hydra says what is wrong with a file it cannot read
+        try:
+            yaml.safe_load(text)
+        except yaml.constructor.ConstructorError:
+            continue  # a tag Hydra's loader may know
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise _fail(f"{where}: not valid YAML ({what}); fix the config file", 2) from None
 
 
 _SWEEP_PREFIX = "runlab-sweep-"

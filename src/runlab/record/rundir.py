@@ -220,6 +220,11 @@ def existing_run(logs: Path | str, run_id: Any) -> RunDir:
             f"runlab.run_id={text}: there is no run {text} in {Path(logs).absolute()}; "
             "runlab.run_id reopens an existing run (see `runlab ls`), leave it out to start a new one"
         )
+    if path.is_symlink():  # runlab never makes one: writing through it would leave the logs
+        raise RunDirError(
+            f"runlab.run_id={text}: {path.absolute()} is a symbolic link, not a run that "
+            "runlab made; move the run itself into the logs directory, or start a new run"
+        )
     return RunDir(path)
 
 

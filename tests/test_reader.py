@@ -61,11 +61,11 @@ def make_run(
         "heartbeat_interval_s": 15.0,
     }
     fields.update(info)
-    run.update_info(**fields)
-    if rows:
+    if rows:  # before its info: a RUNNING record with a fresh heartbeat has a writer already
         with RunLogger(run, flush_interval=60) as logger:
             for row in rows:
                 logger.log_metrics(row, name=name)
+    run.update_info(**fields)
     return run
 
 

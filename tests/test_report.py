@@ -188,7 +188,7 @@ def test_unknown_by_column(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_missing_logs_directory(tmp_path: Path) -> None:
-    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "rep")]) == 1
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "rep")]) == 2
 
 
 # ---------------------------------------------------------------------- PNG
@@ -329,7 +329,7 @@ def test_rank_option(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     out = tmp_path / "c"
     assert main(["report", str(sweep), "--rank", "test.acc:best", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["runlab: --rank 'test.acc:best': write METRIC, METRIC:max or METRIC:min"]
+    assert err == ["runlab: error: --rank 'test.acc:best': write METRIC, METRIC:max or METRIC:min"]
     assert not out.exists()
 
 

@@ -80,7 +80,7 @@ def _logs(value: str | Path | None) -> Path:
     path = Path(value) if value else default_logs()
     if not path.is_dir():
         hint = "" if value else " (pass --logs DIR, or set $RUNLAB_LOGS)"
-        raise _Error(f"no logs directory at {path}{hint}", 1)
+        raise _Error(f"no logs directory at {path}{hint}", 2)
     return path.absolute()
 
 

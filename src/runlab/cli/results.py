@@ -120,7 +120,7 @@ def _logs_path(value: str | None) -> Path:
     path = Path(value) if value else _default_logs()
     if not path.is_dir():
         hint = "" if value else " (pass LOGS, or set $RUNLAB_LOGS)"
-        raise _Exit(1, f"no logs directory at {path}{hint}")
+        raise _Exit(2, f"no logs directory at {path}{hint}")
     return path
 
 
@@ -172,7 +172,7 @@ def _run(body: Any, args: argparse.Namespace) -> int:
         with _warnings_to_stderr():
             return int(body(args) or 0)
     except _Exit as exc:
-        print(f"runlab: {exc.message}", file=sys.stderr)
+        print(f"runlab: error: {exc.message}", file=sys.stderr)
         return exc.code
 
 

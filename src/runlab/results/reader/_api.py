@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from runlab.record.names import check_name
 from runlab.results.query import Node, QueryError, compile_query, keys_of, parse, suggest
 from runlab.results.reader._files import first_line
 from runlab.results.reader._store import LIVE, Loaded, Store
@@ -132,13 +133,38 @@ class Reader:
         t = self._table
         return set(t.filter(pl.col("info.status") == LIVE)["run_id"].to_list())
 
+    def _names(self) -> list[str]:
+        """The metric file names of the selected runs (those not valid UTF-8 noted)."""
+        names = self._store.names(self.run_ids)
+        bad = self._store.bad_names
+        if bad:
+            self._note([p for r in self.run_ids for p in bad.get(r, ())], "metric files")
+        return names
+
+    def _check_name(self, name: str, argument: str) -> str:
+        """``name`` if it is a metric file name the writer allows (see
+        :func:`runlab.record.names.check_name`), or one of a selected run's files
+        (written by another tool); else ValueError naming ``argument``."""
+        try:
+            return check_name(name, argument)
+        except ValueError:
+            if isinstance(name, str) and name in self._names():
+                return name
+            raise
+
     def _load(self, name: str) -> Loaded:
-        loaded = self._store.load(name, self.run_ids, self._live())
+        """The rows of ``metrics/<name>.jsonl``: note ``loaded.problems`` (``_noted``)
+        once its rows or summaries are taken (they may add some)."""
+        return self._store.load(name, self.run_ids, self._live())
+
+    def _noted(self, loaded: Loaded) -> None:
         self._note(loaded.problems, "metric files")
-        return loaded
 
     def _summary(self, name: str) -> pl.DataFrame:
-        return self._load(name).summary()
+        loaded = self._load(name)
+        summary = loaded.summary()
+        self._noted(loaded)
+        return summary
 
     def _note(self, problems: list[tuple[str, str]], what: str) -> None:
         fresh = [p for p in problems if p not in self._metric_problems]
@@ -146,13 +172,44 @@ class Reader:
         _warn(fresh, what)
 
     def _with_summaries(self, names: Iterable[str] | None = None) -> pl.DataFrame:
+        """The run table with the summary columns of these metric files (all: None).
+
+        A column two sources would give (``train.acc.top1.last`` from ``train``'s key
+        ``acc.top1`` and ``train.acc``'s key ``top1``; or a file named like ``config``)
+        is taken from the run table first, then from the file of the longest name (the
+        file that ``curves("train.acc.top1")`` reads), and the clash is warned about.
+        """
         table = self._table
-        wanted = self._store.names(self.run_ids) if names is None else list(names)
+        wanted = self._names() if names is None else list(names)
+        summaries = {}
         for name in wanted:
             summary = self._summary(name)
             if summary.width > 1:
-                drop = [c for c in summary.columns if c.startswith("_")]
-                table = table.join(summary.drop(drop), on="run_id", how="left")
+                summaries[name] = summary.drop([c for c in summary.columns if c.startswith("_")])
+        owner: dict[str, str | None] = dict.fromkeys(table.columns)
+        drop: dict[str, list[str]] = {}
+        clashes: list[tuple[str, str]] = []
+        for name in sorted(summaries, key=len, reverse=True):
+            for col in summaries[name].columns:
+                if col == "run_id":
+                    continue
+                if col in owner:
+                    drop.setdefault(name, []).append(col)
+                    kept = f"metrics/{owner[col]}.jsonl" if owner[col] else "the run table"
+                    clashes.append(
+                        (
+                            str(self.logs),
+                            f"summary column {col!r} of metrics/{name}.jsonl left out: "
+                            f"it is taken from {kept}",
+                        )
+                    )
+                else:
+                    owner[col] = name
+        self._note(clashes, "summary columns")
+        for name, summary in summaries.items():
+            summary = summary.drop(drop.get(name, []))
+            if summary.width > 1:
+                table = table.join(summary, on="run_id", how="left")
         return table
 
     def _resolve_table(self, keys: Iterable[str]) -> pl.DataFrame:
@@ -160,7 +217,7 @@ class Reader:
         missing = [k for k in keys if k not in self._table.columns]
         if not missing:
             return self._table
-        names = self._store.names(self.run_ids)
+        names = self._names()
         wanted = {n for k in missing for n in names if k.startswith(n + ".")}
         return self._with_summaries(sorted(wanted)) if wanted else self._table
 
@@ -235,11 +292,33 @@ class Reader:
     # ------------------------------------------------------------ metrics
     def metrics(self, name: str, join: Sequence[str] = ()) -> pl.LazyFrame:
         """The rows of ``metrics/<name>.jsonl`` of the selected runs, with a ``run_id``
-        column (and the run-table columns named in ``join``), as a LazyFrame."""
-        lf = self._load(name).frame()
+        column (and the run-table columns named in ``join``), as a LazyFrame.
+
+        ``name`` is a file name as the writer allows them (``ValueError`` otherwise: it
+        never reaches outside the runs' ``metrics`` folders). A key of the rows named
+        like a ``join`` column is replaced by that column, with a warning."""
+        self._check_name(name, "name")
+        loaded = self._load(name)
+        lf = loaded.frame()
+        self._noted(loaded)
+        join = list(dict.fromkeys(c for c in join if c != "run_id"))
         if join:
             table = self._resolve_table(join)
             self._check_keys(join, table)
+            clash = [c for c in join if c in lf.collect_schema()]
+            if clash:
+                self._note(
+                    [
+                        (
+                            str(self.logs),
+                            f"key {c!r} of metrics/{name}.jsonl replaced by the run-table "
+                            f"column {c!r} (join=)",
+                        )
+                        for c in clash
+                    ],
+                    "metric keys",
+                )
+                lf = lf.drop(clash)
             lf = lf.join(table.select("run_id", *join).lazy(), on="run_id", how="left")
         return lf
 
@@ -249,10 +328,14 @@ class Reader:
         root = str(self.logs)
         for i in range(len(parts) - 1, 0, -1):
             name = ".".join(parts[:i])
+            try:
+                self._check_name(name, "metric")
+            except ValueError:
+                continue  # never a path outside the runs' metrics folders
             for rid in self.run_ids:
                 if os.path.exists(f"{root}/{rid}/metrics/{name}.jsonl"):
                     return name, metric[len(name) + 1 :]
-        names = self._store.names(self.run_ids)
+        names = self._names()
         head, _, key = metric.partition(".")
         known = [f"{n}.<key>" for n in names]
         if not key:
@@ -448,6 +531,7 @@ class Grouped:
         reader = self.reader
         loaded = reader._load(name)
         lf = loaded.frame()
+        reader._noted(loaded)
         schema = lf.collect_schema()
         for col in (key, x):
             if col not in schema:

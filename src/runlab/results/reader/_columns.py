@@ -4,13 +4,25 @@ A column keeps the type its values agree on. In the run table, a column whose
 values disagree (``lr: 0.01`` in most runs, ``lr: abc`` in one) is kept as JSON
 text and marked *mixed* until every run is known (:func:`merge` keeps it so
 across cached and fresh rows); :func:`resolve` then gives it the type of most of
-its values and sets the others to null, naming them. The strings ``"NaN"``,
-``"Infinity"`` and ``"-Infinity"`` (how writers store non-finite floats in JSON)
-are floats wherever the other values are numbers.
+its values and sets the others to null, naming them. The majority is counted
+over the runs that are neither ``FAILED`` nor ``CORRUPT`` first (a sweep's
+crashed runs, however many, do not retype the column of the runs that worked),
+then over all runs; a tie goes to numbers, then booleans, strings, lists. The
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (how writers store
+non-finite floats in JSON) are floats wherever the other values are numbers;
+integers beyond 64 bits are other values (text, see ``_files.flatten``).
+
+Metric rows are settled the same way, at two levels: within one metrics file
+(:func:`metric_frame`) a key keeps the type of most of its values (a ``"diverged"``
+among losses becomes null); across files (:func:`settle`, on every stack of
+frames) numbers win, then booleans, strings, lists: a rule that gives the same
+result whichever runs are stacked first, so that a read from the index and a
+read of the files agree.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,8 +36,17 @@ from runlab.record.files import NONFINITE
 
 _NUMBER = ("int", "float", "nf")
 # Which kind wins a tie between equally many values.
-_RANK = {"number": 0, "bool": 1, "str": 2, "list": 3, "other": 4}
-_WORD = {"number": "a number", "bool": "a boolean", "str": "a string", "list": "a list"}
+_RANK = {"number": 0, "bool": 1, "str": 2, "list": 3, "big": 4, "other": 5}
+_WORD = {
+    "number": "a number",
+    "bool": "a boolean",
+    "str": "a string",
+    "list": "a list",
+    "big": "an integer beyond 64 bits",
+}
+_INT64 = range(-(2**63), 2**63)
+# Statuses of runs whose values do not decide a column's type (see the docstring).
+_UNSURE = ("FAILED", "CORRUPT")
 
 
 _TYPES: dict[type, str | None] = {
@@ -83,10 +104,18 @@ def json_safe(value: Any) -> Any:
 
 
 def json_text(value: Any) -> str | None:
-    """``value`` as JSON text (``None`` stays ``None``)."""
+    """``value`` as JSON text (``None`` stays ``None``); integers beyond 64 bits as
+    their digits (orjson refuses them), anything deeper than JSON allows as ``null``
+    (metadata that deep is refused before, see ``_files.too_deep``)."""
     if value is None:
         return None
-    return orjson.dumps(json_safe(plain(value)), option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(json_safe(plain(value)), option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return json.dumps(json_safe(plain(value)), default=str)
+        except (TypeError, ValueError, RecursionError):
+            return "null"
 
 
 def loose_text(value: Any) -> str | None:
@@ -139,10 +168,9 @@ def column(name: str, values: Sequence[Any]) -> tuple[pl.Series, bool]:
     return pl.Series(name, [json_text(v) for v in values], dtype=pl.String), True
 
 
-def frame(rows: list[dict[str, Any]], loose: bool = False) -> tuple[pl.DataFrame, set[str]]:
+def frame(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
     """A DataFrame from dicts with differing keys and types (first-seen column order),
-    and the names of its mixed columns (JSON text; with ``loose``, strings stay raw
-    and nothing is reported mixed: for metric rows)."""
+    and the names of its mixed columns (JSON text)."""
     n = len(rows)
     cols: dict[str, list[Any]] = {}
     for i, row in enumerate(rows):
@@ -156,10 +184,7 @@ def frame(rows: list[dict[str, Any]], loose: bool = False) -> tuple[pl.DataFrame
     for key, values in cols.items():
         s, bad = column(key, values)
         if bad:
-            if loose:
-                s = pl.Series(key, [loose_text(v) for v in values], dtype=pl.String)
-            else:
-                mixed.add(key)
+            mixed.add(key)
         series.append(s)
     return (pl.DataFrame(series, height=n) if series else pl.DataFrame(height=n)), mixed
 
@@ -196,13 +221,64 @@ def merge(parts: Iterable[tuple[pl.DataFrame, set[str]]]) -> tuple[pl.DataFrame,
     return pl.concat(frames, how="diagonal_relaxed"), mixed
 
 
-def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Stack metric frames; columns whose types cannot be reconciled become text."""
+def _dkind(dtype: Any) -> str | None:
+    """The kind of a column type, as :func:`_coarse` names values."""
+    if dtype == pl.Null:
+        return None
+    if dtype.is_numeric():
+        return "number"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype == pl.String:
+        return "str"
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return "list"
+    return "other"
+
+
+def settle(frames: Sequence[Any], notes: dict[int, list[str]] | None = None) -> list[Any]:
+    """``frames`` (DataFrames or LazyFrames with a ``run_id`` column) with every
+    column whose kinds disagree across them kept in the first kind by ``_RANK``
+    (numbers first); the others set to null there. With ``notes``, a line per run
+    whose values were set to null (collected: only where kinds disagree)."""
+    if len(frames) < 2:
+        return list(frames)
+    schemas = [f.collect_schema() if isinstance(f, pl.LazyFrame) else f.schema for f in frames]
+    kinds: dict[str, set[str]] = {}
+    for schema in schemas:
+        for name, dtype in schema.items():
+            k = _dkind(dtype)
+            if k is not None:
+                kinds.setdefault(name, set()).add(k)
+    clash = {n: min(k, key=_RANK.__getitem__) for n, k in kinds.items() if len(k) > 1}
+    if not clash:
+        return list(frames)
+    out = []
+    for f, schema in zip(frames, schemas, strict=True):
+        lose = [
+            n for n, win in clash.items() if n in schema and _dkind(schema[n]) not in (None, win)
+        ]
+        if lose and notes is not None:
+            for n in lose:
+                hit = f.filter(pl.col(n).is_not_null()).select(pl.col("run_id").unique())
+                rids = (hit.collect() if isinstance(hit, pl.LazyFrame) else hit)["run_id"]
+                for rid in rids.to_list():
+                    notes.setdefault(rid, []).append(
+                        f"{n} set to null: other runs have {_WORD[clash[n]]} there"
+                    )
+        out.append(f.with_columns(pl.lit(None).alias(n) for n in lose) if lose else f)
+    return out
+
+
+def concat(frames: list[pl.DataFrame], notes: dict[int, list[str]] | None = None) -> pl.DataFrame:
+    """Stack metric frames (see :func:`settle`, which fills ``notes``); columns of one
+    kind whose types still cannot be reconciled become text."""
     frames = [f for f in frames if f.width]
     if not frames:
         return pl.DataFrame()
     if len(frames) == 1:
         return frames[0]
+    frames = settle(frames, notes)
     try:
         return pl.concat(frames, how="diagonal_relaxed")
     except pl.exceptions.PolarsError:
@@ -222,13 +298,85 @@ def concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(fixed, how="diagonal_relaxed")
 
 
+def _short(value: Any) -> str:
+    raw = json_text(value) or ""
+    return raw if len(raw) <= 60 else raw[:57] + "..."
+
+
+def _one_kind(
+    rows: list[dict[str, Any]], most: bool
+) -> tuple[pl.DataFrame, dict[str, tuple[str | None, list[tuple[int, Any]]]]]:
+    """A frame of ``rows`` whose every column holds values of one kind: with ``most``
+    the kind of most of its values (a tie: by ``_RANK``), else the first by ``_RANK``;
+    the other values become null. Values that no column type holds (dicts) are JSON
+    text. Also, per such column, the kind kept and the ``(row, value)`` set to null."""
+    df, mixed = frame(rows)
+    if not mixed:
+        return df, {}
+    odd: dict[str, tuple[str | None, list[tuple[int, Any]]]] = {}
+    new: list[pl.Series] = []
+    for col in mixed:
+        values = [row.get(col) for row in rows]
+        counts = Counter(_coarse(v) for v in values if v is not None)
+        if most:
+            win = min(counts, key=lambda k: (-counts[k], _RANK.get(k or "other", 9)))
+        else:
+            win = min(counts, key=lambda k: _RANK.get(k or "other", 9))
+        gone = [(i, v) for i, v in enumerate(values) if v is not None and _coarse(v) != win]
+        for i, _ in gone:
+            values[i] = None
+        if gone:
+            odd[col] = (win, gone)
+        s, still = column(col, values)
+        new.append(pl.Series(col, [loose_text(v) for v in values], dtype=pl.String) if still else s)
+    return df.with_columns(new), odd
+
+
+def metric_frame(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, list[str]]:
+    """The frame of one metrics file's rows: a key whose values disagree in type keeps
+    the kind of most of its values, the others become null; and a line per such key."""
+    df, odd = _one_kind(rows, most=True)
+    notes = []
+    for col, (win, gone) in odd.items():
+        row, value = gone[0]
+        more = f" and {len(gone) - 1} other value(s)" if len(gone) > 1 else ""
+        notes.append(
+            f"{col} = {_short(value)} (row {row + 1}){more} set to null: most of its "
+            f"values are {_WORD.get(win or '', 'of another type')}"
+        )
+    return df, notes
+
+
+def summary_frame(rows: list[dict[str, Any]], notes: dict[int, list[str]]) -> pl.DataFrame:
+    """The frame of summary rows (one per run, with ``run_id``) kept in the index: kinds
+    that disagree are settled as :func:`settle` does, naming the runs in ``notes``."""
+    df, odd = _one_kind(rows, most=False)
+    for col, (win, gone) in odd.items():
+        for row, value in gone:
+            notes.setdefault(rows[row]["run_id"], []).append(
+                f"{col} = {_short(value)} set to null: other runs have "
+                f"{_WORD.get(win or '', 'another type')} there"
+            )
+    return df
+
+
 def _coarse(value: Any) -> str | None:
     k = kind(value)
+    if k == "int" and value not in _INT64:
+        return "big"
     return "number" if k in _NUMBER else ("str" if k == "date" else k)
 
 
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits
+        return json.loads(text)
+
+
 def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[int, list[str]]]:
-    """Type each mixed column by most of its values; the others become null.
+    """Type each mixed column by most of its values (those of runs neither FAILED nor
+    CORRUPT first, see the module docstring); the others become null.
 
     Returns the table and, per ``run_id``, lines naming the values set to null.
     """
@@ -237,21 +385,29 @@ def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[
     if not cols:
         return df, notes
     run_ids = df["run_id"].to_list()
+    if "info.status" in df.columns and df.schema["info.status"] == pl.String:
+        sure = [s not in _UNSURE for s in df["info.status"].to_list()]
+    else:
+        sure = [True] * len(run_ids)
     new: list[pl.Series] = []
     for col in cols:
-        values = [None if t is None else orjson.loads(t) for t in df[col].to_list()]
-        counts = Counter(_coarse(v) for v in values if v is not None)
+        values = [None if t is None else _loads(t) for t in df[col].to_list()]
+        counts: Counter[str | None] = Counter()
+        good: Counter[str | None] = Counter()
+        for value, ok in zip(values, sure, strict=True):
+            if value is not None:
+                k = _coarse(value)
+                counts[k] += 1
+                good[k] += ok
         if not counts:  # every run that disagreed is gone
             new.append(pl.Series(col, values, dtype=pl.Null))
             continue
-        win = min(counts, key=lambda k: (-counts[k], _RANK.get(k or "other", 9)))
+        win = min(counts, key=lambda k: (-good[k], -counts[k], _RANK.get(k or "other", 9)))
         kept = []
         for rid, value in zip(run_ids, values, strict=True):
             if value is not None and _coarse(value) != win:
-                raw = json_text(value) or ""
-                raw = raw if len(raw) <= 60 else raw[:57] + "..."
                 notes.setdefault(rid, []).append(
-                    f"{col} = {raw} set to null: the other runs have "
+                    f"{col} = {_short(value)} set to null: the other runs have "
                     f"{_WORD.get(win or '', 'another type')} there"
                 )
                 value = None

@@ -4,7 +4,9 @@ Each metadata record (``config``, ``info``, ``env``) is read from its JSON twin
 (``metadata/<name>.json``, written by runlab next to the YAML for people). Only
 when the twin is absent (runs made by hand or by older versions) is the YAML
 parsed, with bounded cost: files over 1 MiB and documents with anchors or
-aliases are refused, and the run is marked with the reason.
+aliases are refused, and the run is marked with the reason. So is a record
+nested deeper than ``MAX_DEPTH`` levels (JSON allows 1,024, more than Python's
+own recursion can walk). Integers beyond 64 bits are kept as their digits (text).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 ENV_SKIP = ("packages", "conda_packages")
 MAX_JSON = 16 << 20
 MAX_YAML = 1 << 20
+MAX_DEPTH = 128  # levels of nesting in a metadata record (and a metric row)
+_INT64 = range(-(2**63), 2**63)
 
 
 class Refused(ValueError):
@@ -117,11 +121,33 @@ def _parse_yaml(raw: bytes, file: str) -> Any:
         raise Refused(f"{file}: {first_line(exc)}") from None
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists and mappings more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple))
+        )
+    return False
+
+
 def _checked(data: Any, raw: bytes, file: str, skip: Sequence[str]) -> Mapping[str, Any]:
     if data is None or not raw.strip():
         raise Refused(f"{file}: empty")
     if not isinstance(data, Mapping):
         raise Refused(f"{file}: not a mapping")
+    # Only a text with that many brackets can nest that deep (YAML nests by indent too).
+    if (raw.count(b"{") + raw.count(b"[") > MAX_DEPTH or file.endswith(".yaml")) and too_deep(data):
+        raise Refused(f"{file}: nested deeper than {MAX_DEPTH} levels: not read")
     if skip:
         data = {k: v for k, v in data.items() if k not in skip}
     return data
@@ -180,7 +206,8 @@ def flatten(prefix: str, obj: Mapping[Any, Any], out: dict[str, Any], depth: int
         name = f"{prefix}.{key}"
         t = type(value)
         if t in _SCALARS:
-            out[name] = value
+            # beyond 64 bits: text (no column type holds it; see _columns.resolve)
+            out[name] = value if t is not int or value in _INT64 else str(value)
         elif (t is dict or isinstance(value, Mapping)) and depth < 64:
             if value:
                 flatten(name, value, out, depth + 1)

@@ -18,6 +18,10 @@ never go back to the path. A data file that no pointer names any more is
 deleted by a later writer once ``GRACE_S`` has passed since it was retired (its
 mtime is set when it is retired); a reader that finds a file gone just reads
 the runs' own files. Nothing in the index is needed: delete it at any time.
+
+Writing it is best-effort: a write that fails (a read-only or full file system,
+no permission) is abandoned, and the read goes on without it. Its files get the
+mode the run's own files get (``0o666`` less the umask).
 """
 
 from __future__ import annotations
@@ -36,11 +40,21 @@ from typing import Any
 import orjson
 import polars as pl
 
+from runlab.record.files import file_mode
+
 INDEX_DIR = ".runlab-index"
 FORMAT = 2
 BLOCK = 256  # runs per metrics block
 GRACE_S = 120.0  # how long a retired data file stays readable
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\Z")
+
+
+def _remove(path: Path | str) -> None:
+    """Delete ``path`` if it can be (on a read-only file system even that fails)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _write_atomic(dest: Path, data: bytes) -> bool:
@@ -51,11 +65,11 @@ def _write_atomic(dest: Path, data: bytes) -> bool:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            os.fchmod(fh.fileno(), 0o644)  # readable by whoever may read the logs
+            os.fchmod(fh.fileno(), file_mode())  # mkstemp's is 0600: as open() would make it
         os.replace(tmp, dest)
         return True
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         return False
 
 
@@ -94,7 +108,7 @@ def _write_data(folder: Path, slot: str, df: pl.DataFrame) -> str | None:
             df.write_parquet(fh, compression="lz4", statistics=False)
         return name
     except (OSError, pl.exceptions.PolarsError):
-        path.unlink(missing_ok=True)
+        _remove(path)
         return None
 
 
@@ -150,6 +164,14 @@ class Index:
         return None
 
     def write_runs(self, df: pl.DataFrame, mixed: set[str]) -> bool:
+        """Write a new generation of the run table; whether it was written (never raises
+        for the file system: see the module docstring)."""
+        try:
+            return self._write_runs(df, mixed)
+        except OSError:
+            return False
+
+    def _write_runs(self, df: pl.DataFrame, mixed: set[str]) -> bool:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -160,7 +182,7 @@ class Index:
         old = _pointer(self.root / "runs.json")
         pointer = {"format": FORMAT, "file": name, "mixed": sorted(mixed)}
         if not _write_atomic(self.root / "runs.json", orjson.dumps(pointer)):
-            (self.root / name).unlink(missing_ok=True)
+            _remove(self.root / name)
             return False
         _retire(self.root, "runs", (old or {}).get("file"), name)
         return True
@@ -202,7 +224,7 @@ class Index:
         old = (_pointer(folder / f"{slot}.json") or {}).get("file")
         if not _write_atomic(folder / f"{slot}.json", data):
             if file:
-                (folder / file).unlink(missing_ok=True)
+                _remove(folder / file)
             return False
         _retire(folder, slot, old, file or "")
         return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections import Counter
 from typing import Any
@@ -28,8 +29,8 @@ import orjson
 import polars as pl
 
 from runlab.record.files import NONFINITE
-from runlab.results.reader._columns import concat, frame
-from runlab.results.reader._files import first_line
+from runlab.results.reader._columns import concat, metric_frame
+from runlab.results.reader._files import MAX_DEPTH, first_line, too_deep
 
 BATCH_BYTES = 32 << 20
 # What a non-finite float looks like in a row: "NaN", "Infinity" or "-Infinity".
@@ -37,6 +38,9 @@ _NONFINITE_BYTES = (b'"NaN"', b'Infinity"')
 
 # ------------------------------------------------------------- metric files
 _SIMPLE_KEY = frozenset('"\\')
+# The reader's own column: a key of that name in a row is left out (and reported).
+RUN_ID = "run_id"
+_RUN_ID_NOTE = "key 'run_id' left out (the reader's own column)"
 
 
 def _jtype(value: Any) -> str | None:
@@ -161,7 +165,11 @@ def _read_twins(
             failed.extend((rid, p) for rid, p, _, _, _ in group)
             continue
         ids = np.repeat(np.array([r for r, _, _, _, _ in group], dtype=np.int64), counts)
-        out.frames.append(df.insert_column(0, pl.Series("run_id", ids)))
+        if RUN_ID in df.columns:  # not runlab's twin: it never holds one
+            df = df.drop(RUN_ID)
+            for rid, p, _, _, _ in group:
+                _note(out.files[rid], f"{os.path.basename(p)}: {_RUN_ID_NOTE}")
+        out.frames.append(df.insert_column(0, pl.Series(RUN_ID, ids)))
         for rid, _, n, inc, _ in group:
             out.files[rid].update(rows=n, inc=inc)
         stats["metric_files_parsed"] += len(group)
@@ -184,6 +192,8 @@ def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
                 row = json.loads(line)
             except (ValueError, RecursionError):
                 row = None
+        if _deep(line) and too_deep(row):
+            row = None  # more than a column, its JSON text or a summary can hold
         if isinstance(row, dict):
             rows.append(row)
         else:
@@ -192,17 +202,36 @@ def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
     return rows, bad, first_bad
 
 
+def _deep(data: bytes) -> bool:
+    """Whether a line of ``data`` may nest deeper than ``MAX_DEPTH`` (it has that many
+    brackets; Polars' type inference overflows its stack on a few hundred levels)."""
+    if data.count(b"{") + data.count(b"[") - data.count(b"\n") <= MAX_DEPTH:
+        return False
+    return any(line.count(b"{") + line.count(b"[") > MAX_DEPTH for line in data.split(b"\n"))
+
+
+def _note(record: dict[str, Any], msg: str) -> None:
+    record["problem"] = "; ".join(p for p in (record.get("problem"), msg) if p)
+
+
 class Parsed:
     """The rows read from the metric files of some runs, with per-file records."""
 
     def __init__(self) -> None:
         self.frames: list[pl.DataFrame] = []
-        self.files: dict[int, dict[str, Any]] = {}  # run_id -> {"sig", "rows", "problem"}
+        # run_id -> {"sig", "rows", "problem", "inc", "file"; "nulled": values set
+        # to null because other runs' files hold another type there}
+        self.files: dict[int, dict[str, Any]] = {}
 
     def frame(self) -> pl.DataFrame:
-        df = concat(self.frames)
+        notes: dict[int, list[str]] = {}
+        df = concat(self.frames, notes)
+        for rid, lines in notes.items():
+            record = self.files[rid]
+            record["nulled"] = True
+            _note(record, "; ".join(f"{record.get('file', 'metrics')}: {n}" for n in lines))
         if not df.width:
-            return pl.DataFrame({"run_id": pl.Series([], dtype=pl.Int64)})
+            return pl.DataFrame({RUN_ID: pl.Series([], dtype=pl.Int64)})
         return df
 
 
@@ -261,11 +290,18 @@ def read_metric_files(
                 "sig": None,
                 "rows": 0,
                 "problem": f"{os.path.basename(path)}: {first_line(exc)}",
+                "file": os.path.basename(path),
             }
             continue
         if twin is not None:
             sig, rows, inc, schema = twin
-            out.files[run_id] = {"sig": sig, "rows": 0, "problem": None, "inc": True}
+            out.files[run_id] = {
+                "sig": sig,
+                "rows": 0,
+                "problem": None,
+                "inc": True,
+                "file": os.path.basename(path),
+            }
             twins.append((run_id, path, rows, inc, schema))
             continue
         stats["metric_files_parsed"] += 1
@@ -274,6 +310,7 @@ def read_metric_files(
             "rows": 0,
             "problem": None,
             "inc": True,
+            "file": os.path.basename(path),
         }
         out.files[run_id] = record
         if data and not data.endswith(b"\n"):
@@ -299,6 +336,8 @@ def read_metric_files(
                     if t == "other" or not isinstance(k, str) or _SIMPLE_KEY & set(k):
                         simple = False
                     merged[k] = _merge_types(merged.get(k), t)
+            if RUN_ID in merged:
+                simple = False
             if simple and "conflict" not in merged.values():
                 keytypes = merged
             else:
@@ -377,22 +416,42 @@ def _read_batch(
     stats["metric_fast_batches"] += 1
 
 
+def _mixed_text(df: pl.DataFrame, data: bytes) -> bool:
+    """Whether a String column that Polars inferred may hold other values too (Polars
+    makes a column of strings and numbers text, numbers included)."""
+    for col, dtype in df.schema.items():
+        if dtype != pl.String:
+            continue
+        if not col.isascii() or not col.isprintable() or _SIMPLE_KEY & set(col):
+            return True  # how a writer escaped it is unknown: look at the values
+        if re.search(b'"' + re.escape(col.encode()) + rb'"\s*:\s*[^"\sn]', data):
+            return True
+    return False
+
+
 def _read_one(
     out: Parsed, run_id: int, data: bytes, record: dict[str, Any], stats: Counter[str]
 ) -> None:
     stats["metric_files_slow"] += 1
     df: pl.DataFrame | None = None
-    if not any(word in data for word in _NONFINITE_BYTES):  # else: Python decides the types
+    # Non-finite words: Python decides the types; deep rows: Polars would overflow.
+    if not any(word in data for word in _NONFINITE_BYTES) and not _deep(data):
         try:
             df = pl.read_ndjson(data, infer_schema_length=None)
         except pl.exceptions.PolarsError:
             df = None
+        if df is not None and _mixed_text(df, data):
+            df = None
     if df is None:
         rows, bad, first_bad = _parse_lines(data)
         if bad:
-            msg = f"{bad} invalid line(s) skipped, the first at line {first_bad}"
-            record["problem"] = "; ".join(p for p in (record["problem"], msg) if p)
-        df = frame(rows, loose=True)[0]
+            _note(record, f"{bad} invalid line(s) skipped, the first at line {first_bad}")
+        df, notes = metric_frame(rows)
+        if notes:
+            _note(record, "; ".join(f"{record.get('file', 'metrics')}: {n}" for n in notes))
+    if RUN_ID in df.columns:
+        df = df.drop(RUN_ID)
+        _note(record, f"{record.get('file', 'metrics')}: {_RUN_ID_NOTE}")
     record["rows"] = df.height
     step = df.get_column("step") if "step" in df.columns else None
     record["inc"] = bool(
@@ -403,7 +462,7 @@ def _read_one(
     )
     if df.height:
         out.frames.append(
-            df.insert_column(0, pl.Series("run_id", [run_id] * df.height, dtype=pl.Int64))
+            df.insert_column(0, pl.Series(RUN_ID, [run_id] * df.height, dtype=pl.Int64))
         )
 
 

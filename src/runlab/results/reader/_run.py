@@ -62,7 +62,10 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
     status = info.get("status") if info else "CORRUPT"
     if status == "RUNNING":
         beat = iso_epoch(info.get("heartbeat") or info.get("start_time"))
-        limit = max(LOST_AFTER_S, 4 * float(info.get("heartbeat_interval_s") or 15.0))
+        interval = info.get("heartbeat_interval_s")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            interval = None  # not a number (a list, text): the default, as the reader
+        limit = max(LOST_AFTER_S, 4 * float(interval or 15.0))
         if beat is not None and time.time() - beat > limit:
             status = "LOST"
     record["status"] = status

@@ -17,7 +17,15 @@ from typing import Any
 
 import polars as pl
 
-from runlab.results.reader._columns import concat, frame, json_safe, merge, resolve
+from runlab.results.reader._columns import (
+    concat,
+    frame,
+    json_safe,
+    merge,
+    resolve,
+    settle,
+    summary_frame,
+)
 from runlab.results.reader._files import read_metas, run_sig, scan
 from runlab.results.reader._index import BLOCK, Index, background, wait_for_index
 from runlab.results.reader._metrics import Parsed, read_metric_files, summaries
@@ -25,6 +33,14 @@ from runlab.results.reader._metrics import Parsed, read_metric_files, summaries
 LOST_AFTER_S = 60.0
 LIVE = "RUNNING"
 _META = ("config", "info", "env")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # os.scandir's surrogate escapes of other bytes
+        return False
+    return True
 
 
 def _empty_ids() -> pl.DataFrame:
@@ -47,6 +63,7 @@ class Store:
         self.meta_problems = self._meta_problems()
         self._chunks: dict[str, list[Chunk]] = {}
         self._names: dict[int, list[str]] = {}
+        self.bad_names: dict[int, list[tuple[str, str]]] = {}  # run_id -> problems
         self._pointers: dict[tuple[str, int], dict[str, Any]] = {}
         self._rows: dict[tuple[str, int], bytes | None] = {}
         self._lock = threading.Lock()
@@ -107,21 +124,33 @@ class Store:
 
     @staticmethod
     def _order(df: pl.DataFrame) -> pl.DataFrame:
+        """``run_id``, then the ``config.``, ``info.``, ``env.`` columns, the others, and
+        ``problem`` last (each group in its order; linear in the number of columns)."""
         cols = df.columns
-        first = [c for c in ("run_id",) if c in cols]
-        groups = [[c for c in cols if c.startswith(p + ".")] for p in _META]
-        rest = [c for c in cols if c not in first and not any(c in g for g in groups)]
-        rest = [c for c in rest if c != "problem"] + (["problem"] if "problem" in cols else [])
-        order = first + [c for g in groups for c in g] + rest
+        groups: dict[str, list[str]] = {p: [] for p in _META}
+        first: list[str] = []
+        rest: list[str] = []
+        for c in cols:
+            head, dot, _ = c.partition(".")
+            if dot and head in groups:
+                groups[head].append(c)
+            elif c == "run_id":
+                first.append(c)
+            elif c != "problem":
+                rest.append(c)
+        order = first + [c for p in _META for c in groups[p]] + rest
+        if "problem" in cols:
+            order.append("problem")
         return df.select(order) if order != cols else df
 
     def _with_status(self, df: pl.DataFrame) -> pl.DataFrame:
         """Mark RUNNING runs whose heartbeat stopped as LOST (relative to now)."""
         if "info.status" not in df.columns:
             return df.with_columns(pl.lit(None, dtype=pl.String).alias("info.status"))
-        if "info.heartbeat_interval_s" in df.columns:
+        dtype = df.schema.get("info.heartbeat_interval_s")
+        if dtype is not None and dtype.is_numeric():
             interval = pl.col("info.heartbeat_interval_s").cast(pl.Float64, strict=False)
-        else:
+        else:  # absent, or not a number (a list, a mapping): the default
             interval = pl.lit(None, dtype=pl.Float64)
         limit = pl.max_horizontal(pl.lit(LOST_AFTER_S), 4 * interval.fill_null(15.0))
         lost = (pl.col("info.status") == LIVE) & ((self.now - pl.col("_hb")) > limit)
@@ -140,18 +169,28 @@ class Store:
 
     # -------------------------------------------------------------- metrics
     def names(self, run_ids: Iterable[int]) -> list[str]:
-        """Names of the metric files (``metrics/<name>.jsonl``) of these runs."""
+        """Names of the metric files (``metrics/<name>.jsonl``) of these runs; a name
+        that is not valid UTF-8 (no column can be named by it) is left out, in
+        :attr:`bad_names`."""
         seen: dict[str, None] = {}
         for rid in run_ids:
             names = self._names.get(rid)
             if names is None:
+                folder = self.logs / str(rid) / "metrics"
                 try:
-                    with os.scandir(self.logs / str(rid) / "metrics") as it:
+                    with os.scandir(folder) as it:
                         names = sorted(
                             e.name[:-6] for e in it if e.name.endswith(".jsonl") and len(e.name) > 6
                         )
                 except OSError:
                     names = []
+                bad = [n for n in names if not _utf8(n)]
+                if bad:
+                    names = [n for n in names if n not in bad]
+                    self.bad_names[rid] = [
+                        (str(folder), f"{n + '.jsonl'!a} ignored: its name is not valid UTF-8")
+                        for n in bad
+                    ]
                 self._names[rid] = names
             for n in names:
                 seen[n] = None
@@ -226,7 +265,13 @@ class Store:
         with self._lock:
             self._chunks.setdefault(name, []).append(chunk)
         if self.write:
-            settled = [r for r in rids if r not in live and chunk.files[r]["sig"]]
+            # Not the runs whose values other runs' types set to null: what they hold
+            # is decided at each read, among the runs it reads.
+            settled = [
+                r
+                for r in rids
+                if r not in live and chunk.files[r]["sig"] and not chunk.files[r].get("nulled")
+            ]
             if settled:
                 background(self._update_blocks, name, chunk, settled)
         return chunk
@@ -279,6 +324,8 @@ class Store:
                 }
             if block in new_rows:
                 parts.append(new_rows[block])
+            if any(a is not b for a, b in zip(settle(parts), parts, strict=True)):
+                continue  # the old rows and the new disagree in type: cache neither
             df = concat(parts)
             if self.index.write_block(name, block, df if df.width else None, entries):
                 self.stats["index_writes"] += 1
@@ -360,10 +407,24 @@ class Loaded:
             return _empty_ids().lazy()
         if len(lazies) == 1:
             return lazies[0]
+        notes: dict[int, list[str]] = {}
+        lazies = settle(lazies, notes)
+        self._settled(notes)
         return pl.concat(lazies, how="diagonal_relaxed")
 
+    def _settled(self, notes: dict[int, list[str]]) -> None:
+        """Note the runs whose values other runs' types set to null (see ``settle``)."""
+        for rid, lines in sorted(notes.items()):
+            item = (
+                f"{self.store.logs}/{rid}/metrics",
+                "; ".join(f"{self.name}.jsonl: {line}" for line in lines),
+            )
+            if item not in self.problems:
+                self.problems.append(item)
+
     def summary(self) -> pl.DataFrame:
-        parts = [frame(self.entries, loose=True)[0]] if self.entries else []
+        notes: dict[int, list[str]] = {}
+        parts = [summary_frame(self.entries, notes)] if self.entries else []
         for chunk, rids in self.chunks:
             summ = chunk.summary()
             if summ.height:
@@ -371,4 +432,6 @@ class Loaded:
                 parts.append(summ if whole else summ.filter(pl.col("run_id").is_in(rids)))
         if not parts:
             return _empty_ids()
-        return concat(parts)
+        df = concat(parts, notes)
+        self._settled(notes)
+        return df

@@ -213,4 +213,40 @@ def test_hostile_names_render_as_text(browser: Browser, tmp_path: Path) -> None:
     assert all(p["overlaps"] == [] and p["share"] >= 0.6 for p in m["panels"])
     texts = page.evaluate("document.body.innerText")
     assert HOSTILE in texts and QUOTED in texts and "NaN" in texts and "inf" in texts
+    # Plotly's own text (axis titles) shows the characters, not their entities.
+    titles = page.evaluate("[...document.querySelectorAll('.ytitle')].map(e => e.textContent)")
+    assert f"test.{QUOTED}" in titles, titles
     _artifact(page.screenshot(tmp_path / "report-hostile.png"), "report-hostile.png")
+
+
+TABLES = """
+[...document.querySelectorAll('.tablewrap')].map(w => {
+  const label = w.querySelector('td.label');
+  return {overflow: w.scrollWidth - w.clientWidth,
+          label: label ? label.getBoundingClientRect().width : null};
+})
+"""
+
+
+def test_tables_of_many_metrics_keep_readable_labels_and_fit(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Seven metrics with long names: the final-values table used to scroll sideways
+    with its group column squeezed to 58 px, a label wrapped every few characters."""
+    names = ["train.loss", "train.acc", "val.loss", "val.balanced_accuracy"]
+    names += ["test.acc_top1", "test.acc_top5", "test.loss"]
+    logs = tmp_path / "logs"
+    for i in range(12):
+        config = report_data.example_config(lr=round(0.001 * 1.8**i, 6), seed=0, epochs=5)
+        curves = {m: [0.1 * (i + 1) + 0.01 * s for s in range(5)] for m in names}
+        report_data.make_run(logs, config, curves)
+    out = tmp_path / "rep"
+    assert main(["report", str(logs), "--all", "--metric", ",".join(names), "--out", str(out)]) == 0
+    page = _open(browser, out)
+    tables = page.evaluate(TABLES)
+    _artifact(page.screenshot(tmp_path / "report-many-metrics.png"), "report-many-metrics.png")
+    assert page.errors == []
+    assert len(tables) >= 2
+    for table in tables:
+        assert table["overflow"] <= 0, tables
+        assert table["label"] is None or table["label"] >= 200, tables

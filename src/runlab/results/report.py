@@ -327,14 +327,47 @@ def _labels(keys: pl.DataFrame, by: list[str]) -> tuple[list[str], list[str]]:
         parts, every = [], []
         for c in order:
             v = keys[c][i]
-            every.append(f"{_short(c)}={fmt(v)}")
+            every.append(f"{_short(c)}={_exact(v)}")
             if v is None:
                 continue
             if c in always or v != common.get(c):
                 parts.append(f"{names[c]}={fmt(v)}")
         labels.append(" \u00b7 ".join(parts) or " \u00b7 ".join(every))
         full.append(", ".join(every))
-    return labels, full
+    return _distinct(labels, keys, order, names), full
+
+
+def _exact(value: Any) -> str:
+    """A value in full (the hover's config): floats to their last digit."""
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    return fmt(value)
+
+
+def _distinct(labels: list[str], keys: pl.DataFrame, order: list[str], names: dict) -> list[str]:
+    """Labels that two groups share get the keys those groups differ in: a key that only
+    some runs have (``label_smoothing``, unset elsewhere), or values equal at 4 digits."""
+    seen: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        seen.setdefault(label, []).append(i)
+    out = list(labels)
+    for label, rows in seen.items():
+        if len(rows) < 2:
+            continue
+        differ = [c for c in order if len({_exact(keys[c][i]) for i in rows}) > 1]
+        for i in rows:
+            parts = label.split(" \u00b7 ")
+            for c in differ:
+                v = keys[c][i]
+                short = f"{names[c]}={fmt(v)}"
+                if v is None:
+                    parts.append(f"{names[c]} unset")
+                elif short in parts:  # equal to another's at 4 digits: all of them
+                    parts[parts.index(short)] = f"{names[c]}={_exact(v)}"
+                else:
+                    parts.append(f"{names[c]}={_exact(v)}")
+            out[i] = " \u00b7 ".join(parts)
+    return out
 
 
 def higher_is_better(metric: str) -> bool:

@@ -27,6 +27,13 @@ from runlab.results.report import _STATUS_COLOURS, _rgba, _short, fmt, palette, 
 
 esc = html.escape
 
+
+def plotly_text(text: str) -> str:
+    """Text for Plotly's titles and hover: Plotly reads a subset of HTML there (tags,
+    ``&lt;``, ``&amp;``) but shows ``&quot;`` as it is, so quotes stay quotes."""
+    return html.escape(text, quote=False)
+
+
 _CSS = """
 *{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -41,9 +48,10 @@ font-size:13px;margin:8px 0}
 .tablewrap{max-height:460px;overflow:auto;background:#fff;border:1px solid #ddd;border-radius:6px}
 table{border-collapse:collapse;font-size:12.5px;width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.label{max-width:420px;overflow-wrap:anywhere}
-th{position:sticky;top:0;background:#f3f3f3;cursor:pointer;user-select:none;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
+td.label{min-width:220px;max-width:420px;overflow-wrap:anywhere}
+th{position:sticky;top:0;background:#f3f3f3;cursor:pointer;user-select:none;
+overflow-wrap:anywhere;min-width:56px}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
 tr.best td{background:#eef7ee;font-weight:600}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;flex:none}
@@ -226,9 +234,9 @@ def _table(headers: list[tuple[str, bool]], rows: list[str], cls: str = "sortabl
 def _figure(report: dict[str, Any], metric: str, div: str) -> dict[str, Any]:
     """A Plotly figure (plain dicts) for one metric: a band and a mean line per group."""
     shown = {g["index"]: g["shown"] for g in report["groups"]}
-    label = {g["index"]: esc(g["label"]) for g in report["groups"]}
+    label = {g["index"]: plotly_text(g["label"]) for g in report["groups"]}
     data = []
-    x_name = esc(report["x"])
+    x_name = plotly_text(report["x"])
     for s in report["curves"][metric]:
         g = s["index"]
         colour, dash = palette(g)
@@ -280,7 +288,7 @@ def _figure(report: dict[str, Any], metric: str, div: str) -> dict[str, Any]:
         "showlegend": False,
         "hovermode": "closest",
         "xaxis": {"title": {"text": x_name}, "zeroline": False},
-        "yaxis": {"title": {"text": esc(metric)}, "zeroline": False},
+        "yaxis": {"title": {"text": plotly_text(metric)}, "zeroline": False},
     }
     import plotly.io as pio
 

@@ -218,6 +218,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         sys.exit("no sbatch on PATH: start the local cluster with scripts/slurm-local")
+    if args.peer_points:  # before anything is measured: a late exit would lose the rows
+        try:
+            import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+        except ImportError:
+            sys.exit("the peer is not installed: pip install -e '.[bench]' (or --peer-points)")
     print(
         "| tool | points | runs pre-created | arrays | tasks in queue | command exits | all in queue "
         "| jobs in SLURM before | load avg (1/5/15 min) |"
@@ -229,10 +234,6 @@ def main() -> None:
             drain()
         results.append(bench_runlab(n))
     if args.peer_points:
-        try:
-            import hydra_plugins.hydra_submitit_launcher  # noqa: F401
-        except ImportError:
-            sys.exit("the peer is not installed: pip install -e '.[bench]'")
         for n in args.peer_points:
             if args.drain:
                 drain()

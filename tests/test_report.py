@@ -358,3 +358,22 @@ def test_config_and_metric_names_are_escaped(tmp_path: Path) -> None:
     assert rep["nonfinite"][str(rep["leaderboard"][2]["run_id"])][f"test.{QUOTED}"] == "NaN"
     assert ">NaN</td>" in body and ">inf</td>" in body
     assert sorted(p.name for p in out.glob("*.png")) == ["test.acc_top_it_s.png", "test.loss.png"]
+
+
+def test_dollar_signs_in_labels_are_text_in_the_pngs(tmp_path: Path) -> None:
+    """matplotlib reads `$...$` as mathtext: a config value `$\\notacommand{$` made
+    the PNG (and so the whole report) fail, and `$x^2$` was drawn as x²."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import report_data
+
+    logs = tmp_path / "logs"
+    for name in (r"$\notacommand{$", "$x^2$"):
+        config = report_data.example_config(**{"model.name": name})
+        report_data.make_run(logs, config, {"test.acc": [0.1, 0.5, 0.7]})
+    out = tmp_path / "rep"
+    assert main(["report", str(logs), "--metric", "test.acc", "--out", str(out)]) == 0
+    assert (out / "test.acc.png").stat().st_size > 1000
+    labels = {g["label"] for g in orjson.loads((out / "report.json").read_bytes())["groups"]}
+    assert labels == {r"model=$\notacommand{$", "model=$x^2$"}

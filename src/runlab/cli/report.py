@@ -140,7 +140,7 @@ def _report(args: argparse.Namespace) -> int:
 
         report["study"] = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
     written = write_report(report, Path(args.out))
-    if scope["outside"]:
+    if scope["outside"] and not args.all:  # with --all, only --where left them out
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")
         print(
             f"runlab: note: {scope['text']}: {scope['outside']} other run(s) of {logs} "

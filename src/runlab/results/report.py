@@ -370,6 +370,11 @@ def _distinct(labels: list[str], keys: pl.DataFrame, order: list[str], names: di
     return out
 
 
+def _plain_text(text: str) -> str:
+    """Text for matplotlib as it is: a ``$`` would start mathtext (``$x^2$`` drawn as x²)."""
+    return text.replace("$", r"\$")
+
+
 def higher_is_better(metric: str) -> bool:
     """A guess from the metric's name: accuracies, scores and rewards are maximised."""
     key = metric.rsplit(".", 1)[-1].lower()
@@ -751,15 +756,15 @@ def write_pngs(report: dict[str, Any], out: Path | str, dpi: int = 150) -> list[
                 color=colour,
                 linestyle=_MPL_DASHES[dash],
                 lw=1.6,
-                label=shorten(g["label"], chars),
+                label=_plain_text(shorten(g["label"], chars)),
             )
             if np.any(std > 0):
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
-        ax.set_xlabel(report["x"], fontsize=11)
-        ax.set_ylabel(metric, fontsize=11)
+        ax.set_xlabel(_plain_text(report["x"]), fontsize=11)
+        ax.set_ylabel(_plain_text(metric), fontsize=11)
         more = len(report["groups"]) - len(shown)
         note = f"; best {len(shown)} of {len(report['groups'])} groups by {rank}" if more else ""
-        ax.set_title(f"{metric} (mean \u00b1 std over seeds{note})", fontsize=11)
+        ax.set_title(_plain_text(f"{metric} (mean \u00b1 std over seeds{note})"), fontsize=11)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=9)
         if report["by"]:

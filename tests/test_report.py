@@ -377,3 +377,19 @@ def test_dollar_signs_in_labels_are_text_in_the_pngs(tmp_path: Path) -> None:
     assert (out / "test.acc.png").stat().st_size > 1000
     labels = {g["label"] for g in orjson.loads((out / "report.json").read_bytes())["groups"]}
     assert labels == {r"model=$\notacommand{$", "model=$x^2$"}
+
+
+def test_a_group_whose_runs_end_non_finite_says_so_in_the_final_values(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import report_data
+
+    logs = tmp_path / "logs"
+    report_data.make_run(logs, report_data.example_config(lr=0.01), {"test.acc": [0.5, math.nan]})
+    report_data.make_run(logs, report_data.example_config(lr=0.1), {"test.acc": [0.5, 0.75]})
+    out = tmp_path / "rep"
+    assert main(["report", str(logs), "--metric", "test.acc", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    final = page.split("Final values per group", 1)[1]
+    assert ">1 run(s) NaN/inf</td>" in final and ">0.75</td>" in final

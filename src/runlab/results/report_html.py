@@ -550,11 +550,14 @@ def write_html(report: dict[str, Any], path: Path | str) -> Path:
         cells = [_label_cell(g), _num(g["runs"])]
         for m in metrics:
             f = per[m].get(g["index"], {})
-            cells += [_num(f.get("mean")), _num(f.get("std"))]
+            bad = f.get("nonfinite") or 0
+            note = f"{bad} run(s) NaN/inf" if bad and f.get("mean") is None else None
+            cells += [_num(f.get("mean"), note), _num(f.get("std"))]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     parts.append(
         "<h2>Final values per group</h2><p class='meta'>mean and std over the runs of each "
-        "group of their last finite value. Click a header to sort.</p>" + _table(headers, rows)
+        "group of their last value; a last value of NaN or inf is left out of them (a group "
+        "with only such runs says so). Click a header to sort.</p>" + _table(headers, rows)
     )
 
     # ---- records

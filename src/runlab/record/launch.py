@@ -155,6 +155,17 @@ _VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", 
 _VALUE_FLAGS |= {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
 
 
+def override_key(argument: str) -> str | None:
+    """The key an override sets (``lr`` of ``+lr=0.1``, ``a`` of ``~a``), stripped; ``""``
+    for none (``=3``, which Hydra reads as a config group); ``None`` without ``=`` or ``~``.
+    Shared with ``runlab submit`` (:mod:`runlab.sweep.expand`)."""
+    if argument.startswith("~"):
+        return argument[1:].split("=", 1)[0].strip()
+    if "=" in argument:
+        return argument.split("=", 1)[0].lstrip("+").strip()
+    return None
+
+
 def _check_overrides(args: list[str]) -> int:
     """The index of the first override in ``args`` (``len(args)`` if none); an override
     without a key (``=3``), which Hydra reads as a config group and fails on with a
@@ -166,8 +177,7 @@ def _check_overrides(args: list[str]) -> int:
             after_flag = arg in _VALUE_FLAGS
             continue
         first = min(first, i)
-        key = arg[1:] if arg.startswith("~") else arg.split("=", 1)[0].lstrip("+")
-        if "=" in arg and not key.strip():
+        if override_key(arg) == "":
             raise _fail(
                 f"override {arg!r} has no key before '=': write KEY=VALUE (lr=0.01), "
                 "KEY=A,B for a sweep with -m, +KEY=VALUE to add a key",

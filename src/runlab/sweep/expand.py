@@ -159,13 +159,12 @@ OVERRIDE_HELP = (
 
 def _check_override(argument: str) -> None:
     """Refuse overrides without a key (``=3``, ``=``), which Hydra reads as a config group."""
-    if argument.startswith("~"):
-        key = argument[1:].split("=", 1)[0]
-    elif "=" in argument:
-        key = argument.split("=", 1)[0].lstrip("+")
-    else:
+    from runlab.record.launch import override_key
+
+    key = override_key(argument)
+    if key is None:
         raise SweepError(f"override {argument!r} has no '=': {OVERRIDE_HELP}")
-    if not key.strip():
+    if not key:
         raise SweepError(f"override {argument!r} has no key before '=': {OVERRIDE_HELP}")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import socket
 import threading
 import time
@@ -28,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id  # noqa: F401 (re-exported)
+from runlab.logs import default_path as default_logs  # noqa: F401 (re-exported)
 from runlab.record.files import (
     dir_mode,
     dumps_json,
@@ -38,7 +39,6 @@ from runlab.record.files import (
     write_record,
 )
 
-LOGS_ENV = "RUNLAB_LOGS"
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 
 STATUSES = (
@@ -48,30 +48,12 @@ STATUSES = (
 FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
 
 
-# A run id is a canonical positive decimal integer in ASCII: `7`, never `007`, `²` or `١٢`.
-# Anything else in a logs directory is not a run, whoever made it.
-_RUN_ID = re.compile(r"[1-9][0-9]{0,17}\Z", re.ASCII)
-
-
-MAX_RUN_ID = 10**18 - 1
-
-
-def is_run_id(name: str) -> bool:
-    """Whether a folder name is a canonical run id (``[1-9][0-9]*``, ASCII, at most 18 digits)."""
-    return _RUN_ID.match(name) is not None
-
-
 class RunDirError(RuntimeError):
     """A run directory that cannot be used as asked; its message is one line for the user."""
 
 
 class RunBusyError(RunDirError):
     """The run is being written by another live process."""
-
-
-def default_logs() -> Path:
-    """The logs directory when nothing else names one: ``$RUNLAB_LOGS`` or ``./logs``."""
-    return Path(os.environ.get(LOGS_ENV) or "logs")
 
 
 _STAGING = ".new-run-"  # a run directory being born (a hidden name: never a run)

@@ -27,8 +27,7 @@ from typing import Any
 
 import orjson
 
-from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id  # noqa: F401 (re-exported)
-from runlab.logs import default_path as default_logs  # noqa: F401 (re-exported)
+from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id
 from runlab.record.files import (
     dir_mode,
     dumps_json,
@@ -46,6 +45,15 @@ STATUSES = (
     "PRUNED",  # a trial of `runlab tune` stopped early by the study's pruner
 )
 FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
+
+
+def default_logs() -> Path:
+    """The logs directory when nothing else names one: ``$RUNLAB_LOGS`` or ``./logs``.
+
+    Kept as it was until every caller moves to ``runlab.logs.default_path`` (the
+    project-root rule), which lands with the commands' shared ``--logs`` option.
+    """
+    return Path(os.environ.get(LOGS_ENV) or "logs")
 
 
 class RunDirError(RuntimeError):

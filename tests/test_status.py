@@ -89,9 +89,9 @@ def _values(node: ast.AST) -> Iterator[ast.Constant]:
 
 def _elements(node: ast.AST) -> list[ast.AST] | None:
     """The elements of a literal tuple/list/set (or of ``frozenset({...})`` and the like)."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
-        if node.func.id in ("frozenset", "set", "tuple", "list"):
-            return _elements(node.args[0])
+    wrapped = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    if wrapped and node.func.id in ("frozenset", "set", "tuple", "list") and len(node.args) == 1:  # type: ignore[attr-defined]
+        return _elements(node.args[0])  # type: ignore[attr-defined]
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         out: list[ast.AST] = []
         for e in node.elts:
@@ -285,7 +285,7 @@ def test_the_scan_leaves_scheduler_words_and_inline_checks_alone() -> None:
 def test_update_info_refuses_a_status_runlab_does_not_write(tmp_path: Path, bad: object) -> None:
     run = RunDir(allocate(tmp_path, info={"status": Status.RUNNING})[0])
     before = run.info_file.read_bytes(), run.info_file.with_suffix(".json").read_bytes()
-    with pytest.raises(ValueError, match="cannot be written to info.yaml"):
+    with pytest.raises(ValueError, match=r"cannot be written to info\.yaml"):
         run.update_info(status=bad, end_time="now")
     assert (run.info_file.read_bytes(), run.info_file.with_suffix(".json").read_bytes()) == before
     assert run.read_info()["status"] == "RUNNING"

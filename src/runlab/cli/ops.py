@@ -238,7 +238,7 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
         "first_run": min(record["runs"]) if record["runs"] else None,
         "last_run": max(record["runs"]) if record["runs"] else None,
         "counts": {
-            s: counts[s] for s in (*(s.value for s in Status), *sorted(counts)) if counts.get(s)
+            s: counts[s] for s in (*(m.value for m in Status), *sorted(counts)) if counts.get(s)
         },
         "ended": ended,
         "progress": round(ended / total, 4) if total else 1.0,

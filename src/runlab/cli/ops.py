@@ -2,7 +2,7 @@
 
     runlab status [LOGS] [--sweep ID | --all] [--json]
     runlab cancel [SWEEP | RUN ...] [--logs DIR] [--json]
-    runlab retry [SWEEP | RUN ...] [--status FAILED,INTERRUPTED,LOST,TIMEOUT]
+    runlab retry [SWEEP | RUN ...] [--status FAILED,TIMEOUT,INTERRUPTED,LOST]
                  [--code submitted|current] [--dry-run] [--logs DIR] [--json]
     runlab logs RUN [--err] [-f] [--logs DIR] [--json]
 
@@ -22,30 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.record.files import tail
-
-STATUS_ORDER = (
-    "QUEUED",
-    "RUNNING",
-    "PREEMPTED",
-    "COMPLETE",
-    "PRUNED",
-    "FAILED",
-    "TIMEOUT",
-    "INTERRUPTED",
-    "LOST",
-)
-FAILING = ("FAILED", "TIMEOUT", "LOST", "INTERRUPTED", "CORRUPT")
-STYLE = {
-    "COMPLETE": "green",
-    "PRUNED": "green",
-    "RUNNING": "cyan",
-    "QUEUED": "blue",
-    "FAILED": "red",
-    "LOST": "red",
-    "TIMEOUT": "yellow",
-    "INTERRUPTED": "yellow",
-    "PREEMPTED": "yellow",
-}
+from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
 
 
 class _Error(Exception):
@@ -224,9 +201,9 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
     failing = []
     for rid in record["runs"]:
         info = RunDir(logs / str(rid)).read_info()
-        status = info.get("status") or "CORRUPT"
+        status = info.get("status") or Status.CORRUPT.value
         counts[status] += 1
-        if status in FAILING:
+        if Status.of(status) in FAILING:
             error = info.get("error") if isinstance(info.get("error"), dict) else {}
             failing.append(
                 {
@@ -241,7 +218,7 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
     for f in failing[:limit]:
         f["traceback"] = tail(logs / str(f["run_id"]) / "metadata" / "traceback.txt", lines)
     total = len(record["runs"])
-    ended = sum(n for s, n in counts.items() if s not in ("QUEUED", "RUNNING", "PREEMPTED"))
+    ended = sum(n for s, n in counts.items() if Status.of(s) not in ACTIVE)
     subs = record.get("submissions", [])
     jobs = [str(a["job_id"]) for s in subs for a in s.get("arrays", [])]
     workers = [int(w["pid"]) for s in subs for w in s.get("workers", [])]
@@ -260,7 +237,9 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
         "runs": total,
         "first_run": min(record["runs"]) if record["runs"] else None,
         "last_run": max(record["runs"]) if record["runs"] else None,
-        "counts": {s: counts[s] for s in (*STATUS_ORDER, *sorted(counts)) if counts.get(s)},
+        "counts": {
+            s: counts[s] for s in (*(m.value for m in Status), *sorted(counts)) if counts.get(s)
+        },
         "ended": ended,
         "progress": round(ended / total, 4) if total else 1.0,
         "failing": failing[:limit],
@@ -288,7 +267,7 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
         f"of {task} on {where}, commit {(r['commit'] or '?')[:10]}, "
         f"submitted {_short(r['created'])}{retries}"
     )
-    parts = [f"[{STYLE.get(s, 'white')}]{s}[/] {n}" for s, n in r["counts"].items()]
+    parts = [f"[{colour(s)}]{s}[/] {n}" for s, n in r["counts"].items()]
     pct = 100 * r["progress"]
     console.print(
         "  " + "   ".join(parts) + f"   [dim]ended {r['ended']}/{r['runs']} ({pct:.0f}%)[/]"
@@ -302,7 +281,7 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
     if r["failing"]:
         console.print(f"[bold]failing runs[/] ({r['failing_total']})")
         for f in r["failing"]:
-            style = STYLE.get(f["status"], "white")
+            style = colour(f["status"])
             head = f"  {f['run_id']:>6}  [{style}]{f['status']}[/]"
             if f["error_type"] or f["error_message"]:
                 msg = f"{f['error_type'] or ''}: {f['error_message'] or ''}".strip(": ")
@@ -371,9 +350,9 @@ def configure_retry(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--status",
-        default="FAILED,INTERRUPTED,LOST,TIMEOUT",
+        default=",".join(names(RETRYABLE)),
         metavar="S,...",
-        help="retry the runs with these statuses (default FAILED,INTERRUPTED,LOST,TIMEOUT)",
+        help=f"retry the runs with these statuses (default {','.join(names(RETRYABLE))})",
     )
     parser.add_argument(
         "--code",
@@ -400,11 +379,11 @@ def _retry(args: argparse.Namespace) -> int:
     from runlab.sweep import ops
 
     statuses = [s.strip().upper() for s in args.status.split(",") if s.strip()]
-    bad = [s for s in statuses if s not in ops.RETRYABLE]
+    bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
         raise _Error(
             f"--status {args.status}: a run can be retried when it is one of "
-            f"{', '.join(ops.RETRYABLE)} (a run QUEUED or RUNNING still has a job)"
+            f"{', '.join(names(RETRYABLE))} (a run QUEUED or RUNNING still has a job)"
         )
     logs = _logs(args.logs)
     record, run_ids = _targets(logs, args.targets)
@@ -607,7 +586,7 @@ def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
                     sys.stdout.write(chunk.decode(errors="replace"))
                     sys.stdout.flush()
             status = run.read_info().get("status")
-            if status in ops.ACTIVE:
+            if Status.of(status) in ACTIVE:
                 ended_at = None
                 if time.time() - last_check > 10:  # a job that vanished ends the follow too
                     last_check = time.time()

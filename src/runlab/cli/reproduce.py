@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from runlab.status import Status
+
 
 def _logs_and_ids(parser: argparse.ArgumentParser, *ids: str) -> None:
     parser.add_argument("logs", type=Path, help="the logs directory (e.g. logs)")
@@ -29,7 +31,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         run, info, env = reproduce.load_run(args.logs, args.run_id)
-        if info.get("status") != "COMPLETE":
+        if info.get("status") != Status.COMPLETE:
             err.print(
                 f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE"
             )

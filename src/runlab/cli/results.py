@@ -21,19 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.record.files import tail
-
-FAILING = ("FAILED", "TIMEOUT", "LOST", "CORRUPT", "INTERRUPTED")
-_STATUS_STYLE = {
-    "COMPLETE": "green",
-    "RUNNING": "cyan",
-    "QUEUED": "blue",
-    "FAILED": "red",
-    "LOST": "red",
-    "CORRUPT": "red",
-    "TIMEOUT": "yellow",
-    "INTERRUPTED": "yellow",
-    "PREEMPTED": "yellow",
-}
+from runlab.status import FAILING, Status, colour, names
 
 
 class _Exit(Exception):
@@ -348,7 +336,7 @@ def _ls(args: argparse.Namespace) -> int:
         for c in columns:
             value = row[c]
             if c == "info.status" and value:
-                cells.append(f"[{_STATUS_STYLE.get(value, 'white')}]{value}[/]")
+                cells.append(f"[{colour(value)}]{value}[/]")
             elif c.endswith("_time"):
                 cells.append(_short_time(value))
             else:
@@ -399,7 +387,7 @@ def _show(args: argparse.Namespace) -> int:
     import yaml
 
     console = _console()
-    style = _STATUS_STYLE.get(record["status"] or "", "white")
+    style = colour(record["status"])
     console.print(
         f"[bold]run {record['run_id']}[/]  [{style}]{record['status']}[/]  [dim]{record['path']}[/]"
     )
@@ -489,7 +477,7 @@ def _status(args: argparse.Namespace) -> int:
         .agg(pl.len().alias("runs"))
         .sort("runs", "info.status", descending=[True, False], nulls_last=True)
     )
-    failing_rows = table.filter(pl.col("info.status").is_in(list(FAILING))).sort("run_id")
+    failing_rows = table.filter(pl.col("info.status").is_in(names(FAILING))).sort("run_id")
     failing = []
     for row in failing_rows.head(args.limit).iter_rows(named=True):
         failing.append(
@@ -509,7 +497,9 @@ def _status(args: argparse.Namespace) -> int:
             {
                 "logs": str(logs),
                 "runs": len(runs),
-                "counts": {(s if s is not None else "UNKNOWN"): n for s, n in counts.iter_rows()},
+                "counts": {
+                    (s if s is not None else Status.CORRUPT.value): n for s, n in counts.iter_rows()
+                },
                 "failing": failing,
                 "failing_total": failing_rows.height,
             }
@@ -518,26 +508,26 @@ def _status(args: argparse.Namespace) -> int:
     if args.csv:
         _print_csv(
             counts.rename({"info.status": "status"}).with_columns(
-                pl.col("status").fill_null("UNKNOWN")
+                pl.col("status").fill_null(Status.CORRUPT.value)
             )
         )
         return 0
     console = _console()
     parts = []
     for status, n in counts.iter_rows():
-        name = status or "UNKNOWN"
-        parts.append(f"[{_STATUS_STYLE.get(name, 'white')}]{name}[/] {n}")
+        name = status or Status.CORRUPT.value
+        parts.append(f"[{colour(name)}]{name}[/] {n}")
     console.print(f"[bold]{len(runs)} run(s)[/] in {logs}: " + "   ".join(parts))
     if failing:
         console.print(f"\n[bold]failing runs[/] ({failing_rows.height})")
         for f in failing:
-            style = _STATUS_STYLE.get(f["status"], "white")
+            style = colour(f["status"])
             head = f"  {f['run_id']:>5}  [{style}]{f['status']}[/]"
             if f["error_type"] or f["error_message"]:
                 head += f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": ")
             elif f["problem"]:
                 head += f"  {f['problem']}"
-            elif f["status"] == "LOST":
+            elif f["status"] == Status.LOST:
                 head += "  heartbeat stopped while RUNNING (killed, or its node died)"
             console.print(head)
             for line in f["traceback"]:

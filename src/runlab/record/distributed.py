@@ -49,6 +49,7 @@ import orjson
 from runlab.record.files import write_atomic
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, RunDirError
+from runlab.status import Status
 
 TIMEOUT_ENV = "RUNLAB_DIST_TIMEOUT_S"
 BACKEND_ENV = "RUNLAB_DIST_BACKEND"
@@ -350,7 +351,7 @@ def run_peer(task_fn: Callable[[Any], Any], make_context: Callable[..., Any], di
 
 def _write_failure(run: RunDir, dist: Dist, exc: BaseException, tb: Any) -> None:
     """``ranks/rank<k>.failed.json``, unless rank 0 has ended the run already."""
-    if run.read_info().get("status") not in ("RUNNING", None):
+    if run.read_info().get("status") not in (Status.RUNNING, None):
         return  # rank 0 ended first: this rank's error is its consequence, not the cause
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     data = {
@@ -395,7 +396,7 @@ def rank_outcome(run: RunDir) -> tuple[str, dict[str, Any], str] | None:
     if not found:
         return None
     first = found[0]
-    return "FAILED", dict(first.get("error") or {}), str(first.get("traceback") or "")
+    return Status.FAILED, dict(first.get("error") or {}), str(first.get("traceback") or "")
 
 
 def settle(run_dir: RunDir | Path | str | None) -> None:
@@ -405,11 +406,11 @@ def settle(run_dir: RunDir | Path | str | None) -> None:
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     info = run.read_info()
     found = failures(run)
-    if info.get("status") not in ("RUNNING", "QUEUED") or not found:
+    if info.get("status") not in (Status.RUNNING, Status.QUEUED) or not found:
         return
     first = found[0]
     write_atomic(run.metadata / "traceback.txt", str(first.get("traceback") or "").encode())
-    run.update_info(status="FAILED", error=first.get("error"), end_time=_now())
+    run.update_info(status=Status.FAILED, error=first.get("error"), end_time=_now())
 
 
 def _now() -> str:
@@ -455,7 +456,7 @@ class _Watcher(threading.Thread):
         except OSError:
             return False
         if self.rank != 0:
-            return self.rundir.read_info().get("status") in ("FAILED", "INTERRUPTED")
+            return self.rundir.read_info().get("status") in (Status.FAILED, Status.INTERRUPTED)
         return False
 
     def run(self) -> None:  # type: ignore[override]

@@ -28,6 +28,15 @@ except ImportError:  # pragma: no cover
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
+from runlab.status import Status
+
+
+class _RecordDumper(_Dumper):  # type: ignore[misc, valid-type]
+    """The safe dumper, writing a :class:`Status` as its plain text (files stay plain YAML)."""
+
+
+_RecordDumper.add_representer(Status, lambda dumper, s: dumper.represent_str(s.value))
+
 
 def now_iso() -> str:
     """The current local time in ISO 8601 with its UTC offset (millisecond precision)."""
@@ -130,7 +139,7 @@ def overwrite_in_place(path: Path, data: bytes) -> None:
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    return yaml.dump(data, Dumper=_RecordDumper, sort_keys=False, default_flow_style=False)
 
 
 def write_yaml(path: Path, data: Any) -> None:

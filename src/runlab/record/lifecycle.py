@@ -44,6 +44,7 @@ from runlab.record.files import (
 )
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RunDir, RunDirError, allocate
+from runlab.status import Status
 
 HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
 DEFAULT_HEARTBEAT_S = 15.0
@@ -52,7 +53,7 @@ DEFAULT_HEARTBEAT_S = 15.0
 class Interrupted(BaseException):
     """Raised in the task when the process is asked to stop (SIGTERM, or SIGINT)."""
 
-    def __init__(self, signum: int, status: str = "INTERRUPTED") -> None:
+    def __init__(self, signum: int, status: Status = Status.INTERRUPTED) -> None:
         super().__init__(f"received {signal.Signals(signum).name}")
         self.signum = signum
         self.status = status
@@ -62,9 +63,9 @@ class Interrupted(BaseException):
 # SLURM (through submitit) sends before a preemption or the time limit. SIGINT
 # (Ctrl-C) raises KeyboardInterrupt in the task, as Python's own handler does.
 _STOP_SIGNALS = {
-    signal.SIGTERM: "INTERRUPTED",
-    signal.SIGINT: "INTERRUPTED",
-    signal.SIGUSR2: "PREEMPTED",
+    signal.SIGTERM: Status.INTERRUPTED,
+    signal.SIGINT: Status.INTERRUPTED,
+    signal.SIGUSR2: Status.PREEMPTED,
 }
 
 
@@ -283,10 +284,10 @@ class RunSession:
         )
 
     def _fields(self, previous: Mapping[str, Any]) -> dict[str, Any]:
-        resumed = previous.get("status") not in (None, "QUEUED")
+        resumed = previous.get("status") not in (None, Status.QUEUED)
         now = now_iso()
         fields: dict[str, Any] = {
-            "status": "RUNNING",
+            "status": Status.RUNNING,
             "task": self.task or previous.get("task"),
             "start_time": previous.get("start_time") if resumed else now,
             "attempt_start_time": now,
@@ -407,17 +408,17 @@ class RunSession:
         if exc is None and close_error is not None:
             exc, tb = close_error, None
         if exc is None:
-            status, error = "COMPLETE", None
+            status, error = Status.COMPLETE, None
         elif isinstance(exc, Interrupted):
             status, error = exc.status, {"type": "Interrupted", "message": str(exc)}
         elif isinstance(exc, KeyboardInterrupt):
-            status, error = "INTERRUPTED", {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
+            status, error = Status.INTERRUPTED, {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
         elif isinstance(exc, Pruned):
-            status, error = "PRUNED", {"type": "Pruned", "message": str(exc)}
+            status, error = Status.PRUNED, {"type": "Pruned", "message": str(exc)}
         elif isinstance(exc, SystemExit) and exc.code in (0, None):
-            status, error = "COMPLETE", None
+            status, error = Status.COMPLETE, None
         else:
-            status = "FAILED"
+            status = Status.FAILED
             error = {"type": type(exc).__name__, "message": str(exc)}
             text = "".join(traceback.format_exception(type(exc), exc, tb))
             try:

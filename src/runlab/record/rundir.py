@@ -37,14 +37,9 @@ from runlab.record.files import (
     read_yaml,
     write_record,
 )
+from runlab.status import Status, written
 
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
-
-STATUSES = (
-    *("QUEUED", "RUNNING", "COMPLETE", "FAILED", "INTERRUPTED", "PREEMPTED", "TIMEOUT"),
-    "PRUNED",  # a trial of `runlab tune` stopped early by the study's pruner
-)
-FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
 
 
 def default_logs() -> Path:
@@ -145,8 +140,11 @@ def allocate(logs: Path | str, count: int = 1, info: dict[str, Any] | None = Non
     of processes may allocate at once in one directory: none gets an id twice and
     none waits. With ``info``, each directory is born holding ``metadata/info.yaml``
     (and its JSON twin) with ``info`` and its ``run_id``: a reader (or ``kill -9``)
-    never finds it without a record. Only canonical ids count (``is_run_id``).
+    never finds it without a record. Only canonical ids count (``is_run_id``). A
+    ``status`` in ``info`` must be one runlab writes (``ValueError`` otherwise).
     """
+    if info is not None and "status" in info:
+        info = {**info, "status": written(info["status"])}
     logs = Path(logs)
     logs.mkdir(parents=True, exist_ok=True)
     if info is not None:
@@ -258,7 +256,7 @@ def live_holder(info: dict[str, Any]) -> bool:
     intervals, and at least 30 s), unless the process is known dead: its pid is gone
     on this host, or it was an earlier attempt of this very SLURM job (requeued).
     """
-    if info.get("status") != "RUNNING":
+    if info.get("status") != Status.RUNNING:
         return False
     age = _heartbeat_age(info)
     interval = info.get("heartbeat_interval_s")
@@ -348,7 +346,11 @@ class RunDir:
         ``final`` is for the last word of a run (its end status): on a full disk it
         releases the space reserved by :meth:`reserve_space` and writes again, and as
         a last resort rewrites the existing files in place (they fit their blocks).
+        A ``status`` must be one runlab writes (:data:`runlab.status.WRITTEN`):
+        anything else is a programming error, ``ValueError``, and nothing is written.
         """
+        if fields.get("status") is not None:
+            fields["status"] = written(fields["status"])
         with self._lock:
             info = self.read_info()
             for key, value in fields.items():

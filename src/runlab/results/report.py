@@ -40,9 +40,9 @@ import orjson
 import polars as pl
 
 from runlab.results.query import QueryError
+from runlab.status import FAILING, Status
 
 __all__ = [
-    "FAILING",
     "NoRunsError",
     "ScopeError",
     "build_report",
@@ -55,7 +55,6 @@ __all__ = [
     "write_report",
 ]
 
-FAILING = ("FAILED", "TIMEOUT", "LOST", "CORRUPT", "INTERRUPTED")
 TOP = 10  # groups drawn at first (the rest are one click away) and in the PNGs
 LABEL_CHARS = 48  # longer labels are shortened, the full config on hover
 RECORDS = 300  # runs whose `runlab show` record is rendered into the page
@@ -117,18 +116,6 @@ _LIGHT = [
 PALETTE = _DARK + _LIGHT
 _DASHES = ["solid", "dash", "dot", "dashdot"]
 _MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
-_STATUS_COLOURS = {
-    "COMPLETE": "#2ca02c",
-    "RUNNING": "#17becf",
-    "QUEUED": "#1f77b4",
-    "FAILED": "#d62728",
-    "LOST": "#d62728",
-    "CORRUPT": "#d62728",
-    "TIMEOUT": "#bcbd22",
-    "INTERRUPTED": "#bcbd22",
-    "PREEMPTED": "#bcbd22",
-    "PRUNED": "#98df8a",
-}
 
 
 class NoRunsError(ValueError):
@@ -461,12 +448,12 @@ def build_report(
     left_out: list[dict[str, Any]] = []
     plotted_ids = []
     for row in every.sort("run_id").iter_rows(named=True):
-        rid, status = row["run_id"], row["info.status"] or "CORRUPT"
+        rid, status = row["run_id"], row["info.status"] or Status.CORRUPT.value
         if rid not in readable:
             left_out.append(
                 {"run_id": rid, "status": status, "why": problems.get(rid, "unreadable metadata")}
             )
-        elif status in FAILING and not keep_failed:
+        elif Status.of(status) in FAILING and not keep_failed:
             left_out.append({"run_id": rid, "status": status, "why": f"{status.lower()}"})
         else:
             plotted_ids.append(rid)
@@ -610,7 +597,7 @@ def build_report(
         }
         for i, r in enumerate(run_rows)
     ]
-    status = Counter((s or "UNKNOWN") for s in every["info.status"].to_list())
+    status = Counter((s or Status.CORRUPT.value) for s in every["info.status"].to_list())
     groups = [
         {
             "group": labels[g],

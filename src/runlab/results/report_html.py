@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from runlab.results.report import _STATUS_COLOURS, _rgba, _short, fmt, palette, shorten
+from runlab.results.report import _rgba, _short, fmt, palette, shorten
+from runlab.status import Status, hex_colour
 
 esc = html.escape
 
@@ -302,8 +303,8 @@ def _record_html(record: dict[str, Any], group: str | None) -> str:
     import yaml
 
     rid = record.get("run_id")
-    status = record.get("status") or "CORRUPT"
-    colour = _STATUS_COLOURS.get(status, "#7f7f7f")
+    status = record.get("status") or Status.CORRUPT.value
+    colour = hex_colour(status)
     summary = (
         f'<summary><b>run {esc(str(rid))}</b> <span style="color:{colour};font-weight:600">'
         f"{esc(status)}</span>" + (f" &middot; {esc(group)}" if group else "") + "</summary>"
@@ -419,7 +420,7 @@ def write_html(report: dict[str, Any], path: Path | str) -> Path:
         elif not report["curves"][metric]:
             notes.append(f"<b>{esc(metric)}</b>: no run logged it.")
     status = "".join(
-        f'<span style="background:{_STATUS_COLOURS.get(s, "#7f7f7f")}">{esc(s)} {n}</span>'
+        f'<span style="background:{hex_colour(s)}">{esc(s)} {n}</span>'
         for s, n in report["status"].items()
     )
     by = ", ".join(esc(_short(c)) for c in report["by"]) or "(one group)"

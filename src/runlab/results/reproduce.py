@@ -21,6 +21,7 @@ import orjson
 from runlab.record import environment
 from runlab.record.files import read_yaml
 from runlab.record.rundir import LOGS_ENV, RUN_DIR_ENV, RunDir, allocate
+from runlab.status import Status
 
 
 class ReproduceError(RuntimeError):
@@ -169,7 +170,7 @@ def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, in
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("runlab.")]
     new = RunDir(allocate(logs)[0]).create()
     new.update_info(
-        run_id=new.run_id, status="QUEUED", reproduces=str(run.run_id), task=str(script)
+        run_id=new.run_id, status=Status.QUEUED, reproduces=str(run.run_id), task=str(script)
     )
     git = env.get("git") or {}
     child_env = {

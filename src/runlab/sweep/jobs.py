@@ -36,6 +36,7 @@ import orjson
 
 from runlab.record import distributed
 from runlab.record.rundir import RUN_DIR_ENV, RunDir
+from runlab.status import ACTIVE, Status
 
 STOP_GRACE_S = 60.0
 CLAIM = ".claimed"
@@ -148,16 +149,16 @@ class TaskRun:
                 killed = now
             time.sleep(0.2)
 
-    def outcome(self, code: int, requeue: Any = None) -> str:
+    def outcome(self, code: int, requeue: Any = None) -> Status:
         """The run's status after the child ended; requeues a preempted SLURM job."""
         run = self.run
-        status = run.read_info().get("status")
+        status = Status.of(run.read_info().get("status"))
         if self.stop_signal == signal.SIGUSR2:
             timed_out = self.timed_out() or requeue is None
-            if status in ("RUNNING", "PREEMPTED", "TIMEOUT", None, "QUEUED"):
+            if status is None or status in ACTIVE or status == Status.TIMEOUT:
                 info = run.read_info()
                 timeouts = int(info.get("timeouts") or 0) + (1 if timed_out else 0)
-                status = "TIMEOUT" if timed_out else "PREEMPTED"
+                status = Status.TIMEOUT if timed_out else Status.PREEMPTED
                 run.update_info(status=status, timeouts=timeouts or None)
                 if requeue is not None and (not timed_out or timeouts <= self.max_num_timeout):
                     requeue()
@@ -170,18 +171,18 @@ class TaskRun:
                             f"(max_num_timeout={self.max_num_timeout}): not requeued again",
                         }
                     )
-            return status or "TIMEOUT"
-        if code == 0 and status == "COMPLETE":
+            return status or Status.TIMEOUT
+        if code == 0 and status == Status.COMPLETE:
             return status
-        if status in (None, "QUEUED", "RUNNING"):
+        if status in (None, Status.QUEUED, Status.RUNNING):
             if self.stop_signal == signal.SIGTERM:
-                status, kind = "INTERRUPTED", "Cancelled"
+                status, kind = Status.INTERRUPTED, "Cancelled"
                 reason = "the job was cancelled (SIGTERM) before the task recorded an end"
             else:
-                status, kind = "FAILED", "JobError"
+                status, kind = Status.FAILED, "JobError"
                 reason = f"the task process ended with {_describe(code)} before recording an end"
             run.update_info(status=status, error={"type": kind, "message": reason})
-        return status or "FAILED"
+        return status or Status.FAILED
 
 
 def _describe(code: int) -> str:
@@ -253,7 +254,7 @@ class ArrayEntry:
                 raise RunFailedError(
                     f"rank {rank} of run {job.run.run_id} ended with {_describe(code)}"
                 )
-            return "COMPLETE"
+            return Status.COMPLETE
         array = os.environ.get("SLURM_ARRAY_JOB_ID", "")
         print(
             f"[runlab] job {array}_{index}: run {job.run.run_id} ({job.run.path})",
@@ -265,7 +266,7 @@ class ArrayEntry:
         distributed.settle(job.run.path)  # task 0 killed while another rank failed: that failure
         status = job.outcome(code)
         print(f"[runlab] run {job.run.run_id} {status}", file=sys.stderr, flush=True)
-        if status != "COMPLETE":
+        if status != Status.COMPLETE:
             raise RunFailedError(f"run {job.run.run_id} ended {status} ({job.run.path})")
         return status
 
@@ -346,7 +347,7 @@ def run_local(jobs_file: str, worker: int) -> int:
             code = job.wait(local_timeout=True)
         status = job.outcome(code)
         current.clear()
-        failed += status != "COMPLETE"
+        failed += status != Status.COMPLETE
         print(f"[runlab] worker {worker}: run {run_id} {status}", flush=True)
     return 1 if failed or stopping else 0
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runlab.record.rundir import FINAL_STATUSES, STATUSES, RunDir
+from runlab.record.rundir import RunDir
+from runlab.status import SETTLED, Status, colour
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "local": {
@@ -255,7 +256,6 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
 
     from runlab.sweep import ops
 
-    final = set(FINAL_STATUSES) | {"LOST"}
     logs = runs[0].path.parent if runs else None
     sweep_id = runs[0].read_info().get("sweep_id") if runs else None
     last_check = time.time()
@@ -269,10 +269,10 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
     ) as bar:
         task = bar.add_task("", total=len(runs))
         while True:
-            statuses = [run.read_info().get("status", "QUEUED") for run in runs]
+            statuses = [run.read_info().get("status", Status.QUEUED) for run in runs]
             counts = Counter(statuses)
-            done = sum(counts[s] for s in final)
-            if counts["TIMEOUT"] and logs is not None and sweep_id:
+            done = sum(counts[s] for s in SETTLED)
+            if counts[Status.TIMEOUT] and logs is not None and sweep_id:
                 done += _timeouts_settled(logs, sweep_id, runs, statuses)
             bar.update(task, completed=done, description=_describe_counts(counts))
             if done == len(runs):
@@ -285,7 +285,7 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
                     pass
                 continue
             time.sleep(poll_s)
-    return [run for run in runs if run.read_info().get("status") != "COMPLETE"]
+    return [run for run in runs if run.read_info().get("status") != Status.COMPLETE]
 
 
 def _timeouts_settled(
@@ -295,7 +295,9 @@ def _timeouts_settled(
     never requeued), and SLURM ones whose job has left the queue (requeues used up)."""
     from runlab.sweep import ops, slurm
 
-    timed_out = [int(run.run_id) for run, s in zip(runs, statuses, strict=True) if s == "TIMEOUT"]
+    timed_out = [
+        int(run.run_id) for run, s in zip(runs, statuses, strict=True) if s == Status.TIMEOUT
+    ]
     try:
         record = ops.load(logs, sweep_id)
         located = ops.locate(record)
@@ -309,18 +311,10 @@ def _timeouts_settled(
 
 
 def _describe_counts(counts: Counter[str]) -> str:
-    colors = {
-        "COMPLETE": "green",
-        "FAILED": "red",
-        "LOST": "red",
-        "INTERRUPTED": "yellow",
-        "RUNNING": "cyan",
-    }
     parts = []
-    for status in (*STATUSES, "LOST"):
+    for status in Status:
         if counts.get(status) and f"{counts[status]} {status.lower()}" not in " ".join(parts):
-            color = colors.get(status, "white")
-            parts.append(f"[{color}]{counts[status]} {status.lower()}[/]")
+            parts.append(f"[{colour(status)}]{counts[status]} {status.lower()}[/]")
     return "  ".join(parts)
 
 

@@ -51,11 +51,10 @@ import orjson
 
 from runlab.record.files import dumps_json, now_iso, write_atomic
 from runlab.record.rundir import RunDir
+from runlab.status import ACTIVE, Status
 
 SWEEPS = ".sweeps"
 FORMAT = 1
-ACTIVE = ("QUEUED", "RUNNING", "PREEMPTED")
-RETRYABLE = ("FAILED", "INTERRUPTED", "LOST", "TIMEOUT")
 # A job neither squeue nor sacct knows is taken as vanished only this long after its
 # submission: sacct lags the controller, and a fresh job may not be listed yet.
 VANISH_GRACE_S = 120.0
@@ -432,7 +431,7 @@ def reconcile(logs: Path, record: dict[str, Any], by: str = "runlab status") -> 
     for rid in record["runs"]:
         run = _run_dir(logs, rid)
         info = run.read_info()
-        if info.get("status") in ACTIVE and int(rid) in located:
+        if Status.of(info.get("status")) in ACTIVE and int(rid) in located:
             candidates.append((int(rid), run, info))
     if not candidates:
         return []
@@ -450,7 +449,7 @@ def reconcile(logs: Path, record: dict[str, Any], by: str = "runlab status") -> 
     changes = []
     for rid, run, status, kind, reason, state in verdicts:
         info = run.read_info()  # again: the job may have written since
-        if info.get("status") not in ACTIVE or _may_be_written(run, info):
+        if Status.of(info.get("status")) not in ACTIVE or _may_be_written(run, info):
             continue
         run.update_info(
             status=status,
@@ -495,7 +494,7 @@ def _slurm_verdicts(candidates, located, cancelled) -> list[tuple]:
                 (
                     rid,
                     run,
-                    "LOST",
+                    Status.LOST,
                     "JobLost",
                     f"{label} is known neither to squeue nor to sacct ({age:.0f} s after it was "
                     f"submitted) and the run was still {was}",
@@ -503,16 +502,16 @@ def _slurm_verdicts(candidates, located, cancelled) -> list[tuple]:
                 )
             )
         elif state == "CANCELLED" or rid in cancelled:
-            when = "before the run started" if was == "QUEUED" else f"while the run was {was}"
+            when = "before the run started" if was == Status.QUEUED else f"while the run was {was}"
             out.append(
-                (rid, run, "INTERRUPTED", "Cancelled", f"{label} was cancelled {when}", state)
+                (rid, run, Status.INTERRUPTED, "Cancelled", f"{label} was cancelled {when}", state)
             )
-        elif state == "TIMEOUT":
+        elif state == "TIMEOUT":  # SLURM's state (its word), not the run's status
             out.append(
                 (
                     rid,
                     run,
-                    "TIMEOUT",
+                    Status.TIMEOUT,
                     "JobTimeout",
                     f"{label} reached its time limit and was not requeued; the run was {was}",
                     state,
@@ -523,7 +522,7 @@ def _slurm_verdicts(candidates, located, cancelled) -> list[tuple]:
                 (
                     rid,
                     run,
-                    "LOST",
+                    Status.LOST,
                     "JobLost",
                     f"{label} ended {state} without the run recording an end (it was {was})",
                     state,
@@ -541,7 +540,7 @@ def _local_verdicts(candidates, located, cancelled, record) -> list[tuple]:
         workers = [w["pid"] for w in sub.get("workers", [])]
         alive = [p for p in workers if pid_alive(p)]
         was = info.get("status")
-        if was == "QUEUED":
+        if was == Status.QUEUED:
             if alive:
                 continue
             if rid in cancelled:
@@ -549,7 +548,7 @@ def _local_verdicts(candidates, located, cancelled, record) -> list[tuple]:
                     (
                         rid,
                         run,
-                        "INTERRUPTED",
+                        Status.INTERRUPTED,
                         "Cancelled",
                         "the sweep was cancelled before the run started",
                         "CANCELLED",
@@ -560,7 +559,7 @@ def _local_verdicts(candidates, located, cancelled, record) -> list[tuple]:
                     (
                         rid,
                         run,
-                        "LOST",
+                        Status.LOST,
                         "JobLost",
                         f"the local workers (pids {', '.join(map(str, workers))}) ended "
                         "without running it",
@@ -573,7 +572,7 @@ def _local_verdicts(candidates, located, cancelled, record) -> list[tuple]:
                 continue
             if pid_alive(pid, marker=""):
                 continue
-            status = "INTERRUPTED" if rid in cancelled else "LOST"
+            status = Status.INTERRUPTED if rid in cancelled else Status.LOST
             kind = "Cancelled" if rid in cancelled else "JobLost"
             out.append(
                 (
@@ -596,7 +595,9 @@ def cancel(
     logs = Path(logs)
     located = locate(record)
     targets = [int(r) for r in (run_ids or record["runs"])]
-    active = [r for r in targets if _run_dir(logs, r).read_info().get("status") in ACTIVE]
+    active = [
+        r for r in targets if Status.of(_run_dir(logs, r).read_info().get("status")) in ACTIVE
+    ]
     with exclusive(logs, record["sweep_id"], by="runlab cancel") as fresh:
         _adopt(record, fresh)
         record.setdefault("cancelled", []).append({"time": now_iso(), "runs": targets})
@@ -642,7 +643,7 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
     for rid in active:
         run = _run_dir(logs, rid)
         info = run.read_info()
-        if info.get("status") == "QUEUED":
+        if info.get("status") == Status.QUEUED:
             claim(run.path)  # no worker may start it now
         elif not whole and info.get("pid") and info.get("host") == socket.gethostname():
             try:
@@ -656,15 +657,15 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
     for rid in active:  # queued runs this command claimed: nobody else will write them
         run = _run_dir(logs, rid)
         info = run.read_info()
-        if info.get("status") == "QUEUED":
+        if info.get("status") == Status.QUEUED:
             run.update_info(
-                status="INTERRUPTED",
+                status=Status.INTERRUPTED,
                 error={"type": "Cancelled", "message": "cancelled before the run started"},
                 end_time=now_iso(),
                 reconciled={
                     "time": now_iso(),
                     "by": "runlab cancel",
-                    "was": "QUEUED",
+                    "was": Status.QUEUED,
                     "job": "CANCELLED",
                 },
             )
@@ -720,7 +721,7 @@ def retry(
             commits.append(code["commit"])
         (run.metadata / ".claimed").unlink(missing_ok=True)
         run.update_info(
-            status="QUEUED",
+            status=Status.QUEUED,
             previous_status=info.get("status"),
             previous_error=info.get("error"),
             error=None,

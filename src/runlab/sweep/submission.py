@@ -21,6 +21,7 @@ import orjson
 from runlab.record import environment
 from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import LOGS_ENV, RunDir, allocate
+from runlab.status import Status, written
 from runlab.sweep import launcher
 from runlab.sweep.expand import Job, task_spec
 from runlab.sweep.points import expand
@@ -192,7 +193,7 @@ def create_runs(sweep: Sweep) -> None:
     sweep.sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{sweep.runs[0].run_id}" if sweep.runs else ""
     submitted = now_iso()
     common = {
-        "status": "QUEUED",
+        "status": written(Status.QUEUED),  # written here, not through RunDir: checked the same
         "task": str(sweep.script),
         "sweep_id": sweep.sweep_id,
         "sweep_index": 0,
@@ -234,7 +235,9 @@ def launch(sweep: Sweep) -> None:
     except Exception as exc:
         reason = str(exc)
         for run in sweep.runs:
-            run.update_info(status="FAILED", error={"type": "SubmissionError", "message": reason})
+            run.update_info(
+                status=Status.FAILED, error={"type": "SubmissionError", "message": reason}
+            )
         ops.save(sweep.logs, record)
         raise
     sweep.record = record

@@ -54,12 +54,12 @@ import orjson
 from runlab.record.files import now_iso, write_record
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
+from runlab.status import ACTIVE, Status
 from runlab.sweep import tune_space
 
 STUDIES = ".studies"
 ATTR = "runlab"
 DEFINING = ("task", "metric", "direction", "objective", "space", "overrides", "sampler", "pruner")
-COUNTED = ("COMPLETE", "PRUNED")
 
 
 class TuneError(ValueError):
@@ -452,7 +452,7 @@ class Driver:
         spec = task_spec(self.code["script"])  # the pinned code's configs
         (job,) = expand(spec, overrides)
         info = {
-            "status": "QUEUED",
+            "status": Status.QUEUED,
             "task": self.code["script"],
             "study": self.name,
             "trial": trial.number,
@@ -536,20 +536,20 @@ class Driver:
             rid = t.user_attrs.get("run_id")
             if rid is None:
                 run = self.orphan_run(t.number) or self.create_run(t)
-                if run.read_info().get("status") == "QUEUED":
+                if run.read_info().get("status") == Status.QUEUED:
                     self.study._storage.set_trial_user_attr(t._trial_id, "run_id", int(run.run_id))
                 rid = int(run.run_id)
             run = RunDir(self.logs / str(rid))
             info = run.read_info()
             status = info.get("status")
-            if status == "QUEUED" and rid not in submitted:
+            if status == Status.QUEUED and rid not in submitted:
                 pending.append(run)
                 running.append(t)
                 continue
             ended = (info.get("error") or {}).get("type") in ("TimeoutError", "JobTimeout")
             slurm_ = self.record["launcher"]["name"] == "slurm"
-            requeued = status == "TIMEOUT" and slurm_ and not ended  # SLURM requeued the job
-            if status in ("QUEUED", "RUNNING", "PREEMPTED") or requeued:
+            requeued = status == Status.TIMEOUT and slurm_ and not ended  # SLURM requeued the job
+            if Status.of(status) in ACTIVE or requeued:
                 running.append(t)
                 continue
             self.tell(t, run, status, info)
@@ -564,7 +564,7 @@ class Driver:
         label = f"trial {t.number} (run {run.run_id})"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         try:
-            if status == "COMPLETE":
+            if status == Status.COMPLETE:
                 value = objective_value(run, o.metric, o.objective, o.direction)
                 if value is None or math.isnan(value):
                     storage_.set_trial_user_attr(
@@ -575,7 +575,7 @@ class Driver:
                     return
                 self.study.tell(t.number, value)
                 self.say(f"{label} COMPLETE {o.metric}={value:g}  {params}{self._best()}")
-            elif status == "PRUNED":
+            elif status == Status.PRUNED:
                 self.study.tell(t.number, state=TrialState.PRUNED)
                 self.say(f"{label} PRUNED  {params}")
             else:

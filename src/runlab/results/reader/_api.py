@@ -15,7 +15,8 @@ import polars as pl
 from runlab.record.names import check_name
 from runlab.results.query import Node, QueryError, compile_query, keys_of, parse, suggest
 from runlab.results.reader._files import first_line
-from runlab.results.reader._store import LIVE, Loaded, Store
+from runlab.results.reader._store import Loaded, Store
+from runlab.status import Status
 
 
 class CorruptRunWarning(UserWarning):
@@ -131,7 +132,7 @@ class Reader:
     # ------------------------------------------------------- summary columns
     def _live(self) -> set[int]:
         t = self._table
-        return set(t.filter(pl.col("info.status") == LIVE)["run_id"].to_list())
+        return set(t.filter(pl.col("info.status") == Status.RUNNING.value)["run_id"].to_list())
 
     def _names(self) -> list[str]:
         """The metric file names of the selected runs (those not valid UTF-8 noted)."""

@@ -33,6 +33,7 @@ import orjson
 import polars as pl
 
 from runlab.record.files import NONFINITE
+from runlab.status import UNTRUSTED, Status
 
 _NUMBER = ("int", "float", "nf")
 # Which kind wins a tie between equally many values.
@@ -45,8 +46,6 @@ _WORD = {
     "big": "an integer beyond 64 bits",
 }
 _INT64 = range(-(2**63), 2**63)
-# Statuses of runs whose values do not decide a column's type (see the docstring).
-_UNSURE = ("FAILED", "CORRUPT")
 
 
 _TYPES: dict[type, str | None] = {
@@ -386,7 +385,7 @@ def resolve(df: pl.DataFrame, mixed: Iterable[str]) -> tuple[pl.DataFrame, dict[
         return df, notes
     run_ids = df["run_id"].to_list()
     if "info.status" in df.columns and df.schema["info.status"] == pl.String:
-        sure = [s not in _UNSURE for s in df["info.status"].to_list()]
+        sure = [Status.of(s) not in UNTRUSTED for s in df["info.status"].to_list()]
     else:
         sure = [True] * len(run_ids)
     new: list[pl.Series] = []

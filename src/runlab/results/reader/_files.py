@@ -21,6 +21,7 @@ import yaml
 
 from runlab.record.rundir import is_run_id
 from runlab.results.reader._columns import plain
+from runlab.status import Status
 
 try:
     from yaml import CSafeLoader as _Loader
@@ -285,10 +286,10 @@ class MetaReader:
             beat = info.get("heartbeat") or info.get("attempt_start_time") or info.get("start_time")
             row["_hb"] = iso_epoch(beat)
             if not isinstance(row.get("info.status"), str):
-                row["info.status"] = "CORRUPT"
+                row["info.status"] = Status.CORRUPT.value
                 problems.append(f"{files['info']}: no status")
         else:
-            row["info.status"] = "CORRUPT"
+            row["info.status"] = Status.CORRUPT.value
         env = self._env(run)
         if isinstance(env, str):
             problems.append(env)

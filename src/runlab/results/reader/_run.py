@@ -16,6 +16,7 @@ from runlab.record.files import tail
 from runlab.results.reader._files import Refused, iso_epoch, load_record, load_yaml_file
 from runlab.results.reader._metrics import read_metric_files, summaries
 from runlab.results.reader._store import LOST_AFTER_S
+from runlab.status import Status
 
 
 class NoSuchRun(LookupError):
@@ -59,19 +60,19 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
                     data[key] = f"{len(data[key])} packages (see metadata/env.yaml)"
         record[name] = data
     info = record.get("info") if isinstance(record.get("info"), dict) else {}
-    status = info.get("status") if info else "CORRUPT"
-    if status == "RUNNING":
+    status = info.get("status") if info else Status.CORRUPT.value
+    if status == Status.RUNNING:
         beat = iso_epoch(info.get("heartbeat") or info.get("start_time"))
         interval = info.get("heartbeat_interval_s")
         if isinstance(interval, bool) or not isinstance(interval, (int, float)):
             interval = None  # not a number (a list, text): the default, as the reader
         limit = max(LOST_AFTER_S, 4 * float(interval or 15.0))
         if beat is not None and time.time() - beat > limit:
-            status = "LOST"
+            status = Status.LOST.value
     record["status"] = status
     metrics: dict[str, Any] = {}
     for file in sorted((path / "metrics").glob("*.jsonl")):
-        parsed = read_metric_files([(run_id, str(file), status == "RUNNING")], Counter())
+        parsed = read_metric_files([(run_id, str(file), status == Status.RUNNING)], Counter())
         rec = parsed.files.get(run_id, {})
         rows = parsed.frame()
         last: dict[str, Any] = {}

@@ -29,9 +29,9 @@ from runlab.results.reader._columns import (
 from runlab.results.reader._files import read_metas, run_sig, scan
 from runlab.results.reader._index import BLOCK, Index, background, wait_for_index
 from runlab.results.reader._metrics import Parsed, read_metric_files, summaries
+from runlab.status import Status
 
 LOST_AFTER_S = 60.0
-LIVE = "RUNNING"
 _META = ("config", "info", "env")
 
 
@@ -153,10 +153,12 @@ class Store:
         else:  # absent, or not a number (a list, a mapping): the default
             interval = pl.lit(None, dtype=pl.Float64)
         limit = pl.max_horizontal(pl.lit(LOST_AFTER_S), 4 * interval.fill_null(15.0))
-        lost = (pl.col("info.status") == LIVE) & ((self.now - pl.col("_hb")) > limit)
+        lost = (pl.col("info.status") == Status.RUNNING.value) & (
+            (self.now - pl.col("_hb")) > limit
+        )
         return df.with_columns(
             pl.when(lost.fill_null(False))
-            .then(pl.lit("LOST"))
+            .then(pl.lit(Status.LOST.value))
             .otherwise(pl.col("info.status").cast(pl.String))
             .alias("info.status")
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id  # noqa: F401 (re-exported)
 from runlab.logs import default_path as default_logs  # noqa: F401 (re-exported)
 from runlab.record.files import (
@@ -48,7 +49,7 @@ STATUSES = (
 FINAL_STATUSES = ("COMPLETE", "FAILED", "INTERRUPTED", "PRUNED")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UserError, RuntimeError):
     """A run directory that cannot be used as asked; its message is one line for the user."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.rundir import FINAL_STATUSES, STATUSES, RunDir
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -48,7 +49,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class LauncherError(RuntimeError):
+class LauncherError(UserError, RuntimeError):
     """The scheduler refused the sweep, or the launcher config is wrong."""
 
 

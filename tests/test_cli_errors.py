@@ -317,3 +317,132 @@ def test_package_metadata_builds_without_deprecation_warnings(tmp_path: Path) ->
     assert "Warning" not in proc.stdout + proc.stderr, proc.stderr
     metadata = (out / proc.stdout.strip().splitlines()[-1] / "METADATA").read_text()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+
+
+# ---------------------------------------------------------------------- one UserError base
+# A user error of every command, provoked as a user would (in an empty directory whose
+# logs/ exists and is empty): (command, arguments, whether runlab raised it: argparse's
+# usage errors print the same line but have no traceback to show).
+EVERY_COMMAND = {
+    "submit": (["submit", "nosuch.py", "--dry-run"], True),
+    "ls": (["ls", "missing"], True),
+    "show": (["show", "abc"], True),
+    "status": (["status", "--sweep", "nope"], True),
+    "cancel": (["cancel", "nope"], True),
+    "retry": (["retry", "--status", "COMPLETE"], True),
+    "logs": (["logs", "abc"], True),
+    "report": (["report", "missing"], True),
+    "reproduce": (["reproduce", "logs", "99"], True),
+    "diff": (["diff", "logs", "1", "2"], True),
+    "doctor": (["doctor", "--require", "bogus"], False),  # doctor's only user error
+    "tune": (["tune", "--show", "--study", "nope"], True),
+}
+
+
+def test_every_command_is_provoked() -> None:
+    from runlab.cli import COMMANDS
+
+    assert set(EVERY_COMMAND) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(EVERY_COMMAND))
+def test_every_command_says_a_user_error_in_one_line(command: str, tmp_path: Path) -> None:
+    args, raised = EVERY_COMMAND[command]
+    (tmp_path / "logs").mkdir()
+    proc = runlab(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc)
+    assert line.startswith(f"runlab {command}: error: "), line
+    if raised:  # RUNLAB_DEBUG=1: the traceback, then the same line
+        debug = runlab(tmp_path, *args, RUNLAB_DEBUG="1")
+        assert debug.returncode == 2
+        assert "Traceback (most recent call last)" in debug.stderr, debug.stderr
+        assert debug.stderr.strip().splitlines()[-1] == line
+
+
+# Exception classes of runlab that are not a user's mistake, each with the reason.
+NOT_USER_ERRORS = {
+    "runlab.record.yamlfast._Fallback": "control flow inside the YAML emitter, never raised out",
+    "runlab.record.lifecycle.Interrupted": "a signal stopping the task (a BaseException)",
+    "runlab.record.lifecycle.Pruned": "a trial pruned by Optuna: the run ends PRUNED",
+    "runlab.record.logger.RecordWriteError": "an OSError (full disk): the CLI's OSError path",
+    "runlab.results.reader._api.CorruptRunWarning": "a warning (the reader goes on)",
+}
+
+
+def _exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class defined in a module of runlab (all modules imported)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import runlab
+
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(runlab.__path__, "runlab."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__ == info.name:
+                found[f"{info.name}.{name}"] = cls
+    return found
+
+
+def test_every_error_class_of_runlab_is_a_user_error_or_says_why_not() -> None:
+    from runlab.errors import UserError
+
+    classes = _exception_classes()
+    assert len(classes) > 20  # the walk found runlab's modules
+    stray = [n for n, c in classes.items() if not issubclass(c, UserError)]
+    assert sorted(set(stray) - set(NOT_USER_ERRORS)) == []
+    assert sorted(set(NOT_USER_ERRORS) - set(stray)) == []  # the list stays true
+    import runlab.cli
+
+    assert runlab.cli.UserError is UserError  # `from runlab.cli import UserError` still works
+
+
+def test_sweep_ops_and_tune_errors_reach_the_user_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runlab.cli import report_error
+    from runlab.sweep.ops import SweepOpsError
+    from runlab.sweep.tune import TuneError
+
+    assert report_error(SweepOpsError("no sweep 'x' in logs"), "runlab cancel") == 2
+    assert report_error(TuneError("no study 'y' in logs"), "runlab report") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "runlab cancel: error: no sweep 'x' in logs",
+        "runlab report: error: no study 'y' in logs",
+    ]
+
+
+def test_a_failed_run_exits_1_and_keeps_its_standard_base(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runlab.cli import report_error
+    from runlab.sweep.jobs import RunFailedError
+
+    assert issubclass(RunFailedError, RuntimeError)
+    assert report_error(RunFailedError("run 3 ended FAILED"), "runlab submit") == 1
+    assert capsys.readouterr().err == "runlab submit: error: run 3 ended FAILED\n"
+
+
+def test_user_errors_survive_pickling() -> None:
+    """submitit and multiprocessing pickle a job's exception back to the parent."""
+    import pickle
+
+    from runlab.record.logger import MetricsError
+    from runlab.results.query import QueryError
+    from runlab.sweep.jobs import RunFailedError
+
+    err = MetricsError("bad key 3", where="log_metrics(name='train')", todo="use a str")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is MetricsError and isinstance(back, (TypeError, ValueError))
+    assert str(back) == str(err) == "bad key 3: log_metrics(name='train') (use a str)"
+    assert (back.what, back.where, back.todo, back.code) == (err.what, err.where, err.todo, 2)
+    failed = pickle.loads(pickle.dumps(RunFailedError("run 3 ended FAILED")))
+    assert failed.code == 1 and isinstance(failed, RuntimeError)
+    query = QueryError("unknown key 'a.b'", "a.b == 1", 0, 3, ["a.c"])
+    back = pickle.loads(pickle.dumps(query))
+    assert str(back) == str(query) and back.detail == query.detail and back.line() == query.line()

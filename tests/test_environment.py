@@ -322,7 +322,9 @@ def test_submit_refuses_the_tree_in_one_line_per_problem(big_tree: Path, tmp_pat
     assert "  ?? venv/ (40,001 files)" in lines
     (warning,) = [line for line in lines if line.startswith("warning:")]
     assert "venv/ (40,001 files)" in warning and "echo 'venv/' >> .gitignore" in warning
-    assert any(line.startswith("error:") and "--allow-dirty" in line for line in lines)
+    assert any(
+        line.startswith("runlab submit: error:") and "--allow-dirty" in line for line in lines
+    )
     assert len(lines) < 15 and not logs.exists()
 
 

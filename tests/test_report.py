@@ -329,7 +329,9 @@ def test_rank_option(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     out = tmp_path / "c"
     assert main(["report", str(sweep), "--rank", "test.acc:best", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["runlab: error: --rank 'test.acc:best': write METRIC, METRIC:max or METRIC:min"]
+    assert err == [
+        "runlab report: error: --rank 'test.acc:best': write METRIC, METRIC:max or METRIC:min"
+    ]
     assert not out.exists()
 
 

@@ -117,7 +117,7 @@ def test_ls_where_columns_sort_json_csv(logs: Path, capsys: pytest.CaptureFixtur
 
 def test_ls_errors(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "ls", str(tmp_path / "missing"))
-    assert code == 2 and "runlab: error: no logs directory at" in err
+    assert code == 2 and "runlab ls: error: no logs directory at" in err
     code, _, err = run(capsys, "ls", "--where", "config.lr <= 0.1 & config.sed == 1")
     assert code == 2
     assert "unknown key 'config.sed'; did you mean 'config.seed'?" in err
@@ -205,7 +205,7 @@ def test_no_runs_yet_is_not_an_error(
     assert code == 0 and out.startswith(f"no runs yet in {tmp_path / 'logs'}/")
     # A directory named explicitly that does not exist stays an error.
     code, _, err = run(capsys, "status", str(tmp_path / "missing"))
-    assert code == 2 and "runlab: error: no logs directory at" in err
+    assert code == 2 and "runlab status: error: no logs directory at" in err
 
 
 def test_ls_no_match(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ class UserError(Exception):
     """
 
     code: int = 2
+    detail: str = ""  # lines shown under the one line, as they are (a query with a caret)
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class UserError(Exception):
         text = self.what if self.where is None else f"{self.what}: {self.where}"
         if self.todo:
             text += f" ({self.todo})"
-        return " ".join(text.split())
+        return one_line(text)
 
     def __reduce__(self):  # picklable across submitit and multiprocessing
         return (_rebuild, (type(self), self.what, self.where, self.todo, self.code))
@@ -58,3 +59,27 @@ def _rebuild(cls: type[UserError], what: str, where: str | None, todo: str | Non
     err = cls.__new__(cls)
     UserError.__init__(err, what, where=where, todo=todo, code=code)
     return err
+
+
+def one_line(text: str) -> str:
+    """A (possibly multi-line) message as one line: Hydra's config search path left out,
+    the indented items of a list joined with commas."""
+    out = ""
+    item = False  # the last piece was an indented list item
+    for raw in str(text).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("Config search path"):
+            break
+        indented = raw[:1].isspace()
+        if not out:
+            out = line
+        elif indented and item:
+            out += ", " + line
+        elif out.endswith((".", ":", ";", "!", "?", ",")):
+            out += " " + line
+        else:
+            out += "; " + line
+        item = indented
+    return " ".join(out.split())

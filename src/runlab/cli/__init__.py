@@ -13,6 +13,9 @@ import importlib
 import os
 import sys
 
+# re-exported: `from runlab.cli import UserError, one_line`
+from runlab.errors import UserError, one_line
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "run a Hydra sweep of a task on SLURM or local processes"),
@@ -28,10 +31,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "check the environment, GPUs, SLURM and logs directory"),
     "tune": ("tune", "search hyperparameters with Optuna; every trial is a run (--show: best)"),
 }
-
-
-class UserError(Exception):
-    """A mistake of the user's, said in one line (what, where, what to do); no traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,52 +94,6 @@ DEBUG_VARIABLE = "RUNLAB_DEBUG"
 DEBUG_HINT = f"set {DEBUG_VARIABLE}=1 for the traceback"
 
 
-def _own_errors() -> tuple[type[BaseException], ...]:
-    """runlab's exception types for mistakes a user can fix (only the modules already loaded)."""
-    found: list[type[BaseException]] = [UserError]
-    for module, names in (
-        ("runlab.sweep.expand", ("SweepError",)),
-        ("runlab.sweep.launcher", ("LauncherError",)),
-        ("runlab.sweep.snapshot", ("CodeStateError",)),
-        ("runlab.results.reproduce", ("ReproduceError",)),
-        ("runlab.results.query", ("QueryError",)),
-        ("runlab.results.report", ("NoRunsError",)),
-        ("runlab.sweep.jobs", ("RunFailedError",)),
-        ("runlab.record.lifecycle", ("ConfigMismatchError",)),
-        ("runlab.record.logger", ("MetricsError",)),
-    ):
-        mod = sys.modules.get(module)
-        for name in names:
-            cls = getattr(mod, name, None) if mod is not None else None
-            if isinstance(cls, type) and issubclass(cls, BaseException):
-                found.append(cls)
-    return tuple(found)
-
-
-def one_line(text: str) -> str:
-    """A (possibly multi-line) message as one line: Hydra's config search path left out,
-    the indented items of a list joined with commas."""
-    out = ""
-    item = False  # the last piece was an indented list item
-    for raw in str(text).splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("Config search path"):
-            break
-        indented = raw[:1].isspace()
-        if not out:
-            out = line
-        elif indented and item:
-            out += ", " + line
-        elif out.endswith((".", ":", ";", "!", "?", ",")):
-            out += " " + line
-        else:
-            out += "; " + line
-        item = indented
-    return " ".join(out.split())
-
-
 _WRITABLE = "choose a directory you can write"
 _OS_ADVICE = {
     errno.EACCES: f"check its permissions, or {_WRITABLE}",
@@ -179,14 +132,15 @@ def describe_os_error(exc: OSError, option: str | None = None) -> str:
 
 def report_error(exc: BaseException, prog: str = "runlab") -> int:
     """Print ``exc`` as one line on stderr (with the traceback under RUNLAB_DEBUG=1);
-    the exit status: 2 for a user's mistake, 1 for a failure of the system or of runlab."""
+    the exit status: a :class:`UserError`'s ``code`` (2 unless it says otherwise), 1 for a
+    failure of the system or of runlab."""
     debug = os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
     if debug:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, _own_errors()):
-        line, code = f"{prog}: error: {one_line(str(exc))}", 2
+    if isinstance(exc, UserError):  # every user-fixable error of runlab derives from it
+        line, code = f"{prog}: error: {one_line(exc.line())}", exc.code
     elif isinstance(exc, OSError):
         line, code = f"{prog}: error: {describe_os_error(exc, _WRITES_TO.get(prog))}", 1
     else:
@@ -200,6 +154,8 @@ def report_error(exc: BaseException, prog: str = "runlab") -> int:
     except (OSError, ValueError):
         pass
     print(line, file=sys.stderr)
+    if isinstance(exc, UserError) and exc.detail:
+        print(exc.detail, file=sys.stderr)
     return code
 
 

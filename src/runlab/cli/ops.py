@@ -21,34 +21,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.files import tail
 from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
-
-
-class _Error(Exception):
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _guard(name: str, body: Any, args: argparse.Namespace) -> int:
-    from runlab.sweep.launcher import LauncherError
-    from runlab.sweep.ops import SweepOpsError
-    from runlab.sweep.slurm import SlurmError
-    from runlab.sweep.snapshot import CodeStateError
-
-    try:
-        return int(body(args) or 0)
-    except (_Error, SweepOpsError, SlurmError, LauncherError, CodeStateError) as exc:
-        import os
-
-        if os.environ.get("RUNLAB_DEBUG", "").strip() not in ("", "0"):
-            import traceback
-
-            traceback.print_exc()
-        message = " ".join(str(exc).split())
-        print(f"runlab {name}: error: {message}", file=sys.stderr)
-        return getattr(exc, "code", 2) if isinstance(exc, _Error) else 2
 
 
 def _logs(value: str | Path | None) -> Path:
@@ -57,7 +32,7 @@ def _logs(value: str | Path | None) -> Path:
     path = Path(value) if value else default_logs()
     if not path.is_dir():
         hint = "" if value else " (pass --logs DIR, or set $RUNLAB_LOGS)"
-        raise _Error(f"no logs directory at {path}{hint}", 2)
+        raise UserError(f"no logs directory at {path}{hint}")
     return path.absolute()
 
 
@@ -75,7 +50,7 @@ def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] 
     if not targets:
         sid = ops.latest(logs)
         if sid is None:
-            raise _Error(
+            raise UserError(
                 f"no sweep in {logs}: nothing was submitted there with `runlab submit`; "
                 "pass --logs DIR (or set $RUNLAB_LOGS) to the logs directory of a sweep"
             )
@@ -84,18 +59,18 @@ def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] 
         return ops.load(logs, targets[0]), None
     bad = [t for t in targets if not is_run_id(t)]
     if bad:
-        raise _Error(
+        raise UserError(
             f"{bad[0]!r} is not a run id: give one sweep id, or run ids (numbers) of {logs}"
         )
     record = None
     for t in targets:
         if not (logs / t).is_dir():
-            raise _Error(f"no run {t} in {logs}: see `runlab status` for the runs of its sweeps")
+            raise UserError(f"no run {t} in {logs}: see `runlab status` for the runs of its sweeps")
         rec = ops.sweep_of_run(logs, int(t))
         if rec is None:
-            raise _Error(f"run {t} in {logs} was not submitted with `runlab submit`: no sweep")
+            raise UserError(f"run {t} in {logs} was not submitted with `runlab submit`: no sweep")
         if record is not None and rec["sweep_id"] != record["sweep_id"]:
-            raise _Error(
+            raise UserError(
                 f"runs {targets[0]} and {t} belong to different sweeps "
                 f"({record['sweep_id']}, {rec['sweep_id']}): give runs of one sweep at a time"
             )
@@ -158,11 +133,11 @@ def run_status(args: argparse.Namespace) -> int:
             return _runs_status(args)
     try:
         logs = _logs(args.logs)
-    except _Error:
+    except UserError:
         return _runs_status(args)  # the same message, from the runs' status
     if not args.sweep and not ops.sweep_ids(logs):
         return _runs_status(args)  # runs made without `runlab submit`
-    return _guard("status", _sweep_status, args)
+    return _sweep_status(args)
 
 
 def _runs_status(args: argparse.Namespace) -> int:
@@ -312,7 +287,7 @@ def configure_cancel(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    return _guard("cancel", _cancel, args)
+    return _cancel(args)
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -372,7 +347,7 @@ def configure_retry(parser: argparse.ArgumentParser) -> None:
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    return _guard("retry", _retry, args)
+    return _retry(args)
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -381,7 +356,7 @@ def _retry(args: argparse.Namespace) -> int:
     statuses = [s.strip().upper() for s in args.status.split(",") if s.strip()]
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
-        raise _Error(
+        raise UserError(
             f"--status {args.status}: a run can be retried when it is one of "
             f"{', '.join(names(RETRYABLE))} (a run QUEUED or RUNNING still has a job)"
         )
@@ -413,7 +388,7 @@ def _retry_in(
             from runlab.record.rundir import RunDir
 
             st = RunDir(logs / str(skipped[0])).read_info().get("status")
-            raise _Error(
+            raise UserError(
                 f"run {skipped[0]} is {st}, not one of {','.join(statuses)}: "
                 "leave it out, or widen --status"
             )
@@ -485,14 +460,14 @@ def _current_code(logs: Path, record: dict[str, Any], allow_dirty: bool) -> dict
 
     script = Path(record["task"])
     if not script.is_file():
-        raise _Error(
+        raise UserError(
             f"--code current: the sweep's task {script} is gone: restore it, or "
             "retry with the code it was submitted with (leave out --code)"
         )
     code = code_state(script)
     if code.dirty and not allow_dirty:
         listing = ", ".join(code.changes[:5])
-        raise _Error(
+        raise UserError(
             f"--code current: the git tree at {code.root} has uncommitted changes ({listing}): "
             "commit the fix first (jobs are pinned to a commit), or pass --allow-dirty"
         )
@@ -511,7 +486,7 @@ def configure_logs(parser: argparse.ArgumentParser) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    return _guard("logs", _logs_command, args)
+    return _logs_command(args)
 
 
 def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str, Any]]:
@@ -532,18 +507,20 @@ def _logs_command(args: argparse.Namespace) -> int:
     from runlab.record.rundir import is_run_id
 
     if not is_run_id(args.run):
-        raise _Error(
+        raise UserError(
             f"{args.run!r} is not a run id: give the number of a run (see `runlab status`)"
         )
     logs = _logs(args.logs)
     run_id = int(args.run)
     if not (logs / args.run).is_dir():
-        raise _Error(f"no run {run_id} in {logs}: see `runlab status`, or pass --logs DIR", 1)
+        raise UserError(
+            f"no run {run_id} in {logs}: see `runlab status`, or pass --logs DIR", code=1
+        )
     path, info = _log_path(logs, run_id, args.err)
     status = info.get("status")
     stream = "stderr" if args.err else "stdout"
     if path is None:
-        raise _Error(
+        raise UserError(
             f"run {run_id} has no job output: it was not run by `runlab submit` (its output "
             "went to the terminal that ran it)",
             1,
@@ -552,10 +529,10 @@ def _logs_command(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"run_id": run_id, "path": str(path), "status": status, "text": None})
             return 0
-        raise _Error(
+        raise UserError(
             f"run {run_id} is {status}: its job has not written {stream} yet ({path}); "
             f"`runlab logs {run_id} -f` waits for it",
-            1,
+            code=1,
         )
     if args.json:
         text = path.read_text(errors="replace") if path.exists() else None

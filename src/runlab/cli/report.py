@@ -19,7 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from runlab.cli.results import _Exit, _logs_argument, _logs_path, _run, _where_argument
+from runlab.cli.results import (
+    _logs_argument,
+    _logs_path,
+    _run,
+    _where_argument,
+    query_error,
+)
+from runlab.errors import UserError
 
 
 def configure_report(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +111,7 @@ def _report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     logs = _logs_path(args.logs)
     if args.top < 1:
-        raise _Exit(2, f"--top {args.top}: give a number of groups of at least 1")
+        raise UserError(f"--top {args.top}: give a number of groups of at least 1")
     study = getattr(args, "study", None)
     if study:  # a `runlab tune` study: its trials are the runs whose info.study is NAME
         clause = "info.study == " + repr(str(study))
@@ -112,9 +119,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         runs, scope = select_runs(logs, sweep=args.sweep, all_runs=args.all, where=args.where)
     except ScopeError as exc:
-        raise _Exit(1, str(exc)) from None
+        raise UserError(str(exc), code=1) from None
     except QueryError as exc:
-        raise _Exit(2, f"invalid query: {exc}") from None
+        raise query_error(exc) from None
     metrics = _split(args.metric) or ["train.loss"]
     by = _split(args.by) if args.by else None
     try:
@@ -130,11 +137,11 @@ def _report(args: argparse.Namespace) -> int:
             top=args.top,
         )
     except NoRunsError as exc:
-        raise _Exit(1, f"{exc} ({scope['text']} of {logs}); no report written") from None
+        raise UserError(f"{exc} ({scope['text']} of {logs}); no report written", code=1) from None
     except QueryError as exc:
-        raise _Exit(2, str(exc)) from None
+        raise query_error(exc, "") from None
     except ValueError as exc:  # a --rank that is not METRIC[:max|min]
-        raise _Exit(2, f"--{exc}") from None
+        raise UserError(f"--{exc}") from None
     if study:  # Optuna's figures on the page itself, and as files beside it below
         from runlab.sweep import tune
 

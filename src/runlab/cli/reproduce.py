@@ -29,25 +29,20 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from runlab.results import reproduce
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        run, info, env = reproduce.load_run(args.logs, args.run_id)
-        if info.get("status") != Status.COMPLETE:
-            err.print(
-                f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE"
-            )
-        for problem in reproduce.record_problems(env):  # the record is incomplete: say how
-            err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {escape(problem)}")
-        differences = reproduce.environment_differences(env)
-        if differences:
-            err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
-            for line in differences[:40]:
-                err.print(f"  {line}")
-            if len(differences) > 40:
-                err.print(f"  ... and {len(differences) - 40} more")
-        new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
-    except reproduce.ReproduceError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        return 2
+    # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
+    run, info, env = reproduce.load_run(args.logs, args.run_id)
+    if info.get("status") != Status.COMPLETE:
+        err.print(f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE")
+    for problem in reproduce.record_problems(env):  # the record is incomplete: say how
+        err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {escape(problem)}")
+    differences = reproduce.environment_differences(env)
+    if differences:
+        err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
+        for line in differences[:40]:
+            err.print(f"  {line}")
+        if len(differences) > 40:
+            err.print(f"  ... and {len(differences) - 40} more")
+    new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
     if code != 0:
         err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {new.path}")
         return 1

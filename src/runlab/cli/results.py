@@ -20,15 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.files import tail
 from runlab.status import FAILING, Status, colour, names
-
-
-class _Exit(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # ---------------------------------------------------------------- arguments
@@ -108,7 +102,7 @@ def _logs_path(value: str | None) -> Path:
     path = Path(value) if value else _default_logs()
     if not path.is_dir():
         hint = "" if value else " (pass LOGS, or set $RUNLAB_LOGS)"
-        raise _Exit(2, f"no logs directory at {path}{hint}")
+        raise UserError(f"no logs directory at {path}{hint}")
     return path
 
 
@@ -151,17 +145,21 @@ def _reader(logs: Path, where: str | None) -> Any:
         try:
             runs = runs.filter(where)
         except QueryError as exc:
-            raise _Exit(2, f"invalid query: {exc}") from None
+            raise query_error(exc) from None
     return runs
 
 
 def _run(body: Any, args: argparse.Namespace) -> int:
-    try:
-        with _warnings_to_stderr():
-            return int(body(args) or 0)
-    except _Exit as exc:
-        print(f"runlab: error: {exc.message}", file=sys.stderr)
-        return exc.code
+    with _warnings_to_stderr():  # an error is a UserError: runlab.cli prints it in one line
+        return int(body(args) or 0)
+
+
+def query_error(exc: Any, prefix: str = "invalid query: ") -> UserError:
+    """A :class:`~runlab.results.query.QueryError` as the command's error: its line, then
+    the query with a caret under the part that is wrong."""
+    error = UserError(prefix + exc.line())
+    error.detail = exc.detail
+    return error
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -272,7 +270,7 @@ def _expand(runs: Any, patterns: list[str]) -> list[str]:
                 # A pattern over metric summaries: read them (e.g. 'train.*.last').
                 hits = [c for c in runs.df.columns if fnmatch.fnmatchcase(c, pat)]
             if not hits:
-                raise _Exit(2, f"no column matches {pat!r}")
+                raise UserError(f"no column matches {pat!r}")
             out += [h for h in hits if h not in out]
         elif pat not in out:
             out.append(pat)
@@ -281,7 +279,7 @@ def _expand(runs: Any, patterns: list[str]) -> list[str]:
     except QueryError as exc:
         names = suggest(exc.query, known)
         hint = f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
-        raise _Exit(2, f"unknown column {exc.query!r}{hint}") from None
+        raise UserError(f"unknown column {exc.query!r}{hint}") from None
     return out
 
 
@@ -314,7 +312,7 @@ def _ls(args: argparse.Namespace) -> int:
     try:
         table = runs.select(*dict.fromkeys([*columns, *keys, "run_id"]))
     except QueryError as exc:
-        raise _Exit(2, f"unknown column {exc.query!r}") from None
+        raise UserError(f"unknown column {exc.query!r}") from None
     if sort:
         table = table.sort(keys, descending=descending, nulls_last=True)
     if args.limit is not None:
@@ -356,7 +354,7 @@ def _record(logs: Path, run_id: int) -> dict[str, Any]:
     try:
         return read_run(logs, run_id)
     except NoSuchRun as exc:
-        raise _Exit(1, str(exc)) from None
+        raise UserError(str(exc), code=1) from None
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -365,12 +363,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     if len(args.args) > 2:
-        raise _Exit(2, "usage: runlab show [LOGS] RUN_ID")
+        raise UserError("usage: runlab show [LOGS] RUN_ID")
     logs_arg, run_arg = (None, args.args[0]) if len(args.args) == 1 else args.args
     from runlab.record.rundir import is_run_id
 
     if not is_run_id(run_arg):
-        raise _Exit(2, f"a run id is a number, not {run_arg!r}")
+        raise UserError(f"a run id is a number, not {run_arg!r}")
     logs = _logs_path(logs_arg)
     record = _record(logs, int(run_arg))
     if args.json:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from runlab.errors import UserError, one_line
+
 
 def configure_submit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", help="the task script, e.g. tasks/train.py")
@@ -41,7 +43,6 @@ def run_submit(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from runlab.cli import UserError, one_line
     from runlab.sweep import launcher, submission
     from runlab.sweep.snapshot import commit_all
 
@@ -79,13 +80,11 @@ def run_submit(args: argparse.Namespace) -> int:
             sweep.code = commit_all(sweep.code, message)
             err.print(f"committed {sweep.code.commit[:10]}")
         else:
-            err.print(
-                "[red]error:[/] jobs are pinned to a commit so that results trace back to code. "
-                "Commit the changes, or pass --allow-dirty to record the diff in every run.",
-                highlight=False,
-                soft_wrap=True,
+            raise UserError(
+                "jobs are pinned to a commit so that results trace back to code",
+                where=f"uncommitted changes in {sweep.code.root}",
+                todo="commit the changes, or pass --allow-dirty to record the diff in every run",
             )
-            return 2
     elif sweep.code.dirty and skipped:
         err.print(
             f"[yellow]warning:[/] {escape(skipped)}; the jobs run without them",
@@ -96,13 +95,13 @@ def run_submit(args: argparse.Namespace) -> int:
     submission.create_runs(sweep)
     try:
         submission.launch(sweep)
-    except Exception as exc:
-        print(
-            f"runlab submit: error: {one_line(str(exc))} (the {len(sweep.runs)} pre-created "
-            f"runs in {sweep.logs} were marked FAILED with this reason)",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as exc:  # runlab.cli prints it in one line (exit 1)
+        raise UserError(
+            one_line(str(exc)),
+            todo=f"the {len(sweep.runs)} pre-created runs in {sweep.logs} "
+            "were marked FAILED with this reason",
+            code=1,
+        ) from exc
     first, last = sweep.runs[0].run_id, sweep.runs[-1].run_id
     where = sweep.launcher["name"]
     ids = {h.job_id.split("_")[0] for h in sweep.handles}

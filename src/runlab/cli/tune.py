@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from runlab.errors import UserError
+
 
 def configure_tune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", nargs="?", help="the task script, e.g. tasks/train.py")
@@ -57,7 +59,6 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from runlab.cli import UserError
     from runlab.sweep import tune
 
     if args.show:
@@ -100,10 +101,7 @@ def run_tune(args: argparse.Namespace) -> int:
         logs=args.logs,
         allow_dirty=args.allow_dirty,
     )
-    try:
-        return tune.Driver(opts).run()
-    except (tune.TuneError, tune.tune_space.SpaceError) as exc:
-        raise UserError(str(exc)) from None
+    return tune.Driver(opts).run()  # a TuneError or SpaceError is a UserError: one line
 
 
 def _logs(args: argparse.Namespace) -> Path:
@@ -115,14 +113,10 @@ def _logs(args: argparse.Namespace) -> Path:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from runlab.cli import UserError
     from runlab.sweep import tune
 
     logs = _logs(args)
-    try:
-        data = tune.summary(logs, args.study, args.top)
-    except tune.TuneError as exc:
-        raise UserError(str(exc)) from None
+    data = tune.summary(logs, args.study, args.top)
     if args.plots:
         for path in tune.write_plots(logs, data["study"], args.plots):
             print(f"wrote {path}", file=sys.stderr)

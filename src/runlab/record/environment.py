@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
+
 # Set by `runlab submit` for jobs that run from a code snapshot instead of a git checkout.
 CODE_COMMIT_ENV = "RUNLAB_CODE_COMMIT"
 CODE_BRANCH_ENV = "RUNLAB_CODE_BRANCH"
@@ -69,7 +71,7 @@ SKIPPED_LISTED = 100  # entries of `git.untracked_skipped` kept in the record
 GIT_TIMEOUT_S = 60.0
 
 
-class GitError(RuntimeError):
+class GitError(UserError, RuntimeError):
     """A git command failed; the message is one line saying which and why."""
 
 

@@ -85,6 +85,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.record.files import encode_float
 from runlab.record.names import check_name
 from runlab.record.rundir import RunDir
@@ -99,7 +100,7 @@ _INT64 = (-(2**63), 2**63)
 _RANK_FILE = re.compile(r"\.rank(\d+)\Z")  # metrics/<name>.rank<k>.jsonl: all_ranks=True
 
 
-class MetricsError(TypeError, ValueError):
+class MetricsError(UserError, TypeError, ValueError):
     """A metric that cannot be stored: a bad key, a reserved key, a bad step, not one scalar."""
 
 

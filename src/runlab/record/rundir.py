@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id
 from runlab.record.files import (
     dir_mode,
@@ -51,7 +52,7 @@ def default_logs() -> Path:
     return Path(os.environ.get(LOGS_ENV) or "logs")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UserError, RuntimeError):
     """A run directory that cannot be used as asked; its message is one line for the user."""
 
 

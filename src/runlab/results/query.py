@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runlab.errors import UserError
+
 __all__ = [
     "And",
     "Compare",
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """A query that cannot be parsed or compiled; ``str()`` shows where, with a caret."""
 
     def __init__(
@@ -66,7 +68,12 @@ class QueryError(ValueError):
         self.start = max(0, min(start, len(query)))
         self.end = max(self.start + 1, end if end is not None else self.start + 1)
         self.suggestions = list(suggestions)
-        super().__init__(self.render())
+        head, _, self.detail = self.render().partition("\n")
+        super().__init__(head)
+        self.args = (self.render(),)  # str(): the message, then the query with a caret
+
+    def __reduce__(self):  # picklable with its query and caret, not only the message
+        return (type(self), (self.message, self.query, self.start, self.end, self.suggestions))
 
     @property
     def position(self) -> int:

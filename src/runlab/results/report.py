@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from runlab.errors import UserError
 from runlab.results.query import QueryError
 from runlab.status import FAILING, Status
 
@@ -118,11 +119,11 @@ _DASHES = ["solid", "dash", "dot", "dashdot"]
 _MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
 
 
-class NoRunsError(ValueError):
+class NoRunsError(UserError, ValueError):
     """No run to report on (none selected, or none logged any of the metrics)."""
 
 
-class ScopeError(ValueError):
+class ScopeError(UserError, ValueError):
     """A sweep that cannot be read; one line for the user."""
 
 

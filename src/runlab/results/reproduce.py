@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.record import environment
 from runlab.record.files import read_yaml
 from runlab.record.rundir import LOGS_ENV, RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
 
 
-class ReproduceError(RuntimeError):
+class ReproduceError(UserError, RuntimeError):
     """The run cannot be reproduced as recorded; the message says why and what to do."""
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 
-class SweepError(ValueError):
+
+class SweepError(UserError, ValueError):
     """The sweep or a job's config is invalid; the message is Hydra's, with context."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.record import distributed
 from runlab.record.rundir import RUN_DIR_ENV, RunDir
 from runlab.status import ACTIVE, Status
@@ -42,8 +43,10 @@ STOP_GRACE_S = 60.0
 CLAIM = ".claimed"
 
 
-class RunFailedError(RuntimeError):
-    """The task ended without completing; the message names its run and status."""
+class RunFailedError(UserError, RuntimeError):
+    """The task ended without completing; the message names its run and status (exit 1)."""
+
+    code = 1
 
 
 def load(path: Path | str) -> dict[str, Any]:

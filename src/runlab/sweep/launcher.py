@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.rundir import RunDir
 from runlab.status import SETTLED, Status, colour
 
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class LauncherError(RuntimeError):
+class LauncherError(UserError, RuntimeError):
     """The scheduler refused the sweep, or the launcher config is wrong."""
 
 

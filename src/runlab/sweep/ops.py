@@ -49,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.record.files import dumps_json, now_iso, write_atomic
 from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, Status
@@ -60,7 +61,7 @@ FORMAT = 1
 VANISH_GRACE_S = 120.0
 
 
-class SweepOpsError(RuntimeError):
+class SweepOpsError(UserError, RuntimeError):
     """A sweep operation that cannot be done as asked; one line for the user."""
 
 

@@ -30,6 +30,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from runlab.errors import UserError
+
 # Job states that mean the job will not run (again) on its own.
 ENDED = {
     "BOOT_FAIL",
@@ -47,7 +49,7 @@ ENDED = {
 DEFAULT_MAX_ARRAY_SIZE = 1001
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UserError, RuntimeError):
     """A SLURM command failed, or a limit makes the sweep impossible."""
 
 

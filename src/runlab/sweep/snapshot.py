@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.environment import (
     SKIPPED_LISTED,
     GitError,
@@ -27,7 +28,7 @@ from runlab.record.environment import (
 )
 
 
-class CodeStateError(RuntimeError):
+class CodeStateError(UserError, RuntimeError):
     """The git tree cannot pin the code of a sweep (not a repository, or dirty)."""
 
 

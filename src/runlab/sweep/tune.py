@@ -51,6 +51,7 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.record.files import now_iso, write_record
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
@@ -62,7 +63,7 @@ ATTR = "runlab"
 DEFINING = ("task", "metric", "direction", "objective", "space", "overrides", "sampler", "pruner")
 
 
-class TuneError(ValueError):
+class TuneError(UserError, ValueError):
     """A study that cannot be run or shown as asked; one line for the user."""
 
 

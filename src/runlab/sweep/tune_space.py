@@ -26,8 +26,10 @@ import math
 import re
 from typing import Any
 
+from runlab.errors import UserError
 
-class SpaceError(ValueError):
+
+class SpaceError(UserError, ValueError):
     """A search-space entry that cannot become an Optuna distribution; one line for the user."""
 
 

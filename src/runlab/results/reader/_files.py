@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
+from runlab.errors import UserError
 from runlab.record.rundir import is_run_id
 from runlab.results.reader._columns import plain
 from runlab.status import Status
@@ -37,7 +38,7 @@ MAX_DEPTH = 128  # levels of nesting in a metadata record (and a metric row)
 _INT64 = range(-(2**63), 2**63)
 
 
-class Refused(ValueError):
+class Refused(UserError, ValueError):
     """A metadata file that is not read (too large, aliases, not a mapping, ...)."""
 
 

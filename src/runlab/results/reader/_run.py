@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from runlab.errors import UserError
 from runlab.record.files import tail
 from runlab.results.reader._files import Refused, iso_epoch, load_record, load_yaml_file
 from runlab.results.reader._metrics import read_metric_files, summaries
@@ -19,7 +20,7 @@ from runlab.results.reader._store import LOST_AFTER_S
 from runlab.status import Status
 
 
-class NoSuchRun(LookupError):
+class NoSuchRun(UserError, LookupError):
     """No run directory of that id in the logs directory."""
 
 

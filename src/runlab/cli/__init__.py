@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from runlab import errors
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "run a Hydra sweep of a task on SLURM or local processes"),
@@ -97,7 +99,7 @@ DEBUG_HINT = f"set {DEBUG_VARIABLE}=1 for the traceback"
 
 def _own_errors() -> tuple[type[BaseException], ...]:
     """runlab's exception types for mistakes a user can fix (only the modules already loaded)."""
-    found: list[type[BaseException]] = [UserError]
+    found: list[type[BaseException]] = [UserError, errors.UserError]
     for module, names in (
         ("runlab.sweep.expand", ("SweepError",)),
         ("runlab.sweep.launcher", ("LauncherError",)),
@@ -159,7 +161,7 @@ _WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 _WRITES_TO = {
     "runlab submit": "--logs DIR or RUNLAB_LOGS",
     "runlab report": "--out DIR",
-    "runlab reproduce": "the LOGS argument",
+    "runlab reproduce": "--logs DIR or RUNLAB_LOGS",
 }
 
 

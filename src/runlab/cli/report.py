@@ -1,10 +1,10 @@
 """``runlab report``: a leaderboard and curves of runs as an HTML page, PNG figures and JSON.
 
-    runlab report [LOGS] [--sweep ID | --all] [--where QUERY] [--metric train.loss ...]
+    runlab report [LOGS | --logs DIR] [--sweep ID | --all] [--where QUERY] [--metric train.loss ...]
                   [--rank METRIC[:max|min]] [--by config.KEY ...] [--top N] [--x step]
                   [--out reports/NAME]
 
-LOGS defaults to ``$RUNLAB_LOGS`` or ``./logs``. The runs: the latest sweep when
+LOGS defaults to ``$RUNLAB_LOGS``, else the project root's ``logs/``. The runs: the latest sweep when
 sweeps are recorded (``--sweep ID``: that one; ``--all`` or ``--where``: the whole
 logs directory). Writes ``index.html`` (one self-contained page), ``<metric>.png``
 and ``report.json`` into ``--out``. Exit status: 0, 1 for a missing logs directory
@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from runlab.cli.results import _Exit, _logs_argument, _logs_path, _run, _where_argument
+from runlab.cli._logs import logs_from
+from runlab.cli.results import _Exit, _logs_argument, _run, _where_argument
 
 
 def configure_report(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +103,7 @@ def _report(args: argparse.Namespace) -> int:
     )
 
     started = time.perf_counter()
-    logs = _logs_path(args.logs)
+    logs = logs_from(args).path
     if args.top < 1:
         raise _Exit(2, f"--top {args.top}: give a number of groups of at least 1")
     study = getattr(args, "study", None)

@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 
 from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id  # noqa: F401 (re-exported)
-from runlab.logs import default_path as default_logs  # noqa: F401 (re-exported)
 from runlab.record.files import (
     dir_mode,
     dumps_json,

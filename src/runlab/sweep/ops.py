@@ -49,10 +49,10 @@ from typing import Any
 
 import orjson
 
+from runlab.logs import SWEEPS
 from runlab.record.files import dumps_json, now_iso, write_atomic
 from runlab.record.rundir import RunDir
 
-SWEEPS = ".sweeps"
 FORMAT = 1
 ACTIVE = ("QUEUED", "RUNNING", "PREEMPTED")
 RETRYABLE = ("FAILED", "INTERRUPTED", "LOST", "TIMEOUT")

@@ -4,12 +4,12 @@
                   [--rank METRIC[:max|min]] [--by config.KEY ...] [--top N] [--x step]
                   [--out reports/NAME]
 
-LOGS defaults to ``$RUNLAB_LOGS``, else the project root's ``logs/``. The runs: the latest sweep when
-sweeps are recorded (``--sweep ID``: that one; ``--all`` or ``--where``: the whole
-logs directory). Writes ``index.html`` (one self-contained page), ``<metric>.png``
-and ``report.json`` into ``--out``. Exit status: 0, 1 for a missing logs directory
-or sweep, or when no run matches (nothing is written then), 2 for a query, column or
-metric that cannot be used.
+LOGS (or ``--logs DIR``) defaults to ``$RUNLAB_LOGS``, else the project root's
+``logs/``. The runs: the latest sweep when sweeps are recorded (``--sweep ID``: that
+one; ``--all`` or ``--where``: the whole logs directory). Writes ``index.html`` (one
+self-contained page), ``<metric>.png`` and ``report.json`` into ``--out``. Exit
+status: 0, 1 for a missing sweep, or when no run matches (nothing is written then),
+2 for a missing logs directory, or a query, column or metric that cannot be used.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
     runlab show [--logs DIR] RUN_ID [--json]
     runlab status [--logs DIR] [--where QUERY] [--json|--csv]
 
-``--logs`` defaults to ``$RUNLAB_LOGS``, else the project root's ``logs/``. Exit status: 0, 1 for a missing
-logs directory or run, 2 for a query or column that cannot be used.
+``--logs`` defaults to ``$RUNLAB_LOGS``, else the project root's ``logs/`` (see
+:mod:`runlab.logs`). Exit status: 0, 1 for a missing run, 2 for a missing logs
+directory or a query or column that cannot be used.
 """
 
 from __future__ import annotations

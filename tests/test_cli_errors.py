@@ -114,12 +114,14 @@ def test_malformed_overrides(project: Path, override: str, expected: str) -> Non
 
 def test_unknown_option_is_one_line_with_where_to_look(project: Path) -> None:
     one_line_error(runlab(project, "submit", "tasks/slow.py", "--bogus"), "--bogus", "--help")
-    one_line_error(runlab(project, "reproduce", "logs", "1", "--rtol", "x"), "--rtol")
+    one_line_error(runlab(project, "reproduce", "--logs", "logs", "1", "--rtol", "x"), "--rtol")
 
 
 def test_diff_of_a_missing_run_is_one_unwrapped_line(project: Path) -> None:
     (project / "logs").mkdir()
-    line = one_line_error(runlab(project, "diff", "logs", "1", "2"), "runlab diff: error:")
+    line = one_line_error(
+        runlab(project, "diff", "--logs", "logs", "1", "2"), "runlab diff: error:"
+    )
     assert str(project / "logs" / "1") in line  # a long path, once wrapped at 80 columns
 
 

@@ -118,7 +118,9 @@ def test_absurd_query_through_the_cli(
     sweep: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    code, out, err = cli(capsys, "ls", str(sweep), "--where", "(" * 10_000 + "config.lr < 1")
+    code, out, err = cli(
+        capsys, "ls", "--logs", str(sweep), "--where", "(" * 10_000 + "config.lr < 1"
+    )
     assert code == 2 and out == ""
     assert "invalid query" in err and "Traceback" not in err and len(err) < 500
 
@@ -207,7 +209,7 @@ def test_a_conflicting_value_does_not_change_the_column_type(
         assert curves.schema["config.lr"] == pl.Float64
         assert curves.filter(pl.col("config.lr").is_null())["count"].to_list() == [1, 1]
         wait_for_index()
-    code, out, err = cli(capsys, "ls", str(sweep), "--where", "config.lr < 0.1", "--json")
+    code, out, err = cli(capsys, "ls", "--logs", str(sweep), "--where", "config.lr < 0.1", "--json")
     assert code == 0 and [row["run_id"] for row in json.loads(out)] == [1, 4]
     assert "config.lr" in err and "abc" in err  # the warning names the run and the value
 
@@ -218,13 +220,13 @@ def test_broken_runs_do_not_make_every_key_vary(
     monkeypatch.setenv("COLUMNS", "200")
     RunDir(allocate(sweep)[0]).create()  # allocated, nothing written: no config at all
     odd = make_run(sweep, {"lr": 0.1, "seed": 8, "model": 3})  # model: a number here
-    code, out, _ = cli(capsys, "ls", str(sweep), "--json")
+    code, out, _ = cli(capsys, "ls", "--logs", str(sweep), "--json")
     assert code == 0
     columns = list(json.loads(out)[0])
     assert columns[0] == "run_id"
     assert "config.lr" in columns and "config.seed" in columns
     assert "config.model" not in columns  # one value in every readable run
-    code, out, _ = cli(capsys, "ls", str(sweep), "--columns", "config.lr")
+    code, out, _ = cli(capsys, "ls", "--logs", str(sweep), "--columns", "config.lr")
     assert code == 0 and out.splitlines()[0].split() == ["run_id", "lr"]
     from runlab.results.report import default_by
 
@@ -321,8 +323,8 @@ def test_a_run_id_key_in_metric_rows_is_left_out(
         assert r.curves("train.loss").height == 3
         assert len(warned) == 1 and str(odd.path) in warned[0] and "'run_id'" in warned[0]
         wait_for_index()
-    assert cli(capsys, "ls", str(sweep), "--json")[0] == 0
-    code, out, _ = cli(capsys, "show", str(sweep), "7")
+    assert cli(capsys, "ls", "--logs", str(sweep), "--json")[0] == 0
+    code, out, _ = cli(capsys, "show", "--logs", str(sweep), "7")
     assert code == 0 and "run_id" in out
     assert cli(capsys, "report", str(sweep), "--out", str(tmp_path / "rep"))[0] == 0
 
@@ -386,7 +388,11 @@ def test_metadata_nested_deeper_than_json_allows_python_is_refused(
     assert "metadata/config.json: nested deeper than" in row["problem"]
     assert len(warned) == 1 and str(deep.path) in warned[0]
     assert r.filter("config.lr < 0.5").run_ids == [1, 2, 4, 5]
-    for argv in (["ls", str(sweep)], ["show", str(sweep), "7"], ["status", str(sweep)]):
+    for argv in (
+        ["ls", "--logs", str(sweep)],
+        ["show", "--logs", str(sweep), "7"],
+        ["status", "--logs", str(sweep)],
+    ):
         assert cli(capsys, *argv)[0] == 0, argv
     assert cli(capsys, "report", str(sweep), "--out", str(tmp_path / "rep"))[0] == 0
     # A metric row that deep (Polars' type inference overflowed its stack: a crash).
@@ -420,7 +426,7 @@ def test_integers_beyond_64_bits_are_out_of_range_values(
         assert str(edge.path) in warned[0] and "9223372036854775808" in warned[0]
         assert r.filter("config.seed < 3").run_ids == [1, 2, 3]
         wait_for_index()
-    assert cli(capsys, "ls", str(sweep), "--where", "config.seed < 3", "--json")[0] == 0
+    assert cli(capsys, "ls", "--logs", str(sweep), "--where", "config.seed < 3", "--json")[0] == 0
     alone = sweep.parent / "alone"  # the only value there: kept, as its digits
     only = make_run(alone, {"lr": 0.1})
     only.config_file.with_suffix(".json").unlink()
@@ -460,7 +466,7 @@ def test_a_read_only_logs_directory_with_a_stale_index(
         assert r.curves("train.loss")["count"].to_list() == [7, 7]
         wait_for_index()
         assert sorted(p.name for p in (ro / ".runlab-index").rglob("*")) == before
-        code, out, _ = cli(capsys, "ls", str(ro), "--json")
+        code, out, _ = cli(capsys, "ls", "--logs", str(ro), "--json")
         assert code == 0 and len(json.loads(out)) == 7
     finally:
         subprocess.run(["umount", str(ro)], check=True)
@@ -491,8 +497,8 @@ def test_a_heartbeat_interval_that_is_not_a_number_is_the_default(
     make_run(logs, {"lr": 0.2}, status="RUNNING", heartbeat=old, heartbeat_interval_s=[1])
     r, _ = read(logs)
     assert r.df["info.status"].to_list() == ["COMPLETE", "LOST"]
-    assert cli(capsys, "status", str(logs))[0] == 0
-    code, out, _ = cli(capsys, "show", str(logs), "2")
+    assert cli(capsys, "status", "--logs", str(logs))[0] == 0
+    code, out, _ = cli(capsys, "show", "--logs", str(logs), "2")
     assert code == 0 and "LOST" in out
 
 
@@ -508,7 +514,7 @@ def test_failed_runs_do_not_retype_the_column_of_the_runs_that_worked(
     assert r.df.schema["config.lr"] == pl.Float64
     assert r.df["config.lr"].to_list() == [0.01, 0.05, 0.1, 0.5, *[None] * 5]
     assert len(warned) == 1 and warned[0].count('config.lr = "abc"') == 5
-    code, out, _ = cli(capsys, "ls", str(logs), "--where", "config.lr < 0.1", "--json")
+    code, out, _ = cli(capsys, "ls", "--logs", str(logs), "--where", "config.lr < 0.1", "--json")
     assert code == 0 and [row["run_id"] for row in json.loads(out)] == [1, 2]
 
 

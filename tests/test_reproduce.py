@@ -55,7 +55,7 @@ def train(repo: Path, *overrides: str) -> None:
 
 def test_reproducing_an_example_run_on_the_cpu_is_identical(project: Path) -> None:
     train(project, "model=cnn")
-    out = runlab(project, "reproduce", "logs", "1")
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
     assert out.returncode == 0, out.stderr
     assert "run 2 reproduces run 1: identical" in out.stdout
     info = yaml.safe_load((project / "logs/2/metadata/info.yaml").read_text())
@@ -71,7 +71,7 @@ def test_reproduce_runs_the_recorded_commit_not_the_current_code(project: Path) 
     cfg = project / "configs" / "train.yaml"
     cfg.write_text(cfg.read_text().replace("lr: 0.05", "lr: 0.2"))
     git(project, "commit", "-qam", "another learning rate")
-    out = runlab(project, "reproduce", "logs", "1")
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
     assert "identical" in out.stdout, out.stderr
 
 
@@ -81,10 +81,10 @@ def test_reproduce_reports_divergence_and_tolerance(project: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     rows[1]["loss"] += 1e-12
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = runlab(project, "reproduce", "logs", "1")
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
     assert out.returncode == 1
     assert "diverged" in out.stdout and "step 1 of test.loss" in out.stdout
-    out = runlab(project, "reproduce", "logs", "1", "--rtol", "1e-9")
+    out = runlab(project, "reproduce", "--logs", "logs", "1", "--rtol", "1e-9")
     assert out.returncode == 0 and "close" in out.stdout
 
 
@@ -94,7 +94,7 @@ def test_reproduce_refuses_an_unreachable_commit(project: Path) -> None:
     env = yaml.safe_load(env_file.read_text())
     env["git"]["commit"] = "0123456789" * 4
     env_file.write_text(yaml.safe_dump(env))
-    out = runlab(project, "reproduce", "logs", "1")
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
     assert out.returncode == 2
     assert "commit 012345678901" in out.stderr and "not in the repository" in out.stderr
     assert sorted(p.name for p in (project / "logs").iterdir() if p.name.isdigit()) == ["1"]
@@ -106,7 +106,7 @@ def test_reproduce_warns_about_environment_differences(project: Path) -> None:
     env = yaml.safe_load(env_file.read_text())
     env["packages"]["numpy"] = "0.0.1"
     env_file.write_text(yaml.safe_dump(env))
-    out = runlab(project, "reproduce", "logs", "1")
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
     assert "The environment differs" in out.stderr
     assert "package numpy: 0.0.1 ->" in out.stderr
     assert "identical" in out.stdout
@@ -118,7 +118,7 @@ def test_diff_shows_learning_rate_commit_and_metrics(project: Path) -> None:
     cfg.write_text(cfg.read_text().replace("lr: 0.05", "lr: 0.2"))
     git(project, "commit", "-qam", "another learning rate")
     train(project)
-    out = runlab(project, "diff", "logs", "1", "2")
+    out = runlab(project, "diff", "--logs", "logs", "1", "2")
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "lr" in text and "0.05" in text and "0.2" in text

@@ -116,8 +116,8 @@ def test_ls_where_columns_sort_json_csv(logs: Path, capsys: pytest.CaptureFixtur
 
 
 def test_ls_errors(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "ls", str(tmp_path / "missing"))
-    assert code == 2 and "runlab ls: error: no logs directory at" in err
+    code, _, err = run(capsys, "ls", "--logs", str(tmp_path / "missing"))
+    assert code == 2 and "runlab ls: error: no logs directory: " in err
     code, _, err = run(capsys, "ls", "--where", "config.lr <= 0.1 & config.sed == 1")
     assert code == 2
     assert "unknown key 'config.sed'; did you mean 'config.seed'?" in err
@@ -140,7 +140,7 @@ def test_ls_injection_executes_nothing(
 
 
 def test_show(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "show", str(logs), "5")
+    code, out, _ = run(capsys, "show", "--logs", str(logs), "5")
     assert code == 0
     assert "run 5" in out and "FAILED" in out
     assert "ValueError: loss is nan" in out
@@ -167,7 +167,7 @@ def test_status(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "ValueError: loss is nan" in out
     assert "raise ValueError('loss is nan')" in out  # the traceback's last lines
     assert "heartbeat stopped" in out
-    code, out, _ = run(capsys, "status", str(logs), "--json")
+    code, out, _ = run(capsys, "status", "--logs", str(logs), "--json")
     data = json.loads(out)
     assert data["counts"] == {"COMPLETE": 4, "FAILED": 1, "LOST": 1}
     failing = {f["run_id"]: f for f in data["failing"]}
@@ -187,9 +187,9 @@ def test_no_runs_yet_is_not_an_error(
     for command in ("ls", "status"):
         code, out, err = run(capsys, command)
         assert code == 0 and not err
-        assert (
-            out.strip()
-            == "no runs yet in logs/ (run `pixi run train` or `python tasks/train.py` first)"
+        assert out.strip() == (
+            f"no runs yet in {tmp_path / 'logs'}/ "
+            "(run `pixi run train` or `python tasks/train.py` first)"
         )
     code, out, _ = run(capsys, "ls", "--json")
     assert code == 0 and json.loads(out) == []
@@ -200,12 +200,12 @@ def test_no_runs_yet_is_not_an_error(
     # An existing but empty logs directory, named or by default.
     (tmp_path / "logs").mkdir()
     code, out, _ = run(capsys, "status")
-    assert code == 0 and out.startswith("no runs yet in logs/")
-    code, out, _ = run(capsys, "ls", str(tmp_path / "logs"))
+    assert code == 0 and out.startswith(f"no runs yet in {tmp_path / 'logs'}/")
+    code, out, _ = run(capsys, "ls", "--logs", str(tmp_path / "logs"))
     assert code == 0 and out.startswith(f"no runs yet in {tmp_path / 'logs'}/")
     # A directory named explicitly that does not exist stays an error.
-    code, _, err = run(capsys, "status", str(tmp_path / "missing"))
-    assert code == 2 and "runlab status: error: no logs directory at" in err
+    code, _, err = run(capsys, "status", "--logs", str(tmp_path / "missing"))
+    assert code == 2 and "runlab status: error: no logs directory: " in err
 
 
 def test_ls_no_match(logs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,7 +252,7 @@ def test_show_refuses_a_yaml_alias_bomb(logs: Path, capsys: pytest.CaptureFixtur
     # An empty info record is CORRUPT, said in one line.
     (logs / "3" / "metadata" / "info.json").unlink(missing_ok=True)
     (logs / "3" / "metadata" / "info.yaml").write_text("")
-    code, out, _ = run(capsys, "show", str(logs), "3", "--json")
+    code, out, _ = run(capsys, "show", "3", "--logs", str(logs), "--json")
     record = json.loads(out)
     assert code == 0 and record["status"] == "CORRUPT"
     assert "metadata/info.yaml: empty" in json.dumps(record)

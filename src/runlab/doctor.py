@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlab.logs import default_path
 from runlab.record import distributed
 
 VERDICTS = ("ok", "warn", "fail", "skip")
@@ -147,11 +148,6 @@ def project_root(start: Path | None = None) -> Path:
         if (path / "pixi.toml").is_file():
             return path
     return start
-
-
-def default_logs(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("RUNLAB_LOGS") or "logs")
 
 
 def load_manifest(root: Path) -> dict[str, Any] | None:
@@ -691,7 +687,7 @@ def run_checks(root: Path | None = None, logs: str | os.PathLike[str] | None = N
         check_cuda_override(gpu, manifest),
         Check(*distributed.doctor_check(gpu.present)),  # torch.distributed, NCCL on GPUs
         check_slurm(),
-        check_logs(logs if logs is not None else default_logs()),
+        check_logs(logs if logs is not None else default_path()),
     ]
 
 

@@ -112,7 +112,7 @@ _WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 _WRITES_TO = {
     "runlab submit": "--logs DIR or RUNLAB_LOGS",
     "runlab report": "--out DIR",
-    "runlab reproduce": "the LOGS argument",
+    "runlab reproduce": "--logs DIR or RUNLAB_LOGS",
 }
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from runlab.cli._logs import add_logs_option, logs_from
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
 def configure_doctor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--logs", type=Path, help="logs directory to check (default: $RUNLAB_LOGS or ./logs)"
-    )
+    add_logs_option(parser)
     parser.add_argument(
         "--require",
         action="append",
@@ -27,7 +26,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     from runlab import doctor
 
     require = list(dict.fromkeys(args.require or []))
-    checks = doctor.run_checks(logs=args.logs)
+    checks = doctor.run_checks(logs=logs_from(args, write=True).path)
     unmet = doctor.unmet_requirements(checks, require)
     code = doctor.exit_code(checks, require)
     if args.json:

@@ -1,6 +1,6 @@
 """After submitting: ``runlab status``, ``cancel``, ``retry`` and ``logs`` on a sweep.
 
-    runlab status [LOGS] [--sweep ID | --all] [--json]
+    runlab status [--logs DIR] [--sweep ID | --all] [--json]
     runlab cancel [SWEEP | RUN ...] [--logs DIR] [--json]
     runlab retry [SWEEP | RUN ...] [--status FAILED,TIMEOUT,INTERRUPTED,LOST]
                  [--code submitted|current] [--dry-run] [--logs DIR] [--json]
@@ -21,25 +21,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
+from runlab.logs import Logs, NoLogsError
 from runlab.record.files import tail
 from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
 
 
-def _logs(value: str | Path | None) -> Path:
-    from runlab.record.rundir import default_logs
-
-    path = Path(value) if value else default_logs()
-    if not path.is_dir():
-        hint = "" if value else " (pass --logs DIR, or set $RUNLAB_LOGS)"
-        raise UserError(f"no logs directory at {path}{hint}")
-    return path.absolute()
+def _logs(args: argparse.Namespace) -> Path:
+    """The command's logs directory (``--logs``, else the default); it must exist."""
+    return logs_from(args).path
 
 
 def _logs_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--logs", metavar="DIR", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
-    )
+    add_logs_option(parser)
 
 
 def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] | None]:
@@ -93,9 +88,7 @@ def _console() -> Any:
 
 # --------------------------------------------------------------------- status
 def configure_status(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "logs", nargs="?", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
-    )
+    add_logs_option(parser, positional=True)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--sweep", metavar="ID", help="this sweep (default: the latest one)")
     which.add_argument("--all", action="store_true", help="every sweep of the logs directory")
@@ -126,14 +119,11 @@ def run_status(args: argparse.Namespace) -> int:
 
     if args.where or args.csv:
         return _runs_status(args)
-    if not args.logs:
-        from runlab.record.rundir import default_logs
-
-        if not default_logs().is_dir():
-            return _runs_status(args)
+    if not logs_value(args) and not Logs.resolve().path.is_dir():
+        return _runs_status(args)
     try:
-        logs = _logs(args.logs)
-    except UserError:
+        logs = _logs(args)
+    except NoLogsError:
         return _runs_status(args)  # the same message, from the runs' status
     if not args.sweep and not ops.sweep_ids(logs):
         return _runs_status(args)  # runs made without `runlab submit`
@@ -149,7 +139,7 @@ def _runs_status(args: argparse.Namespace) -> int:
 def _sweep_status(args: argparse.Namespace) -> int:
     from runlab.sweep import ops
 
-    logs = _logs(args.logs)
+    logs = _logs(args)
     ids = ops.sweep_ids(logs) if args.all else [args.sweep or ops.latest(logs)]
     reports = []
     for sid in ids:
@@ -294,7 +284,7 @@ def _cancel(args: argparse.Namespace) -> int:
     from runlab.record.rundir import RunDir
     from runlab.sweep import ops
 
-    logs = _logs(args.logs)
+    logs = _logs(args)
     record, run_ids = _targets(logs, args.targets)
     changes = ops.cancel(logs, record, run_ids)
     targets = run_ids or record["runs"]
@@ -360,7 +350,7 @@ def _retry(args: argparse.Namespace) -> int:
             f"--status {args.status}: a run can be retried when it is one of "
             f"{', '.join(names(RETRYABLE))} (a run QUEUED or RUNNING still has a job)"
         )
-    logs = _logs(args.logs)
+    logs = _logs(args)
     record, run_ids = _targets(logs, args.targets)
     if args.dry_run:
         return _retry_in(args, logs, record, run_ids, statuses)
@@ -510,7 +500,7 @@ def _logs_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.run!r} is not a run id: give the number of a run (see `runlab status`)"
         )
-    logs = _logs(args.logs)
+    logs = _logs(args)
     run_id = int(args.run)
     if not (logs / args.run).is_dir():
         raise UserError(

@@ -1,15 +1,15 @@
 """``runlab report``: a leaderboard and curves of runs as an HTML page, PNG figures and JSON.
 
-    runlab report [LOGS] [--sweep ID | --all] [--where QUERY] [--metric train.loss ...]
+    runlab report [LOGS | --logs DIR] [--sweep ID | --all] [--where QUERY] [--metric train.loss ...]
                   [--rank METRIC[:max|min]] [--by config.KEY ...] [--top N] [--x step]
                   [--out reports/NAME]
 
-LOGS defaults to ``$RUNLAB_LOGS`` or ``./logs``. The runs: the latest sweep when
-sweeps are recorded (``--sweep ID``: that one; ``--all`` or ``--where``: the whole
-logs directory). Writes ``index.html`` (one self-contained page), ``<metric>.png``
-and ``report.json`` into ``--out``. Exit status: 0, 1 for a missing logs directory
-or sweep, or when no run matches (nothing is written then), 2 for a query, column or
-metric that cannot be used.
+LOGS (or ``--logs DIR``) defaults to ``$RUNLAB_LOGS``, else the project root's
+``logs/``. The runs: the latest sweep when sweeps are recorded (``--sweep ID``: that
+one; ``--all`` or ``--where``: the whole logs directory). Writes ``index.html`` (one
+self-contained page), ``<metric>.png`` and ``report.json`` into ``--out``. Exit
+status: 0, 1 for a missing sweep, or when no run matches (nothing is written then),
+2 for a missing logs directory, or a query, column or metric that cannot be used.
 """
 
 from __future__ import annotations
@@ -19,13 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from runlab.cli.results import (
-    _logs_argument,
-    _logs_path,
-    _run,
-    _where_argument,
-    query_error,
-)
+from runlab.cli._logs import logs_from
+from runlab.cli.results import _logs_argument, _run, _where_argument, query_error
 from runlab.errors import UserError
 
 
@@ -109,7 +104,7 @@ def _report(args: argparse.Namespace) -> int:
     )
 
     started = time.perf_counter()
-    logs = _logs_path(args.logs)
+    logs = logs_from(args).path
     if args.top < 1:
         raise UserError(f"--top {args.top}: give a number of groups of at least 1")
     study = getattr(args, "study", None)

@@ -6,13 +6,27 @@ import argparse
 import os
 from pathlib import Path
 
+from runlab.cli._logs import add_logs_option, logs_from, split_positional
 from runlab.status import Status
+
+USAGE = {1: "runlab reproduce [--logs DIR] RUN_ID", 2: "runlab diff [--logs DIR] A B"}
 
 
 def _logs_and_ids(parser: argparse.ArgumentParser, *ids: str) -> None:
-    parser.add_argument("logs", type=Path, help="the logs directory (e.g. logs)")
-    for name in ids:
-        parser.add_argument(name, help="a run id")
+    metavar = " ".join(name.upper() for name in ids)
+    parser.add_argument("ids", nargs="+", metavar=metavar, help="run id(s)")
+    parser.set_defaults(id_names=ids)
+    add_logs_option(parser)
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Set ``args.logs`` (a :class:`Path`) and the run ids from ``--logs`` and the
+    positionals (``LOGS`` before the ids is still accepted)."""
+    names = args.id_names
+    given, ids = split_positional(args, args.ids, len(names), USAGE[len(names)])
+    args.logs = logs_from(args, positional=given).path
+    for name, value in zip(names, ids, strict=True):
+        setattr(args, name, value)
 
 
 def configure_reproduce(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +43,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from runlab.results import reproduce
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    _resolve(args)
     # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
     run, info, env = reproduce.load_run(args.logs, args.run_id)
     if info.get("status") != Status.COMPLETE:
@@ -69,6 +84,7 @@ def run_diff(args: argparse.Namespace) -> int:
     from runlab.results import reproduce
 
     out = Console(highlight=False)
+    _resolve(args)
     # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
     ra, _, ea = reproduce.load_run(args.logs, args.a)
     rb, _, eb = reproduce.load_run(args.logs, args.b)

@@ -1,11 +1,12 @@
 """``runlab ls``, ``runlab show`` and ``runlab status``: the runs of a logs directory.
 
-    runlab ls [LOGS] [--where QUERY] [--columns COL,...] [--sort [-]COL,...] [--json|--csv]
-    runlab show [LOGS] RUN_ID [--json]
-    runlab status [LOGS] [--where QUERY] [--json|--csv]
+    runlab ls [--logs DIR] [--where QUERY] [--columns COL,...] [--sort [-]COL,...] [--json|--csv]
+    runlab show [--logs DIR] RUN_ID [--json]
+    runlab status [--logs DIR] [--where QUERY] [--json|--csv]
 
-LOGS defaults to ``$RUNLAB_LOGS`` or ``./logs``. Exit status: 0, 1 for a missing
-logs directory or run, 2 for a query or column that cannot be used.
+``--logs`` defaults to ``$RUNLAB_LOGS``, else the project root's ``logs/`` (see
+:mod:`runlab.logs`). Exit status: 0, 1 for a missing run, 2 for a missing logs
+directory or a query or column that cannot be used.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
+from runlab.logs import Logs, is_run_id
 from runlab.record.files import tail
 from runlab.status import FAILING, Status, colour, names
 
 
 # ---------------------------------------------------------------- arguments
 def _logs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "logs", nargs="?", help="logs directory (default: $RUNLAB_LOGS, else ./logs)"
-    )
+    add_logs_option(parser, positional=True)
 
 
 def _format_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +71,8 @@ def configure_ls(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "args", nargs="+", metavar="[LOGS] RUN_ID", help="logs directory and run id"
-    )
+    parser.add_argument("args", nargs="+", metavar="RUN_ID", help="the run id")
+    add_logs_option(parser)
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
     parser.add_argument("--csv", action="store_true", help="print the run's row as CSV")
 
@@ -90,20 +90,12 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------- helpers
-def _logs_or_none(value: str | None) -> Path | None:
+def _logs_or_none(args: argparse.Namespace) -> Path | None:
     """The logs directory, or ``None`` when the default one does not exist yet
     (``ls``/``status`` before the first run: not an error)."""
-    if not value and not _default_logs().is_dir():
+    if not logs_value(args) and not Logs.resolve().path.is_dir():
         return None
-    return _logs_path(value)
-
-
-def _logs_path(value: str | None) -> Path:
-    path = Path(value) if value else _default_logs()
-    if not path.is_dir():
-        hint = "" if value else " (pass LOGS, or set $RUNLAB_LOGS)"
-        raise UserError(f"no logs directory at {path}{hint}")
-    return path
+    return logs_from(args).path
 
 
 def _no_runs(logs: Path, where: str | None) -> str:
@@ -113,16 +105,12 @@ def _no_runs(logs: Path, where: str | None) -> str:
 
 
 def _default_logs() -> Path:
-    from runlab.record.rundir import default_logs
-
-    return default_logs()
+    return Logs.resolve().path
 
 
 def _has_runs(logs: Path) -> bool:
     """Whether ``logs`` holds at least one run directory (a numbered folder)."""
     with os.scandir(logs) as it:
-        from runlab.record.rundir import is_run_id
-
         return any(is_run_id(e.name) and e.is_dir() for e in it)
 
 
@@ -290,7 +278,7 @@ def run_ls(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     from runlab.results.query import QueryError
 
-    found = _logs_or_none(args.logs)
+    found = _logs_or_none(args)
     if found is None or (not args.where and not _has_runs(found)):
         logs = found or _default_logs()
         if args.json:
@@ -363,13 +351,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     if len(args.args) > 2:
-        raise UserError("usage: runlab show [LOGS] RUN_ID")
+        raise UserError("usage: runlab show [--logs DIR] RUN_ID")
     logs_arg, run_arg = (None, args.args[0]) if len(args.args) == 1 else args.args
-    from runlab.record.rundir import is_run_id
-
     if not is_run_id(run_arg):
         raise UserError(f"a run id is a number, not {run_arg!r}")
-    logs = _logs_path(logs_arg)
+    logs = logs_from(args, positional=logs_arg).path
     record = _record(logs, int(run_arg))
     if args.json:
         _print_json(record)
@@ -450,7 +436,7 @@ def run_status(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import polars as pl
 
-    found = _logs_or_none(args.logs)
+    found = _logs_or_none(args)
     if found is None or (not args.where and not _has_runs(found)):
         logs = found or _default_logs()
         if args.json:

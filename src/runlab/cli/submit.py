@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from runlab.cli._logs import add_logs_option, logs_value
 from runlab.errors import UserError, one_line
 
 
@@ -22,8 +23,10 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
         choices=["local", "slurm"],
         help="where jobs run (default: slurm when sbatch is on PATH, else local)",
     )
-    parser.add_argument(
-        "--logs", type=Path, help="logs directory (default: the task's runlab.logs)"
+    add_logs_option(
+        parser,
+        help="logs directory (default: the task's runlab.logs, else $RUNLAB_LOGS, "
+        "else logs/ in the project root)",
     )
     parser.add_argument("--wait", action="store_true", help="show progress until every run ends")
     parser.add_argument(
@@ -50,7 +53,7 @@ def run_submit(args: argparse.Namespace) -> int:
     # A bad task, override or launcher setting raises runlab's own error, which the CLI
     # prints as one line (runlab.cli.report_error).
     sweep = submission.prepare(
-        args.task, args.overrides, args.launcher, args.logs, allow_dirty=True
+        args.task, args.overrides, args.launcher, logs_value(args), allow_dirty=True
     )
     if not sweep.jobs:
         raise UserError(f"the sweep of {args.task} has no jobs: check the overrides")

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
 
 
@@ -38,7 +39,11 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="the sampler's seed (default: drawn, recorded)")
     parser.add_argument("--pruner", choices=["none", "median", "halving"])
     parser.add_argument("--preset", help="configs/tune/NAME.yaml beside the task's configs")
-    parser.add_argument("--logs", type=Path, help="logs directory (default: the task's)")
+    add_logs_option(
+        parser,
+        help="logs directory (default: the task's runlab.logs, else "
+        "$RUNLAB_LOGS, else logs/ in the project root)",
+    )
     parser.add_argument(
         "--allow-dirty",
         action="store_true",
@@ -98,18 +103,14 @@ def run_tune(args: argparse.Namespace) -> int:
         pruner=pick("pruner", "none"),
         objective=pick("objective", "last"),
         arguments=arguments,
-        logs=args.logs,
+        logs=Path(value) if (value := logs_value(args)) else None,
         allow_dirty=args.allow_dirty,
     )
     return tune.Driver(opts).run()  # a TuneError or SpaceError is a UserError: one line
 
 
 def _logs(args: argparse.Namespace) -> Path:
-    import os
-
-    from runlab.record.rundir import LOGS_ENV
-
-    return Path(args.logs or os.environ.get(LOGS_ENV) or "logs")
+    return logs_from(args).path
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runlab.logs import default_path
 from runlab.record import distributed
 from runlab.record import logger as _logger
 from runlab.record.lifecycle import (
@@ -38,7 +39,6 @@ from runlab.record.rundir import (
     RUN_DIR_ENV,
     RunDir,
     RunDirError,
-    default_logs,
     existing_run,
     run_dir_from_env,
 )
@@ -84,8 +84,10 @@ def launch(
 
     ``config_path`` is relative to the file that defines the task, as in
     ``hydra.main``. The logs directory is ``config.runlab.logs`` when the config
-    has it, else ``$RUNLAB_LOGS``, else ``./logs``; ``runlab.run_id=N`` reopens
-    run ``N`` so that the task can resume from its last checkpoint.
+    has it, else ``$RUNLAB_LOGS``, else ``logs/`` in the project root (the nearest
+    directory up holding ``pixi.toml``, ``pyproject.toml`` or ``.git``: see
+    :mod:`runlab.logs`); ``runlab.run_id=N`` reopens run ``N`` so that the task can
+    resume from its last checkpoint.
     """
 
     def decorator(task_fn: Callable[[Context], Any]) -> Callable[..., Any]:
@@ -244,7 +246,7 @@ def resolve_run_dir(config: dict[str, Any]) -> tuple[RunDir | None, Path]:
         run = run_dir_from_env(os.environ[RUN_DIR_ENV])
         return run, run.path.parent
     section = config.get("runlab") or {}
-    logs = Path(section.get("logs") or default_logs())
+    logs = Path(section.get("logs") or default_path())
     if section.get("run_id") is not None:
         return existing_run(logs, section["run_id"]), logs
     return None, logs

@@ -43,15 +43,6 @@ from runlab.status import Status, written
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 
 
-def default_logs() -> Path:
-    """The logs directory when nothing else names one: ``$RUNLAB_LOGS`` or ``./logs``.
-
-    Kept as it was until every caller moves to ``runlab.logs.default_path`` (the
-    project-root rule), which lands with the commands' shared ``--logs`` option.
-    """
-    return Path(os.environ.get(LOGS_ENV) or "logs")
-
-
 class RunDirError(UserError, RuntimeError):
     """A run directory that cannot be used as asked; its message is one line for the user."""
 

@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
+from runlab.logs import LOGS_ENV, Logs
 from runlab.record import environment
 from runlab.record.files import read_yaml
-from runlab.record.rundir import LOGS_ENV, RUN_DIR_ENV, RunDir, allocate
+from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
 
 
@@ -87,7 +88,7 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
     dirty = bool((env.get("git") or {}).get("dirty")) and diff_file.exists()
     diff = diff_file.read_bytes() if dirty else b""  # bytes: binary files, any file name
     state = CodeState(root=repo, commit=commit, branch=None, changes=[], diff=b"")
-    store = run.path.parent / ".snapshots"
+    store = Logs(run.path.parent).snapshots
     clean = snapshot(state, store)
     if not dirty:
         return clean

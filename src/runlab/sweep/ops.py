@@ -50,11 +50,11 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
+from runlab.logs import SWEEPS
 from runlab.record.files import dumps_json, now_iso, write_atomic
 from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, Status
 
-SWEEPS = ".sweeps"
 FORMAT = 1
 # A job neither squeue nor sacct knows is taken as vanished only this long after its
 # submission: sacct lags the controller, and a fresh job may not be listed yet.

@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from runlab.logs import LOGS_ENV, Logs
 from runlab.record import environment
 from runlab.record.files import dumps_json, now_iso
-from runlab.record.rundir import LOGS_ENV, RunDir, allocate
+from runlab.record.rundir import RunDir, allocate
 from runlab.status import Status, written
 from runlab.sweep import launcher
 from runlab.sweep.expand import Job, task_spec
@@ -85,7 +86,7 @@ def prepare(
         )
     if logs is None:
         logs = jobs[0].config.get("runlab", {}).get("logs") if jobs else None
-    logs = Path(logs or os.environ.get(LOGS_ENV) or "logs").absolute()
+    logs = Logs.resolve(logs).path
     return Sweep(
         script=spec.script, jobs=jobs, launcher=cfg, code=code, logs=logs, arguments=overrides
     )
@@ -93,7 +94,7 @@ def prepare(
 
 def code_entry(code: CodeState, script: Path, logs: Path) -> dict[str, Any]:
     """Snapshot ``code`` (once per version) and describe how jobs run ``script`` from it."""
-    code_dir = snapshot(code, logs / ".snapshots")
+    code_dir = snapshot(code, Logs(Path(logs)).snapshots)
     src = code_dir / "src"
     pythonpath = os.pathsep.join(
         p for p in (str(src) if src.is_dir() else "", os.environ.get("PYTHONPATH", "")) if p

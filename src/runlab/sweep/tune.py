@@ -52,13 +52,13 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
+from runlab.logs import STUDIES
 from runlab.record.files import now_iso, write_record
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
 from runlab.status import ACTIVE, Status
 from runlab.sweep import tune_space
 
-STUDIES = ".studies"
 ATTR = "runlab"
 DEFINING = ("task", "metric", "direction", "objective", "space", "overrides", "sampler", "pruner")
 

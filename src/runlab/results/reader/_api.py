@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from runlab.logs import default_path
 from runlab.record.names import check_name
 from runlab.results.query import Node, QueryError, compile_query, keys_of, parse, suggest
 from runlab.results.reader._files import first_line
@@ -24,7 +25,7 @@ class CorruptRunWarning(UserWarning):
 
 
 def runs(logs: str | os.PathLike[str] | None = None, **kwargs: Any) -> Reader:
-    """The runs under ``logs`` (default ``$RUNLAB_LOGS`` or ``./logs``): ``Reader(logs)``."""
+    """The runs under ``logs`` (default: see :mod:`runlab.logs`): ``Reader(logs)``."""
     return Reader(logs, **kwargs)
 
 
@@ -61,9 +62,7 @@ class Reader:
         index: bool = True,
     ) -> None:
         if logs is None:
-            from runlab.record.rundir import default_logs
-
-            logs = default_logs()
+            logs = default_path()
         path = Path(logs).expanduser().absolute()
         if not path.is_dir():
             raise FileNotFoundError(f"no logs directory at {path}")

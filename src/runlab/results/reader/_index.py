@@ -40,9 +40,9 @@ from typing import Any
 import orjson
 import polars as pl
 
+from runlab.logs import INDEX as INDEX_DIR
 from runlab.record.files import file_mode
 
-INDEX_DIR = ".runlab-index"
 FORMAT = 2
 BLOCK = 256  # runs per metrics block
 GRACE_S = 120.0  # how long a retired data file stays readable

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
-from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id
+from runlab.logs import MAX_RUN_ID, is_run_id
 from runlab.record.files import (
     dir_mode,
     dumps_json,

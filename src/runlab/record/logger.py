@@ -17,7 +17,8 @@ constant). Its first two keys are runlab's own:
 then the task's keys, in the order given. Values are JSON numbers (integers
 within 64 bits, finite floats), ``true``/``false``, strings or ``null``
 (``None``). Non-finite floats are stored as the strings ``"NaN"``,
-``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.record.files.encode_float`);
+``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.record.metricsfile.encode_float`;
+the format is :mod:`runlab.record.metricsfile`'s);
 readers turn them back into floats in numeric columns. numpy scalars, 0-d and
 one-element arrays and one-element tensors are stored as the Python number they
 hold. Refused at the call, with an error naming the key: keys that are not
@@ -85,7 +86,8 @@ from typing import Any
 
 import orjson
 
-from runlab.record.files import encode_float
+from runlab.record import metricsfile
+from runlab.record.metricsfile import encode_float
 from runlab.record.names import check_name
 from runlab.record.rundir import RunDir
 
@@ -286,7 +288,7 @@ class RunLogger:
         if self._start_over:
             self._set_aside_previous_attempt()
         if all_ranks:
-            name = f"{name}.rank{self.rank}"
+            name = metricsfile.rank_name(name, self.rank)
         try:
             items = metrics.items()
         except AttributeError:
@@ -367,7 +369,7 @@ class RunLogger:
     def _write(self, name: str, buf: list[bytes], final: bool) -> None:
         """Append ``buf`` to its file; on failure keep the whole lines written, cut the rest."""
         data = b"".join(buf)
-        path = self.run.metrics / f"{name}.jsonl"
+        path = metricsfile.jsonl_path(self.run.metrics, name)
         written = 0
         try:
             fd = self._fds.get(name)
@@ -411,7 +413,7 @@ class RunLogger:
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
         try:
-            size = _repair_tail(fd)
+            size = metricsfile.repair_tail(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -434,7 +436,7 @@ class RunLogger:
 
     def _resume_steps(self) -> None:
         for path in self.run.metrics.glob("*.jsonl"):
-            last = _last_row(path)
+            last = metricsfile.last_row(path)
             if last is not None and isinstance(last.get("step"), int):
                 self._next_step[path.stem] = last["step"] + 1
 
@@ -618,14 +620,8 @@ class RunLogger:
     def _write_twins(self, names: list[str]) -> None:
         """The columnar twin of each metrics file this logger appended to (see the
         module docstring); never fails the run. Polars is imported only here."""
-        if not names:
-            return
-        try:
-            from runlab.results.reader._metrics import write_twin
-        except Exception:
-            return
         for name in names:
-            write_twin(self.run.metrics / f"{name}.jsonl")
+            metricsfile.write_twin(metricsfile.jsonl_path(self.run.metrics, name))
 
     def __enter__(self) -> RunLogger:
         return self
@@ -644,51 +640,6 @@ class RunLogger:
     @property
     def artifact_dir(self) -> Path:
         return self.run.artifacts
-
-
-def _repair_tail(fd: int) -> int:
-    """The length of the whole lines of an open metrics file, cutting a torn last line."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return size
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        chunk = os.pread(fd, end - start, start)
-        cut = chunk.rfind(b"\n")
-        if cut >= 0:
-            good = start + cut + 1
-            break
-        end = start
-    else:
-        good = 0
-    tail = os.pread(fd, size - good, good)
-    try:
-        whole = isinstance(orjson.loads(tail), dict)
-    except orjson.JSONDecodeError:
-        whole = False
-    if whole:  # a complete row that only lacks its newline
-        os.write(fd, b"\n")
-        return size + 1
-    os.ftruncate(fd, good)
-    return good
-
-
-def _last_row(path: Path) -> dict[str, Any] | None:
-    """The last complete JSON line of ``path`` (a torn final line is skipped)."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
-        lines = fh.read().splitlines()
-    for line in reversed(lines):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            return row
-    return None
 
 
 def _torch() -> Any:

@@ -79,6 +79,7 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
@@ -87,9 +88,11 @@ from typing import Any
 import orjson
 
 from runlab.record import metricsfile
+from runlab.record.files import now_iso, write_atomic, write_record
 from runlab.record.metricsfile import encode_float
 from runlab.record.names import check_name
-from runlab.record.rundir import RunDir
+from runlab.record.rundir import RunDir, heartbeat_interval, start_fields
+from runlab.status import Status
 
 _FAST_TYPES = frozenset((int, float, bool, str))
 _CHECKPOINT_KEY = "__runlab_checkpoint__"
@@ -224,6 +227,17 @@ class RunLogger:
     rows logged after that checkpoint. ``None`` (default): yes when the run
     directory already holds ``checkpoints/last.pt``. ``False``: loading
     checkpoints never touches the metrics (evaluation of a finished run).
+
+    **Made by hand** (a notebook, another framework) on a directory without
+    ``metadata/info.yaml``, the logger writes the run's record itself, as a run
+    session would: ``config`` (``{}`` when not given) to ``metadata/config.yaml``,
+    and ``info`` RUNNING with its start time, host, pid and a heartbeat kept fresh
+    while it is open (a process that exits without :meth:`close` becomes LOST to
+    the reader). :meth:`close` ends it COMPLETE; used as a context manager, an
+    exception inside ``with`` ends it FAILED (``metadata/traceback.txt``), Ctrl-C
+    INTERRUPTED. On a directory that already has its ``info`` record (a run
+    session's, or an earlier logger's) the record is left as it is, and
+    ``config`` must not be given.
     """
 
     def __init__(
@@ -231,14 +245,26 @@ class RunLogger:
         run_dir: Path | str | RunDir,
         flush_interval: float = 1.0,
         resume: bool | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        # A logger made by hand on a new directory writes the run's record (see above).
+        self._owns_record = self.writes_record and not self.run.info_file.exists()
+        if config is not None and not self._owns_record:
+            raise ValueError(
+                f"RunLogger({str(self.run.path)!r}, config=...): that run already has its "
+                f"record ({self.run.info_file}); leave out config= to log into it"
+            )
         self.run.create()
         # One writer per run: a logger made outside a run session takes the run's lock
         # (RunBusyError while another live process writes it) and gives it back at close.
         self._holds_lock = self.writes_record and not self.run.locked
         if self._holds_lock:
             self.run.acquire()
+        self._heartbeat_s = heartbeat_interval()
+        self._last_beat = time.monotonic()
+        if self._owns_record:
+            self._start_record(config or {})
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
@@ -422,12 +448,53 @@ class RunLogger:
         return fd
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_interval):
+        while not self._stop.wait(min(self.flush_interval, self._heartbeat_s)):
             try:
                 self.flush()
             except Exception as exc:  # the task gets it at its next call
                 if self._fault is None:
                     self._fault = exc
+            if self._owns_record and time.monotonic() - self._last_beat >= self._heartbeat_s:
+                self._last_beat = time.monotonic()
+                try:
+                    self.run.heartbeat()
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------ own record
+    def _start_record(self, config: Mapping[str, Any]) -> None:
+        """Write the record of a run made by hand: its config, and info RUNNING."""
+        try:
+            write_record(self.run.config_file, dict(config))
+            fields = start_fields({}, [sys.executable, *sys.argv], self._heartbeat_s)
+            self.run.update_info(run_id=self.run.run_id, **fields)
+        except BaseException:
+            if self._holds_lock:
+                self.run.release()
+            raise
+        self._started = time.time()
+
+    def _end_record(self, exc: BaseException | None, tb: Any) -> None:
+        """Write the end of a run made by hand: its status, end time and error."""
+        if isinstance(exc, KeyboardInterrupt):
+            status, error = Status.INTERRUPTED, {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
+        elif exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            status, error = Status.COMPLETE, None
+        else:
+            status = Status.FAILED
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+            try:
+                write_atomic(self.run.metadata / "traceback.txt", text.encode())
+            except OSError as err:
+                error["traceback"] = f"not written: {err.strerror or err}"
+        self.run.update_info(
+            final=True,
+            status=str(status),
+            end_time=now_iso(),
+            duration_s=round(time.time() - self._started, 3),
+            error=error,
+        )
 
     def _owns(self, stem: str) -> bool:
         """Whether ``metrics/<stem>.jsonl`` is this rank's: not another rank's ``.rank<k>``."""
@@ -597,10 +664,30 @@ class RunLogger:
     def close(self) -> None:
         """Flush everything and stop the background writer (idempotent).
 
-        Raises :class:`RecordWriteError` once if rows could not be written.
+        A logger made by hand ends its run COMPLETE (FAILED if rows could not be
+        written). Raises :class:`RecordWriteError` once if rows could not be written.
         """
+        self._close(None, None)
+
+    def _close(self, exc: BaseException | None, tb: Any) -> None:
+        """Close the writer; a logger made by hand then ends its run (``exc``: how the
+        ``with`` body ended). The run's lock is given back last."""
         if self._closed:
             return
+        try:
+            try:
+                self._close_writer()
+            except RecordWriteError as err:
+                if self._owns_record:
+                    self._end_record(exc or err, tb if exc is not None else err.__traceback__)
+                raise
+            if self._owns_record:
+                self._end_record(exc, tb)
+        finally:
+            if self._holds_lock:
+                self.run.release()
+
+    def _close_writer(self) -> None:
         self._closed = True
         self._stop.set()
         if self._flusher.is_alive() and self._flusher is not threading.current_thread():
@@ -613,8 +700,6 @@ class RunLogger:
                 for fd in self._fds.values():
                     os.close(fd)
                 self._fds.clear()
-                if self._holds_lock:
-                    self.run.release()
         self._write_twins(list(self._sizes))
 
     def _write_twins(self, names: list[str]) -> None:
@@ -628,7 +713,7 @@ class RunLogger:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
-            self.close()
+            self._close(exc, tb)
         except RecordWriteError:
             if not isinstance(exc, RecordWriteError):  # else the task already has it
                 raise

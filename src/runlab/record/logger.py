@@ -448,7 +448,10 @@ class RunLogger:
         return fd
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(min(self.flush_interval, self._heartbeat_s)):
+        wait = self.flush_interval
+        if self._owns_record:
+            wait = min(wait, self._heartbeat_s)
+        while not self._stop.wait(wait):
             try:
                 self.flush()
             except Exception as exc:  # the task gets it at its next call

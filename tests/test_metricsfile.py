@@ -144,13 +144,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
-    """A parsed row with non-finite strings as the floats they stand for."""
-    return {k: metricsfile.decode_value(v) for k, v in row.items()}
-
-
-def _expected(row: dict[str, Any]) -> dict[str, Any]:
-    """What a row logged with ``row`` holds once read back (strings spelling a
-    non-finite float read as that float: the format cannot tell them apart)."""
+    """A row with non-finite strings as the floats they stand for (a string that
+    spells one reads back as that float: the format cannot tell them apart)."""
     return {k: metricsfile.decode_value(v) for k, v in row.items()}
 
 
@@ -163,12 +158,13 @@ def test_rows_round_trip_through_encode_and_parse(rows: list[dict[str, Any]]) ->
     assert len(got) == len(rows)
     for want, row in zip(rows, got, strict=True):
         assert list(row) == list(want)  # key order kept
-        back, exp = _decoded(row), _expected(want)
+        back, exp = _decoded(row), _decoded(want)
         assert all(_same(exp[k], back[k]) for k in want), (want, row)
 
 
-@given(_ROWS, st.data())
-def test_a_torn_tail_at_any_byte_is_left_out(rows: list[dict[str, Any]], data: Any) -> None:
+@given(_ROWS)
+@settings(max_examples=50)
+def test_a_torn_tail_at_any_byte_is_left_out(rows: list[dict[str, Any]]) -> None:
     lines = [metricsfile.encode_row(r) for r in rows]
     blob = b"".join(lines)
     ends = [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
@@ -234,7 +230,7 @@ def _table(draw: Any) -> list[dict[str, Any]]:
 
 @given(_table())
 @settings(
-    suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40, deadline=None
+    suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25, deadline=None
 )
 def test_a_twin_holds_what_the_reader_reads_from_the_json_lines(
     tmp_path: Path, rows: list[dict[str, Any]]

@@ -160,8 +160,8 @@ def test_check_name_accepts_plain_names_and_says_why_it_refuses() -> None:
 def test_non_finite_values_read_back_as_non_finite(tmp_path: Path) -> None:
     import torch
 
-    from runlab.record.files import NONFINITE
     from runlab.record.logger import RunLogger
+    from runlab.record.metricsfile import NONFINITE
 
     with RunLogger(tmp_path / "run") as logger:
         logger.log_metrics({"loss": 1.0, "up": 2.0, "down": 3.0, "np": 4.0, "t": 5.0})

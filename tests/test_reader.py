@@ -18,6 +18,7 @@ import orjson
 import polars as pl
 import pytest
 
+from runlab.record import metricsfile
 from runlab.record.files import now_iso, write_record, write_yaml
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RunDir, allocate
@@ -618,7 +619,7 @@ def test_a_twin_that_cannot_be_written_or_read_fails_nothing(
     (bad.metrics / "train.parquet").unlink()
     with open(bad.metrics / "train.jsonl", "ab") as fh:
         fh.write(b"{not json\n")
-    assert not metrics_module.write_twin(bad.metrics / "train.jsonl")
+    assert not metricsfile.write_twin(bad.metrics / "train.jsonl")
     assert not (bad.metrics / "train.parquet").exists()
     # A twin gone (or damaged) after its metadata was read: the JSON lines are read.
     good = make_run(logs, {"seed": 2}, [{"loss": 5.0}])

@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from runlab.record import metricsfile
 from runlab.record.files import write_atomic
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, RunDirError
@@ -549,7 +550,7 @@ class PeerLogger(RunLogger):
     ) -> None:
         if not all_ranks:
             return
-        own = f"{name}.rank{self.rank}"
+        own = metricsfile.rank_name(name, self.rank)
         if self._recut is not None and own not in self._recut:
             self._recut.add(own)
             given = step if step is not None else metrics.get("step")
@@ -559,21 +560,15 @@ class PeerLogger(RunLogger):
 
     def _cut_from(self, stem: str, step: int) -> None:
         """Drop the rows of ``metrics/<stem>.jsonl`` from ``step`` on (a previous attempt's)."""
-        path = self.run.metrics / f"{stem}.jsonl"
+        path = metricsfile.jsonl_path(self.run.metrics, stem)
         if stem in self._fds or not path.exists():
             return
         keep = 0
-        with open(path, "rb") as fh:
-            for line in fh:
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    break
-                if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                    break
-                if row["step"] >= step:
-                    break
-                keep += len(line)
+        for line in metricsfile.complete_lines(path.read_bytes()):
+            row = metricsfile.parse_row(line)
+            if row is None or not isinstance(row.get("step"), int) or row["step"] >= step:
+                break
+            keep += len(line) + 1
         if path.stat().st_size > keep:
             with open(path, "r+b") as fh:
                 fh.truncate(keep)

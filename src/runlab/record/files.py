@@ -5,13 +5,13 @@ as ``<name>.json`` for machines and ``<name>.yaml`` for people, from the same da
 readers parse the JSON (fast, no YAML on their hot path, no alias bombs) and fall
 back to the YAML only for records made by hand or by older versions.
 
-Non-finite floats are stored as the JSON strings ``"NaN"``, ``"Infinity"`` and
-``"-Infinity"`` so that a strict JSON parser reads every file.
+Non-finite floats are stored as metrics files store them
+(:func:`runlab.record.metricsfile.encode_float`) so that a strict JSON parser reads
+every file.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from datetime import datetime
@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 import yaml
+
+from runlab.record.metricsfile import encode_float
 
 try:  # the C emitter/loader is ~10x faster; fall back quietly where libyaml is absent
     from yaml import CSafeDumper as _Dumper
@@ -151,18 +153,6 @@ def read_yaml(path: Path) -> Any:
     """Parse a YAML file (``None`` for an empty one)."""
     with open(path, "rb") as fh:
         return yaml.load(fh, Loader=_Loader)
-
-
-NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def encode_float(value: float) -> float | str:
-    """A float as stored in JSON: itself when finite, else ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _json_safe(data: Any) -> Any:

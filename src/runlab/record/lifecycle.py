@@ -16,10 +16,8 @@ signal, not even ``kill -9``, leaves one without it.
 from __future__ import annotations
 
 import errno
-import getpass
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -43,11 +41,15 @@ from runlab.record.files import (
     write_yaml,
 )
 from runlab.record.logger import RunLogger
-from runlab.record.rundir import RunDir, RunDirError, allocate
+from runlab.record.rundir import (
+    DEFAULT_HEARTBEAT_S,
+    HEARTBEAT_ENV,
+    RunDir,
+    RunDirError,
+    allocate,
+    start_fields,
+)
 from runlab.status import Status
-
-HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
-DEFAULT_HEARTBEAT_S = 15.0
 
 
 class Interrupted(BaseException):
@@ -177,26 +179,6 @@ def _raise_pending() -> None:
         _stop(signum)
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a container with no passwd entry for this uid
-        return str(os.getuid())
-
-
-def _slurm_ids() -> dict[str, Any]:
-    env = os.environ
-    ids: dict[str, Any] = {}
-    if env.get("SLURM_JOB_ID"):
-        ids["job_id"] = env["SLURM_JOB_ID"]
-    if env.get("SLURM_ARRAY_JOB_ID"):
-        ids["array_job_id"] = env["SLURM_ARRAY_JOB_ID"]
-        ids["array_task_id"] = int(env.get("SLURM_ARRAY_TASK_ID", 0))
-    if env.get("SLURM_RESTART_COUNT"):
-        ids["slurm_restart_count"] = int(env["SLURM_RESTART_COUNT"])
-    return ids
-
-
 class RunSession:
     """Open a run directory for a task: write its record, yield a logger, close its status."""
 
@@ -284,28 +266,7 @@ class RunSession:
         )
 
     def _fields(self, previous: Mapping[str, Any]) -> dict[str, Any]:
-        resumed = previous.get("status") not in (None, Status.QUEUED)
-        now = now_iso()
-        fields: dict[str, Any] = {
-            "status": Status.RUNNING,
-            "task": self.task or previous.get("task"),
-            "start_time": previous.get("start_time") if resumed else now,
-            "attempt_start_time": now,
-            "end_time": None,
-            "heartbeat": now,
-            "heartbeat_interval_s": self.heartbeat_s,
-            "host": socket.gethostname(),
-            "user": _user(),
-            "pid": os.getpid(),
-            "command": self.command,
-            "cwd": str(Path.cwd()),
-            "attempts": int(previous.get("attempts", 0)) + 1,
-            "error": None,
-            **_slurm_ids(),
-        }
-        if resumed:
-            fields["previous_status"] = previous.get("status")
-        return fields
+        return start_fields(previous, self.command, self.heartbeat_s, task=self.task)
 
     def _open(self) -> None:
         """Make or reopen the run directory and write its first RUNNING record."""

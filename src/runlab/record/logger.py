@@ -17,7 +17,8 @@ constant). Its first two keys are runlab's own:
 then the task's keys, in the order given. Values are JSON numbers (integers
 within 64 bits, finite floats), ``true``/``false``, strings or ``null``
 (``None``). Non-finite floats are stored as the strings ``"NaN"``,
-``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.record.files.encode_float`);
+``"Infinity"`` and ``"-Infinity"`` (:func:`runlab.record.metricsfile.encode_float`;
+the format is :mod:`runlab.record.metricsfile`'s);
 readers turn them back into floats in numeric columns. numpy scalars, 0-d and
 one-element arrays and one-element tensors are stored as the Python number they
 hold. Refused at the call, with an error naming the key: keys that are not
@@ -78,6 +79,7 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
@@ -86,9 +88,12 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
-from runlab.record.files import encode_float
+from runlab.record import metricsfile
+from runlab.record.files import now_iso, write_atomic, write_record
+from runlab.record.metricsfile import encode_float
 from runlab.record.names import check_name
-from runlab.record.rundir import RunDir
+from runlab.record.rundir import RunDir, heartbeat_interval, start_fields
+from runlab.status import Status
 
 _FAST_TYPES = frozenset((int, float, bool, str))
 _CHECKPOINT_KEY = "__runlab_checkpoint__"
@@ -223,6 +228,17 @@ class RunLogger:
     rows logged after that checkpoint. ``None`` (default): yes when the run
     directory already holds ``checkpoints/last.pt``. ``False``: loading
     checkpoints never touches the metrics (evaluation of a finished run).
+
+    **Made by hand** (a notebook, another framework) on a directory without
+    ``metadata/info.yaml``, the logger writes the run's record itself, as a run
+    session would: ``config`` (``{}`` when not given) to ``metadata/config.yaml``,
+    and ``info`` RUNNING with its start time, host, pid and a heartbeat kept fresh
+    while it is open (a process that exits without :meth:`close` becomes LOST to
+    the reader). :meth:`close` ends it COMPLETE; used as a context manager, an
+    exception inside ``with`` ends it FAILED (``metadata/traceback.txt``), Ctrl-C
+    INTERRUPTED. On a directory that already has its ``info`` record (a run
+    session's, or an earlier logger's) the record is left as it is, and
+    ``config`` must not be given.
     """
 
     def __init__(
@@ -230,14 +246,26 @@ class RunLogger:
         run_dir: Path | str | RunDir,
         flush_interval: float = 1.0,
         resume: bool | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        # A logger made by hand on a new directory writes the run's record (see above).
+        self._owns_record = self.writes_record and not self.run.info_file.exists()
+        if config is not None and not self._owns_record:
+            raise ValueError(
+                f"RunLogger({str(self.run.path)!r}, config=...): that run already has its "
+                f"record ({self.run.info_file}); leave out config= to log into it"
+            )
         self.run.create()
         # One writer per run: a logger made outside a run session takes the run's lock
         # (RunBusyError while another live process writes it) and gives it back at close.
         self._holds_lock = self.writes_record and not self.run.locked
         if self._holds_lock:
             self.run.acquire()
+        self._heartbeat_s = heartbeat_interval()
+        self._last_beat = time.monotonic()
+        if self._owns_record:
+            self._start_record(config or {})
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
@@ -287,7 +315,7 @@ class RunLogger:
         if self._start_over:
             self._set_aside_previous_attempt()
         if all_ranks:
-            name = f"{name}.rank{self.rank}"
+            name = metricsfile.rank_name(name, self.rank)
         try:
             items = metrics.items()
         except AttributeError:
@@ -368,7 +396,7 @@ class RunLogger:
     def _write(self, name: str, buf: list[bytes], final: bool) -> None:
         """Append ``buf`` to its file; on failure keep the whole lines written, cut the rest."""
         data = b"".join(buf)
-        path = self.run.metrics / f"{name}.jsonl"
+        path = metricsfile.jsonl_path(self.run.metrics, name)
         written = 0
         try:
             fd = self._fds.get(name)
@@ -412,7 +440,7 @@ class RunLogger:
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
         try:
-            size = _repair_tail(fd)
+            size = metricsfile.repair_tail(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -421,12 +449,56 @@ class RunLogger:
         return fd
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_interval):
+        wait = self.flush_interval
+        if self._owns_record:
+            wait = min(wait, self._heartbeat_s)
+        while not self._stop.wait(wait):
             try:
                 self.flush()
             except Exception as exc:  # the task gets it at its next call
                 if self._fault is None:
                     self._fault = exc
+            if self._owns_record and time.monotonic() - self._last_beat >= self._heartbeat_s:
+                self._last_beat = time.monotonic()
+                try:
+                    self.run.heartbeat()
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------ own record
+    def _start_record(self, config: Mapping[str, Any]) -> None:
+        """Write the record of a run made by hand: its config, and info RUNNING."""
+        try:
+            write_record(self.run.config_file, dict(config))
+            fields = start_fields({}, [sys.executable, *sys.argv], self._heartbeat_s)
+            self.run.update_info(run_id=self.run.run_id, **fields)
+        except BaseException:
+            if self._holds_lock:
+                self.run.release()
+            raise
+        self._started = time.time()
+
+    def _end_record(self, exc: BaseException | None, tb: Any) -> None:
+        """Write the end of a run made by hand: its status, end time and error."""
+        if isinstance(exc, KeyboardInterrupt):
+            status, error = Status.INTERRUPTED, {"type": "KeyboardInterrupt", "message": "Ctrl-C"}
+        elif exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            status, error = Status.COMPLETE, None
+        else:
+            status = Status.FAILED
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+            try:
+                write_atomic(self.run.metadata / "traceback.txt", text.encode())
+            except OSError as err:
+                error["traceback"] = f"not written: {err.strerror or err}"
+        self.run.update_info(
+            final=True,
+            status=str(status),
+            end_time=now_iso(),
+            duration_s=round(time.time() - self._started, 3),
+            error=error,
+        )
 
     def _owns(self, stem: str) -> bool:
         """Whether ``metrics/<stem>.jsonl`` is this rank's: not another rank's ``.rank<k>``."""
@@ -435,7 +507,7 @@ class RunLogger:
 
     def _resume_steps(self) -> None:
         for path in self.run.metrics.glob("*.jsonl"):
-            last = _last_row(path)
+            last = metricsfile.last_row(path)
             if last is not None and isinstance(last.get("step"), int):
                 self._next_step[path.stem] = last["step"] + 1
 
@@ -596,10 +668,30 @@ class RunLogger:
     def close(self) -> None:
         """Flush everything and stop the background writer (idempotent).
 
-        Raises :class:`RecordWriteError` once if rows could not be written.
+        A logger made by hand ends its run COMPLETE (FAILED if rows could not be
+        written). Raises :class:`RecordWriteError` once if rows could not be written.
         """
+        self._close(None, None)
+
+    def _close(self, exc: BaseException | None, tb: Any) -> None:
+        """Close the writer; a logger made by hand then ends its run (``exc``: how the
+        ``with`` body ended). The run's lock is given back last."""
         if self._closed:
             return
+        try:
+            try:
+                self._close_writer()
+            except RecordWriteError as err:
+                if self._owns_record:
+                    self._end_record(exc or err, tb if exc is not None else err.__traceback__)
+                raise
+            if self._owns_record:
+                self._end_record(exc, tb)
+        finally:
+            if self._holds_lock:
+                self.run.release()
+
+    def _close_writer(self) -> None:
         self._closed = True
         self._stop.set()
         if self._flusher.is_alive() and self._flusher is not threading.current_thread():
@@ -612,28 +704,20 @@ class RunLogger:
                 for fd in self._fds.values():
                     os.close(fd)
                 self._fds.clear()
-                if self._holds_lock:
-                    self.run.release()
         self._write_twins(list(self._sizes))
 
     def _write_twins(self, names: list[str]) -> None:
         """The columnar twin of each metrics file this logger appended to (see the
         module docstring); never fails the run. Polars is imported only here."""
-        if not names:
-            return
-        try:
-            from runlab.results.reader._metrics import write_twin
-        except Exception:
-            return
         for name in names:
-            write_twin(self.run.metrics / f"{name}.jsonl")
+            metricsfile.write_twin(metricsfile.jsonl_path(self.run.metrics, name))
 
     def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
-            self.close()
+            self._close(exc, tb)
         except RecordWriteError:
             if not isinstance(exc, RecordWriteError):  # else the task already has it
                 raise
@@ -645,51 +729,6 @@ class RunLogger:
     @property
     def artifact_dir(self) -> Path:
         return self.run.artifacts
-
-
-def _repair_tail(fd: int) -> int:
-    """The length of the whole lines of an open metrics file, cutting a torn last line."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return size
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        chunk = os.pread(fd, end - start, start)
-        cut = chunk.rfind(b"\n")
-        if cut >= 0:
-            good = start + cut + 1
-            break
-        end = start
-    else:
-        good = 0
-    tail = os.pread(fd, size - good, good)
-    try:
-        whole = isinstance(orjson.loads(tail), dict)
-    except orjson.JSONDecodeError:
-        whole = False
-    if whole:  # a complete row that only lacks its newline
-        os.write(fd, b"\n")
-        return size + 1
-    os.ftruncate(fd, good)
-    return good
-
-
-def _last_row(path: Path) -> dict[str, Any] | None:
-    """The last complete JSON line of ``path`` (a torn final line is skipped)."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
-        lines = fh.read().splitlines()
-    for line in reversed(lines):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            return row
-    return None
 
 
 def _torch() -> Any:

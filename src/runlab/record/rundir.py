@@ -17,10 +17,12 @@ Layout (the interface between writers and readers, documented in the README)::
 from __future__ import annotations
 
 import errno
+import getpass
 import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ from runlab.record.files import (
 from runlab.status import Status, written
 
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
+HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
+DEFAULT_HEARTBEAT_S = 15.0
 
 
 class RunDirError(UserError, RuntimeError):
@@ -217,6 +221,66 @@ def run_dir_from_env(value: str) -> RunDir:
             "<logs>/<run id> folder made by `runlab submit`; unset it to start a new run"
         )
     return RunDir(path)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container with no passwd entry for this uid
+        return str(os.getuid())
+
+
+def _slurm_ids() -> dict[str, Any]:
+    env = os.environ
+    ids: dict[str, Any] = {}
+    if env.get("SLURM_JOB_ID"):
+        ids["job_id"] = env["SLURM_JOB_ID"]
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        ids["array_job_id"] = env["SLURM_ARRAY_JOB_ID"]
+        ids["array_task_id"] = int(env.get("SLURM_ARRAY_TASK_ID", 0))
+    if env.get("SLURM_RESTART_COUNT"):
+        ids["slurm_restart_count"] = int(env["SLURM_RESTART_COUNT"])
+    return ids
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats of a running run (``RUNLAB_HEARTBEAT_S``, else 15)."""
+    return float(os.environ.get(HEARTBEAT_ENV) or DEFAULT_HEARTBEAT_S)
+
+
+def start_fields(
+    previous: Mapping[str, Any],
+    command: list[str],
+    heartbeat_s: float,
+    task: str | None = None,
+) -> dict[str, Any]:
+    """The ``info`` fields a process writes when it starts (or resumes) writing a run:
+    RUNNING, its times, heartbeat, host, user, pid, command and SLURM ids.
+
+    ``previous`` is the run's info so far (empty for a new run).
+    """
+    resumed = previous.get("status") not in (None, Status.QUEUED)
+    now = now_iso()
+    fields: dict[str, Any] = {
+        "status": str(Status.RUNNING),
+        "task": task or previous.get("task"),
+        "start_time": previous.get("start_time") if resumed else now,
+        "attempt_start_time": now,
+        "end_time": None,
+        "heartbeat": now,
+        "heartbeat_interval_s": heartbeat_s,
+        "host": socket.gethostname(),
+        "user": _user(),
+        "pid": os.getpid(),
+        "command": command,
+        "cwd": str(Path.cwd()),
+        "attempts": int(previous.get("attempts", 0)) + 1,
+        "error": None,
+        **_slurm_ids(),
+    }
+    if resumed:
+        fields["previous_status"] = previous.get("status")
+    return fields
 
 
 def _heartbeat_age(info: dict[str, Any]) -> float | None:

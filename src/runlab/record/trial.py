@@ -18,6 +18,8 @@ import math
 import sys
 from typing import Any
 
+from runlab.record.metricsfile import NONFINITE
+
 TRIAL_ENV = "RUNLAB_TRIAL"
 
 
@@ -53,8 +55,8 @@ def number(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    if value in ("NaN", "Infinity", "-Infinity"):
-        return float(value.replace("Infinity", "inf"))
+    if isinstance(value, str) and value in NONFINITE:
+        return NONFINITE[value]
     return None
 
 

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, Logs
 from runlab.record import environment
 from runlab.record.files import read_yaml
+from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
 
@@ -47,19 +46,6 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
         raise ReproduceError(f"no run {run_id} in {logs} (no {run.info_file})")
     env = read_yaml(run.env_file) if run.env_file.exists() else {}
     return run, run.read_info(), env if isinstance(env, dict) else {}
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of a metrics file (a torn last line is left out)."""
-    rows = []
-    for line in path.read_bytes().splitlines():
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path) -> Path:

@@ -49,10 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from runlab.errors import UserError
 from runlab.logs import STUDIES
+from runlab.record import metricsfile
 from runlab.record.files import now_iso, write_record
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
@@ -248,18 +247,13 @@ def find_study(store: Any, name: str) -> Any:
 def objective_value(run: RunDir, metric: str, objective: str, direction: str) -> float | None:
     """The run's ``last`` or ``best`` logged value of ``metric`` (``None``: never logged)."""
     name, key = split_metric(metric)
-    path = run.metrics / f"{name}.jsonl"
     values: list[float] = []
     try:
-        lines = path.read_bytes().splitlines()
+        rows = metricsfile.read_rows(metricsfile.jsonl_path(run.metrics, name))
     except OSError:
         return None
-    for line in lines:
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and key in row:
+    for row in rows:
+        if key in row:
             value = number(row[key])
             if value is not None:
                 values.append(value)

@@ -23,7 +23,6 @@ read of the files agree.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -32,7 +31,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from runlab.record.files import NONFINITE
+from runlab.record.metricsfile import NONFINITE, encode_float
 from runlab.status import UNTRUSTED, Status
 
 _NUMBER = ("int", "float", "nf")
@@ -93,8 +92,8 @@ def plain(value: Any) -> Any:
 
 
 def json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, float):
+        return encode_float(value)
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, Mapping):

@@ -1,23 +1,14 @@
 """Parse metric files (``metrics/<name>.jsonl``, one JSON object per line) into frames.
 
-Non-finite floats are stored by the logger as the strings ``"NaN"``,
-``"Infinity"`` and ``"-Infinity"``; a column of numbers holding them is Float64
-with NaN and infinities (not text).
-
-**Columnar twins.** When a run's logger closes, it writes ``metrics/<name>.parquet``
-next to each metrics file it appended to (:func:`write_twin`): the rows this
-module reads from the ``.jsonl`` (same columns and types, non-finite values as
-floats), in a plain Parquet file whose key-value metadata says which version of
-the ``.jsonl`` it covers (``runlab.covers``: ``"<size>.<mtime_ns>"``). A reader
-uses the twin only while the ``.jsonl`` still has that size and mtime (a resumed
-or running run's file has moved on: the ``.jsonl`` is read); the ``.jsonl``
-stays the record. A twin is written to a temporary name and renamed into place,
-or not at all.
+The format (rows, the non-finite encoding, the torn last line, the columnar twins)
+is :mod:`runlab.record.metricsfile`'s; this module reads many runs' files at once.
+A column of numbers holding the strings ``NONFINITE`` names is Float64 with NaN and
+infinities (not text). A file whose twin covers it as it is now (and is at least
+``TWIN_MIN_BYTES`` long) is read from the twin.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -28,18 +19,27 @@ import numpy as np
 import orjson
 import polars as pl
 
-from runlab.record.files import NONFINITE
+from runlab.record.metricsfile import (
+    NONFINITE,
+    NONFINITE_MARKS,
+    RUN_ID,
+    TWIN_COLUMNS,
+    TWIN_COVERS,
+    TWIN_INC,
+    TWIN_ROWS,
+    parse_line,
+    signature,
+    split_torn,
+    twin_path,
+)
 from runlab.results.reader._columns import concat, metric_frame
 from runlab.results.reader._files import MAX_DEPTH, first_line, too_deep
 
 BATCH_BYTES = 32 << 20
-# What a non-finite float looks like in a row: "NaN", "Infinity" or "-Infinity".
-_NONFINITE_BYTES = (b'"NaN"', b'Infinity"')
 
 # ------------------------------------------------------------- metric files
 _SIMPLE_KEY = frozenset('"\\')
-# The reader's own column: a key of that name in a row is left out (and reported).
-RUN_ID = "run_id"
+# RUN_ID, the reader's own column: a key of that name in a row is left out (and reported).
 _RUN_ID_NOTE = "key 'run_id' left out (the reader's own column)"
 
 
@@ -76,68 +76,17 @@ def _count(data: bytes, byte: int) -> int:
 
 
 # ------------------------------------------------------------ columnar twins
-TWIN_COVERS = "runlab.covers"  # "<size>.<mtime_ns>" of the .jsonl the twin holds
-TWIN_ROWS = "runlab.rows"
-TWIN_INC = "runlab.inc"  # "1": steps strictly increase (no step logged twice)
-TWIN_COLUMNS = "runlab.columns"  # the schema, as JSON: files alike are scanned together
 # Below this size a .jsonl is parsed faster than its twin is opened (per-file cost of
 # a Parquet footer ~0.2 ms vs ~11 ns a byte of JSON lines, measured on 10-row and
 # 1,000-row files): small files are read from the .jsonl even when a twin exists.
 TWIN_MIN_BYTES = 16 << 10
 
 
-def twin_path(jsonl: str) -> str:
-    """``metrics/<name>.parquet`` of ``metrics/<name>.jsonl``."""
-    return jsonl[: -len(".jsonl")] + ".parquet"
-
-
-def write_twin(jsonl: str | os.PathLike[str]) -> bool:
-    """Write the columnar twin of a finished metrics file (see the module docstring).
-
-    Never raises: a file that cannot be read cleanly (bad or half-written lines),
-    changes while it is read, or a twin that cannot be written is skipped (and no
-    partial twin is left). Returns whether a twin was written.
-    """
-    path = os.fspath(jsonl)
-    dest = twin_path(path)
-    tmp = f"{os.path.dirname(dest)}/.{os.path.basename(dest)}.{os.getpid()}.tmp"
-    try:
-        before = os.stat(path)
-        parsed = read_metric_files([(0, path, False)], Counter())
-        record = parsed.files.get(0) or {}
-        sig = f"{before.st_size}.{before.st_mtime_ns}"
-        after = os.stat(path)
-        if (
-            record.get("problem")
-            or not record.get("rows")
-            or record.get("sig") != sig
-            or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
-        ):
-            return False
-        df = parsed.frame().drop("run_id")
-        meta = {
-            TWIN_COVERS: sig,
-            TWIN_ROWS: str(df.height),
-            TWIN_INC: "1" if record.get("inc") else "0",
-            TWIN_COLUMNS: json.dumps([[c, str(t)] for c, t in df.schema.items()]),
-        }
-        df.write_parquet(tmp, compression="lz4", statistics=False, metadata=meta)
-        os.replace(tmp, dest)
-        return True
-    except Exception:
-        return False
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
 def _twin(path: str, st: os.stat_result) -> tuple[str, int, bool, str] | None:
     """(signature, rows, steps increase, schema) of the twin of ``path``, if it covers
     the file as it is now (``st``)."""
     try:
-        sig = f"{st.st_size}.{st.st_mtime_ns}"
+        sig = signature(st)
         meta = pl.read_parquet_metadata(twin_path(path))
         if meta.get(TWIN_COVERS) != sig:
             return None
@@ -185,13 +134,7 @@ def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int, int]:
     for number, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            try:  # Python's json writes bare NaN and Infinity, which orjson refuses
-                row = json.loads(line)
-            except (ValueError, RecursionError):
-                row = None
+        row = parse_line(line)
         if _deep(line) and too_deep(row):
             row = None  # more than a column, its JSON text or a summary can hold
         if isinstance(row, dict):
@@ -313,11 +256,9 @@ def read_metric_files(
             "file": os.path.basename(path),
         }
         out.files[run_id] = record
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            if not live and data[cut:].strip():
-                record["problem"] = f"{os.path.basename(path)}: half-written last line ignored"
-            data = data[:cut]
+        data, torn = split_torn(data)
+        if torn.strip() and not live:
+            record["problem"] = f"{os.path.basename(path)}: half-written last line ignored"
         if not data:
             continue
         lines = _count(data, 10)
@@ -374,7 +315,7 @@ def _read_batch(
     # Non-finite floats are the strings "NaN", "Infinity", "-Infinity": read the
     # number columns as text, then parse them (strictly: any other text fails).
     floats = [k for k, t in schema.items() if t == pl.Float64 and k != "step"]
-    nonfinite = bool(floats) and any(word in buf for word in _NONFINITE_BYTES)
+    nonfinite = bool(floats) and any(word in buf for word in NONFINITE_MARKS)
     if nonfinite:
         schema = {k: pl.String if k in floats else t for k, t in schema.items()}
     try:
@@ -435,7 +376,7 @@ def _read_one(
     stats["metric_files_slow"] += 1
     df: pl.DataFrame | None = None
     # Non-finite words: Python decides the types; deep rows: Polars would overflow.
-    if not any(word in data for word in _NONFINITE_BYTES) and not _deep(data):
+    if not any(word in data for word in NONFINITE_MARKS) and not _deep(data):
         try:
             df = pl.read_ndjson(data, infer_schema_length=None)
         except pl.exceptions.PolarsError:

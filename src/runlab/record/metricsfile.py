@@ -1,0 +1,346 @@
+"""The metrics file format: the one interface between a run's writers and its readers.
+
+**Files.** A run's metrics are ``<run>/metrics/<name>.jsonl`` (:func:`jsonl_path`),
+one file per name (``train``, ``val``...); a distributed run's per-rank rows
+(``all_ranks=True``) go to ``<name>.rank<k>.jsonl`` (:func:`rank_name`). A name is
+one plain file name (:func:`runlab.record.names.check_name`).
+
+**Rows.** Each line is one row: a JSON object, UTF-8, ending in ``\\n``. Its first
+two keys are runlab's own, ``step`` (an integer within 64 bits) and ``time``
+(seconds since the epoch, a float); then the task's keys in the order given.
+Values are JSON numbers (integers within 64 bits, finite floats),
+``true``/``false``, strings or ``null``. The key ``run_id`` is the reader's own
+column: a row holding it keeps it on disk and the reader leaves it out.
+
+**Non-finite floats** are stored as the JSON strings ``"NaN"``, ``"Infinity"``
+and ``"-Infinity"`` (:func:`encode_float`), so that a strict JSON parser reads
+every line; readers turn them back into floats (:data:`NONFINITE`) in numeric
+columns. Lines written by Python's ``json`` with bare ``NaN``/``Infinity`` are
+read too (:func:`parse_line`).
+
+**The torn last line.** A writer appends whole lines, but a killed process or a
+full disk can leave a last line without its ``\\n``. Readers ignore it
+(:func:`complete_lines`, :func:`read_rows`): it is not a row until its newline is
+written. A writer reopening the file repairs it first (:func:`repair_tail`): a
+complete row that only lacks its newline gets one, anything else is cut. A
+damaged line elsewhere (not JSON, not an object) is skipped by the readers, which
+report it.
+
+**Columnar twins.** When a logger closes, each metrics file it appended to gets a
+twin ``metrics/<name>.parquet`` (:func:`twin_path`, :func:`write_twin`): the same
+rows as the reader reads them from the ``.jsonl`` (same columns and types,
+non-finite values as floats), in plain Parquet whose key-value metadata says
+which version of the ``.jsonl`` it covers (``runlab.covers``:
+``"<size>.<mtime_ns>"``, :func:`signature`), how many rows it holds
+(``runlab.rows``), whether ``step`` strictly increases (``runlab.inc``) and its
+schema as JSON (``runlab.columns``). A reader uses the twin only while the
+``.jsonl`` still has that size and mtime; the ``.jsonl`` stays the record. A twin
+is written to a temporary name and renamed into place, or not at all: only for a
+file of whole, valid lines whose every column holds one kind of scalar present in
+its first or last row (others are read from the ``.jsonl``, as they always can be).
+
+Nothing here imports Polars at module level: it is imported by :func:`write_twin`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SUFFIX = ".jsonl"
+TWIN_SUFFIX = ".parquet"
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# Bytes found in a file holding a non-finite value (a quick test before parsing it).
+NONFINITE_MARKS = (b'"NaN"', b'Infinity"')
+
+TWIN_COVERS = "runlab.covers"  # "<size>.<mtime_ns>" of the .jsonl the twin holds
+TWIN_ROWS = "runlab.rows"
+TWIN_INC = "runlab.inc"  # "1": steps strictly increase (no step logged twice)
+TWIN_COLUMNS = "runlab.columns"  # the schema, as JSON: files alike are scanned together
+# The reader's own column (a key of that name in a row is left out by the reader).
+RUN_ID = "run_id"
+
+
+# ------------------------------------------------------------------- names
+def jsonl_path(metrics_dir: str | os.PathLike[str], name: str) -> Path:
+    """``<metrics_dir>/<name>.jsonl``."""
+    return Path(metrics_dir) / f"{name}{SUFFIX}"
+
+
+def rank_name(name: str, rank: int) -> str:
+    """The name of rank ``rank``'s own metrics file of ``name`` (``all_ranks=True``)."""
+    return f"{name}.rank{rank}"
+
+
+def twin_path(jsonl: str) -> str:
+    """``metrics/<name>.parquet`` of ``metrics/<name>.jsonl``."""
+    return jsonl[: -len(SUFFIX)] + TWIN_SUFFIX
+
+
+def signature(st: os.stat_result) -> str:
+    """What a twin's ``runlab.covers`` holds for a ``.jsonl`` in state ``st``."""
+    return f"{st.st_size}.{st.st_mtime_ns}"
+
+
+# ---------------------------------------------------------------- encoding
+def encode_float(value: float) -> float | str:
+    """A float as stored in JSON: itself when finite, else ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    """One row as its line: non-finite floats as their strings, ending in ``\\n``.
+
+    Raises ``TypeError`` for what JSON cannot hold (an integer beyond 64 bits...).
+    """
+    safe = {k: encode_float(v) if type(v) is float else v for k, v in row.items()}
+    return orjson.dumps(safe, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def decode_value(value: Any) -> Any:
+    """A stored value as a number where it is a non-finite float's string."""
+    if type(value) is str and value in NONFINITE:
+        return NONFINITE[value]
+    return value
+
+
+# ----------------------------------------------------------------- parsing
+def split_torn(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` cut into its whole lines and the torn last line (``b""`` if none)."""
+    if not data or data.endswith(b"\n"):
+        return data, b""
+    cut = data.rfind(b"\n") + 1
+    return data[:cut], data[cut:]
+
+
+def complete_lines(data: bytes) -> list[bytes]:
+    """The whole lines of ``data`` (without their ``\\n``); a torn last line is left out."""
+    whole, _ = split_torn(data)
+    return whole.split(b"\n")[:-1] if whole else []
+
+
+def parse_line(line: bytes) -> Any:
+    """The JSON value of one line, or ``None`` where it is not JSON.
+
+    Strict JSON first; bare ``NaN``/``Infinity`` (Python's ``json``) are accepted.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+
+
+def parse_row(line: bytes) -> dict[str, Any] | None:
+    """The row of one line, or ``None`` where it is blank, damaged or not an object."""
+    if not line.strip():
+        return None
+    row = parse_line(line)
+    return row if isinstance(row, dict) else None
+
+
+def parse_rows(data: bytes) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows of a metrics file's bytes, and the (1-based) numbers of damaged lines.
+
+    A torn last line is left out (not counted as damaged); blank lines are skipped.
+    """
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    for number, line in enumerate(complete_lines(data), 1):
+        row = parse_row(line)
+        if row is not None:
+            rows.append(row)
+        elif line.strip():
+            bad.append(number)
+    return rows, bad
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The complete rows of a metrics file (damaged lines and a torn last line left out).
+
+    Raises ``OSError`` where the file cannot be read.
+    """
+    with open(path, "rb") as fh:
+        return parse_rows(fh.read())[0]
+
+
+def values(rows: Iterable[dict[str, Any]], key: str) -> list[Any]:
+    """The values of ``key`` in ``rows`` that hold it, non-finite strings as floats."""
+    return [decode_value(row[key]) for row in rows if key in row]
+
+
+def last_row(path: str | os.PathLike[str], window: int = 65536) -> dict[str, Any] | None:
+    """The last row of ``path`` as its writer sees it, read from its last ``window`` bytes.
+
+    The writer's view: a torn last line that is a whole row counts (reopening the
+    file gives it its newline, :func:`repair_tail`); any other torn tail does not.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        start = max(0, size - window)
+        fh.seek(start)
+        lines = fh.read().split(b"\n")
+    if start:
+        lines = lines[1:]  # the first may be a part of a line
+    for line in reversed(lines):
+        row = parse_row(line)
+        if row is not None:
+            return row
+    return None
+
+
+def repair_tail(fd: int) -> int:
+    """The length of the whole lines of an open metrics file, after repairing its tail.
+
+    A torn last line that is a complete row gets its ``\\n``; anything else is cut.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            good = start + cut + 1
+            break
+        end = start
+    else:
+        good = 0
+    tail = os.pread(fd, size - good, good)
+    try:
+        whole = isinstance(orjson.loads(tail), dict)
+    except orjson.JSONDecodeError:
+        whole = False
+    if whole:  # a complete row that only lacks its newline
+        os.write(fd, b"\n")
+        return size + 1
+    os.ftruncate(fd, good)
+    return good
+
+
+# -------------------------------------------------------------------- twins
+_INT64 = range(-(2**63), 2**63)
+
+
+def _kind(value: Any) -> str | None:
+    """The column kind of one stored value (``None`` for null, ``"other"``: no twin)."""
+    t = type(value)
+    if value is None:
+        return None
+    if t is bool:
+        return "bool"
+    if t is int:
+        return "int" if value in _INT64 else "other"
+    if t is float:
+        return "float"
+    if t is str:
+        return "float" if value in NONFINITE else "str"
+    return "other"
+
+
+def _twin_columns(rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Each column's kind (in the reader's order: the first row's keys, then the last
+    row's), or ``None`` where the file is not one a twin may hold (module docstring)."""
+    order = list(dict.fromkeys([*rows[0], *rows[-1]]))
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in row.items():
+            k = _kind(value)
+            if k is not None:
+                kinds.setdefault(key, set()).add(k)
+    if RUN_ID in kinds or set(kinds) - set(order):
+        return None
+    out: dict[str, str] = {}
+    for key in order:
+        ends = {_kind(rows[0].get(key)), _kind(rows[-1].get(key))} - {None}
+        got = kinds.get(key, set())
+        if not ends or "other" in got:
+            return None
+        if got <= {"int", "float"}:
+            out[key] = "float" if "float" in got else "int"
+        elif len(got) == 1:
+            out[key] = got.pop()
+        else:
+            return None
+    return out
+
+
+def _twin_frame(rows: list[dict[str, Any]], kinds: dict[str, str]) -> Any:
+    import polars as pl
+
+    types = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "str": pl.String}
+    cols = []
+    for key, k in kinds.items():
+        vals = [row.get(key) for row in rows]
+        if k == "float":
+            vals = [None if v is None else float(decode_value(v)) for v in vals]
+        cols.append(pl.Series(key, vals, dtype=types[k]))
+    return pl.DataFrame(cols)
+
+
+def _increasing(rows: list[dict[str, Any]]) -> bool:
+    steps = [row.get("step") for row in rows]
+    if any(type(s) is not int for s in steps):
+        return False
+    return all(a < b for a, b in itertools.pairwise(steps))
+
+
+def write_twin(jsonl: str | os.PathLike[str]) -> bool:
+    """Write the columnar twin of a finished metrics file (see the module docstring).
+
+    Never raises: a file that cannot be read cleanly (bad or half-written lines),
+    one a twin may not hold, one that changes while it is read, or a twin that
+    cannot be written is skipped (and no partial twin is left). Returns whether a
+    twin was written.
+    """
+    path = os.fspath(jsonl)
+    dest = twin_path(path)
+    tmp = f"{os.path.dirname(dest)}/.{os.path.basename(dest)}.{os.getpid()}.tmp"
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            data = fh.read(before.st_size)
+        rows, bad = parse_rows(data)
+        kinds = _twin_columns(rows) if rows else None
+        after = os.stat(path)
+        if (
+            bad
+            or kinds is None
+            or split_torn(data)[1]
+            or len(data) != before.st_size
+            or signature(after) != signature(before)
+        ):
+            return False
+        df = _twin_frame(rows, kinds)
+        meta = {
+            TWIN_COVERS: signature(before),
+            TWIN_ROWS: str(df.height),
+            TWIN_INC: "1" if _increasing(rows) else "0",
+            TWIN_COLUMNS: json.dumps([[c, str(t)] for c, t in df.schema.items()]),
+        }
+        df.write_parquet(tmp, compression="lz4", statistics=False, metadata=meta)
+        os.replace(tmp, dest)
+        return True
+    except Exception:
+        return False
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -182,7 +182,7 @@ def test_a_cancel_waits_for_the_command_changing_the_sweep_and_loses_nothing(
         time.sleep(3)
         assert cancel.poll() is None  # waiting for the lock
         assert "the test, pid" in (logs / ".sweeps" / f"{sid}.lock").read_text()
-        held["cancelled"].append({"time": "2026-01-01T00:00:00+00:00", "runs": [3]})
+        held.cancelled.append(ops.Cancel("2026-01-01T00:00:00+00:00", [3]))
         ops.save(logs, held)
     _, err = cancel.communicate(timeout=60)
     assert cancel.returncode == 0, err

@@ -80,7 +80,9 @@ def test_a_record_written_by_the_old_code_loads_with_one_code_list(tmp_path: Pat
     loaded = rec.load(tmp_path, OLD["sweep_id"])
     first, retry = loaded.submissions
     assert first.code == [
-        rec.Code("abc", "main", False, "/s/abc", "/s/abc/train.py", {"RUNLAB_LOGS": "/project/logs"})
+        rec.Code(
+            "abc", "main", False, "/s/abc", "/s/abc/train.py", {"RUNLAB_LOGS": "/project/logs"}
+        )
     ]
     assert retry.code[0].commit == "def" and retry.code[0].script == "/s/def/train.py"
     assert first.runs is None and retry.runs == [2]
@@ -374,3 +376,62 @@ def test_a_torn_last_journal_line_waits_and_a_torn_middle_line_is_one_line(
 def test_the_documented_schema_is_the_code_s() -> None:
     doc = Path(__file__).resolve().parents[1] / "docs" / "sweep-record.schema.json"
     assert json.loads(doc.read_text()) == rec.SCHEMA, "regenerate docs/sweep-record.schema.json"
+
+
+def _study(logs: Path, attrs: dict) -> Path:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from runlab.sweep import tune
+
+    path = tune.journal_path(logs, "s")
+    path.parent.mkdir(parents=True)
+    store = JournalStorage(JournalFileBackend(str(path)))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=store, direction="maximize")
+    study.set_user_attr(tune.ATTR, attrs)
+    study.enqueue_trial({"x": 1.0})
+    return path
+
+
+ATTRS = {
+    "task": "train.py",
+    "metric": "test.acc",
+    "direction": "maximize",
+    "objective": "last",
+    "space": {"lr": "interval(0.1, 1)"},
+    "overrides": [],
+    "sampler": "tpe",
+    "pruner": "none",
+    "seed": 3,
+    "sweep_id": "20261201-120000-tune-s",
+    "code": {k: v for k, v in current()["submissions"][0]["code"][0].items()},
+    "logs": "/logs",
+    "created": "2026-12-01T12:00:00+00:00",
+    "command": ["runlab", "tune"],
+    "launcher": "local",
+}
+
+
+def test_a_study_with_a_damaged_attribute_or_journal_line_is_one_line(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    path = _study(logs, {**ATTRS, "metric": None})
+    out = runlab(logs, "tune", "--show", "--study", "s")
+    assert out.returncode == 2 and "internal error" not in out.stderr, out.stderr
+    assert "study attribute metric is null" in out.stderr and str(path) in out.stderr
+    lines = path.read_bytes().split(b"\n")
+    lines[0] = lines[0][:10]  # a torn line before the others
+    path.write_bytes(b"\n".join(lines))
+    out = runlab(logs, "tune", "--show", "--study", "s")
+    assert out.returncode == 2 and "line 1 is not a JSON object" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_good_study_shows_and_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    path = _study(logs, ATTRS)
+    with open(path, "ab") as fh:
+        fh.write(b'{"op_code": 5, "worker_id"')  # a crash in the middle of a write
+    out = runlab(logs, "tune", "--show", "--study", "s", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["metric"] == "test.acc"

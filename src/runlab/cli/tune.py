@@ -102,7 +102,7 @@ def run_tune(args: argparse.Namespace) -> int:
     )
     try:
         return tune.Driver(opts).run()
-    except (tune.TuneError, tune.tune_space.SpaceError) as exc:
+    except (tune.TuneError, tune.tune_space.SpaceError, tune.ops.SweepOpsError) as exc:
         raise UserError(str(exc)) from None
 
 
@@ -121,7 +121,7 @@ def _show(args: argparse.Namespace) -> int:
     logs = _logs(args)
     try:
         data = tune.summary(logs, args.study, args.top)
-    except tune.TuneError as exc:
+    except (tune.TuneError, tune.ops.SweepOpsError) as exc:  # a damaged journal too
         raise UserError(str(exc)) from None
     if args.plots:
         for path in tune.write_plots(logs, data["study"], args.plots):

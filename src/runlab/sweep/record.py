@@ -278,7 +278,7 @@ _NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an o
 _NAMES[list] = "a list"
 
 
-class _Reader:
+class FieldReader:
     """Typed reads of a JSON document; each failure a :class:`SweepRecordError` naming
     the field's path (``submissions[0].code[1].commit``)."""
 
@@ -316,7 +316,7 @@ class _Reader:
         return out
 
 
-def _code(r: _Reader, obj: dict[str, Any], where: str) -> Code:
+def read_code(r: FieldReader, obj: dict[str, Any], where: str) -> Code:
     env = r.get(obj, "env", dict, where)
     for key, value in env.items():
         if not isinstance(value, str):
@@ -331,15 +331,15 @@ def _code(r: _Reader, obj: dict[str, Any], where: str) -> Code:
     )
 
 
-def _submission(r: _Reader, obj: dict[str, Any], where: str, old: bool) -> Submission:
+def _submission(r: FieldReader, obj: dict[str, Any], where: str, old: bool) -> Submission:
     if old:  # format 1: code (commit, branch, dirty, snapshot) and codes (script, env)
         metas = r.items(obj, "code", dict, where)
         entries = r.items(obj, "codes", dict, where)
         if len(metas) != len(entries):
             raise r.fail(f"{where}.codes", f"has {len(entries)} entries, code {len(metas)}")
-        codes = [_code(r, {**m, **e}, n) for (n, m), (_, e) in zip(metas, entries, strict=True)]
+        codes = [read_code(r, {**m, **e}, n) for (n, m), (_, e) in zip(metas, entries, strict=True)]
     else:
-        codes = [_code(r, c, n) for n, c in r.items(obj, "code", dict, where)]
+        codes = [read_code(r, c, n) for n, c in r.items(obj, "code", dict, where)]
     arrays = []
     for name, a in r.items(obj, "arrays", dict, where) if "arrays" in obj else []:
         job_id = a.get("job_id")
@@ -369,7 +369,7 @@ def _submission(r: _Reader, obj: dict[str, Any], where: str, old: bool) -> Submi
 def parse(data: Any, path: Path) -> SweepRecord:
     """The record in ``data`` (decoded JSON of ``path``); a :class:`SweepRecordError` names
     the first field that is missing, null where it may not be, or of the wrong type."""
-    r = _Reader(path)
+    r = FieldReader(path)
     if not isinstance(data, dict):
         raise r.fail("", f"it holds a JSON {type(data).__name__}, not a sweep record (an object)")
     version = r.get(data, "format", int, "")

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from runlab.sweep.record import Code, SweepRecordError, _code, _Reader
+from runlab.sweep.record import Code, FieldReader, SweepRecordError, read_code
 
 TODO = "fix the journal, or start a new --study"
 
@@ -37,7 +37,7 @@ class StudyRecordError(SweepRecordError):
         super().__init__(path, field_, problem, todo)
 
 
-class _StudyReader(_Reader):
+class _StudyReader(FieldReader):
     def fail(self, where: str, problem: str) -> SweepRecordError:
         return StudyRecordError(self.path, f"study attribute {where}", problem)
 
@@ -90,7 +90,7 @@ class StudyRecord:
             pruner=r.get(attrs, "pruner", str, ""),
             seed=r.get(attrs, "seed", int, ""),
             sweep_id=r.get(attrs, "sweep_id", str, ""),
-            code=_code(r, r.get(attrs, "code", dict, ""), "code"),
+            code=read_code(r, r.get(attrs, "code", dict, ""), "code"),
             logs=r.get(attrs, "logs", str, ""),
             created=r.get(attrs, "created", str, ""),
             command=[v for _, v in r.items(attrs, "command", str, "")],

@@ -48,6 +48,7 @@ from runlab.sweep.record import (
     record_path,
     save,
     sweep_ids,
+    update,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "record_path",
     "save",
     "sweep_ids",
+    "update",
 ]
 
 ACTIVE = tuple(str(s) for s in _status.Status if s in _status.ACTIVE)
@@ -502,10 +504,12 @@ def cancel(
     located = locate(record)
     targets = [int(r) for r in (run_ids or record.runs)]
     active = [r for r in targets if _run_dir(logs, r).read_info().get("status") in ACTIVE]
-    with exclusive(logs, record.sweep_id, by="runlab cancel") as fresh:
-        record = _merged(record, fresh)
-        record.cancelled.append(Cancel(now_iso(), targets))
-        save(logs, record)
+
+    def add(fresh: SweepRecord) -> SweepRecord:
+        fresh.cancelled.append(Cancel(now_iso(), targets))
+        return fresh
+
+    record = update(logs, record.sweep_id, add, by="runlab cancel")
     if record.launcher_name == "slurm":
         from runlab.sweep import slurm
 

@@ -265,7 +265,7 @@ SCHEMA: dict[str, Any] = {
             "runs": _IDS,
             "submissions": {"type": "array", "items": _SUBMISSION},
             "cancelled": {"type": "array", "items": _obj({"time": _STR, "runs": _IDS})},
-            "tune": _STR,
+            "tune": {"type": ["string", "null"]},
         },
         optional=("tune",),
     ),
@@ -274,8 +274,13 @@ SCHEMA: dict[str, Any] = {
 
 # ------------------------------------------------------------------- parsing
 T = TypeVar("T")
-_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an object"}
-_NAMES[list] = "a list"
+_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+}
 
 
 class FieldReader:

@@ -96,14 +96,20 @@ def _curve(epochs: int, speed: float, floor: float, noise: float) -> dict[str, l
 def record_sweep(logs: Path, sweep_id: str, run_ids: list[int]) -> None:
     ops.save(
         logs,
-        {
-            "format": ops.FORMAT,
-            "sweep_id": sweep_id,
-            "created": "2026-11-20T10:00:00+00:00",
-            "runs": run_ids,
-            "submissions": [],
-            "cancelled": [],
-        },
+        ops.SweepRecord(
+            sweep_id=sweep_id,
+            created="2026-11-20T10:00:00+00:00",
+            host="test",
+            user="test",
+            cwd=str(logs),
+            command=["runlab", "submit"],
+            task="train.py",
+            overrides=[],
+            logs=str(logs),
+            launcher={"name": "local"},
+            limits=None,
+            runs=run_ids,
+        ),
     )
 
 

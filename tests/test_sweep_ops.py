@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from conftest import TASKS, git, make_project, needs_slurm, runlab_cli, task_env
+from runlab.sweep.record import SCHEMA
 
 slurm = needs_slurm
 FINAL = {"COMPLETE", "FAILED", "INTERRUPTED", "LOST", "TIMEOUT"}
@@ -36,8 +38,11 @@ def info(project: Path, run_id: int) -> dict:
 
 
 def record(project: Path) -> dict:
+    """The sweep's record as written, checked against its JSON Schema."""
     (path,) = (project / "logs" / ".sweeps").glob("*.json")
-    return json.loads(path.read_text())
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, SCHEMA)
+    return data
 
 
 def wait_for(project: Path, run_ids: list[int], statuses: set[str], timeout: float = 180) -> None:
@@ -182,7 +187,7 @@ def test_a_cancel_waits_for_the_command_changing_the_sweep_and_loses_nothing(
         time.sleep(3)
         assert cancel.poll() is None  # waiting for the lock
         assert "the test, pid" in (logs / ".sweeps" / f"{sid}.lock").read_text()
-        held["cancelled"].append({"time": "2026-01-01T00:00:00+00:00", "runs": [3]})
+        held.cancelled.append(ops.Cancel("2026-01-01T00:00:00+00:00", [3]))
         ops.save(logs, held)
     _, err = cancel.communicate(timeout=60)
     assert cancel.returncode == 0, err

@@ -26,6 +26,7 @@ from runlab.errors import UserError
 from runlab.logs import Logs, NoLogsError
 from runlab.record.files import tail
 from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
+from runlab.sweep.record import Code, SweepRecord, SweepRecordError
 
 
 def _logs(args: argparse.Namespace) -> Path:
@@ -37,7 +38,7 @@ def _logs_option(parser: argparse.ArgumentParser) -> None:
     add_logs_option(parser)
 
 
-def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] | None]:
+def _targets(logs: Path, targets: list[str]) -> tuple[SweepRecord, list[int] | None]:
     """A sweep id, run ids of one sweep, or nothing (the latest sweep)."""
     from runlab.record.rundir import is_run_id
     from runlab.sweep import ops
@@ -64,10 +65,10 @@ def _targets(logs: Path, targets: list[str]) -> tuple[dict[str, Any], list[int] 
         rec = ops.sweep_of_run(logs, int(t))
         if rec is None:
             raise UserError(f"run {t} in {logs} was not submitted with `runlab submit`: no sweep")
-        if record is not None and rec["sweep_id"] != record["sweep_id"]:
+        if record is not None and rec.sweep_id != record.sweep_id:
             raise UserError(
                 f"runs {targets[0]} and {t} belong to different sweeps "
-                f"({record['sweep_id']}, {rec['sweep_id']}): give runs of one sweep at a time"
+                f"({record.sweep_id}, {rec.sweep_id}): give runs of one sweep at a time"
             )
         record = rec
     assert record is not None
@@ -143,7 +144,13 @@ def _sweep_status(args: argparse.Namespace) -> int:
     ids = ops.sweep_ids(logs) if args.all else [args.sweep or ops.latest(logs)]
     reports = []
     for sid in ids:
-        record = ops.load(logs, sid)
+        try:
+            record = ops.load(logs, sid)
+        except SweepRecordError as exc:
+            if not args.all:
+                raise
+            reports.append({"sweep_id": sid, "damaged": exc.line()})  # the others still show
+            continue
         changes = [] if args.no_reconcile else ops.reconcile(logs, record)
         reports.append(_summary(logs, record, changes, args.limit, args.lines))
     if args.json:
@@ -153,18 +160,25 @@ def _sweep_status(args: argparse.Namespace) -> int:
     for i, report in enumerate(reports):
         if i:
             console.print()
+        if "damaged" in report:
+            console.print(
+                f"[bold]sweep {report['sweep_id']}[/]: [red]damaged[/]: {report['damaged']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
         _print_summary(console, report)
     return 0
 
 
-def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int, lines: int):
+def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, lines: int):
     from runlab.record.rundir import RunDir
     from runlab.sweep import ops
 
     located = ops.locate(record)
     counts: Counter[str] = Counter()
     failing = []
-    for rid in record["runs"]:
+    for rid in record.runs:
         info = RunDir(logs / str(rid)).read_info()
         status = info.get("status") or Status.CORRUPT.value
         counts[status] += 1
@@ -177,31 +191,30 @@ def _summary(logs: Path, record: dict[str, Any], changes: list[dict], limit: int
                     "error_type": error.get("type"),
                     "error_message": error.get("message"),
                     "attempts": info.get("attempts"),
-                    "job": ops.job_label(*located[int(rid)]) if int(rid) in located else None,
+                    "job": ops.job_label(*located[rid]) if rid in located else None,
                 }
             )
     for f in failing[:limit]:
         f["traceback"] = tail(logs / str(f["run_id"]) / "metadata" / "traceback.txt", lines)
-    total = len(record["runs"])
+    total = len(record.runs)
     ended = sum(n for s, n in counts.items() if Status.of(s) not in ACTIVE)
-    subs = record.get("submissions", [])
-    jobs = [str(a["job_id"]) for s in subs for a in s.get("arrays", [])]
-    workers = [int(w["pid"]) for s in subs for w in s.get("workers", [])]
-    first = subs[0] if subs else {}
-    code = (first.get("code") or [{}])[0]
+    subs = record.submissions
+    jobs = [a.job_id for s in subs for a in s.arrays]
+    workers = [w.pid for s in subs for w in s.workers]
+    code = subs[0].code[0] if subs and subs[0].code else None
     return {
-        "sweep_id": record["sweep_id"],
-        "task": record.get("task"),
-        "launcher": record["launcher"]["name"],
-        "created": record.get("created"),
-        "command": record.get("command"),
-        "commit": code.get("commit"),
+        "sweep_id": record.sweep_id,
+        "task": record.task,
+        "launcher": record.launcher_name,
+        "created": record.created,
+        "command": record.command,
+        "commit": code.commit if code else None,
         "arrays": jobs,
         "workers": workers,
         "submissions": len(subs),
         "runs": total,
-        "first_run": min(record["runs"]) if record["runs"] else None,
-        "last_run": max(record["runs"]) if record["runs"] else None,
+        "first_run": min(record.runs) if record.runs else None,
+        "last_run": max(record.runs) if record.runs else None,
         "counts": {
             s: counts[s] for s in (*(m.value for m in Status), *sorted(counts)) if counts.get(s)
         },
@@ -287,19 +300,19 @@ def _cancel(args: argparse.Namespace) -> int:
     logs = _logs(args)
     record, run_ids = _targets(logs, args.targets)
     changes = ops.cancel(logs, record, run_ids)
-    targets = run_ids or record["runs"]
+    targets = run_ids or record.runs
     counts = Counter(RunDir(logs / str(r)).read_info().get("status") for r in targets)
     if args.json:
         _print_json(
             {
-                "sweep_id": record["sweep_id"],
+                "sweep_id": record.sweep_id,
                 "runs": [int(r) for r in targets],
                 "closed": changes,
                 "counts": dict(counts),
             }
         )
         return 0
-    what = f"runs {', '.join(map(str, run_ids))}" if run_ids else f"sweep {record['sweep_id']}"
+    what = f"runs {', '.join(map(str, run_ids))}" if run_ids else f"sweep {record.sweep_id}"
     summary = "   ".join(f"{s} {n}" for s, n in counts.most_common())
     print(f"cancelled {what}: {summary}")
     return 0
@@ -356,14 +369,14 @@ def _retry(args: argparse.Namespace) -> int:
         return _retry_in(args, logs, record, run_ids, statuses)
     # Under the sweep's lock from choosing the runs to recording the submission: a second
     # `retry` at the same time finds them QUEUED, and nothing is submitted twice.
-    with ops.exclusive(logs, record["sweep_id"], by="runlab retry") as fresh:
+    with ops.exclusive(logs, record.sweep_id, by="runlab retry") as fresh:
         return _retry_in(args, logs, fresh or record, run_ids, statuses)
 
 
 def _retry_in(
     args: argparse.Namespace,
     logs: Path,
-    record: dict[str, Any],
+    record: SweepRecord,
     run_ids: list[int] | None,
     statuses: list[str],
 ) -> int:
@@ -395,9 +408,9 @@ def _retry_in(
     ]
     if not picked:
         if args.json:
-            _print_json({"sweep_id": record["sweep_id"], "retried": [], "dry_run": args.dry_run})
+            _print_json({"sweep_id": record.sweep_id, "retried": [], "dry_run": args.dry_run})
         else:
-            print(f"nothing to retry in sweep {record['sweep_id']}: no run is {','.join(statuses)}")
+            print(f"nothing to retry in sweep {record.sweep_id}: no run is {','.join(statuses)}")
         return 0
     current = None
     if args.code == "current":
@@ -406,49 +419,51 @@ def _retry_in(
         if args.json:
             _print_json(
                 {
-                    "sweep_id": record["sweep_id"],
+                    "sweep_id": record.sweep_id,
                     "retried": rows,
                     "dry_run": True,
-                    "code": current["commit"] if current else "submitted",
+                    "code": current.commit if current else "submitted",
                 }
             )
             return 0
-        code = f"commit {current['commit'][:10]}" if current else "the code each was submitted with"
-        print(f"would retry {len(rows)} run(s) of sweep {record['sweep_id']} with {code}:")
+        code = (
+            f"commit {(current.commit or '?')[:10]}"
+            if current
+            else "the code each was submitted with"
+        )
+        print(f"would retry {len(rows)} run(s) of sweep {record.sweep_id} with {code}:")
         for r in rows:
             print(f"  {r['run_id']:>6}  {r['status']:<11}  {r['error'] or ''}")
         return 0
-    sub = ops.retry(logs, record, picked, current=current)
-    jobs = [a["job_id"] for a in sub.get("arrays", [])] or [
-        w["pid"] for w in sub.get("workers", [])
-    ]
+    sub = ops.retry(logs, record, picked, current=current).submissions[-1]
+    jobs = [a.job_id for a in sub.arrays] or [w.pid for w in sub.workers]
     if args.json:
         _print_json(
             {
-                "sweep_id": record["sweep_id"],
+                "sweep_id": record.sweep_id,
                 "retried": rows,
                 "dry_run": False,
-                "submission": sub["n"],
+                "submission": sub.n,
                 "jobs": jobs,
-                "code": [c["commit"] for c in sub["code"]],
+                "code": [c.commit for c in sub.code],
             }
         )
         return 0
-    kind = "array" if sub.get("arrays") else "local workers"
-    code = ", ".join(c["commit"][:10] for c in sub["code"])
+    kind = "array" if sub.arrays else "local workers"
+    code = ", ".join((c.commit or "?")[:10] for c in sub.code)
     ids = " ".join(str(r["run_id"]) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
     print(
-        f"retrying {len(rows)} run(s) of sweep {record['sweep_id']} ({ids}) in their own "
+        f"retrying {len(rows)} run(s) of sweep {record.sweep_id} ({ids}) in their own "
         f"directories as {kind} {', '.join(map(str, jobs))}, commit {code}"
     )
     return 0
 
 
-def _current_code(logs: Path, record: dict[str, Any], allow_dirty: bool) -> dict[str, Any]:
+def _current_code(logs: Path, record: SweepRecord, allow_dirty: bool) -> Code:
     from runlab.sweep.snapshot import code_state
     from runlab.sweep.submission import code_entry
 
-    script = Path(record["task"])
+    script = Path(record.task)
     if not script.is_file():
         raise UserError(
             f"--code current: the sweep's task {script} is gone: restore it, or "

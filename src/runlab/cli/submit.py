@@ -95,21 +95,22 @@ def run_submit(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
 
-    submission.create_runs(sweep)
+    created = submission.create_runs(sweep)
     try:
-        submission.launch(sweep)
+        launched = submission.launch(sweep, created)
     except Exception as exc:  # runlab.cli prints it in one line (exit 1)
         raise UserError(
             one_line(str(exc)),
-            todo=f"the {len(sweep.runs)} pre-created runs in {sweep.logs} "
+            todo=f"the {len(created.runs)} pre-created runs in {sweep.logs} "
             "were marked FAILED with this reason",
             code=1,
         ) from exc
-    first, last = sweep.runs[0].run_id, sweep.runs[-1].run_id
-    where = sweep.launcher["name"]
-    ids = {h.job_id.split("_")[0] for h in sweep.handles}
+    runs = launched.runs
+    first, last = runs[0].run_id, runs[-1].run_id
+    where = launched.record.launcher_name
+    ids = {h.job_id.split("_")[0] for h in launched.handles}
     err.print(
-        f"submitted {len(sweep.runs)} run(s) [bold]{first}..{last}[/] to {where} "
+        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {where} "
         f"(job {', '.join(sorted(ids))}) from commit {sweep.code.commit[:10]}"
         f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
         f"logs: {sweep.logs}   follow with: runlab status {sweep.logs}",
@@ -117,7 +118,7 @@ def run_submit(args: argparse.Namespace) -> int:
     )
     if not args.wait:
         return 0
-    failed = launcher.wait(sweep.runs, sweep.handles)
+    failed = launcher.wait(runs, launched.handles)
     if failed:
         err.print(f"[red]{len(failed)} run(s) did not complete:[/]")
         for run in failed:
@@ -126,7 +127,7 @@ def run_submit(args: argparse.Namespace) -> int:
             log = info.get("log_err") or (info.get("local_workers") or [""])[0]
             err.print(f"  run {run.run_id}: {info.get('status')} {error}\n    {run.path}  {log}")
         return 1
-    err.print(f"[green]all {len(sweep.runs)} runs complete[/]")
+    err.print(f"[green]all {len(runs)} runs complete[/]")
     return 0
 
 

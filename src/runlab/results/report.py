@@ -207,7 +207,7 @@ def select_runs(
             record = ops.load(logs, sweep_id)
         except ops.SweepOpsError as exc:
             raise ScopeError(str(exc)) from None
-        ids = [int(r) for r in record.get("runs", []) if str(r).isdigit()]
+        ids = list(record.runs)
         runs = runs.filter(pl.col("run_id").is_in(ids))
         kind = "sweep" if sweep else "latest sweep"
     if where:

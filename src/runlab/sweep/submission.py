@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +22,43 @@ from runlab.record import environment
 from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import RunDir, allocate
 from runlab.status import Status, written
-from runlab.sweep import launcher
+from runlab.sweep import launcher, ops
 from runlab.sweep.expand import Job, task_spec
 from runlab.sweep.points import expand
+from runlab.sweep.record import Code, SweepId, SweepRecord
 from runlab.sweep.snapshot import CodeState, code_state, snapshot
 
 
 @dataclass
 class Sweep:
-    """A prepared sweep: its jobs, launcher settings and pinned code, nothing written yet."""
+    """A prepared sweep: its jobs, launcher settings and pinned code, nothing written yet.
+    (``code`` is replaced when ``runlab submit`` commits the tree for the user.)"""
 
     script: Path
     jobs: list[Job]
     launcher: dict[str, Any]
     code: CodeState
     logs: Path
-    runs: list[RunDir] = field(default_factory=list)
-    handles: list[Any] = field(default_factory=list)
-    sweep_id: str = ""
-    arguments: list[str] = field(default_factory=list)
-    limits: Any = None
-    code_info: dict[str, Any] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)
+    arguments: list[str]
+
+
+@dataclass(frozen=True)
+class Created:
+    """A sweep whose runs exist (``QUEUED``) and whose record is made, not yet submitted."""
+
+    record: SweepRecord
+    runs: list[RunDir]
+    code: Code
+    limits: Any
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A submitted sweep: its record as saved, and the jobs or workers running it."""
+
+    record: SweepRecord
+    runs: list[RunDir]
+    handles: list[launcher.Handle]
 
 
 def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[str]]:
@@ -92,7 +106,7 @@ def prepare(
     )
 
 
-def code_entry(code: CodeState, script: Path, logs: Path) -> dict[str, Any]:
+def code_entry(code: CodeState, script: Path, logs: Path) -> Code:
     """Snapshot ``code`` (once per version) and describe how jobs run ``script`` from it."""
     code_dir = snapshot(code, Logs(Path(logs)).snapshots)
     src = code_dir / "src"
@@ -110,27 +124,29 @@ def code_entry(code: CodeState, script: Path, logs: Path) -> dict[str, Any]:
         env[environment.CODE_RECORD_ENV] = code.record_json()
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    return {
-        "commit": code.commit,
-        "branch": code.branch,
-        "dirty": code.dirty,
-        "snapshot": str(code_dir),
-        "script": str(code_dir / script.relative_to(code.root)),
-        "env": env,
-    }
+    return Code(
+        commit=code.commit,
+        branch=code.branch,
+        dirty=bool(code.dirty),
+        snapshot=str(code_dir),
+        script=str(code_dir / script.relative_to(code.root)),
+        env=env,
+    )
 
 
-def check_limits(sweep: Sweep) -> None:
-    """Read the scheduler's limits and plan the arrays; raise before anything is written."""
+def check_limits(sweep: Sweep) -> Any:
+    """Read the scheduler's limits and plan the arrays; raise before anything is written.
+    Returns the limits (``None`` for a local sweep)."""
     if sweep.launcher["name"] != "slurm":
-        return
+        return None
     from runlab.sweep import slurm
 
-    sweep.limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
+    limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
     try:
-        slurm.plan_arrays(len(sweep.jobs), sweep.limits)
+        slurm.plan_arrays(len(sweep.jobs), limits)
     except slurm.SlurmError as exc:
         raise launcher.LauncherError(str(exc)) from None
+    return limits
 
 
 def _write(path: str, data: bytes) -> None:
@@ -174,7 +190,7 @@ class _Json:
         return dumps_json(data)
 
 
-def create_runs(sweep: Sweep) -> None:
+def create_runs(sweep: Sweep) -> Created:
     """Snapshot the code and pre-create one ``QUEUED`` run directory per job.
 
     One write per file, in an order that keeps every reader safe: ``config``
@@ -186,23 +202,31 @@ def create_runs(sweep: Sweep) -> None:
     """
     from runlab.record.yamlfast import Emitter
 
-    if sweep.limits is None:
-        check_limits(sweep)
-    sweep.code_info = code_entry(sweep.code, sweep.script, sweep.logs)
+    limits = check_limits(sweep)
+    code = code_entry(sweep.code, sweep.script, sweep.logs)
     paths = allocate(sweep.logs, len(sweep.jobs))
-    sweep.runs = [RunDir(p) for p in paths]
-    sweep.sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{sweep.runs[0].run_id}" if sweep.runs else ""
+    runs = [RunDir(p) for p in paths]
+    sweep_id = SweepId.new(first_run=int(runs[0].run_id)) if runs else ""
+    record = ops.new_record(
+        sweep_id,
+        sweep.script,
+        sweep.arguments,
+        sweep.logs,
+        sweep.launcher,
+        [int(r.run_id) for r in runs],
+        limits.as_dict() if limits is not None else None,
+    )
     submitted = now_iso()
     common = {
         "status": written(Status.QUEUED),  # written here, not through RunDir: checked the same
         "task": str(sweep.script),
-        "sweep_id": sweep.sweep_id,
+        "sweep_id": str(sweep_id),
         "sweep_index": 0,
         "launcher": sweep.launcher["name"],
         "submitted_time": submitted,
         "submit_command": [sys.executable, "-m", "runlab", "submit", *sys.argv[2:]],
         "code_commit": sweep.code.commit,
-        "code_snapshot": sweep.code_info["snapshot"],
+        "code_snapshot": code.snapshot,
     }
     diff = sweep.code.diff if sweep.code.dirty else None
     yml, jsn = Emitter(), _Json()
@@ -217,35 +241,35 @@ def create_runs(sweep: Sweep) -> None:
         info = {"run_id": path.name, **common, "sweep_index": index}
         _write(f"{meta}/info.yaml", yml.dump(info).encode())
         _write(f"{meta}/info.json", jsn.dumps(info))
+    return Created(record, runs, code, limits)
 
 
-def launch(sweep: Sweep) -> None:
+def launch(sweep: Sweep, created: Created) -> Launched:
     """Submit the pre-created runs and record the sweep; on refusal mark them ``FAILED``."""
-    from runlab.sweep import ops
-
-    record = ops.new_record(sweep)
     try:
-        ops.submit(
+        record = ops.submit(
             sweep.logs,
-            record,
-            [r.run_id for r in sweep.runs],
-            sweep.code_info,
-            sweep.limits,
+            created.record,
+            [r.run_id for r in created.runs],
+            [created.code],
+            created.limits,
             overrides=[job.overrides for job in sweep.jobs],
         )
     except Exception as exc:
         reason = str(exc)
-        for run in sweep.runs:
+        for run in created.runs:
             run.update_info(
                 status=Status.FAILED, error={"type": "SubmissionError", "message": reason}
             )
-        ops.save(sweep.logs, record)
+        ops.save(sweep.logs, created.record)
         raise
-    sweep.record = record
-    sweep.handles = [
-        launcher.Handle(str(a["job_id"]), a["first"], a["count"])
-        for a in record["submissions"][-1].get("arrays", [])
-    ] or [
-        launcher.Handle(str(w["pid"]), 0, len(sweep.runs), "local")
-        for w in record["submissions"][-1].get("workers", [])
+    last = record.submissions[-1]
+    handles = [launcher.Handle(a.job_id, a.first, a.count) for a in last.arrays] or [
+        launcher.Handle(str(w.pid), 0, len(created.runs), "local") for w in last.workers
     ]
+    return Launched(record, created.runs, handles)
+
+
+def code_json(code: Code) -> dict[str, Any]:
+    """A code entry as plain data (a tune study keeps it in its journal)."""
+    return asdict(code)

@@ -35,6 +35,7 @@ next driver to collect.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -45,7 +46,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,11 @@ from runlab.record.files import now_iso, write_record
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
 from runlab.status import ACTIVE, Status
-from runlab.sweep import tune_space
+from runlab.sweep import ops, submission, tune_space
+from runlab.sweep.record import SweepId
+from runlab.sweep.study import DEFINING, StudyRecord, check_journal, repair_tail
 
 ATTR = "runlab"
-DEFINING = ("task", "metric", "direction", "objective", "space", "overrides", "sampler", "pruner")
 
 
 class TuneError(UserError, ValueError):
@@ -164,7 +166,24 @@ def storage(logs: Path, name: str) -> Any:
 
     path = journal_path(logs, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_journal(path)  # a torn line in the middle: one line, not Optuna's ValueError
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def repair_journal(logs: Path, name: str) -> None:
+    """Under the journal's own lock, end or cut a torn last line (see runlab.sweep.study)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = journal_path(logs, name)
+    if not path.exists():
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    while not lock.acquire():
+        time.sleep(0.05)
+    try:
+        repair_tail(path)
+    finally:
+        lock.release()
 
 
 def study_names(logs: Path) -> list[str]:
@@ -280,7 +299,6 @@ class Driver:
 
     # ------------------------------------------------------------ preparing
     def prepare(self) -> None:
-        from runlab.sweep import submission
         from runlab.sweep.expand import task_spec
 
         o = self.opts
@@ -343,41 +361,43 @@ class Driver:
     def open_study(self) -> None:
         import optuna
 
-        from runlab.sweep import ops, submission
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         o = self.opts
+        repair_journal(self.logs, self.name)
         self.store = storage(self.logs, self.name)
         summary = find_study(self.store, self.name)
         if summary is not None:
-            attrs = summary.user_attrs.get(ATTR) or {}
+            attrs = StudyRecord.parse(
+                summary.user_attrs.get(ATTR), journal_path(self.logs, self.name)
+            )
+            made = attrs.definition()
             for key in DEFINING:
-                if attrs.get(key) != self.definition[key]:
+                if made[key] != self.definition[key]:
                     raise TuneError(
                         f"study {self.name!r} in {journal_path(self.logs, self.name)} was made "
-                        f"with {key}={_show(attrs.get(key))}, not {_show(self.definition[key])}: "
+                        f"with {key}={_show(made[key])}, not {_show(self.definition[key])}: "
                         "rerun its own command to resume it, or give a new --study NAME"
                     )
-            if o.seed is not None and attrs.get("seed") != o.seed:
+            if o.seed is not None and attrs.seed != o.seed:
                 raise TuneError(
-                    f"study {self.name!r} was made with --seed {attrs.get('seed')}: resume it "
+                    f"study {self.name!r} was made with --seed {attrs.seed}: resume it "
                     "with that seed (or none), or give a new --study NAME"
                 )
             self.attrs = attrs
-            self.record = ops.load(self.logs, attrs["sweep_id"])
-            self.code = attrs["code"]
-            if not Path(self.code["snapshot"]).is_dir():
+            self.record = ops.load(self.logs, attrs.sweep_id)
+            self.code = attrs.code
+            if not Path(self.code.snapshot).is_dir():
                 raise TuneError(
-                    f"study {self.name!r} runs the code snapshot {self.code['snapshot']}, which "
+                    f"study {self.name!r} runs the code snapshot {self.code.snapshot}, which "
                     "is gone: start a new --study"
                 )
             resumed = len(summary.user_attrs.get("sessions") or []) if summary else 0
-            seed = (attrs["seed"] + 1000003 * resumed) % 2**32  # a resumed session samples afresh
-            if self.record["launcher"]["name"] != self.sweep.launcher["name"]:
+            seed = (attrs.seed + 1000003 * resumed) % 2**32  # a resumed session samples afresh
+            if self.record.launcher_name != self.sweep.launcher["name"]:
                 raise TuneError(
                     f"study {self.name!r} runs its trials with the "
-                    f"{self.record['launcher']['name']} launcher: resume it with --launcher "
-                    f"{self.record['launcher']['name']}"
+                    f"{self.record.launcher_name} launcher: resume it with --launcher "
+                    f"{self.record.launcher_name}"
                 )
             self.say(f"resuming study {self.name} ({journal_path(self.logs, self.name)})")
         else:
@@ -390,26 +410,30 @@ class Driver:
                 )
             seed = o.seed if o.seed is not None else random.SystemRandom().randrange(2**31)
             self.code = submission.code_entry(code, self.sweep.script, self.logs)
-            first = f"{__import__('datetime').datetime.now():%Y%m%d-%H%M%S}"
-            sweep_id = f"{first}-tune-{self.name}"
-            self.sweep.sweep_id = sweep_id
-            self.record = ops.new_record(self.sweep)
-            self.record["tune"] = self.name
-            self.record["overrides"] = list(self.opts.arguments)
+            sweep_id = str(SweepId.new(study=self.name))
+            self.record = ops.new_record(
+                sweep_id,
+                self.sweep.script,
+                list(self.opts.arguments),
+                self.logs,
+                self.sweep.launcher,
+                [],
+                tune=self.name,
+            )
             ops.save(self.logs, self.record)
-            self.attrs = {
+            self.attrs = StudyRecord(
                 **self.definition,
-                "seed": seed,
-                "sweep_id": sweep_id,
-                "code": self.code,
-                "logs": str(self.logs),
-                "created": now_iso(),
-                "command": ["runlab", *sys.argv[1:]],
-                "launcher": self.sweep.launcher["name"],
-            }
+                seed=seed,
+                sweep_id=sweep_id,
+                code=self.code,
+                logs=str(self.logs),
+                created=now_iso(),
+                command=["runlab", *sys.argv[1:]],
+                launcher=self.sweep.launcher["name"],
+            )
             optuna.create_study(
                 study_name=self.name, storage=self.store, direction=o.direction
-            ).set_user_attr(ATTR, self.attrs)
+            ).set_user_attr(ATTR, self.attrs.to_json())
             self.say(f"study {self.name}: {journal_path(self.logs, self.name)} (seed {seed})")
         self.study = optuna.load_study(
             study_name=self.name,
@@ -422,10 +446,10 @@ class Driver:
             {"time": now_iso(), "host": socket.gethostname(), "pid": os.getpid(), "seed": seed}
         )
         self.study.set_user_attr("sessions", sessions)
-        launcher = dict(self.record["launcher"])
+        launcher = dict(self.record.launcher)
         if launcher["name"] == "local":
             launcher["max_parallel"] = o.parallel
-        self.record["launcher"] = launcher
+        self.record.launcher = launcher
         self.limits = None
         if launcher["name"] == "slurm":
             from runlab.sweep import slurm
@@ -444,11 +468,11 @@ class Driver:
             *self.fixed,
             *(tune_space.override(k, trial.params[k]) for k in self.space),
         ]
-        spec = task_spec(self.code["script"])  # the pinned code's configs
+        spec = task_spec(self.code.script)  # the pinned code's configs
         (job,) = expand(spec, overrides)
         info = {
             "status": Status.QUEUED,
-            "task": self.code["script"],
+            "task": self.code.script,
             "study": self.name,
             "trial": trial.number,
             "tune": {
@@ -461,37 +485,33 @@ class Driver:
                 "objective": self.opts.objective,
                 "pruner": self.opts.pruner,
             },
-            "sweep_id": self.record["sweep_id"],
+            "sweep_id": self.record.sweep_id,
             "sweep_index": trial.number,
-            "launcher": self.record["launcher"]["name"],
+            "launcher": self.record.launcher_name,
             "submitted_time": now_iso(),
             "submit_command": [sys.executable, "-m", "runlab", *sys.argv[1:]],
-            "code_commit": self.code["commit"],
-            "code_snapshot": self.code["snapshot"],
+            "code_commit": self.code.commit,
+            "code_snapshot": self.code.snapshot,
         }
         (path,) = allocate(self.logs, 1, info=info)
         run = RunDir(path)
         write_record(run.config_file, job.config)
         write_record(run.metadata / "overrides.yaml", job.overrides)
-        if self.code.get("dirty") and self.sweep.code.diff:
+        if self.code.dirty and self.sweep.code.diff:
             (run.metadata / "git.diff").write_bytes(self.sweep.code.diff)
         self.study._storage.set_trial_user_attr(trial._trial_id, "run_id", int(run.run_id))
         return run
 
     def submit(self, runs: list[RunDir]) -> None:
-        from runlab.sweep import ops
-
         if not runs:
             return
         ids = [int(r.run_id) for r in runs]
-        self.record["runs"] = [
-            *self.record["runs"],
-            *(i for i in ids if i not in self.record["runs"]),
-        ]
-        code = {**self.code, "env": {**self.code["env"], TRIAL_ENV: self.name}}
-        sub = ops.submit(self.logs, self.record, ids, [code], self.limits, kind="tune")
-        where = ", ".join(f"array {a['job_id']}" for a in sub.get("arrays", [])) or (
-            f"{len(sub.get('workers', []))} local worker(s)"
+        self.record.runs = [*self.record.runs, *(i for i in ids if i not in self.record.runs)]
+        code = replace(self.code, env={**self.code.env, TRIAL_ENV: self.name})
+        self.record = ops.submit(self.logs, self.record, ids, [code], self.limits, kind="tune")
+        sub = self.record.submissions[-1]
+        where = ", ".join(f"array {a.job_id}" for a in sub.arrays) or (
+            f"{len(sub.workers)} local worker(s)"
         )
         self.say(
             f"trials {', '.join(str(r.read_info().get('trial')) for r in runs)} -> runs "
@@ -499,9 +519,7 @@ class Driver:
         )
 
     def submitted(self) -> set[int]:
-        from runlab.sweep.ops import locate
-
-        return set(locate(self.record))
+        return set(ops.locate(self.record))
 
     def orphan_run(self, number_: int) -> RunDir | None:
         """The run a killed driver made for trial ``number_`` before recording it, if any."""
@@ -516,8 +534,6 @@ class Driver:
     def settle(self) -> tuple[list[Any], list[RunDir]]:
         """Tell the study about ended runs; return (running trials, runs to submit)."""
         from optuna.trial import TrialState
-
-        from runlab.sweep import ops
 
         try:
             ops.reconcile(self.logs, self.record, by="runlab tune")
@@ -542,7 +558,7 @@ class Driver:
                 running.append(t)
                 continue
             ended = (info.get("error") or {}).get("type") in ("TimeoutError", "JobTimeout")
-            slurm_ = self.record["launcher"]["name"] == "slurm"
+            slurm_ = self.record.launcher_name == "slurm"
             requeued = status == Status.TIMEOUT and slurm_ and not ended  # SLURM requeued the job
             if Status.of(status) in ACTIVE or requeued:
                 running.append(t)
@@ -647,8 +663,6 @@ class Driver:
         return 0
 
     def cancel_running(self) -> None:
-        from runlab.sweep import ops
-
         running, _ = self.settle()
         ids = [t.user_attrs["run_id"] for t in running if t.user_attrs.get("run_id") is not None]
         if ids:
@@ -657,6 +671,8 @@ class Driver:
                 ops.cancel(self.logs, self.record, ids, wait_s=30)
             except Exception as exc:
                 self.say(f"warning: cancel: {exc}")
+            with contextlib.suppress(ops.SweepOpsError):  # with its cancel, for reconcile
+                self.record = ops.load(self.logs, self.record.sweep_id)
             deadline = time.time() + 30
             while self.settle()[0] and time.time() < deadline:  # until their ends are told
                 time.sleep(0.5)
@@ -694,13 +710,13 @@ def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
     elif name not in names:
         raise TuneError(f"no study {name!r} in {studies_dir(logs)}; known: {', '.join(names)}")
     study = optuna.load_study(study_name=name, storage=storage(logs, name))
-    attrs = study.user_attrs.get(ATTR) or {}
+    attrs = StudyRecord.parse(study.user_attrs.get(ATTR), journal_path(logs, name))
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    done.sort(key=lambda t: t.value, reverse=attrs.get("direction", "maximize") == "maximize")
+    done.sort(key=lambda t: t.value, reverse=attrs.direction == "maximize")
 
     def row(t: Any) -> dict[str, Any]:
         return {
@@ -715,14 +731,14 @@ def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
     return {
         "study": name,
         "journal": str(journal_path(logs, name)),
-        "metric": attrs.get("metric"),
-        "direction": attrs.get("direction"),
-        "objective": attrs.get("objective"),
-        "space": attrs.get("space"),
-        "sampler": attrs.get("sampler"),
-        "seed": attrs.get("seed"),
-        "pruner": attrs.get("pruner"),
-        "sweep_id": attrs.get("sweep_id"),
+        "metric": attrs.metric,
+        "direction": attrs.direction,
+        "objective": attrs.objective,
+        "space": attrs.space,
+        "sampler": attrs.sampler,
+        "seed": attrs.seed,
+        "pruner": attrs.pruner,
+        "sweep_id": attrs.sweep_id,
         "states": states,
         "best": row(done[0]) if done else None,
         "top": [row(t) for t in done[:top]],

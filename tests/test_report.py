@@ -395,3 +395,97 @@ def test_a_group_whose_runs_end_non_finite_says_so_in_the_final_values(tmp_path:
     page = (out / "index.html").read_text()
     final = page.split("Final values per group", 1)[1]
     assert ">1 run(s) NaN/inf</td>" in final and ">0.75</td>" in final
+
+
+def test_template_slots_in_values_stay_text(tmp_path: Path) -> None:
+    """The page is the package's template files with the sections put in, in one pass:
+    a config value or a metric name that is a slot (``{{script}}``) or a script is text."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import report_data
+
+    script = "</script><script>alert(1)</script>"
+    logs = tmp_path / "logs"
+    for name, note in ((script, "{{script}}"), ("{{css}}", "{{x}}")):
+        config = report_data.example_config(**{"model.name": name})
+        config["note"] = note
+        report_data.make_run(logs, config, {"test.acc{{css}}": [0.1, 0.5], "test.loss": [1, 2]})
+    out = tmp_path / "rep"
+    assert main(["report", str(logs), "--metric", "test.acc{{css}}", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    body = page[page.index("</head>") :]
+    assert script not in page and "<script>alert" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "model={{css}}" in body and "test.acc{{css}}" in body and "{{x}}" in body
+    assert page.count("<script") == 3 and page.count("<style>") == 1  # nothing put in twice
+    rep = orjson.loads((out / "report.json").read_bytes())
+    labels = {g["label"] for g in rep["groups"]}
+    assert labels == {f"model={script} · note={{{{script}}}}", "model={{css}} · note={{x}}"}
+
+
+def test_templates_are_package_data() -> None:
+    """index.html's frame, CSS and script are files of the package, read with
+    importlib.resources, and pyproject names them as package data (so the wheel has them)."""
+    import fnmatch
+    import tomllib
+    from importlib import resources
+
+    from runlab.results.report import _html
+
+    folder = resources.files("runlab.results.report").joinpath("templates")
+    for name in _html.TEMPLATES:
+        assert folder.joinpath(name).is_file(), name
+        assert _html.template(name).strip()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["runlab.results.report"]
+    for name in _html.TEMPLATES:
+        assert any(fnmatch.fnmatch(f"templates/{name}", p) for p in patterns), name
+    frame = _html.template("report.html")
+    assert all(f"{{{{{slot}}}}}" in frame for slot in ("title", "css", "script", "figures"))
+
+
+def test_status_colours_are_runlab_status_colours(tmp_path: Path) -> None:
+    from runlab.status import Status
+
+    logs = tmp_path / "logs"
+    make_run(logs, {"lr": 0.1, "seed": 0}, [1.0, 0.5])
+    make_run(logs, {"lr": 0.2, "seed": 0}, [1.0, 0.7], status="TIMEOUT")
+    out = tmp_path / "rep"
+    report_of(logs, out)
+    page = (out / "index.html").read_text()
+    assert f'<span style="background:{Status.TIMEOUT.hex}">TIMEOUT 1</span>' in page
+    assert f'<span style="color:{Status.TIMEOUT.hex};font-weight:600">TIMEOUT</span>' in page
+
+
+def test_report_package_has_no_cycle_and_no_imports_in_functions() -> None:
+    """runlab.results.report's modules import runlab only at their top, never the
+    package's ``__init__``, and not each other in a cycle."""
+    import ast
+
+    import runlab.results.report as package
+
+    folder = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        mine = graph.setdefault(path.stem, set())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("runlab"):
+                continue
+            assert id(node) in top, f"{path.name}:{node.lineno} imports {node.module} in a function"
+            if node.module.startswith("runlab.results.report"):
+                assert path.stem == "__init__" or node.module != "runlab.results.report", path
+                mine.add(node.module.rsplit(".", 1)[-1])
+    seen: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join((*path, name))}"
+        for dep in graph.get(name, ()):
+            visit(dep, (*path, name))
+        seen.append(name)
+
+    for name in graph:
+        visit(name, ())
+    assert not (folder.parent / "report_html.py").exists()

@@ -140,7 +140,7 @@ def _report(args: argparse.Namespace) -> int:
     if study:  # Optuna's figures on the page itself, and as files beside it below
         from runlab.sweep import tune
 
-        report["study"] = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
+        report.study = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
     written = write_report(report, Path(args.out))
     if scope["outside"] and not args.all:  # with --all, only --where left them out
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")
@@ -149,25 +149,25 @@ def _report(args: argparse.Namespace) -> int:
             f"left out ({hint} to include them)",
             file=sys.stderr,
         )
-    if report["left_out"]:
-        ids = ", ".join(f"{r['run_id']} ({r['why']})" for r in report["left_out"][:10])
-        more = "..." if len(report["left_out"]) > 10 else ""
+    if report.left_out:
+        ids = ", ".join(f"{r['run_id']} ({r['why']})" for r in report.left_out[:10])
+        more = "..." if len(report.left_out) > 10 else ""
         print(
             f"runlab: note: not plotted nor ranked (failed or unreadable): {ids}{more}",
             file=sys.stderr,
         )
-    for metric, lacking in report["missing"].items():
+    for metric, lacking in report.missing.items():
         if lacking:
             print(
-                f"runlab: note: {len(lacking)} of {report['plotted']} plotted run(s) never "
+                f"runlab: note: {len(lacking)} of {report.plotted} plotted run(s) never "
                 f"logged {metric}",
                 file=sys.stderr,
             )
-    best = next((r for r in report["leaderboard"] if r["rank"] == 1), None)
-    rank = report["rank"]["metric"]
+    best = report.best
+    rank = report.rank["metric"]
     print(
-        f"{report['runs']} run(s) ({scope['text']}), {len(report['groups'])} group(s) by "
-        f"{', '.join(report['by']) or '(none)'}: {written['html']}"
+        f"{report.runs} run(s) ({scope['text']}), {len(report.groups)} group(s) by "
+        f"{', '.join(report.by) or '(none)'}: {written['html']}"
         f" ({time.perf_counter() - started:.1f} s)"
     )
     if best is not None:

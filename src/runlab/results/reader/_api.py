@@ -384,6 +384,8 @@ def _stats(col: str, ddof: int) -> list[pl.Expr]:
 
 _NUMPY_CURVES = True  # tests turn it off to compare with the group_by path
 _NONE = np.empty(0)  # a std that is null (too few runs), filled in at the end
+# One group of a fast-path curve: its id, its x values, its runs x steps values, its runs.
+_Part = tuple[int, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _curves_numpy(
@@ -403,6 +405,28 @@ def _curves_numpy(
     when count - ddof <= 0. None when the rows are not of that shape."""
     if rows.schema[key] != pl.Float64 or not rows.schema[x].is_integer() or not rows.height:
         return None
+    parts = _group_arrays(rows, ids, groups, keys, x, key)
+    if not parts:
+        return None
+    out = _reduce_runs(parts, rows.schema[x], x, ddof)
+    if groups is not None:
+        which = np.concatenate([np.full(p[1].size, p[0], dtype=np.int64) for p in parts])
+        position = np.empty(int(groups["_g"].max()) + 1, dtype=np.int64)
+        position[groups["_g"].to_numpy()] = np.arange(groups.height)
+        out = pl.concat([groups.select(keys)[position[which]], out], how="horizontal")
+    return out
+
+
+def _group_arrays(
+    rows: pl.DataFrame,
+    ids: pl.DataFrame,
+    groups: pl.DataFrame | None,
+    keys: list[str],
+    x: str,
+    key: str,
+) -> list[_Part] | None:
+    """Each group (in key order) as a runs x steps array of ``key``, or None when the
+    rows are not of the fast path's shape (see :func:`_curves_numpy`)."""
     rid = rows.get_column("run_id").to_numpy()
     xs = rows.get_column(x).to_numpy()
     vals = rows.get_column(key).to_numpy()
@@ -425,7 +449,7 @@ def _curves_numpy(
     )
     if order.size > 5000:
         return None  # many small groups: the group_by is as fast
-    parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[_Part] = []
     for g in order.tolist():
         runs = np.flatnonzero(run_g == g)
         if not runs.size:
@@ -443,12 +467,15 @@ def _curves_numpy(
         if runs.size > 1 and (gx[1:] != gx[0]).any():
             return None
         parts.append((g, gx[0], v, runs))
-    if not parts:
-        return None
+    return parts
+
+
+def _reduce_runs(parts: list[_Part], x_dtype: pl.DataType, x: str, ddof: int) -> pl.DataFrame:
+    """``x``, mean, std, min, max and count of each group's runs x steps array, the
+    groups one after the other."""
     cols: dict[str, list[np.ndarray]] = {c: [] for c in ("x", "mean", "std", "min", "max", "n")}
-    which: list[np.ndarray] = []
     with np.errstate(all="ignore"):
-        for g, gx, v, runs in parts:
+        for _, gx, v, runs in parts:
             k = runs.size
             cols["x"].append(gx)
             # One run: its values are the mean, min and max (fmin/fmax: NaN-ignoring).
@@ -457,7 +484,6 @@ def _curves_numpy(
             cols["min"].append(v[0] if k == 1 else np.fmin.reduce(v, axis=0))
             cols["max"].append(v[0] if k == 1 else np.fmax.reduce(v, axis=0))
             cols["n"].append(np.full(gx.size, k, dtype=np.int64))
-            which.append(np.full(gx.size, g, dtype=np.int64))
     if any(a is _NONE for a in cols["std"]):
         cols["std"] = [
             np.full(p[1].size, np.nan) if a is _NONE else a
@@ -482,9 +508,9 @@ def _curves_numpy(
         if any(p[3].size - ddof <= 0 for p in parts):
             null = np.concatenate([np.full(p[1].size, p[3].size - ddof <= 0) for p in parts])
             std = std.scatter(np.flatnonzero(null), None)
-    out = pl.DataFrame(
+    return pl.DataFrame(
         [
-            pl.Series(x, cat["x"]).cast(rows.schema[x]),
+            pl.Series(x, cat["x"]).cast(x_dtype),
             series("mean", cat["mean"]),
             std,
             series("min", cat["min"]),
@@ -492,13 +518,6 @@ def _curves_numpy(
             pl.Series("count", cat["n"], dtype=pl.Int64),
         ]
     )
-    if groups is not None:
-        position = np.empty(int(groups["_g"].max()) + 1, dtype=np.int64)
-        position[groups["_g"].to_numpy()] = np.arange(groups.height)
-        out = pl.concat(
-            [groups.select(keys)[position[np.concatenate(which)]], out], how="horizontal"
-        )
-    return out
 
 
 class Grouped:

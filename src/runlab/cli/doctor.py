@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from runlab import doctor
+
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
@@ -24,8 +26,6 @@ def configure_doctor(parser: argparse.ArgumentParser) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from runlab import doctor
-
     require = list(dict.fromkeys(args.require or []))
     checks = doctor.run_checks(logs=args.logs)
     unmet = doctor.unmet_requirements(checks, require)

@@ -31,6 +31,7 @@ from runlab.logs import LOGS_ENV, MAX_RUN_ID, is_run_id  # noqa: F401 (re-export
 from runlab.logs import default_path as default_logs  # noqa: F401 (re-exported)
 from runlab.record.files import (
     dir_mode,
+    dump_yaml,
     dumps_json,
     file_mode,
     now_iso,
@@ -466,6 +467,4 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 def _yaml_bytes(data: Any) -> bytes:
-    from runlab.record.files import dump_yaml
-
     return dump_yaml(data).encode()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from runlab.logs import default_path as default_logs
 from runlab.record.names import check_name
 from runlab.results.query import Node, QueryError, compile_query, keys_of, parse, suggest
 from runlab.results.reader._files import first_line
@@ -60,8 +61,6 @@ class Reader:
         index: bool = True,
     ) -> None:
         if logs is None:
-            from runlab.record.rundir import default_logs
-
             logs = default_logs()
         path = Path(logs).expanduser().absolute()
         if not path.is_dir():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from runlab import doctor
 from runlab.cli._logs import add_logs_option, logs_from
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -23,8 +24,6 @@ def configure_doctor(parser: argparse.ArgumentParser) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from runlab import doctor
-
     require = list(dict.fromkeys(args.require or []))
     checks = doctor.run_checks(logs=logs_from(args, write=True).path)
     unmet = doctor.unmet_requirements(checks, require)

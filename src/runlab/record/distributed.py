@@ -50,6 +50,7 @@ from runlab.record import metricsfile
 from runlab.record.files import write_atomic
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, RunDirError
+from runlab.record.stops import Interrupted
 from runlab.status import Status
 
 TIMEOUT_ENV = "RUNLAB_DIST_TIMEOUT_S"
@@ -324,8 +325,6 @@ def _receive_run(dist: Dist) -> RunDir:
 
 def run_peer(task_fn: Callable[[Any], Any], make_context: Callable[..., Any], dist: Dist) -> Any:
     """Run the task on a rank > 0, beside rank 0's record of the run."""
-    from runlab.record.lifecycle import Interrupted
-
     run = _receive_run(dist)
     tee_output(run, dist.rank)
     watcher = _Watcher.start(run, dist.rank)

@@ -28,7 +28,6 @@ from runlab.logs import default_path
 from runlab.record import distributed
 from runlab.record import logger as _logger
 from runlab.record.lifecycle import (
-    Interrupted,
     RecordError,
     RunSession,
     install_stop_handlers,
@@ -42,6 +41,7 @@ from runlab.record.rundir import (
     existing_run,
     run_dir_from_env,
 )
+from runlab.record.stops import Interrupted
 
 DEBUG_ENV = "RUNLAB_DEBUG"
 

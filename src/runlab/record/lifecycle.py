@@ -49,17 +49,9 @@ from runlab.record.rundir import (
     allocate,
     start_fields,
 )
+from runlab.record.stops import Interrupted, Pruned
+from runlab.record.trial import TRIAL_ENV, attach
 from runlab.status import Status
-
-
-class Interrupted(BaseException):
-    """Raised in the task when the process is asked to stop (SIGTERM, or SIGINT)."""
-
-    def __init__(self, signum: int, status: Status = Status.INTERRUPTED) -> None:
-        super().__init__(f"received {signal.Signals(signum).name}")
-        self.signum = signum
-        self.status = status
-
 
 # The signals that stop a run, and the status each one leaves. SIGUSR2 is what
 # SLURM (through submitit) sends before a preemption or the time limit. SIGINT
@@ -69,10 +61,6 @@ _STOP_SIGNALS = {
     signal.SIGINT: Status.INTERRUPTED,
     signal.SIGUSR2: Status.PREEMPTED,
 }
-
-
-class Pruned(Exception):  # named for the status it leaves
-    """Raised in the task by a trial's pruning hook (runlab.record.trial): the run ends PRUNED."""
 
 
 class ConfigMismatchError(RunDirError):
@@ -240,9 +228,7 @@ class RunSession:
             self._write_env()
             # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
             self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)
-            if os.environ.get("RUNLAB_TRIAL"):  # a trial of `runlab tune`: report, maybe prune
-                from runlab.record.trial import attach
-
+            if os.environ.get(TRIAL_ENV):  # a trial of `runlab tune`: report, maybe prune
                 attach(self.logger, self._info)
             self._beat = threading.Thread(
                 target=self._heartbeat, name="runlab-heartbeat", daemon=True

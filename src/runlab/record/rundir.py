@@ -33,6 +33,7 @@ from runlab.errors import UserError
 from runlab.logs import MAX_RUN_ID, is_run_id
 from runlab.record.files import (
     dir_mode,
+    dump_yaml,
     dumps_json,
     file_mode,
     now_iso,
@@ -532,6 +533,4 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 def _yaml_bytes(data: Any) -> bytes:
-    from runlab.record.files import dump_yaml
-
     return dump_yaml(data).encode()

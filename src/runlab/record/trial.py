@@ -7,7 +7,7 @@ so ``runlab reproduce`` of a trial never reports to the study),
 :class:`runlab.record.lifecycle.RunSession` calls :func:`attach`, which hooks the
 logger: every row of the objective's metric file is reported to the study as an
 intermediate value at its step, and when the study's pruner says the trial is
-hopeless, ``log_metrics`` raises :class:`runlab.record.lifecycle.Pruned`; the run then
+hopeless, ``log_metrics`` raises :class:`runlab.record.stops.Pruned`; the run then
 ends with status ``PRUNED`` (its rows up to that step are kept) and the process
 exits 0.
 """
@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from runlab.record.metricsfile import NONFINITE
+from runlab.record.stops import Pruned
 
 TRIAL_ENV = "RUNLAB_TRIAL"
 
@@ -102,8 +103,6 @@ class Reporter:
             )
             return
         if prune:
-            from runlab.record.lifecycle import Pruned
-
             raise Pruned(
                 f"trial {self.tune.get('trial')} of study {self.tune['study']} pruned at step "
                 f"{step} ({self.tune['metric']}={value:g})"

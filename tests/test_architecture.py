@@ -1,0 +1,576 @@
+"""runlab's shape, read from its source with ``ast`` (nothing is imported):
+
+(a) no import cycles among runlab's modules;
+(b) no upward imports: leaves (``status``, ``errors``, ``logs``) <- ``record`` <- ``sweep``
+    <- ``results`` <- the ``runlab`` facade and ``doctor`` <- ``cli``;
+(c) no imports of runlab's own modules inside functions (heavy third-party ones are fine);
+(d) no function over ``MAX_LINES`` lines.
+
+Every import statement counts: at module top, inside functions and classes, ``import x``,
+``from x import y``, relative imports, and ``from package import submodule`` (an edge to the
+submodule). Imports under ``if TYPE_CHECKING:`` never run, so they cannot close a cycle;
+they still count for the layers. ``importlib.import_module`` with a computed name (the lazy
+command modules of ``cli/__init__``, the lazy names of ``runlab/__init__``) is how runlab
+loads modules on demand, and is not an import statement: it is not checked here.
+
+Each exception is an entry of an allow-list below, keyed by module-qualified names, with its
+reason. An entry that is no longer needed fails the test too, so the lists only shrink.
+
+``python tests/test_architecture.py [SRC/runlab]`` prints the counts (cycles, upward imports,
+function-level imports, long functions) for the source tree given.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "runlab"
+MAX_LINES = 80
+
+# Layers, lowest first: a module may import its own layer and those below, never above.
+# A module belongs to the layer of its longest matching prefix.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("leaves", ("runlab.status", "runlab.errors", "runlab.logs")),
+    ("record", ("runlab.record",)),
+    ("sweep", ("runlab.sweep",)),
+    ("results", ("runlab.results",)),
+    # The public facade (`runlab.launch`, `runlab.Reader`...) and the environment checks
+    # (doctor reads record's view of a distributed job, and checks SLURM and the logs):
+    # above the library layers, below the command line that presents them.
+    ("api", ("runlab", "runlab.doctor")),
+    ("cli", ("runlab.cli", "runlab.__main__")),
+)
+
+# ---------------------------------------------------------------- allow-lists
+# Lead: shrink these as the rewrites of issue 18 land; each entry must still be needed.
+
+_SWEEP = "the typed sweep record rewrite (issue 18, item 3) moves it to the module top"
+_REPORT = "the report package rewrite (issue 18, item 6) moves it to the module top"
+_METRICS = "the metrics-file module (issue 18, item 4) makes it one top-level import"
+_ERRORS = "UserError from cli/__init__: the one UserError base (issue 18, item 5) takes it from runlab.errors at the top"
+_CLI = (
+    "cli command modules are being edited by the logs (item 2) and errors (item 5) rewrites: "
+    "move it to the top after they land, and time `runlab <command> --help` "
+    "(results.reader loads polars at its top)"
+)
+_DISTRIBUTED = (
+    "record/distributed is being edited by the metrics-file rewrite (item 4): after it lands, "
+    "move it to the top (files and names import nothing of runlab's: no cycle)"
+)
+_YAMLFAST = "outside this change's files; files does not import yamlfast, so it can move to the top"
+_CURVES = "a second implementation of Grouped.curves (issue 18, item 6): merge it into curves"
+
+# Import cycles that may remain, each as the exact set of modules in the cycle (a strongly
+# connected component of the module graph).
+ALLOWED_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"runlab.sweep.launcher", "runlab.sweep.ops"}): _SWEEP,
+    frozenset({"runlab.results.report", "runlab.results.report_html"}): _REPORT,
+}
+
+# Upward imports that may remain: "importer -> imported".
+ALLOWED_UPWARD: dict[str, str] = {
+    "runlab.record.logger -> runlab.results.reader._metrics": _METRICS,
+}
+
+# Imports of runlab's own modules inside a function: "module.function -> imported module".
+ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
+    "runlab.cli._version -> runlab": _ERRORS,
+    "runlab.cli.ops._cancel -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._cancel -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._current_code -> runlab.sweep.snapshot": _SWEEP,
+    "runlab.cli.ops._current_code -> runlab.sweep.submission": _SWEEP,
+    "runlab.cli.ops._follow -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._follow -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._guard -> runlab.sweep.launcher": _SWEEP,
+    "runlab.cli.ops._guard -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._guard -> runlab.sweep.slurm": _SWEEP,
+    "runlab.cli.ops._guard -> runlab.sweep.snapshot": _SWEEP,
+    "runlab.cli.ops._log_path -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._log_path -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._logs -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._logs_command -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._retry -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._retry_in -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._retry_in -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._runs_status -> runlab.cli.results": _SWEEP,
+    "runlab.cli.ops._summary -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._summary -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._sweep_status -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops._targets -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops._targets -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.ops.run_status -> runlab.record.rundir": _SWEEP,
+    "runlab.cli.ops.run_status -> runlab.sweep.ops": _SWEEP,
+    "runlab.cli.report._report -> runlab.results.query": _CLI,
+    "runlab.cli.report._report -> runlab.results.report": _CLI,
+    "runlab.cli.report._report -> runlab.sweep.tune": _CLI,
+    "runlab.cli.reproduce.run_diff -> runlab.record.files": _CLI,
+    "runlab.cli.reproduce.run_diff -> runlab.results.reproduce": _CLI,
+    "runlab.cli.reproduce.run_reproduce -> runlab.results.reproduce": _CLI,
+    "runlab.cli.results._default_logs -> runlab.record.rundir": _CLI,
+    "runlab.cli.results._expand -> runlab.results.query": _CLI,
+    "runlab.cli.results._has_runs -> runlab.record.rundir": _CLI,
+    "runlab.cli.results._ls -> runlab.results.query": _CLI,
+    "runlab.cli.results._reader -> runlab.results.query": _CLI,
+    "runlab.cli.results._reader -> runlab.results.reader": _CLI,
+    "runlab.cli.results._record -> runlab.results.reader": _CLI,
+    "runlab.cli.results._show -> runlab.record.rundir": _CLI,
+    "runlab.cli.results._show -> runlab.results.reader": _CLI,
+    "runlab.cli.submit._print_plan -> runlab.sweep.launcher": _CLI,
+    "runlab.cli.submit.run_submit -> runlab.cli": _ERRORS,
+    "runlab.cli.submit.run_submit -> runlab.sweep.launcher": _CLI,
+    "runlab.cli.submit.run_submit -> runlab.sweep.snapshot": _CLI,
+    "runlab.cli.submit.run_submit -> runlab.sweep.submission": _CLI,
+    "runlab.cli.tune._logs -> runlab.record.rundir": _CLI,
+    "runlab.cli.tune._show -> runlab.cli": _ERRORS,
+    "runlab.cli.tune._show -> runlab.sweep.tune": _CLI,
+    "runlab.cli.tune.run_tune -> runlab.cli": _ERRORS,
+    "runlab.cli.tune.run_tune -> runlab.sweep.expand": _CLI,
+    "runlab.cli.tune.run_tune -> runlab.sweep.tune": _CLI,
+    "runlab.record.distributed.PeerLogger.log_artifact -> runlab.record.names": _DISTRIBUTED,
+    "runlab.record.distributed.PeerLogger.log_checkpoint -> runlab.record.names": _DISTRIBUTED,
+    "runlab.record.distributed._now -> runlab.record.files": _DISTRIBUTED,
+    "runlab.record.logger.RunLogger._write_twins -> runlab.results.reader._metrics": _METRICS,
+    "runlab.record.yamlfast.Emitter.dump -> runlab.record.files": _YAMLFAST,
+    "runlab.results.report._records -> runlab.results.reader": _REPORT,
+    "runlab.results.report.select_runs -> runlab.results.reader": _REPORT,
+    "runlab.results.report.select_runs -> runlab.sweep.ops": _REPORT,
+    "runlab.results.report.write_html -> runlab.results.report_html": _REPORT,
+    "runlab.results.reproduce.code_dir -> runlab.sweep.snapshot": _METRICS,
+    "runlab.sweep.expand._check_override -> runlab.record.launch": _SWEEP,
+    "runlab.sweep.launcher._timeouts_settled -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.launcher._timeouts_settled -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.launcher.submit_slurm -> runlab.sweep.jobs": _SWEEP,
+    "runlab.sweep.launcher.submit_slurm -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.launcher.wait -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.ops._cancel_local -> runlab.sweep.jobs": _SWEEP,
+    "runlab.sweep.ops._may_be_written -> runlab.record.rundir": _SWEEP,
+    "runlab.sweep.ops._overrides -> runlab.record.files": _SWEEP,
+    "runlab.sweep.ops._slurm_verdicts -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.ops._submit -> runlab.sweep.launcher": _SWEEP,
+    "runlab.sweep.ops._submit -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.ops.cancel -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.ops.new_record -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.submission.check_limits -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.submission.create_runs -> runlab.record.yamlfast": _SWEEP,
+    "runlab.sweep.submission.launch -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.submission.prepare -> runlab.sweep.snapshot": _SWEEP,
+    "runlab.sweep.tune.Driver.cancel_running -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.tune.Driver.create_run -> runlab.sweep.expand": _SWEEP,
+    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.submission": _SWEEP,
+    "runlab.sweep.tune.Driver.prepare -> runlab.sweep.expand": _SWEEP,
+    "runlab.sweep.tune.Driver.prepare -> runlab.sweep.submission": _SWEEP,
+    "runlab.sweep.tune.Driver.settle -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.tune.Driver.submit -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.tune.Driver.submitted -> runlab.sweep.ops": _SWEEP,
+    "runlab.sweep.tune.check_name -> runlab.record.names": _SWEEP,
+}
+
+# Functions over MAX_LINES lines: "module.Class.function".
+ALLOWED_LONG: dict[str, str] = {
+    "runlab.cli.ops._retry_in": _SWEEP,  # 82 lines
+    "runlab.cli.report._report": _CLI,  # 88 lines
+    "runlab.cli.results._status": _CLI,  # 84 lines
+    "runlab.cli.submit.run_submit": _CLI,  # 89 lines
+    "runlab.results.reader._api._curves_numpy": _CURVES,  # 113 lines
+    "runlab.results.reader._metrics.read_metric_files": _METRICS,  # 125 lines
+    "runlab.results.report.build_report": _REPORT,  # 250 lines
+    "runlab.results.report_html.write_html": _REPORT,  # 223 lines
+    "runlab.sweep.tune.Driver.open_study": _SWEEP,  # 91 lines
+}
+
+
+# ---------------------------------------------------------------- reading the source
+@dataclass(frozen=True)
+class Import:
+    """One import of a runlab module by another, where it stands in the importer."""
+
+    importer: str  # module name
+    imported: str  # module name
+    line: int
+    function: str | None  # qualified name of the enclosing function, if any
+    type_checking: bool  # under `if TYPE_CHECKING:`
+
+    @property
+    def where(self) -> str:
+        return f"{_path(self.importer)}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Function:
+    qualname: str  # module.Class.function
+    module: str
+    line: int
+    lines: int
+
+
+def _modules(package: Path) -> dict[str, Path]:
+    """Module name -> file, for every ``.py`` file of the package."""
+    found: dict[str, Path] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _path(module: str) -> str:
+    return _MODULE_FILES.get(module, module)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk(
+    node: ast.AST, scope: list[str], function: str | None, guarded: bool
+) -> Iterator[tuple[ast.AST, str | None, bool, list[str]]]:
+    """Every node under ``node`` with its enclosing function (qualified), whether it is under
+    ``if TYPE_CHECKING:``, and its scope (classes and functions around it)."""
+    for child in ast.iter_child_nodes(node):
+        yield child, function, guarded, scope
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            inner = [*scope, child.name]
+            yield from _walk(child, inner, ".".join(inner), guarded)
+        elif isinstance(child, ast.ClassDef):
+            yield from _walk(child, [*scope, child.name], function, guarded)
+        elif isinstance(child, ast.If) and _is_type_checking(child.test):
+            for stmt in child.body:
+                yield stmt, function, True, scope
+                yield from _walk(stmt, scope, function, True)
+            for stmt in child.orelse:
+                yield stmt, function, guarded, scope
+                yield from _walk(stmt, scope, function, guarded)
+        else:
+            yield from _walk(child, scope, function, guarded)
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> set[str]:
+    """The runlab modules an import statement in ``module`` loads (the deepest that exist)."""
+    if isinstance(node, ast.Import):
+        names = {alias.name for alias in node.names}
+    else:
+        if node.level:
+            base = module.split(".") if is_package else module.split(".")[:-1]
+            base = base[: len(base) - (node.level - 1)]
+            source = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            source = node.module or ""
+        names = set()
+        for alias in node.names:
+            submodule = f"{source}.{alias.name}"
+            names.add(submodule if submodule in _MODULE_FILES else source)
+    found = set()
+    for name in sorted(names):
+        while name and name not in _MODULE_FILES:  # `import runlab.x.y` as the deepest module
+            name = name.rpartition(".")[0]
+        if name:
+            found.add(name)
+    return found
+
+
+def scan(package: Path) -> tuple[list[Import], list[Function]]:
+    """Every import between runlab's modules, and every function with its length."""
+    modules = _modules(package)
+    _MODULE_FILES.clear()
+    _MODULE_FILES.update({m: str(p.relative_to(package.parent.parent)) for m, p in modules.items()})
+    imports: list[Import] = []
+    functions: list[Function] = []
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        is_package = path.name == "__init__.py"
+        for node, function, guarded, scope in _walk(tree, [], None, False):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for target in _targets(node, module, is_package):
+                    if target != module:
+                        imports.append(Import(module, target, node.lineno, function, guarded))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                qualname = ".".join([module, *scope, node.name])
+                functions.append(Function(qualname, module, node.lineno, length))
+    return imports, functions
+
+
+_MODULE_FILES: dict[str, str] = {}
+
+
+# ---------------------------------------------------------------- the rules
+def layer(module: str) -> int:
+    """The rank of ``module``'s layer (the longest matching prefix wins)."""
+    best, rank = -1, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), index
+    if rank < 0:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in {__file__}")
+    return rank
+
+
+def cycles(imports: list[Import]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm) of the
+    graph of the imports that run (``TYPE_CHECKING`` ones left out)."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        if not imp.type_checking:
+            graph.setdefault(imp.importer, set()).add(imp.imported)
+            graph.setdefault(imp.imported, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def cycle_edges(component: frozenset[str], imports: list[Import]) -> list[Import]:
+    """The imports between the modules of one cycle, where to look to break it."""
+    return sorted(
+        (
+            i
+            for i in imports
+            if i.importer in component and i.imported in component and not i.type_checking
+        ),
+        key=lambda i: (i.importer, i.line),
+    )
+
+
+def upward(imports: list[Import]) -> list[Import]:
+    return [i for i in imports if layer(i.imported) > layer(i.importer)]
+
+
+def function_imports(imports: list[Import]) -> list[Import]:
+    return [i for i in imports if i.function is not None]
+
+
+def function_key(imp: Import) -> str:
+    return f"{imp.importer}.{imp.function} -> {imp.imported}"
+
+
+def upward_key(imp: Import) -> str:
+    return f"{imp.importer} -> {imp.imported}"
+
+
+def long_functions(functions: list[Function]) -> list[Function]:
+    return [f for f in functions if f.lines > MAX_LINES]
+
+
+def _set_name(component: frozenset[str]) -> str:
+    return "frozenset({" + ", ".join(f'"{m}"' for m in sorted(component)) + "})"
+
+
+def _check(
+    found: dict[str, list[str]], allowed: dict[str, str], what: str, fix: str, stale: str
+) -> None:
+    """Fail with one line per violation not allowed and per allowed entry not needed."""
+    problems = [
+        f"{key}: {what} ({'; '.join(details)}): {fix}"
+        for key, details in sorted(found.items())
+        if key not in allowed
+    ]
+    problems += [
+        f"{key!r} is allowed in {stale} but {what} no longer: remove the entry"
+        for key in sorted(allowed)
+        if key not in found
+    ]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------- the tests
+@pytest.fixture(scope="module")
+def source() -> tuple[list[Import], list[Function]]:
+    return scan(PACKAGE)
+
+
+def test_scan_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """The scanner itself: top-level, in-function, relative, `from package import submodule`
+    and TYPE_CHECKING imports all become edges, so the rules below cannot pass by blindness."""
+    pkg = tmp_path / "runlab"
+    (pkg / "record").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "status.py").write_text("")
+    (pkg / "record" / "__init__.py").write_text("")
+    (pkg / "record" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import runlab.status\n"
+        "from . import b\n"
+        "if TYPE_CHECKING:\n"
+        "    from runlab.record.c import C\n"
+        "class K:\n"
+        "    def f(self):\n"
+        "        from ..status import x\n"
+        "        from runlab.record import c\n"
+    )
+    (pkg / "record" / "b.py").write_text("def g():\n" + "    x = 1\n" * MAX_LINES)
+    (pkg / "record" / "c.py").write_text("import runlab.record.a\n")
+    try:
+        imports, functions = scan(pkg)
+        edges = {(i.importer, i.imported, i.function, i.type_checking) for i in imports}
+        assert edges == {
+            ("runlab.record.a", "runlab.status", None, False),
+            ("runlab.record.a", "runlab.record.b", None, False),
+            ("runlab.record.a", "runlab.record.c", None, True),
+            ("runlab.record.a", "runlab.status", "K.f", False),
+            ("runlab.record.a", "runlab.record.c", "K.f", False),
+            ("runlab.record.c", "runlab.record.a", None, False),
+        }
+        assert cycles(imports) == [frozenset({"runlab.record.a", "runlab.record.c"})]
+        assert [f.qualname for f in long_functions(functions)] == ["runlab.record.b.g"]
+    finally:
+        scan(PACKAGE)  # the module map back to the real package
+
+
+def test_stale_allow_list_entries_fail() -> None:
+    """An allowed violation that is gone fails, so that the allow-lists only shrink."""
+    _check({"a -> b": ["x.py:1"]}, {"a -> b": "why"}, "imports", "fix", "ALLOWED")
+    with pytest.raises(pytest.fail.Exception, match="'a -> b' is allowed in ALLOWED but"):
+        _check({}, {"a -> b": "why"}, "imports", "fix", "ALLOWED")
+    with pytest.raises(pytest.fail.Exception, match=re.escape("c -> d: imports (x.py:2): fix")):
+        _check({"c -> d": ["x.py:2"]}, {}, "imports", "fix", "ALLOWED")
+
+
+def test_no_import_cycles(source: tuple[list[Import], list[Function]]) -> None:
+    imports, _ = source
+    found = {c: cycle_edges(c, imports) for c in cycles(imports)}
+    problems = [
+        f"import cycle among {_set_name(c)}: break it by moving what both sides share into "
+        "the lower module or a new one, so that imports go one way; its imports: "
+        + "; ".join(f"{i.where} {i.importer} -> {i.imported}" for i in edges)
+        for c, edges in sorted(found.items(), key=lambda kv: sorted(kv[0]))
+        if c not in ALLOWED_CYCLES
+    ]
+    problems += [
+        f"{_set_name(c)} is allowed in ALLOWED_CYCLES but is no longer a cycle "
+        f"(now: {', '.join(_set_name(f) for f in found if f & c) or 'none'}): "
+        "remove or update the entry"
+        for c in ALLOWED_CYCLES
+        if c not in found
+    ]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def test_no_upward_imports(source: tuple[list[Import], list[Function]]) -> None:
+    imports, _ = source
+    found: dict[str, list[str]] = {}
+    for imp in upward(imports):
+        found.setdefault(upward_key(imp), []).append(imp.where)
+    order = " <- ".join(name for name, _ in LAYERS)
+    _check(
+        found,
+        ALLOWED_UPWARD,
+        f"imports upward (layers: {order})",
+        "move what it needs down to its own layer or below",
+        "ALLOWED_UPWARD",
+    )
+
+
+def test_no_function_level_imports_of_runlab(
+    source: tuple[list[Import], list[Function]],
+) -> None:
+    imports, _ = source
+    found: dict[str, list[str]] = {}
+    for imp in function_imports(imports):
+        found.setdefault(function_key(imp), []).append(imp.where)
+    _check(
+        found,
+        ALLOWED_FUNCTION_IMPORTS,
+        "imports a runlab module inside a function",
+        "import it at the module top (only heavy third-party packages load lazily)",
+        "ALLOWED_FUNCTION_IMPORTS",
+    )
+
+
+def test_no_long_functions(source: tuple[list[Import], list[Function]]) -> None:
+    _, functions = source
+    found = {
+        f.qualname: [f"{_path(f.module)}:{f.line}, {f.lines} lines"]
+        for f in long_functions(functions)
+    }
+    _check(
+        found,
+        ALLOWED_LONG,
+        f"is over {MAX_LINES} lines",
+        "split it into functions of one job each",
+        "ALLOWED_LONG",
+    )
+
+
+def test_allow_lists_give_reasons() -> None:
+    for name, allowed in (
+        ("ALLOWED_CYCLES", ALLOWED_CYCLES),
+        ("ALLOWED_UPWARD", ALLOWED_UPWARD),
+        ("ALLOWED_FUNCTION_IMPORTS", ALLOWED_FUNCTION_IMPORTS),
+        ("ALLOWED_LONG", ALLOWED_LONG),
+    ):
+        for key, reason in allowed.items():
+            assert reason.strip(), f"{name}[{key!r}] gives no reason: say why it is needed"
+
+
+# ---------------------------------------------------------------- the counts
+def summary(package: Path) -> str:
+    """The counts that issue 18 asks for, as text."""
+    imports, functions = scan(package)
+    lines = []
+    found = cycles(imports)
+    lines.append(f"import cycles: {len(found)}")
+    for component in found:
+        lines.append(f"  {_set_name(component)}")
+        for imp in cycle_edges(component, imports):
+            place = f" in {imp.function}()" if imp.function else ""
+            lines.append(f"    {imp.where} {imp.importer} -> {imp.imported}{place}")
+    up = upward(imports)
+    lines.append(f"upward imports: {len(up)}")
+    lines += [f"  {i.where} {upward_key(i)}" for i in up]
+    inner = function_imports(imports)
+    statements = {(i.importer, i.line) for i in inner}
+    lines.append(
+        f"function-level imports of runlab modules: {len(statements)} statements, "
+        f"{len(inner)} module edges, {len({function_key(i) for i in inner})} function->module"
+    )
+    lines += [f"  {i.where} {function_key(i)}" for i in inner]
+    long = sorted(long_functions(functions), key=lambda f: -f.lines)
+    lines.append(f"functions over {MAX_LINES} lines: {len(long)}")
+    lines += [f"  {f.lines:4d} {f.qualname} ({_path(f.module)}:{f.line})" for f in long]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summary(Path(sys.argv[1]) if len(sys.argv) > 1 else PACKAGE))

@@ -52,7 +52,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Lead: shrink these as the rewrites of issue 18 land; each entry must still be needed.
 
 _SWEEP = "the typed sweep record rewrite (issue 18, item 3) moves it to the module top"
-_REPORT = "the report package rewrite (issue 18, item 6) moves it to the module top"
 _METRICS = "the metrics-file module (issue 18, item 4) makes it one top-level import"
 _ERRORS = "UserError from cli/__init__: the one UserError base (issue 18, item 5) takes it from runlab.errors at the top"
 _CLI = (
@@ -71,13 +70,10 @@ _CURVES = "a second implementation of Grouped.curves (issue 18, item 6): merge i
 # connected component of the module graph).
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
     frozenset({"runlab.sweep.launcher", "runlab.sweep.ops"}): _SWEEP,
-    frozenset({"runlab.results.report", "runlab.results.report_html"}): _REPORT,
 }
 
 # Upward imports that may remain: "importer -> imported".
-ALLOWED_UPWARD: dict[str, str] = {
-    "runlab.record.logger -> runlab.results.reader._metrics": _METRICS,
-}
+ALLOWED_UPWARD: dict[str, str] = {}
 
 # Imports of runlab's own modules inside a function: "module.function -> imported module".
 ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
@@ -88,13 +84,8 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
     "runlab.cli.ops._current_code -> runlab.sweep.submission": _SWEEP,
     "runlab.cli.ops._follow -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops._follow -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._guard -> runlab.sweep.launcher": _SWEEP,
-    "runlab.cli.ops._guard -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._guard -> runlab.sweep.slurm": _SWEEP,
-    "runlab.cli.ops._guard -> runlab.sweep.snapshot": _SWEEP,
     "runlab.cli.ops._log_path -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops._log_path -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._logs -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops._logs_command -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops._retry -> runlab.sweep.ops": _SWEEP,
     "runlab.cli.ops._retry_in -> runlab.record.rundir": _SWEEP,
@@ -105,7 +96,6 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
     "runlab.cli.ops._sweep_status -> runlab.sweep.ops": _SWEEP,
     "runlab.cli.ops._targets -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops._targets -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops.run_status -> runlab.record.rundir": _SWEEP,
     "runlab.cli.ops.run_status -> runlab.sweep.ops": _SWEEP,
     "runlab.cli.report._report -> runlab.results.query": _CLI,
     "runlab.cli.report._report -> runlab.results.report": _CLI,
@@ -113,35 +103,23 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
     "runlab.cli.reproduce.run_diff -> runlab.record.files": _CLI,
     "runlab.cli.reproduce.run_diff -> runlab.results.reproduce": _CLI,
     "runlab.cli.reproduce.run_reproduce -> runlab.results.reproduce": _CLI,
-    "runlab.cli.results._default_logs -> runlab.record.rundir": _CLI,
     "runlab.cli.results._expand -> runlab.results.query": _CLI,
-    "runlab.cli.results._has_runs -> runlab.record.rundir": _CLI,
     "runlab.cli.results._ls -> runlab.results.query": _CLI,
     "runlab.cli.results._reader -> runlab.results.query": _CLI,
     "runlab.cli.results._reader -> runlab.results.reader": _CLI,
     "runlab.cli.results._record -> runlab.results.reader": _CLI,
-    "runlab.cli.results._show -> runlab.record.rundir": _CLI,
     "runlab.cli.results._show -> runlab.results.reader": _CLI,
     "runlab.cli.submit._print_plan -> runlab.sweep.launcher": _CLI,
-    "runlab.cli.submit.run_submit -> runlab.cli": _ERRORS,
     "runlab.cli.submit.run_submit -> runlab.sweep.launcher": _CLI,
     "runlab.cli.submit.run_submit -> runlab.sweep.snapshot": _CLI,
     "runlab.cli.submit.run_submit -> runlab.sweep.submission": _CLI,
-    "runlab.cli.tune._logs -> runlab.record.rundir": _CLI,
-    "runlab.cli.tune._show -> runlab.cli": _ERRORS,
     "runlab.cli.tune._show -> runlab.sweep.tune": _CLI,
-    "runlab.cli.tune.run_tune -> runlab.cli": _ERRORS,
     "runlab.cli.tune.run_tune -> runlab.sweep.expand": _CLI,
     "runlab.cli.tune.run_tune -> runlab.sweep.tune": _CLI,
     "runlab.record.distributed.PeerLogger.log_artifact -> runlab.record.names": _DISTRIBUTED,
     "runlab.record.distributed.PeerLogger.log_checkpoint -> runlab.record.names": _DISTRIBUTED,
     "runlab.record.distributed._now -> runlab.record.files": _DISTRIBUTED,
-    "runlab.record.logger.RunLogger._write_twins -> runlab.results.reader._metrics": _METRICS,
     "runlab.record.yamlfast.Emitter.dump -> runlab.record.files": _YAMLFAST,
-    "runlab.results.report._records -> runlab.results.reader": _REPORT,
-    "runlab.results.report.select_runs -> runlab.results.reader": _REPORT,
-    "runlab.results.report.select_runs -> runlab.sweep.ops": _REPORT,
-    "runlab.results.report.write_html -> runlab.results.report_html": _REPORT,
     "runlab.results.reproduce.code_dir -> runlab.sweep.snapshot": _METRICS,
     "runlab.sweep.expand._check_override -> runlab.record.launch": _SWEEP,
     "runlab.sweep.launcher._timeouts_settled -> runlab.sweep.ops": _SWEEP,
@@ -153,24 +131,16 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
     "runlab.sweep.ops._may_be_written -> runlab.record.rundir": _SWEEP,
     "runlab.sweep.ops._overrides -> runlab.record.files": _SWEEP,
     "runlab.sweep.ops._slurm_verdicts -> runlab.sweep.slurm": _SWEEP,
+    "runlab.sweep.ops._jobs_spec -> runlab.sweep.launcher": _SWEEP,
     "runlab.sweep.ops._submit -> runlab.sweep.launcher": _SWEEP,
     "runlab.sweep.ops._submit -> runlab.sweep.slurm": _SWEEP,
     "runlab.sweep.ops.cancel -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.ops.new_record -> runlab.sweep.slurm": _SWEEP,
     "runlab.sweep.submission.check_limits -> runlab.sweep.slurm": _SWEEP,
     "runlab.sweep.submission.create_runs -> runlab.record.yamlfast": _SWEEP,
-    "runlab.sweep.submission.launch -> runlab.sweep.ops": _SWEEP,
     "runlab.sweep.submission.prepare -> runlab.sweep.snapshot": _SWEEP,
-    "runlab.sweep.tune.Driver.cancel_running -> runlab.sweep.ops": _SWEEP,
     "runlab.sweep.tune.Driver.create_run -> runlab.sweep.expand": _SWEEP,
-    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.ops": _SWEEP,
     "runlab.sweep.tune.Driver.open_study -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.submission": _SWEEP,
     "runlab.sweep.tune.Driver.prepare -> runlab.sweep.expand": _SWEEP,
-    "runlab.sweep.tune.Driver.prepare -> runlab.sweep.submission": _SWEEP,
-    "runlab.sweep.tune.Driver.settle -> runlab.sweep.ops": _SWEEP,
-    "runlab.sweep.tune.Driver.submit -> runlab.sweep.ops": _SWEEP,
-    "runlab.sweep.tune.Driver.submitted -> runlab.sweep.ops": _SWEEP,
     "runlab.sweep.tune.check_name -> runlab.record.names": _SWEEP,
 }
 
@@ -180,10 +150,7 @@ ALLOWED_LONG: dict[str, str] = {
     "runlab.cli.report._report": _CLI,  # 88 lines
     "runlab.cli.results._status": _CLI,  # 84 lines
     "runlab.cli.submit.run_submit": _CLI,  # 89 lines
-    "runlab.results.reader._api._curves_numpy": _CURVES,  # 113 lines
     "runlab.results.reader._metrics.read_metric_files": _METRICS,  # 125 lines
-    "runlab.results.report.build_report": _REPORT,  # 250 lines
-    "runlab.results.report_html.write_html": _REPORT,  # 223 lines
     "runlab.sweep.tune.Driver.open_study": _SWEEP,  # 91 lines
 }
 

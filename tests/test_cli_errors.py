@@ -365,8 +365,8 @@ def test_every_command_says_a_user_error_in_one_line(command: str, tmp_path: Pat
 # Exception classes of runlab that are not a user's mistake, each with the reason.
 NOT_USER_ERRORS = {
     "runlab.record.yamlfast._Fallback": "control flow inside the YAML emitter, never raised out",
-    "runlab.record.lifecycle.Interrupted": "a signal stopping the task (a BaseException)",
-    "runlab.record.lifecycle.Pruned": "a trial pruned by Optuna: the run ends PRUNED",
+    "runlab.record.stops.Interrupted": "a signal stopping the task (a BaseException)",
+    "runlab.record.stops.Pruned": "a trial pruned by Optuna: the run ends PRUNED",
     "runlab.record.logger.RecordWriteError": "an OSError (full disk): the CLI's OSError path",
     "runlab.results.reader._api.CorruptRunWarning": "a warning (the reader goes on)",
 }

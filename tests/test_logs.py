@@ -260,7 +260,8 @@ def _literals(tree: ast.AST) -> list[tuple[int, str]]:
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Path":
             found += [(a.lineno, "logs") for a in node.args if _is_logs(a)]
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get":
-            found += [(a.lineno, "logs") for a in node.args[1:] if _is_logs(a)]
+            default = node.args[1:] if len(node.args) == 2 else []  # mapping.get(key, default)
+            found += [(a.lineno, "logs") for a in default if _is_logs(a)]
     return found
 
 

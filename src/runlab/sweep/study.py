@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from runlab.record import metricsfile
 from runlab.sweep.record import Code, FieldReader, SweepRecordError, read_code
 
 TODO = "fix the journal, or start a new --study"
@@ -121,24 +122,13 @@ def check_journal(path: Path) -> None:
 
 def repair_tail(path: Path) -> None:
     """End a complete last line of the journal with its newline, or cut a torn one, so the
-    next append starts a line of its own. Call it holding the journal's lock."""
+    next append starts a line of its own (the metrics file's rule). Call it holding the
+    journal's lock."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         return
     try:
-        size = os.fstat(fd).st_size
-        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-            return
-        data = os.pread(fd, size, 0)
-        good = data.rfind(b"\n") + 1
-        try:
-            whole = isinstance(orjson.loads(data[good:]), dict)
-        except orjson.JSONDecodeError:
-            whole = False
-        if whole:
-            os.pwrite(fd, b"\n", size)
-        else:
-            os.ftruncate(fd, good)
+        metricsfile.repair_tail(fd)
     finally:
         os.close(fd)

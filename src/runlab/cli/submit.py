@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_value
+from runlab.cli._progress import wait
 from runlab.errors import UserError, one_line
+from runlab.sweep import launcher, submission
+from runlab.sweep.snapshot import commit_all
 
 
 def configure_submit(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +48,6 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
 def run_submit(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
-
-    from runlab.sweep import launcher, submission
-    from runlab.sweep.snapshot import commit_all
 
     err = Console(stderr=True)
     # A bad task, override or launcher setting raises runlab's own error, which the CLI
@@ -118,7 +118,7 @@ def run_submit(args: argparse.Namespace) -> int:
     )
     if not args.wait:
         return 0
-    failed = launcher.wait(runs, launched.handles)
+    failed = wait(runs, launched.handles)
     if failed:
         err.print(f"[red]{len(failed)} run(s) did not complete:[/]")
         for run in failed:
@@ -142,8 +142,6 @@ def _ask(question: str) -> bool:
 def _print_plan(sweep) -> None:
     from rich.console import Console
     from rich.table import Table
-
-    from runlab.sweep import launcher
 
     out = Console()
     table = Table(title=f"{len(sweep.jobs)} job(s) of {sweep.script.name}")

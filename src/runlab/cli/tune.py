@@ -106,7 +106,7 @@ def run_tune(args: argparse.Namespace) -> int:
         logs=Path(value) if (value := logs_value(args)) else None,
         allow_dirty=args.allow_dirty,
     )
-    return tune.Driver(opts).run()  # a TuneError or SpaceError is a UserError: one line
+    return tune.run(opts)  # a TuneError or SpaceError is a UserError: one line
 
 
 def _logs(args: argparse.Namespace) -> Path:

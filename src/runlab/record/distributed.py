@@ -47,8 +47,9 @@ from typing import Any
 import orjson
 
 from runlab.record import metricsfile
-from runlab.record.files import write_atomic
+from runlab.record.files import now_iso, write_atomic
 from runlab.record.logger import RunLogger
+from runlab.record.names import check_name
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, RunDirError
 from runlab.record.stops import Interrupted
 from runlab.status import Status
@@ -414,8 +415,6 @@ def settle(run_dir: RunDir | Path | str | None) -> None:
 
 
 def _now() -> str:
-    from runlab.record.files import now_iso
-
     return now_iso()
 
 
@@ -573,15 +572,11 @@ class PeerLogger(RunLogger):
                 fh.truncate(keep)
 
     def log_checkpoint(self, state: Any, name: str = "last") -> Path:
-        from runlab.record.names import check_name
-
         check_name(name, "log_checkpoint(name=)")
         self.flush()
         return self.run.checkpoints / f"{name}.pt"
 
     def log_artifact(self, obj: Any, name: str | None = None) -> Path:
-        from runlab.record.names import check_name
-
         if name is not None:
             check_name(name, "log_artifact(name=)")
         default = Path(obj).name if isinstance(obj, (str, os.PathLike)) else "artifact"

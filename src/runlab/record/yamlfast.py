@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from runlab.record.files import dump_yaml
+
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*\Z")
 
 
@@ -48,8 +50,6 @@ class Emitter:
                 return self._sequence(data, 0) if data else "[]\n"
             return self._scalar(data) + "\n"
         except _Fallback:
-            from runlab.record.files import dump_yaml
-
             return dump_yaml(data)
 
     # ---------------------------------------------------------------- scalars

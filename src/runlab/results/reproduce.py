@@ -23,6 +23,7 @@ from runlab.record.files import read_yaml
 from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
+from runlab.sweep.snapshot import CodeState, snapshot
 
 
 class ReproduceError(UserError, RuntimeError):
@@ -50,8 +51,6 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
 
 def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path) -> Path:
     """A directory holding the run's code: its snapshot, or its commit checked out anew."""
-    from runlab.sweep.snapshot import CodeState, snapshot
-
     snap = info.get("code_snapshot") or (env.get("git") or {}).get("snapshot")
     if snap and Path(snap).is_dir():
         return Path(snap)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.errors import UserError
+from runlab.record.launch import override_key
 
 
 class SweepError(UserError, ValueError):
@@ -161,8 +162,6 @@ OVERRIDE_HELP = (
 
 def _check_override(argument: str) -> None:
     """Refuse overrides without a key (``=3``, ``=``), which Hydra reads as a config group."""
-    from runlab.record.launch import override_key
-
     key = override_key(argument)
     if key is None:
         raise SweepError(f"override {argument!r} has no '=': {OVERRIDE_HELP}")

@@ -7,18 +7,18 @@ on the command line.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
-import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runlab.errors import UserError
-from runlab.record.rundir import RunDir
-from runlab.status import SETTLED, Status, colour
+from runlab.sweep import slurm
+from runlab.sweep.jobs import ArrayEntry
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "local": {
@@ -151,9 +151,6 @@ def submit_slurm(
 
     import submitit
 
-    from runlab.sweep import slurm
-    from runlab.sweep.jobs import ArrayEntry
-
     executor = submitit.SlurmExecutor(
         folder=log_dir, max_num_timeout=int(cfg.get("max_num_timeout") or 0)
     )
@@ -188,8 +185,6 @@ def submit_slurm(
 def _link_tasks(pickle: Path, count: int, pattern: Path) -> None:
     """One name per array task for the array's pickle: hard links, so that no task depends
     on another name surviving; symlinks where the file system has no hard links."""
-    import os
-
     names = [str(pattern).format(task) for task in range(count)]
     try:
         os.link(pickle, names[0])
@@ -212,9 +207,6 @@ def _message(exc: Exception) -> str:
 
 def start_local(jobs_file: Path, cfg: dict[str, Any], count: int, log_dir: Path) -> list[Handle]:
     """Start ``max_parallel`` detached worker processes sharing the runs of ``jobs_file``."""
-    import os
-    import subprocess
-
     workers = max(1, min(int(cfg["max_parallel"]), count))
     gpus = int(cfg.get("gpus_per_node") or cfg.get("gpus") or 0)  # per run, all its ranks
     handles = []
@@ -242,81 +234,6 @@ def start_local(jobs_file: Path, cfg: dict[str, Any], count: int, log_dir: Path)
             )
         handles.append(Handle(str(proc.pid), 0, count, "local"))
     return handles
-
-
-def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) -> list[RunDir]:
-    """Show a live progress bar until every run has ended; return the runs that did not complete.
-
-    Every few seconds the sweep is reconciled with the scheduler (``runlab
-    status`` does the same), so that a run whose job ended without it (cancelled
-    while pending, a node failure) ends ``INTERRUPTED`` or ``LOST`` and nothing
-    waits forever.
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from runlab.sweep import ops
-
-    logs = runs[0].path.parent if runs else None
-    sweep_id = runs[0].read_info().get("sweep_id") if runs else None
-    last_check = time.time()
-    with Progress(
-        TextColumn("[bold]sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("", total=len(runs))
-        while True:
-            statuses = [run.read_info().get("status", Status.QUEUED) for run in runs]
-            counts = Counter(statuses)
-            done = sum(counts[s] for s in SETTLED)
-            if counts[Status.TIMEOUT] and logs is not None and sweep_id:
-                done += _timeouts_settled(logs, sweep_id, runs, statuses)
-            bar.update(task, completed=done, description=_describe_counts(counts))
-            if done == len(runs):
-                break
-            if logs is not None and sweep_id and time.time() - last_check > 5 * poll_s:
-                last_check = time.time()
-                try:
-                    ops.reconcile(logs, ops.load(logs, sweep_id))
-                except Exception:  # the next round tries again; status says what is wrong
-                    pass
-                continue
-            time.sleep(poll_s)
-    return [run for run in runs if run.read_info().get("status") != Status.COMPLETE]
-
-
-def _timeouts_settled(
-    logs: Path, sweep_id: str, runs: Sequence[RunDir], statuses: Sequence[str]
-) -> int:
-    """How many ``TIMEOUT`` runs will not start again: every local one (local runs are
-    never requeued), and SLURM ones whose job has left the queue (requeues used up)."""
-    from runlab.sweep import ops, slurm
-
-    timed_out = [
-        int(run.run_id) for run, s in zip(runs, statuses, strict=True) if s == Status.TIMEOUT
-    ]
-    try:
-        record = ops.load(logs, sweep_id)
-        located = ops.locate(record)
-        jobs = {rid: ops.job_of(*located[rid]) for rid in timed_out if rid in located}
-        if not any(jobs.values()):
-            return len(timed_out)  # local workers: a TIMEOUT is where the run stops
-        queue = slurm.queue_states(sorted({job[0] for job in jobs.values() if job}))
-    except Exception:  # cannot tell now; the next round asks again
-        return 0
-    return sum(1 for job in jobs.values() if job is None or queue.get(job) in (None, *slurm.ENDED))
-
-
-def _describe_counts(counts: Counter[str]) -> str:
-    parts = []
-    for status in Status:
-        if counts.get(status) and f"{counts[status]} {status.lower()}" not in " ".join(parts):
-            parts.append(f"[{colour(status)}]{counts[status]} {status.lower()}[/]")
-    return "  ".join(parts)
 
 
 def python_executable() -> str:

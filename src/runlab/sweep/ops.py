@@ -28,9 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runlab.record.files import dumps_json, now_iso, write_atomic
-from runlab.record.rundir import RunDir
+from runlab.record.files import dumps_json, now_iso, read_yaml, write_atomic
+from runlab.record.rundir import RunDir, live_holder
 from runlab.status import ACTIVE, Status
+from runlab.sweep import launcher, slurm
+from runlab.sweep.jobs import claim
 from runlab.sweep.record import (
     FORMAT,
     Array,
@@ -139,8 +141,6 @@ def _merged(record: SweepRecord, fresh: SweepRecord | None) -> SweepRecord:
 
 
 def _jobs_spec(logs, record, n, log_dir, codes, run_ids, code_of, overrides) -> dict[str, Any]:
-    from runlab.sweep import launcher
-
     cfg = record.launcher
     return {
         "sweep_id": record.sweep_id,
@@ -173,8 +173,6 @@ def _jobs_spec(logs, record, n, log_dir, codes, run_ids, code_of, overrides) -> 
 
 
 def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> Submission:
-    from runlab.sweep import launcher
-
     cfg = record.launcher
     n = len(record.submissions) + 1
     base = folder(logs, record.sweep_id)
@@ -196,8 +194,6 @@ def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> S
     )
     if record.launcher_name == "slurm":
         if limits is None:
-            from runlab.sweep import slurm
-
             limits = slurm.read_limits(cfg.get("account"), cfg.get("qos"))
             try:
                 slurm.plan_arrays(len(run_ids), limits)
@@ -214,8 +210,6 @@ def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> S
 
 
 def _overrides(logs: Path, run_ids: list[Any]) -> list[list[str]]:
-    from runlab.record.files import read_yaml
-
     out = []
     for rid in run_ids:
         path = Path(logs) / str(rid) / "metadata" / "overrides.yaml"
@@ -297,10 +291,6 @@ def _lock_held(run: RunDir) -> bool:
 def _may_be_written(run: RunDir, info: dict[str, Any]) -> bool:
     if _lock_held(run):
         return True
-    try:
-        from runlab.record.rundir import live_holder
-    except ImportError:  # pragma: no cover
-        return False
     return info.get("host") == socket.gethostname() and live_holder(info)
 
 
@@ -368,8 +358,6 @@ def reconcile(logs: Path, record: SweepRecord, by: str = "runlab status") -> lis
 
 
 def _slurm_verdicts(candidates, located, cancelled) -> list[tuple]:
-    from runlab.sweep import slurm
-
     jobs = {}
     for rid, _run, _info in candidates:
         sub, pos = located[rid]
@@ -511,8 +499,6 @@ def cancel(
 
     record = update(logs, record.sweep_id, add, by="runlab cancel")
     if record.launcher_name == "slurm":
-        from runlab.sweep import slurm
-
         jobs = [job_of(*located[r]) for r in active if r in located]
         jobs = [j for j in jobs if j]
         if run_ids is None:  # the whole sweep: each array at once
@@ -536,8 +522,6 @@ def cancel(
 
 
 def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
-    from runlab.sweep.jobs import claim
-
     stopped: list[int] = []
     if whole:
         for sub in record.submissions:

@@ -21,12 +21,13 @@ from runlab.logs import LOGS_ENV, Logs
 from runlab.record import environment
 from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import RunDir, allocate
+from runlab.record.yamlfast import Emitter
 from runlab.status import Status, written
-from runlab.sweep import launcher, ops
+from runlab.sweep import launcher, ops, slurm
 from runlab.sweep.expand import Job, task_spec
 from runlab.sweep.points import expand
 from runlab.sweep.record import Code, SweepId, SweepRecord
-from runlab.sweep.snapshot import CodeState, code_state, snapshot
+from runlab.sweep.snapshot import CodeState, CodeStateError, code_state, snapshot
 
 
 @dataclass
@@ -82,8 +83,6 @@ def prepare(
     allow_dirty: bool = False,
 ) -> Sweep:
     """Expand and check a sweep. Raises with a message a user can act on; writes nothing."""
-    from runlab.sweep.snapshot import CodeStateError
-
     name_arg, launcher_overrides, overrides = split_arguments(arguments)
     spec = task_spec(script)
     name = launcher_name or name_arg or launcher.default_launcher()
@@ -139,8 +138,6 @@ def check_limits(sweep: Sweep) -> Any:
     Returns the limits (``None`` for a local sweep)."""
     if sweep.launcher["name"] != "slurm":
         return None
-    from runlab.sweep import slurm
-
     limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
     try:
         slurm.plan_arrays(len(sweep.jobs), limits)
@@ -200,8 +197,6 @@ def create_runs(sweep: Sweep) -> Created:
     The configs of a sweep share their unchanged parts (:mod:`runlab.sweep.points`), and
     so does the writing of their YAML and JSON (:mod:`runlab.record.yamlfast`).
     """
-    from runlab.record.yamlfast import Emitter
-
     limits = check_limits(sweep)
     code = code_entry(sweep.code, sweep.script, sweep.logs)
     paths = allocate(sweep.logs, len(sweep.jobs))

@@ -54,11 +54,13 @@ from runlab.errors import UserError
 from runlab.logs import STUDIES
 from runlab.record import metricsfile
 from runlab.record.files import now_iso, write_record
+from runlab.record.names import check_name as check
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
 from runlab.status import ACTIVE, Status
-from runlab.sweep import ops, submission, tune_space
-from runlab.sweep.record import SweepId
+from runlab.sweep import ops, slurm, submission, tune_space
+from runlab.sweep.expand import expand, task_spec
+from runlab.sweep.record import Code, SweepId, SweepRecord
 from runlab.sweep.study import DEFINING, StudyRecord, check_journal, repair_tail
 
 ATTR = "runlab"
@@ -196,8 +198,6 @@ def study_names(logs: Path) -> list[str]:
 
 
 def check_name(name: str) -> None:
-    from runlab.record.names import check_name as check
-
     try:
         check(name, "--study")
     except ValueError as exc:
@@ -287,174 +287,251 @@ def objective_value(run: RunDir, metric: str, objective: str, direction: str) ->
 
 
 # ------------------------------------------------------------------- driver
-class Driver:
-    """Runs one study to ``--trials`` counted trials (see the module docstring)."""
+def say(text: str, out: Any = None) -> None:
+    """One line of the driver's progress, on stderr."""
+    print(f"[tune] {text}", file=out or sys.stderr, flush=True)
 
-    def __init__(self, opts: Options) -> None:
-        self.opts = opts
-        self.out = sys.stderr
+
+@dataclass
+class Plan:
+    """A tune command checked, its search space parsed and its sweep prepared; nothing is
+    written yet, so that it can run before the study's lock is taken (:func:`plan`)."""
+
+    opts: Options  # with ``trials`` lowered to a grid's size
+    fixed: list[str]  # the task's fixed overrides
+    space: dict[str, str]  # name -> search-space expression
+    dists: dict[str, Any]  # name -> optuna distribution
+    sweep: submission.Sweep  # the launcher and code, checked with one point of the space
+    definition: dict[str, Any]  # what defines the study (DEFINING)
+    name: str  # the study's name
+
+    @property
+    def logs(self) -> Path:
+        return self.sweep.logs
+
+
+@dataclass
+class Session:
+    """The study as one driver opened it, under its lock (:func:`open_study`)."""
+
+    store: Any  # optuna's JournalStorage of the study
+    study: Any  # optuna.Study, with this session's sampler and pruner
+    study_id: int  # the study's id in ``store``
+    attrs: StudyRecord
+    record: SweepRecord  # the study's sweep, with this session's launcher settings
+    code: Code  # the pinned code every trial runs
+    limits: Any  # the SLURM limits (None for local workers)
+
+
+def _check_options(o: Options) -> None:
+    if o.direction not in ("maximize", "minimize"):
+        raise TuneError(f"--direction {o.direction!r}: use maximize or minimize")
+    if o.objective not in ("last", "best"):
+        raise TuneError(f"--objective {o.objective!r}: use last or best")
+    if o.trials < 1 or o.parallel < 1:
+        raise TuneError("--trials and --parallel must be at least 1")
+    try:
+        split_metric(o.metric)
+    except ValueError as exc:
+        raise TuneError(str(exc)) from None
+    try:
+        make_pruner(o.pruner)
+    except (ValueError, TypeError) as exc:
+        raise TuneError(f"--pruner: {exc}") from None
+
+
+def plan(o: Options, out: Any = None) -> Plan:
+    """Check the options, parse the search space and prepare the sweep (writes nothing)."""
+    _check_options(o)
+    name_arg, launcher_overrides, task_args = submission.split_arguments(o.arguments)
+    fixed, space = tune_space.parse(task_args)
+    if not space:
+        raise TuneError(
+            "nothing to search: give the search space as overrides in Hydra's Optuna-sweeper "
+            "syntax, e.g. lr='tag(log, interval(1e-4, 1e-1))' model='choice(mlp,cnn)', "
+            "or a preset (--preset NAME for configs/tune/NAME.yaml)"
+        )
+    spec = task_spec(o.task)
+    dists = distributions(space)
+    if o.sampler == "grid":
+        size = math.prod(len(v) for v in tune_space.grid(space).values())
+        if o.trials > size:
+            say(f"the grid has {size} points: --trials {o.trials} lowered to {size}", out)
+            o = replace(o, trials=size)
+    # Validate the config with one point, check the code and launcher (writes nothing).
+    probe = [tune_space.override(k, _first(d)) for k, d in dists.items()]
+    sweep = submission.prepare(
+        spec.script,
+        [*launcher_overrides_args(name_arg, launcher_overrides), *fixed, *probe],
+        o.launcher,
+        o.logs,
+        allow_dirty=True,
+    )
+    root = sweep.code.root
+    definition = {
+        "task": str(spec.script.relative_to(root))
+        if spec.script.is_relative_to(root)
+        else str(spec.script),
+        "metric": o.metric,
+        "direction": o.direction,
+        "objective": o.objective,
+        "space": dict(space),
+        "overrides": list(fixed),
+        "sampler": o.sampler,
+        "pruner": o.pruner,
+    }
+    name = o.study or default_name(definition)
+    check_name(name)
+    return Plan(o, fixed, space, dists, sweep, definition, name)
+
+
+def _resume(p: Plan, summary: Any, out: Any) -> tuple[StudyRecord, SweepRecord, int]:
+    """The study's record, its sweep and this session's seed, once the command is found to
+    define the same study as the one in the journal."""
+    o, journal = p.opts, journal_path(p.logs, p.name)
+    attrs = StudyRecord.parse(summary.user_attrs.get(ATTR), journal)
+    made = attrs.definition()
+    for key in DEFINING:
+        if made[key] != p.definition[key]:
+            raise TuneError(
+                f"study {p.name!r} in {journal} was made "
+                f"with {key}={_show(made[key])}, not {_show(p.definition[key])}: "
+                "rerun its own command to resume it, or give a new --study NAME"
+            )
+    if o.seed is not None and attrs.seed != o.seed:
+        raise TuneError(
+            f"study {p.name!r} was made with --seed {attrs.seed}: resume it "
+            "with that seed (or none), or give a new --study NAME"
+        )
+    record = ops.load(p.logs, attrs.sweep_id)
+    if not Path(attrs.code.snapshot).is_dir():
+        raise TuneError(
+            f"study {p.name!r} runs the code snapshot {attrs.code.snapshot}, which "
+            "is gone: start a new --study"
+        )
+    resumed = len(summary.user_attrs.get("sessions") or [])
+    seed = (attrs.seed + 1000003 * resumed) % 2**32  # a resumed session samples afresh
+    if record.launcher_name != p.sweep.launcher["name"]:
+        raise TuneError(
+            f"study {p.name!r} runs its trials with the "
+            f"{record.launcher_name} launcher: resume it with --launcher "
+            f"{record.launcher_name}"
+        )
+    say(f"resuming study {p.name} ({journal})", out)
+    return attrs, record, seed
+
+
+def _create(p: Plan, store: Any, out: Any) -> tuple[StudyRecord, SweepRecord, int]:
+    """A new study in the journal, its sweep record and its seed, its code pinned."""
+    import optuna
+
+    o, code = p.opts, p.sweep.code
+    if code.dirty and not o.allow_dirty:
+        listing = ", ".join(code.changes[:10])
+        raise TuneError(
+            f"the git tree at {code.root} has uncommitted changes ({listing}): trials are "
+            "pinned to a commit; commit them, or pass --allow-dirty to record the diff"
+        )
+    seed = o.seed if o.seed is not None else random.SystemRandom().randrange(2**31)
+    pinned = submission.code_entry(code, p.sweep.script, p.logs)
+    sweep_id = str(SweepId.new(study=p.name))
+    record = ops.new_record(
+        sweep_id, p.sweep.script, list(o.arguments), p.logs, p.sweep.launcher, [], tune=p.name
+    )
+    ops.save(p.logs, record)
+    attrs = StudyRecord(
+        **p.definition,
+        seed=seed,
+        sweep_id=sweep_id,
+        code=pinned,
+        logs=str(p.logs),
+        created=now_iso(),
+        command=["runlab", *sys.argv[1:]],
+        launcher=p.sweep.launcher["name"],
+    )
+    optuna.create_study(study_name=p.name, storage=store, direction=o.direction).set_user_attr(
+        ATTR, attrs.to_json()
+    )
+    say(f"study {p.name}: {journal_path(p.logs, p.name)} (seed {seed})", out)
+    return attrs, record, seed
+
+
+def open_study(p: Plan, out: Any = None) -> Session:
+    """Open the study of ``p`` (resumed, or created), with this session's sampler and
+    seed recorded in its ``sessions``, and its sweep set to this command's parallelism."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    o = p.opts
+    repair_journal(p.logs, p.name)
+    store = storage(p.logs, p.name)
+    summary = find_study(store, p.name)
+    if summary is not None:
+        attrs, record, seed = _resume(p, summary, out)
+    else:
+        attrs, record, seed = _create(p, store, out)
+    study = optuna.load_study(
+        study_name=p.name,
+        storage=store,
+        sampler=make_sampler(o.sampler, seed, p.space),
+        pruner=make_pruner(o.pruner),
+    )
+    sessions = list(study.user_attrs.get("sessions") or [])
+    sessions.append(
+        {"time": now_iso(), "host": socket.gethostname(), "pid": os.getpid(), "seed": seed}
+    )
+    study.set_user_attr("sessions", sessions)
+    launcher = dict(record.launcher)
+    if launcher["name"] == "local":
+        launcher["max_parallel"] = o.parallel
+    record.launcher = launcher
+    limits = None
+    if launcher["name"] == "slurm":
+        limits = slurm.read_limits(launcher.get("account"), launcher.get("qos"))
+    study_id = store.get_study_id_from_name(p.name)
+    return Session(store, study, study_id, attrs, record, attrs.code, limits)
+
+
+def run(opts: Options) -> int:
+    """Run the study of ``opts`` to its ``--trials`` counted trials (``runlab tune``)."""
+    p = plan(opts)
+    with DriverLock(p.logs, p.name):
+        return Driver(p, open_study(p)).loop()
+
+
+class Driver:
+    """Runs one opened study to ``--trials`` counted trials (see the module docstring)."""
+
+    def __init__(self, p: Plan, session: Session, out: Any = None) -> None:
+        self.opts = p.opts
+        self.out = out or sys.stderr
+        self.name = p.name
+        self.logs = p.logs
+        self.fixed, self.space, self.dists = p.fixed, p.space, p.dists
+        self.sweep = p.sweep
+        self.store = session.store
+        self.study = session.study
+        self.study_id = session.study_id
+        self.record = session.record  # replaced by each submission and cancel
+        self.code = session.code
+        self.limits = session.limits
+        self.trial_ids: dict[int, int] = {}  # trial number -> the storage's trial id
 
     def say(self, text: str) -> None:
-        print(f"[tune] {text}", file=self.out, flush=True)
+        say(text, self.out)
 
-    # ------------------------------------------------------------ preparing
-    def prepare(self) -> None:
-        from runlab.sweep.expand import task_spec
-
-        o = self.opts
-        if o.direction not in ("maximize", "minimize"):
-            raise TuneError(f"--direction {o.direction!r}: use maximize or minimize")
-        if o.objective not in ("last", "best"):
-            raise TuneError(f"--objective {o.objective!r}: use last or best")
-        if o.trials < 1 or o.parallel < 1:
-            raise TuneError("--trials and --parallel must be at least 1")
-        try:
-            split_metric(o.metric)
-        except ValueError as exc:
-            raise TuneError(str(exc)) from None
-        try:
-            make_pruner(o.pruner)
-        except (ValueError, TypeError) as exc:
-            raise TuneError(f"--pruner: {exc}") from None
-        name_arg, launcher_overrides, task_args = submission.split_arguments(o.arguments)
-        fixed, space = tune_space.parse(task_args)
-        if not space:
-            raise TuneError(
-                "nothing to search: give the search space as overrides in Hydra's Optuna-sweeper "
-                "syntax, e.g. lr='tag(log, interval(1e-4, 1e-1))' model='choice(mlp,cnn)', "
-                "or a preset (--preset NAME for configs/tune/NAME.yaml)"
+    def trial_id(self, number_: int) -> int:
+        """The storage's id of trial ``number_`` (public storage API, cached: ids never change)."""
+        if number_ not in self.trial_ids:
+            self.trial_ids[number_] = self.store.get_trial_id_from_study_id_trial_number(
+                self.study_id, number_
             )
-        self.spec = task_spec(o.task)
-        self.fixed, self.space = fixed, space
-        self.dists = distributions(space)
-        if o.sampler == "grid":
-            size = math.prod(len(v) for v in tune_space.grid(space).values())
-            if o.trials > size:
-                self.say(f"the grid has {size} points: --trials {o.trials} lowered to {size}")
-                o.trials = size
-        # Validate the config with one point, check the code and launcher (writes nothing).
-        probe = [tune_space.override(k, _first(d)) for k, d in self.dists.items()]
-        self.sweep = submission.prepare(
-            self.spec.script,
-            [*launcher_overrides_args(name_arg, launcher_overrides), *fixed, *probe],
-            o.launcher,
-            o.logs,
-            allow_dirty=True,
-        )
-        self.logs = self.sweep.logs
-        self.definition = {
-            "task": str(self.spec.script.relative_to(self.sweep.code.root))
-            if self.spec.script.is_relative_to(self.sweep.code.root)
-            else str(self.spec.script),
-            "metric": o.metric,
-            "direction": o.direction,
-            "objective": o.objective,
-            "space": dict(space),
-            "overrides": list(fixed),
-            "sampler": o.sampler,
-            "pruner": o.pruner,
-        }
-        self.name = o.study or default_name(self.definition)
-        check_name(self.name)
+        return self.trial_ids[number_]
 
-    # ---------------------------------------------------------------- study
-    def open_study(self) -> None:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        o = self.opts
-        repair_journal(self.logs, self.name)
-        self.store = storage(self.logs, self.name)
-        summary = find_study(self.store, self.name)
-        if summary is not None:
-            attrs = StudyRecord.parse(
-                summary.user_attrs.get(ATTR), journal_path(self.logs, self.name)
-            )
-            made = attrs.definition()
-            for key in DEFINING:
-                if made[key] != self.definition[key]:
-                    raise TuneError(
-                        f"study {self.name!r} in {journal_path(self.logs, self.name)} was made "
-                        f"with {key}={_show(made[key])}, not {_show(self.definition[key])}: "
-                        "rerun its own command to resume it, or give a new --study NAME"
-                    )
-            if o.seed is not None and attrs.seed != o.seed:
-                raise TuneError(
-                    f"study {self.name!r} was made with --seed {attrs.seed}: resume it "
-                    "with that seed (or none), or give a new --study NAME"
-                )
-            self.attrs = attrs
-            self.record = ops.load(self.logs, attrs.sweep_id)
-            self.code = attrs.code
-            if not Path(self.code.snapshot).is_dir():
-                raise TuneError(
-                    f"study {self.name!r} runs the code snapshot {self.code.snapshot}, which "
-                    "is gone: start a new --study"
-                )
-            resumed = len(summary.user_attrs.get("sessions") or []) if summary else 0
-            seed = (attrs.seed + 1000003 * resumed) % 2**32  # a resumed session samples afresh
-            if self.record.launcher_name != self.sweep.launcher["name"]:
-                raise TuneError(
-                    f"study {self.name!r} runs its trials with the "
-                    f"{self.record.launcher_name} launcher: resume it with --launcher "
-                    f"{self.record.launcher_name}"
-                )
-            self.say(f"resuming study {self.name} ({journal_path(self.logs, self.name)})")
-        else:
-            code = self.sweep.code
-            if code.dirty and not o.allow_dirty:
-                listing = ", ".join(code.changes[:10])
-                raise TuneError(
-                    f"the git tree at {code.root} has uncommitted changes ({listing}): trials are "
-                    "pinned to a commit; commit them, or pass --allow-dirty to record the diff"
-                )
-            seed = o.seed if o.seed is not None else random.SystemRandom().randrange(2**31)
-            self.code = submission.code_entry(code, self.sweep.script, self.logs)
-            sweep_id = str(SweepId.new(study=self.name))
-            self.record = ops.new_record(
-                sweep_id,
-                self.sweep.script,
-                list(self.opts.arguments),
-                self.logs,
-                self.sweep.launcher,
-                [],
-                tune=self.name,
-            )
-            ops.save(self.logs, self.record)
-            self.attrs = StudyRecord(
-                **self.definition,
-                seed=seed,
-                sweep_id=sweep_id,
-                code=self.code,
-                logs=str(self.logs),
-                created=now_iso(),
-                command=["runlab", *sys.argv[1:]],
-                launcher=self.sweep.launcher["name"],
-            )
-            optuna.create_study(
-                study_name=self.name, storage=self.store, direction=o.direction
-            ).set_user_attr(ATTR, self.attrs.to_json())
-            self.say(f"study {self.name}: {journal_path(self.logs, self.name)} (seed {seed})")
-        self.study = optuna.load_study(
-            study_name=self.name,
-            storage=self.store,
-            sampler=make_sampler(o.sampler, seed, self.space),
-            pruner=make_pruner(o.pruner),
-        )
-        sessions = list(self.study.user_attrs.get("sessions") or [])
-        sessions.append(
-            {"time": now_iso(), "host": socket.gethostname(), "pid": os.getpid(), "seed": seed}
-        )
-        self.study.set_user_attr("sessions", sessions)
-        launcher = dict(self.record.launcher)
-        if launcher["name"] == "local":
-            launcher["max_parallel"] = o.parallel
-        self.record.launcher = launcher
-        self.limits = None
-        if launcher["name"] == "slurm":
-            from runlab.sweep import slurm
-
-            self.limits = slurm.read_limits(launcher.get("account"), launcher.get("qos"))
+    def set_attr(self, number_: int, key: str, value: Any) -> None:
+        """Set a user attribute of trial ``number_`` (a FrozenTrial's ``set_user_attr``
+        would change only the local copy)."""
+        self.store.set_trial_user_attr(self.trial_id(number_), key, value)
 
     # ---------------------------------------------------------------- trials
     def trials(self) -> list[Any]:
@@ -462,8 +539,6 @@ class Driver:
 
     def create_run(self, trial: Any) -> RunDir:
         """Pre-create the ``QUEUED`` run of ``trial`` (its config composed now)."""
-        from runlab.sweep.expand import expand, task_spec
-
         overrides = [
             *self.fixed,
             *(tune_space.override(k, trial.params[k]) for k in self.space),
@@ -479,7 +554,7 @@ class Driver:
                 "storage": str(journal_path(self.logs, self.name)),
                 "study": self.name,
                 "trial": trial.number,
-                "trial_id": trial._trial_id,
+                "trial_id": self.trial_id(trial.number),
                 "metric": self.opts.metric,
                 "direction": self.opts.direction,
                 "objective": self.opts.objective,
@@ -499,7 +574,7 @@ class Driver:
         write_record(run.metadata / "overrides.yaml", job.overrides)
         if self.code.dirty and self.sweep.code.diff:
             (run.metadata / "git.diff").write_bytes(self.sweep.code.diff)
-        self.study._storage.set_trial_user_attr(trial._trial_id, "run_id", int(run.run_id))
+        self.set_attr(trial.number, "run_id", int(run.run_id))
         return run
 
     def submit(self, runs: list[RunDir]) -> None:
@@ -548,7 +623,7 @@ class Driver:
             if rid is None:
                 run = self.orphan_run(t.number) or self.create_run(t)
                 if run.read_info().get("status") == Status.QUEUED:
-                    self.study._storage.set_trial_user_attr(t._trial_id, "run_id", int(run.run_id))
+                    self.set_attr(t.number, "run_id", int(run.run_id))
                 rid = int(run.run_id)
             run = RunDir(self.logs / str(rid))
             info = run.read_info()
@@ -570,17 +645,14 @@ class Driver:
         from optuna.trial import TrialState
 
         o = self.opts
-        storage_ = self.study._storage
-        storage_.set_trial_user_attr(t._trial_id, "run_status", status)
+        self.set_attr(t.number, "run_status", status)
         label = f"trial {t.number} (run {run.run_id})"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         try:
             if status == Status.COMPLETE:
                 value = objective_value(run, o.metric, o.objective, o.direction)
                 if value is None or math.isnan(value):
-                    storage_.set_trial_user_attr(
-                        t._trial_id, "fail_reason", f"{o.metric} was not logged (or NaN)"
-                    )
+                    self.set_attr(t.number, "fail_reason", f"{o.metric} was not logged (or NaN)")
                     self.study.tell(t.number, state=TrialState.FAIL)
                     self.say(f"{label} FAILED: the run completed without a value of {o.metric}")
                     return
@@ -591,7 +663,7 @@ class Driver:
                 self.say(f"{label} PRUNED  {params}")
             else:
                 err = (info.get("error") or {}).get("message", "")
-                storage_.set_trial_user_attr(t._trial_id, "fail_reason", f"{status}: {err}"[:500])
+                self.set_attr(t.number, "fail_reason", f"{status}: {err}"[:500])
                 self.study.tell(t.number, state=TrialState.FAIL)
                 self.say(f"{label} {status} (not counted): {err}")
         except (RuntimeError, ValueError) as exc:  # told already (a second driver's race)
@@ -613,12 +685,6 @@ class Driver:
         return done, failed
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> int:
-        self.prepare()
-        with DriverLock(self.logs, self.name):
-            self.open_study()
-            return self.loop()
-
     def loop(self) -> int:
         o = self.opts
         stop: list[int] = []

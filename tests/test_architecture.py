@@ -51,108 +51,28 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # ---------------------------------------------------------------- allow-lists
 # Lead: shrink these as the rewrites of issue 18 land; each entry must still be needed.
 
-_SWEEP = "the typed sweep record rewrite (issue 18, item 3) moves it to the module top"
-_METRICS = "the metrics-file module (issue 18, item 4) makes it one top-level import"
-_ERRORS = "UserError from cli/__init__: the one UserError base (issue 18, item 5) takes it from runlab.errors at the top"
-_CLI = (
-    "cli command modules are being edited by the logs (item 2) and errors (item 5) rewrites: "
-    "move it to the top after they land, and time `runlab <command> --help` "
-    "(results.reader loads polars at its top)"
+_POLARS = (
+    "results.reader and results.report load polars at their top (about 0.5 s): imported when "
+    "runs are read, so that `runlab ls --help`, `show --help`, `status --help` and "
+    "`report --help` stay light"
 )
-_DISTRIBUTED = (
-    "record/distributed is being edited by the metrics-file rewrite (item 4): after it lands, "
-    "move it to the top (files and names import nothing of runlab's: no cycle)"
-)
-_YAMLFAST = "outside this change's files; files does not import yamlfast, so it can move to the top"
-_CURVES = "a second implementation of Grouped.curves (issue 18, item 6): merge it into curves"
 
 # Import cycles that may remain, each as the exact set of modules in the cycle (a strongly
 # connected component of the module graph).
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"runlab.sweep.launcher", "runlab.sweep.ops"}): _SWEEP,
-}
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 # Upward imports that may remain: "importer -> imported".
 ALLOWED_UPWARD: dict[str, str] = {}
 
 # Imports of runlab's own modules inside a function: "module.function -> imported module".
 ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
-    "runlab.cli._version -> runlab": _ERRORS,
-    "runlab.cli.ops._cancel -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._cancel -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._current_code -> runlab.sweep.snapshot": _SWEEP,
-    "runlab.cli.ops._current_code -> runlab.sweep.submission": _SWEEP,
-    "runlab.cli.ops._follow -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._follow -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._log_path -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._log_path -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._logs_command -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._retry -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._retry_in -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._retry_in -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._runs_status -> runlab.cli.results": _SWEEP,
-    "runlab.cli.ops._summary -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._summary -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._sweep_status -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops._targets -> runlab.record.rundir": _SWEEP,
-    "runlab.cli.ops._targets -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.ops.run_status -> runlab.sweep.ops": _SWEEP,
-    "runlab.cli.report._report -> runlab.results.query": _CLI,
-    "runlab.cli.report._report -> runlab.results.report": _CLI,
-    "runlab.cli.report._report -> runlab.sweep.tune": _CLI,
-    "runlab.cli.reproduce.run_diff -> runlab.record.files": _CLI,
-    "runlab.cli.reproduce.run_diff -> runlab.results.reproduce": _CLI,
-    "runlab.cli.reproduce.run_reproduce -> runlab.results.reproduce": _CLI,
-    "runlab.cli.results._expand -> runlab.results.query": _CLI,
-    "runlab.cli.results._ls -> runlab.results.query": _CLI,
-    "runlab.cli.results._reader -> runlab.results.query": _CLI,
-    "runlab.cli.results._reader -> runlab.results.reader": _CLI,
-    "runlab.cli.results._record -> runlab.results.reader": _CLI,
-    "runlab.cli.results._show -> runlab.results.reader": _CLI,
-    "runlab.cli.submit._print_plan -> runlab.sweep.launcher": _CLI,
-    "runlab.cli.submit.run_submit -> runlab.sweep.launcher": _CLI,
-    "runlab.cli.submit.run_submit -> runlab.sweep.snapshot": _CLI,
-    "runlab.cli.submit.run_submit -> runlab.sweep.submission": _CLI,
-    "runlab.cli.tune._show -> runlab.sweep.tune": _CLI,
-    "runlab.cli.tune.run_tune -> runlab.sweep.expand": _CLI,
-    "runlab.cli.tune.run_tune -> runlab.sweep.tune": _CLI,
-    "runlab.record.distributed.PeerLogger.log_artifact -> runlab.record.names": _DISTRIBUTED,
-    "runlab.record.distributed.PeerLogger.log_checkpoint -> runlab.record.names": _DISTRIBUTED,
-    "runlab.record.distributed._now -> runlab.record.files": _DISTRIBUTED,
-    "runlab.record.yamlfast.Emitter.dump -> runlab.record.files": _YAMLFAST,
-    "runlab.results.reproduce.code_dir -> runlab.sweep.snapshot": _METRICS,
-    "runlab.sweep.expand._check_override -> runlab.record.launch": _SWEEP,
-    "runlab.sweep.launcher._timeouts_settled -> runlab.sweep.ops": _SWEEP,
-    "runlab.sweep.launcher._timeouts_settled -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.launcher.submit_slurm -> runlab.sweep.jobs": _SWEEP,
-    "runlab.sweep.launcher.submit_slurm -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.launcher.wait -> runlab.sweep.ops": _SWEEP,
-    "runlab.sweep.ops._cancel_local -> runlab.sweep.jobs": _SWEEP,
-    "runlab.sweep.ops._may_be_written -> runlab.record.rundir": _SWEEP,
-    "runlab.sweep.ops._overrides -> runlab.record.files": _SWEEP,
-    "runlab.sweep.ops._slurm_verdicts -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.ops._jobs_spec -> runlab.sweep.launcher": _SWEEP,
-    "runlab.sweep.ops._submit -> runlab.sweep.launcher": _SWEEP,
-    "runlab.sweep.ops._submit -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.ops.cancel -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.submission.check_limits -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.submission.create_runs -> runlab.record.yamlfast": _SWEEP,
-    "runlab.sweep.submission.prepare -> runlab.sweep.snapshot": _SWEEP,
-    "runlab.sweep.tune.Driver.create_run -> runlab.sweep.expand": _SWEEP,
-    "runlab.sweep.tune.Driver.open_study -> runlab.sweep.slurm": _SWEEP,
-    "runlab.sweep.tune.Driver.prepare -> runlab.sweep.expand": _SWEEP,
-    "runlab.sweep.tune.check_name -> runlab.record.names": _SWEEP,
+    "runlab.cli.report._report -> runlab.results.report": _POLARS,
+    "runlab.cli.results._reader -> runlab.results.reader": _POLARS,
+    "runlab.cli.results._record -> runlab.results.reader": _POLARS,
 }
 
 # Functions over MAX_LINES lines: "module.Class.function".
-ALLOWED_LONG: dict[str, str] = {
-    "runlab.cli.ops._retry_in": _SWEEP,  # 82 lines
-    "runlab.cli.report._report": _CLI,  # 88 lines
-    "runlab.cli.results._status": _CLI,  # 84 lines
-    "runlab.cli.submit.run_submit": _CLI,  # 89 lines
-    "runlab.results.reader._metrics.read_metric_files": _METRICS,  # 125 lines
-    "runlab.sweep.tune.Driver.open_study": _SWEEP,  # 91 lines
-}
+ALLOWED_LONG: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- reading the source

@@ -448,3 +448,28 @@ def test_user_errors_survive_pickling() -> None:
     query = QueryError("unknown key 'a.b'", "a.b == 1", 0, 3, ["a.c"])
     back = pickle.loads(pickle.dumps(query))
     assert str(back) == str(query) and back.detail == query.detail and back.line() == query.line()
+
+
+# ---------------------------------------------------------------------- a light --help
+HEAVY = ("polars", "plotly", "optuna", "torch", "matplotlib", "submitit", "pyarrow", "hydra")
+
+
+@pytest.mark.parametrize("command", [None, *sorted(EVERY_COMMAND)])
+def test_help_loads_no_heavy_library(command: str | None, tmp_path: Path) -> None:
+    """`runlab [COMMAND] --help` answers at once: the command modules import runlab's own
+    modules at their top, and those that load polars (the reader, the report) or Optuna,
+    Hydra, submitit, torch only when the command runs."""
+    code = (
+        "import sys\n"
+        "from runlab.cli import main\n"
+        "try:\n"
+        f"    main([*{[command] if command else []!r}, '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=task_env(), capture_output=True, text=True
+    )
+    assert "usage: runlab" in proc.stdout, proc.stderr
+    assert "HEAVY []" in proc.stderr, proc.stderr

@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from runlab import __version__
+
 # re-exported: `from runlab.cli import UserError, one_line`
 from runlab.errors import UserError, one_line
 
@@ -56,8 +58,6 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from runlab import __version__
-
     return f"runlab {__version__}"
 
 

@@ -21,12 +21,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from runlab.cli import results
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
 from runlab.logs import Logs, NoLogsError
 from runlab.record.files import tail
+from runlab.record.rundir import RunDir, is_run_id
 from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
+from runlab.sweep import ops
 from runlab.sweep.record import Code, SweepRecord, SweepRecordError
+from runlab.sweep.snapshot import code_state
+from runlab.sweep.submission import code_entry
 
 
 def _logs(args: argparse.Namespace) -> Path:
@@ -40,9 +45,6 @@ def _logs_option(parser: argparse.ArgumentParser) -> None:
 
 def _targets(logs: Path, targets: list[str]) -> tuple[SweepRecord, list[int] | None]:
     """A sweep id, run ids of one sweep, or nothing (the latest sweep)."""
-    from runlab.record.rundir import is_run_id
-    from runlab.sweep import ops
-
     if not targets:
         sid = ops.latest(logs)
         if sid is None:
@@ -116,8 +118,6 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from runlab.sweep import ops
-
     if args.where or args.csv:
         return _runs_status(args)
     if not logs_value(args) and not Logs.resolve().path.is_dir():
@@ -132,14 +132,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _runs_status(args: argparse.Namespace) -> int:
-    from runlab.cli import results
-
     return results.run_status(args)
 
 
 def _sweep_status(args: argparse.Namespace) -> int:
-    from runlab.sweep import ops
-
     logs = _logs(args)
     ids = ops.sweep_ids(logs) if args.all else [args.sweep or ops.latest(logs)]
     reports = []
@@ -172,9 +168,6 @@ def _sweep_status(args: argparse.Namespace) -> int:
 
 
 def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, lines: int):
-    from runlab.record.rundir import RunDir
-    from runlab.sweep import ops
-
     located = ops.locate(record)
     counts: Counter[str] = Counter()
     failing = []
@@ -294,9 +287,6 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from runlab.record.rundir import RunDir
-    from runlab.sweep import ops
-
     logs = _logs(args)
     record, run_ids = _targets(logs, args.targets)
     changes = ops.cancel(logs, record, run_ids)
@@ -354,8 +344,6 @@ def run_retry(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from runlab.sweep import ops
-
     statuses = [s.strip().upper() for s in args.status.split(",") if s.strip()]
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
@@ -380,16 +368,12 @@ def _retry_in(
     run_ids: list[int] | None,
     statuses: list[str],
 ) -> int:
-    from runlab.sweep import ops
-
     ops.reconcile(logs, record, by="runlab retry")
     picked = ops.retry_candidates(logs, record, statuses, run_ids)
     if run_ids:
         found = {rid for rid, _ in picked}
         skipped = [r for r in run_ids if r not in found]
         if skipped:
-            from runlab.record.rundir import RunDir
-
             st = RunDir(logs / str(skipped[0])).read_info().get("status")
             raise UserError(
                 f"run {skipped[0]} is {st}, not one of {','.join(statuses)}: "
@@ -460,9 +444,6 @@ def _retry_in(
 
 
 def _current_code(logs: Path, record: SweepRecord, allow_dirty: bool) -> Code:
-    from runlab.sweep.snapshot import code_state
-    from runlab.sweep.submission import code_entry
-
     script = Path(record.task)
     if not script.is_file():
         raise UserError(
@@ -495,9 +476,6 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str, Any]]:
-    from runlab.record.rundir import RunDir
-    from runlab.sweep import ops
-
     info = RunDir(logs / str(run_id)).read_info()
     record = ops.sweep_of_run(logs, run_id)
     path = ops.log_file(logs, record, run_id, err) if record else None
@@ -509,8 +487,6 @@ def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str
 
 
 def _logs_command(args: argparse.Namespace) -> int:
-    from runlab.record.rundir import is_run_id
-
     if not is_run_id(args.run):
         raise UserError(
             f"{args.run!r} is not a run id: give the number of a run (see `runlab status`)"
@@ -550,9 +526,6 @@ def _logs_command(args: argparse.Namespace) -> int:
 
 
 def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
-    from runlab.record.rundir import RunDir
-    from runlab.sweep import ops
-
     run = RunDir(logs / str(run_id))
     offset = 0
     ended_at = None

@@ -18,10 +18,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from runlab.cli._logs import logs_from
 from runlab.cli.results import _logs_argument, _run, _where_argument, query_error
 from runlab.errors import UserError
+from runlab.results.query import QueryError
+from runlab.sweep import tune
 
 
 def configure_report(parser: argparse.ArgumentParser) -> None:
@@ -94,14 +97,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from runlab.results.query import QueryError
-    from runlab.results.report import (
-        NoRunsError,
-        ScopeError,
-        build_report,
-        select_runs,
-        write_report,
-    )
+    # runlab.results.report loads polars at its top: imported here, when a report is made,
+    # so that `runlab report --help` stays light.
+    from runlab.results import report as reports
 
     started = time.perf_counter()
     logs = logs_from(args).path
@@ -112,15 +110,32 @@ def _report(args: argparse.Namespace) -> int:
         clause = "info.study == " + repr(str(study))
         args.where = f"({args.where}) & {clause}" if args.where else clause
     try:
-        runs, scope = select_runs(logs, sweep=args.sweep, all_runs=args.all, where=args.where)
-    except ScopeError as exc:
+        runs, scope = reports.select_runs(
+            logs, sweep=args.sweep, all_runs=args.all, where=args.where
+        )
+    except reports.ScopeError as exc:
         raise UserError(str(exc), code=1) from None
     except QueryError as exc:
         raise query_error(exc) from None
+    report = _build(reports, args, runs, scope, logs)
+    if study:  # Optuna's figures on the page itself, and as files beside it below
+        report.study = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
+    written = reports.write_report(report, Path(args.out))
+    _notes(report, scope, logs, args.all)
+    _summary(report, scope, written, started)
+    if study:
+        for path in tune.write_plots(logs, study, Path(args.out)):
+            print(f"  {path}")
+    return 0
+
+
+def _build(reports: Any, args: argparse.Namespace, runs: Any, scope: dict, logs: Path) -> Any:
+    """The report of ``runs`` as the options ask (``reports``: runlab.results.report, which
+    the caller imports when a report is made); its errors as one line each."""
     metrics = _split(args.metric) or ["train.loss"]
     by = _split(args.by) if args.by else None
     try:
-        report = build_report(
+        return reports.build_report(
             runs,
             metrics,
             by,
@@ -131,18 +146,18 @@ def _report(args: argparse.Namespace) -> int:
             rank=args.rank,
             top=args.top,
         )
-    except NoRunsError as exc:
+    except reports.NoRunsError as exc:
         raise UserError(f"{exc} ({scope['text']} of {logs}); no report written", code=1) from None
     except QueryError as exc:
         raise query_error(exc, "") from None
     except ValueError as exc:  # a --rank that is not METRIC[:max|min]
         raise UserError(f"--{exc}") from None
-    if study:  # Optuna's figures on the page itself, and as files beside it below
-        from runlab.sweep import tune
 
-        report.study = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
-    written = write_report(report, Path(args.out))
-    if scope["outside"] and not args.all:  # with --all, only --where left them out
+
+def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
+    """What the report left out, on stderr: runs outside the scope, runs neither plotted
+    nor ranked, metrics some runs never logged."""
+    if scope["outside"] and not all_runs:  # with --all, only --where left them out
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")
         print(
             f"runlab: note: {scope['text']}: {scope['outside']} other run(s) of {logs} "
@@ -163,6 +178,10 @@ def _report(args: argparse.Namespace) -> int:
                 f"logged {metric}",
                 file=sys.stderr,
             )
+
+
+def _summary(report: Any, scope: dict, written: dict, started: float) -> None:
+    """The report's runs, groups, best run and files, on stdout."""
     best = report.best
     rank = report.rank["metric"]
     print(
@@ -175,9 +194,3 @@ def _report(args: argparse.Namespace) -> int:
     for png in written["pngs"]:
         print(f"  {png}")
     print(f"  {written['json']}")
-    if study:
-        from runlab.sweep import tune
-
-        for path in tune.write_plots(logs, study, Path(args.out)):
-            print(f"  {path}")
-    return 0

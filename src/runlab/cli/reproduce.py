@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_from, split_positional
+from runlab.record.files import read_yaml
+from runlab.results import reproduce
 from runlab.status import Status
 
 USAGE = {1: "runlab reproduce [--logs DIR] RUN_ID", 2: "runlab diff [--logs DIR] A B"}
@@ -39,8 +41,6 @@ def configure_reproduce(parser: argparse.ArgumentParser) -> None:
 def run_reproduce(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
-
-    from runlab.results import reproduce
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     _resolve(args)
@@ -79,9 +79,6 @@ def run_diff(args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.table import Table
-
-    from runlab.record.files import read_yaml
-    from runlab.results import reproduce
 
     out = Console(highlight=False)
     _resolve(args)

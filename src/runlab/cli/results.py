@@ -25,6 +25,7 @@ from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
 from runlab.logs import Logs, is_run_id
 from runlab.record.files import tail
+from runlab.results.query import QueryError, suggest
 from runlab.status import FAILING, Status, colour, names
 
 
@@ -125,8 +126,7 @@ def _warnings_to_stderr() -> Iterator[None]:
 
 
 def _reader(logs: Path, where: str | None) -> Any:
-    from runlab.results.query import QueryError
-    from runlab.results.reader import Reader
+    from runlab.results.reader import Reader  # polars: loaded when runs are read
 
     runs = Reader(logs)
     if where:
@@ -247,8 +247,6 @@ def _default_columns(runs: Any) -> list[str]:
 
 
 def _expand(runs: Any, patterns: list[str]) -> list[str]:
-    from runlab.results.query import QueryError, suggest
-
     known = runs.columns
     out: list[str] = []
     for pat in patterns:
@@ -276,8 +274,6 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from runlab.results.query import QueryError
-
     found = _logs_or_none(args)
     if found is None or (not args.where and not _has_runs(found)):
         logs = found or _default_logs()
@@ -337,7 +333,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- show
 def _record(logs: Path, run_id: int) -> dict[str, Any]:
-    from runlab.results.reader import NoSuchRun, read_run
+    from runlab.results.reader import NoSuchRun, read_run  # polars, as in _reader
 
     try:
         return read_run(logs, run_id)
@@ -363,9 +359,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.csv:
         import polars as pl
 
-        from runlab.results.reader import Reader
-
-        runs = Reader(logs).filter(pl.col("run_id") == int(run_arg))
+        runs = _reader(logs, None).filter(pl.col("run_id") == int(run_arg))
         _print_csv(runs.df)
         return 0
     import yaml
@@ -438,15 +432,7 @@ def _status(args: argparse.Namespace) -> int:
 
     found = _logs_or_none(args)
     if found is None or (not args.where and not _has_runs(found)):
-        logs = found or _default_logs()
-        if args.json:
-            _print_json(
-                {"logs": str(logs), "runs": 0, "counts": {}, "failing": [], "failing_total": 0}
-            )
-        elif args.csv:
-            print("status,runs")
-        else:
-            print(_no_runs(logs, None))
+        _print_no_status(found or _default_logs(), args)
         return 0
     logs = found
     runs = _reader(logs, args.where)
@@ -462,20 +448,7 @@ def _status(args: argparse.Namespace) -> int:
         .sort("runs", "info.status", descending=[True, False], nulls_last=True)
     )
     failing_rows = table.filter(pl.col("info.status").is_in(names(FAILING))).sort("run_id")
-    failing = []
-    for row in failing_rows.head(args.limit).iter_rows(named=True):
-        failing.append(
-            {
-                "run_id": row["run_id"],
-                "status": row["info.status"],
-                "error_type": row.get("info.error.type"),
-                "error_message": row.get("info.error.message"),
-                "problem": row.get("problem"),
-                "traceback": tail(
-                    logs / str(row["run_id"]) / "metadata" / "traceback.txt", args.lines
-                ),
-            }
-        )
+    failing = _failing(failing_rows.head(args.limit), logs, args.lines)
     if args.json:
         _print_json(
             {
@@ -496,26 +469,59 @@ def _status(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    _print_status(logs, len(runs), counts, failing, failing_rows.height)
+    return 0
+
+
+def _print_no_status(logs: Path, args: argparse.Namespace) -> None:
+    """``runlab status`` of a logs directory without runs, in the format asked."""
+    if args.json:
+        _print_json({"logs": str(logs), "runs": 0, "counts": {}, "failing": [], "failing_total": 0})
+    elif args.csv:
+        print("status,runs")
+    else:
+        print(_no_runs(logs, None))
+
+
+def _failing(rows: Any, logs: Path, lines: int) -> list[dict[str, Any]]:
+    """The failing runs of ``rows`` (a polars frame), each with its traceback's last lines."""
+    return [
+        {
+            "run_id": row["run_id"],
+            "status": row["info.status"],
+            "error_type": row.get("info.error.type"),
+            "error_message": row.get("info.error.message"),
+            "problem": row.get("problem"),
+            "traceback": tail(logs / str(row["run_id"]) / "metadata" / "traceback.txt", lines),
+        }
+        for row in rows.iter_rows(named=True)
+    ]
+
+
+def _print_status(
+    logs: Path, total: int, counts: Any, failing: list[dict[str, Any]], failing_total: int
+) -> None:
+    """The runs by status, then the failing ones with their errors (for a terminal)."""
     console = _console()
     parts = []
     for status, n in counts.iter_rows():
         name = status or Status.CORRUPT.value
         parts.append(f"[{colour(name)}]{name}[/] {n}")
-    console.print(f"[bold]{len(runs)} run(s)[/] in {logs}: " + "   ".join(parts))
-    if failing:
-        console.print(f"\n[bold]failing runs[/] ({failing_rows.height})")
-        for f in failing:
-            style = colour(f["status"])
-            head = f"  {f['run_id']:>5}  [{style}]{f['status']}[/]"
-            if f["error_type"] or f["error_message"]:
-                head += f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": ")
-            elif f["problem"]:
-                head += f"  {f['problem']}"
-            elif f["status"] == Status.LOST:
-                head += "  heartbeat stopped while RUNNING (killed, or its node died)"
-            console.print(head)
-            for line in f["traceback"]:
-                console.print("         " + line, style="dim", markup=False)
-        if failing_rows.height > len(failing):
-            console.print(f"  [dim]... and {failing_rows.height - len(failing)} more (--limit)[/]")
-    return 0
+    console.print(f"[bold]{total} run(s)[/] in {logs}: " + "   ".join(parts))
+    if not failing:
+        return
+    console.print(f"\n[bold]failing runs[/] ({failing_total})")
+    for f in failing:
+        style = colour(f["status"])
+        head = f"  {f['run_id']:>5}  [{style}]{f['status']}[/]"
+        if f["error_type"] or f["error_message"]:
+            head += f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": ")
+        elif f["problem"]:
+            head += f"  {f['problem']}"
+        elif f["status"] == Status.LOST:
+            head += "  heartbeat stopped while RUNNING (killed, or its node died)"
+        console.print(head)
+        for line in f["traceback"]:
+            console.print("         " + line, style="dim", markup=False)
+    if failing_total > len(failing):
+        console.print(f"  [dim]... and {failing_total - len(failing)} more (--limit)[/]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from runlab.cli._logs import add_logs_option, logs_value
 from runlab.cli._progress import wait
@@ -47,7 +48,6 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
     err = Console(stderr=True)
     # A bad task, override or launcher setting raises runlab's own error, which the CLI
@@ -61,6 +61,36 @@ def run_submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(sweep)
         return 0
+
+    _pin_code(sweep, args, err)
+    created = submission.create_runs(sweep)
+    try:
+        launched = submission.launch(sweep, created)
+    except Exception as exc:  # runlab.cli prints it in one line (exit 1)
+        raise UserError(
+            one_line(str(exc)),
+            todo=f"the {len(created.runs)} pre-created runs in {sweep.logs} "
+            "were marked FAILED with this reason",
+            code=1,
+        ) from exc
+    runs = launched.runs
+    first, last = runs[0].run_id, runs[-1].run_id
+    where = launched.record.launcher_name
+    ids = {h.job_id.split("_")[0] for h in launched.handles}
+    err.print(
+        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {where} "
+        f"(job {', '.join(sorted(ids))}) from commit {sweep.code.commit[:10]}"
+        f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
+        f"logs: {sweep.logs}   follow with: runlab status {sweep.logs}",
+        highlight=False,
+    )
+    return _wait(runs, launched.handles, err) if args.wait else 0
+
+
+def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> None:
+    """Refuse uncommitted changes unless ``--allow-dirty`` (or commit them, if the user says
+    so at the prompt); warn about untracked files too big to be copied with the code."""
+    from rich.markup import escape
 
     # Untracked files over the limits (a venv/ in the repository) are never copied into
     # the patch or the snapshot: say so in one line, with the .gitignore hint.
@@ -95,30 +125,11 @@ def run_submit(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
 
-    created = submission.create_runs(sweep)
-    try:
-        launched = submission.launch(sweep, created)
-    except Exception as exc:  # runlab.cli prints it in one line (exit 1)
-        raise UserError(
-            one_line(str(exc)),
-            todo=f"the {len(created.runs)} pre-created runs in {sweep.logs} "
-            "were marked FAILED with this reason",
-            code=1,
-        ) from exc
-    runs = launched.runs
-    first, last = runs[0].run_id, runs[-1].run_id
-    where = launched.record.launcher_name
-    ids = {h.job_id.split("_")[0] for h in launched.handles}
-    err.print(
-        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {where} "
-        f"(job {', '.join(sorted(ids))}) from commit {sweep.code.commit[:10]}"
-        f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
-        f"logs: {sweep.logs}   follow with: runlab status {sweep.logs}",
-        highlight=False,
-    )
-    if not args.wait:
-        return 0
-    failed = wait(runs, launched.handles)
+
+def _wait(runs: list[Any], handles: list[Any], err: Any) -> int:
+    """``--wait``: the progress bar until every run ends, then the runs that did not
+    complete (exit status 1) or that all did (0)."""
+    failed = wait(runs, handles)
     if failed:
         err.print(f"[red]{len(failed)} run(s) did not complete:[/]")
         for run in failed:

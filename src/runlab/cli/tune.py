@@ -9,6 +9,8 @@ from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.errors import UserError
+from runlab.sweep import tune
+from runlab.sweep.expand import task_spec
 
 
 def configure_tune(parser: argparse.ArgumentParser) -> None:
@@ -64,16 +66,12 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from runlab.sweep import tune
-
     if args.show:
         return _show(args)
     if not args.task:
         raise UserError("runlab tune needs a task script (e.g. tasks/train.py), or --show")
     preset: dict = {}
     if args.preset:
-        from runlab.sweep.expand import task_spec
-
         preset = tune.load_preset(args.preset, task_spec(args.task).config_dir)
     space_args = [f"{k}={v}" for k, v in (preset.get("params") or {}).items()]
     given = {a.split("=", 1)[0] for a in args.overrides if "=" in a}
@@ -114,8 +112,6 @@ def _logs(args: argparse.Namespace) -> Path:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from runlab.sweep import tune
-
     logs = _logs(args)
     data = tune.summary(logs, args.study, args.top)
     if args.plots:

@@ -193,58 +193,22 @@ def read_metric_files(
     last line is left out (and reported unless the run is still running).
     """
     out = Parsed()
+    parser = _BatchParser(out, stats)
     batch: list[tuple[int, bytes, int]] = []
     batch_bytes = 0
-    # Polars parses one batch (in its threads, without the GIL) while this thread
-    # reads the files of the next one.
-    parsing: threading.Thread | None = None
-    failed: list[BaseException] = []
-
-    def work(batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
-        try:
-            _read_batch(out, batch, keytypes, stats)
-        except BaseException as exc:  # re-raised in the reading thread
-            failed.append(exc)
-
-    def wait() -> None:
-        if parsing is not None:
-            parsing.join()
-        if failed:
-            raise failed[0]
-
-    def parse(batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
-        nonlocal parsing
-        wait()
-        parsing = threading.Thread(target=work, args=(batch, keytypes))
-        parsing.start()
-
     keytypes: dict[str, str | None] = {}
     twins: list[tuple[int, str, int, bool, str]] = []
     for run_id, path, live in items:
-        twin = None
+        name = os.path.basename(path)
         try:
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                if use_twins and st.st_size >= TWIN_MIN_BYTES:
-                    twin = _twin(path, st)
-                data = fh.read(st.st_size) if twin is None else b""
+            data, st, twin = _open(path, use_twins)
         except OSError as exc:
-            out.files[run_id] = {
-                "sig": None,
-                "rows": 0,
-                "problem": f"{os.path.basename(path)}: {first_line(exc)}",
-                "file": os.path.basename(path),
-            }
+            problem = f"{name}: {first_line(exc)}"
+            out.files[run_id] = {"sig": None, "rows": 0, "problem": problem, "file": name}
             continue
         if twin is not None:
             sig, rows, inc, schema = twin
-            out.files[run_id] = {
-                "sig": sig,
-                "rows": 0,
-                "problem": None,
-                "inc": True,
-                "file": os.path.basename(path),
-            }
+            out.files[run_id] = {"sig": sig, "rows": 0, "problem": None, "inc": True, "file": name}
             twins.append((run_id, path, rows, inc, schema))
             continue
         stats["metric_files_parsed"] += 1
@@ -253,54 +217,96 @@ def read_metric_files(
             "rows": 0,
             "problem": None,
             "inc": True,
-            "file": os.path.basename(path),
+            "file": name,
         }
         out.files[run_id] = record
         data, torn = split_torn(data)
         if torn.strip() and not live:
-            record["problem"] = f"{os.path.basename(path)}: half-written last line ignored"
+            record["problem"] = f"{name}: half-written last line ignored"
         if not data:
             continue
-        lines = _count(data, 10)
-        first = data[: data.find(b"\n")]
-        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
-        try:
-            a, b = orjson.loads(first), orjson.loads(last)
-        except orjson.JSONDecodeError:
-            a = b = None
-        simple = isinstance(a, dict) and isinstance(b, dict)
-        if simple:
-            merged = dict(keytypes)
-            for row in (a, b):
-                for k, v in row.items():
-                    t = _jtype(v)
-                    if t == "other" or not isinstance(k, str) or _SIMPLE_KEY & set(k):
-                        simple = False
-                    merged[k] = _merge_types(merged.get(k), t)
-            if RUN_ID in merged:
-                simple = False
-            if simple and "conflict" not in merged.values():
-                keytypes = merged
-            else:
-                simple = False
-        if not simple:
+        merged = _batch_keytypes(data, keytypes)
+        if merged is None:
             _read_one(out, run_id, data, record, stats)
             continue
-        batch.append((run_id, data, lines))
+        keytypes = merged
+        batch.append((run_id, data, _count(data, 10)))
         batch_bytes += len(data)
         if batch_bytes >= BATCH_BYTES:
-            parse(batch, keytypes)
+            parser.parse(batch, keytypes)
             batch, batch_bytes, keytypes = [], 0, {}
     if batch:
-        parse(batch, keytypes)
-    wait()
+        parser.parse(batch, keytypes)
+    parser.wait()
     failed = _read_twins(out, twins, stats) if twins else []
     if failed:
-        live = {r for r, _, lv in items if lv}
-        again = read_metric_files([(r, p, r in live) for r, p in failed], stats, use_twins=False)
+        live_ids = {r for r, _, lv in items if lv}
+        again = read_metric_files([(r, p, r in live_ids) for r, p in failed], stats, False)
         out.frames.extend(again.frames)
         out.files.update(again.files)
     return out
+
+
+def _open(path: str, use_twins: bool) -> tuple[bytes, os.stat_result, Any]:
+    """A metric file's bytes and stat, or (no bytes) its twin where one covers it as it is."""
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        twin = _twin(path, st) if use_twins and st.st_size >= TWIN_MIN_BYTES else None
+        data = fh.read(st.st_size) if twin is None else b""
+    return data, st, twin
+
+
+def _batch_keytypes(data: bytes, keytypes: dict[str, str | None]) -> dict[str, str | None] | None:
+    """The batch's key types merged with those of the file's first and last rows, or
+    ``None`` when the file must be read alone (rows that are not flat objects of plain
+    keys and JSON scalars, a ``run_id`` key, or a type that conflicts with the batch's)."""
+    first = data[: data.find(b"\n")]
+    last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
+    try:
+        a, b = orjson.loads(first), orjson.loads(last)
+    except orjson.JSONDecodeError:
+        return None
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return None
+    merged = dict(keytypes)
+    for row in (a, b):
+        for k, v in row.items():
+            t = _jtype(v)
+            if t == "other" or not isinstance(k, str) or _SIMPLE_KEY & set(k):
+                return None
+            merged[k] = _merge_types(merged.get(k), t)
+    if RUN_ID in merged or "conflict" in merged.values():
+        return None
+    return merged
+
+
+class _BatchParser:
+    """Polars parses one batch (in its threads, without the GIL) while the reading
+    thread reads the files of the next one; an error of the parse is raised by the next
+    :meth:`parse` or :meth:`wait`."""
+
+    def __init__(self, out: Parsed, stats: Counter[str]) -> None:
+        self.out = out
+        self.stats = stats
+        self.thread: threading.Thread | None = None
+        self.failed: list[BaseException] = []
+
+    def _work(self, batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
+        try:
+            _read_batch(self.out, batch, keytypes, self.stats)
+        except BaseException as exc:  # re-raised in the reading thread
+            self.failed.append(exc)
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.failed:
+            raise self.failed[0]
+
+    def parse(self, batch: list[tuple[int, bytes, int]], keytypes: dict[str, str | None]) -> None:
+        self.wait()
+        self.thread = threading.Thread(target=self._work, args=(batch, keytypes))
+        self.thread.start()
 
 
 def _read_batch(

@@ -4,7 +4,9 @@
 (b) no upward imports: leaves (``status``, ``errors``, ``logs``) <- ``record`` <- ``sweep``
     <- ``results`` <- the ``runlab`` facade and ``doctor`` <- ``cli``;
 (c) no imports of runlab's own modules inside functions (heavy third-party ones are fine);
-(d) no function over ``MAX_LINES`` lines.
+(d) no function over ``MAX_LINES`` lines;
+(e) a class's instance attributes are all set in ``__init__`` (or declared in its body, as a
+    dataclass's fields are), never first in another method.
 
 Every import statement counts: at module top, inside functions and classes, ``import x``,
 ``from x import y``, relative imports, and ``from package import submodule`` (an edge to the
@@ -73,6 +75,14 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
 
 # Functions over MAX_LINES lines: "module.Class.function".
 ALLOWED_LONG: dict[str, str] = {}
+
+# Instance attributes first set outside __init__: "module.Class.attribute".
+ALLOWED_LATE_ATTRIBUTES: dict[str, str] = {
+    "runlab.record.logger.RunLogger._started": (
+        "record/logger.py is being reworked for fork and thread safety on another branch: "
+        "set it in __init__ there"
+    ),
+}
 
 
 # ---------------------------------------------------------------- reading the source
@@ -420,12 +430,97 @@ def test_no_long_functions(source: tuple[list[Import], list[Function]]) -> None:
     )
 
 
+_SETUP = ("__init__", "__post_init__", "__setstate__", "__new__")
+
+
+def _self_attributes(targets: list[ast.expr]) -> Iterator[str]:
+    """The names ``self.NAME`` that assignment targets bind (``self.a, self.b = ...``; not
+    ``self.a.b = ...``, which changes the object in ``self.a``)."""
+    for target in targets:
+        if isinstance(target, ast.Tuple | ast.List):
+            yield from _self_attributes(list(target.elts))
+        elif isinstance(target, ast.Starred):
+            yield from _self_attributes([target.value])
+        elif (
+            isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+        ):
+            yield target.attr
+
+
+def late_attributes(package: Path) -> dict[str, list[str]]:
+    """``module.Class.attr`` -> where: the attributes of ``self`` first assigned in a method
+    other than ``__init__`` (``__post_init__``, ``__setstate__``), and declared nowhere in the
+    class body."""
+    found: dict[str, list[str]] = {}
+    for module, path in _modules(package).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+            declared = {
+                stmt.target.id
+                for stmt in cls.body
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+            }
+            late: dict[str, int] = {}
+            for method in cls.body:
+                if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for node in ast.walk(method):
+                    if isinstance(node, ast.Assign):
+                        targets = node.targets
+                    elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+                        targets = [node.target]
+                    else:
+                        continue
+                    for attr in _self_attributes(targets):
+                        if method.name in _SETUP:
+                            declared.add(attr)
+                        else:
+                            late.setdefault(attr, node.lineno)
+            for attr, line in sorted(late.items()):
+                if attr not in declared:
+                    where = f"{path.relative_to(package.parent.parent)}:{line}"
+                    found.setdefault(f"{module}.{cls.name}.{attr}", []).append(where)
+    return found
+
+
+def test_late_attributes_are_seen(tmp_path: Path) -> None:
+    """The attribute rule itself: set in ``__init__`` or declared in the body is fine; set
+    first in another method is found, wherever that method stands in the class."""
+    pkg = tmp_path / "runlab"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text(
+        "class A:\n"
+        "    x: int\n"
+        "    def go(self):\n"
+        "        self.x = self.y = self.z = 1\n"
+        "        self.w.v, (self.u, _) = 1, (2, 3)\n"
+        "    def __init__(self):\n"
+        "        self.y = 0\n"
+    )
+    assert set(late_attributes(pkg)) == {"runlab.m.A.z", "runlab.m.A.u"}
+
+
+def test_state_is_set_in_init() -> None:
+    _check(
+        late_attributes(PACKAGE),
+        ALLOWED_LATE_ATTRIBUTES,
+        "is first set outside __init__",
+        "set it in __init__ (None or empty until it is known), so that a class's state is "
+        "read in one place",
+        "ALLOWED_LATE_ATTRIBUTES",
+    )
+
+
 def test_allow_lists_give_reasons() -> None:
     for name, allowed in (
         ("ALLOWED_CYCLES", ALLOWED_CYCLES),
         ("ALLOWED_UPWARD", ALLOWED_UPWARD),
         ("ALLOWED_FUNCTION_IMPORTS", ALLOWED_FUNCTION_IMPORTS),
         ("ALLOWED_LONG", ALLOWED_LONG),
+        ("ALLOWED_LATE_ATTRIBUTES", ALLOWED_LATE_ATTRIBUTES),
     ):
         for key, reason in allowed.items():
             assert reason.strip(), f"{name}[{key!r}] gives no reason: say why it is needed"
@@ -456,6 +551,9 @@ def summary(package: Path) -> str:
     long = sorted(long_functions(functions), key=lambda f: -f.lines)
     lines.append(f"functions over {MAX_LINES} lines: {len(long)}")
     lines += [f"  {f.lines:4d} {f.qualname} ({_path(f.module)}:{f.line})" for f in long]
+    late = late_attributes(package)
+    lines.append(f"instance attributes first set outside __init__: {len(late)}")
+    lines += [f"  {key} ({', '.join(where)})" for key, where in sorted(late.items())]
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ MEANING: dict[Status, str] = {
 
 # Ended, and nothing changes it on its own: only a new attempt (`runlab retry`, or the
 # task rerun with runlab.run_id=N) writes it again. TIMEOUT is not in it: a SLURM job is
-# requeued after it (a local run is not, which `launcher.wait` knows).
+# requeued after it (a local run is not, which `runlab.cli._progress.wait` knows).
 FINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.INTERRUPTED, Status.PRUNED})
 # No process works on the run any more (final, or its job is gone): it changes only by a retry.
 SETTLED = FINAL | {Status.LOST}

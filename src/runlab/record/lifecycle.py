@@ -227,8 +227,15 @@ class RunSession:
         command: list[str] | None = None,
         logs: Path | str | None = None,
         announce: Any = None,
+        trial: bool | None = None,
     ) -> None:
-        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``."""
+        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``.
+
+        ``trial``: the run is a trial of ``runlab tune`` (``None``: when ``RUNLAB_TRIAL``
+        is set, which the session then takes out of ``os.environ``: it was this run's)."""
+        if trial is None:
+            trial = bool(os.environ.pop(TRIAL_ENV, None))
+        self.trial = trial
         self.command = command or [sys.executable, *sys.argv]
         if run is None and logs is None:
             raise TypeError("RunSession needs a run directory or a logs directory")
@@ -275,7 +282,7 @@ class RunSession:
             self._write_env()
             # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
             self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)
-            if os.environ.get(TRIAL_ENV):  # a trial of `runlab tune`: report, maybe prune
+            if self.trial:  # a trial of `runlab tune`: report, maybe prune
                 attach(self.logger, self._info)
             self._beat = threading.Thread(
                 target=self._heartbeat, name="runlab-heartbeat", daemon=True

@@ -51,7 +51,7 @@ from runlab.record.logger import RunLogger
 from runlab.record.rundir import RunDir, allocate, live_holder
 from runlab.status import Status
 
-TASK = '''
+TASK = """
 import os, signal, subprocess, sys, threading, time
 import multiprocessing as mp
 import runlab
@@ -154,7 +154,7 @@ def main(ctx):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 # (model, event): (the run's status, the child's exit code printed, or None)
 MATRIX = {
@@ -270,7 +270,7 @@ def test_a_task_started_by_a_job_is_its_own_run(task: Path, tmp_path: Path, case
     outer = task
     if case == "run_dir":
         made = RunDir(allocate(logs)[0]).create()
-        made.update_info(run_id=made.run_id, status=Status.QUEUED)
+        made.update_info(run_id=made.run_id, status="QUEUED")
         env["RUNLAB_RUN_DIR"] = str(made.path)
     if case == "code_snapshot":  # the job's snapshot holds its task, not the inner one
         snapshot = tmp_path / "snapshot"
@@ -333,7 +333,7 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 from runlab.record.logger import RunLogger
 
-with RunLogger(sys.argv[1], config={}) as logger:
+with RunLogger(sys.argv[1]) as logger:  # made by hand: it writes the record
     for step in range(3):
         for k in range(300):
             logger.log_metrics({"v": step * k}, name=f"m{k}")
@@ -368,7 +368,7 @@ def test_a_forked_child_neither_writes_nor_ends_a_logger_made_by_hand(tmp_path: 
     """A logger made by hand (it writes the run's record itself): a child forked from
     its process that closes it, or leaves its ``with`` block raising, changes nothing."""
     run_dir = tmp_path / "run"
-    with RunLogger(run_dir, config={}) as logger:
+    with RunLogger(run_dir) as logger:  # made by hand: it writes the run's record
         for i in range(50):
             logger.log_metrics({"x": i})
         pid = os.fork()

@@ -56,6 +56,26 @@ files are moved to ``metrics/.previous/<attempt>/``, so no step is there twice.
 (:meth:`RunDir.acquire`: ``RunBusyError`` while another live process writes the
 run) until :meth:`close`; inside a run session the session holds it.
 
+**Threads.** A logger may be shared by threads: a row's step (when not given),
+its time and its place in the file are taken under one lock, so logger-assigned
+steps are unique and increase in the file's order.
+
+**Forked children.** Only the run's own process writes the run. In a child made
+by ``os.fork()`` (multiprocessing's fork and forkserver start methods, a pool,
+DataLoader workers), told by ``os.register_at_fork``, the logger is not the
+writer: ``log_metrics``, ``log_checkpoint``, ``log_artifact`` and ``flush``
+raise :class:`ForkedChildError` (send the values to the parent, e.g. as a pool's
+results or through a ``multiprocessing.Queue``, and log them there); ``close``
+and ``__exit__`` do nothing, so a child never ends the run; the rows buffered at
+the fork are dropped in the child (the parent writes them); the child's copies
+of the open files and of the run's lock are closed.
+
+**Open files.** At most :data:`MAX_OPEN_FILES` metrics files are open at once (a
+quarter of the file-descriptor limit when that is lower): the least recently
+written is closed to open another, and reopened in append mode, its tail
+repaired, when written again. The number of metric names is not bounded by the
+limit on open files.
+
 **Full disk.** When a write fails (``ENOSPC``, ``EDQUOT``, ``EIO``…) the file is
 cut back to its last complete line and the rows not written stay in memory, in
 order. The next ``log_metrics`` or ``log_checkpoint`` call raises

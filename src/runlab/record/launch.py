@@ -309,7 +309,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             command=_COMMAND,
             logs=logs,
             announce=announce,
-            trial=TRIAL_ENV in job_env,
+            trial=bool(job_env.get(TRIAL_ENV)),
         )
         with session as s:
             assert s.logger is not None and s.run is not None

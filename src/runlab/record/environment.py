@@ -422,14 +422,26 @@ def work_tree_changes(
     return changes
 
 
+def _in_snapshot(path: Path) -> bool:
+    """Whether ``path`` is inside ``$RUNLAB_CODE_SNAPSHOT`` (or no snapshot is named)."""
+    snapshot = os.environ.get(CODE_SNAPSHOT_ENV)
+    if not snapshot:
+        return True
+    try:
+        return Path(path).resolve().is_relative_to(Path(snapshot).resolve())
+    except OSError:
+        return False
+
+
 def git_record(path: Path) -> tuple[dict[str, Any], bytes | None, list[str]]:
     """The ``git`` part of the record, the patch of a dirty tree, and what could not be recorded.
 
     A job started by ``runlab submit`` (or ``runlab reproduce``) runs from a code
     snapshot: its code version comes from the ``RUNLAB_CODE_*`` variables, and its patch
-    was written by the submission.
+    was written by the submission. They describe the snapshot: a task whose code is
+    elsewhere (one that the job's task starts, from another folder) records its own.
     """
-    if os.environ.get(CODE_COMMIT_ENV):
+    if os.environ.get(CODE_COMMIT_ENV) and _in_snapshot(path):
         state: dict[str, Any] = {
             "commit": os.environ[CODE_COMMIT_ENV],
             "branch": os.environ.get(CODE_BRANCH_ENV) or None,

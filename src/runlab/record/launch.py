@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runlab.logs import default_path
+from runlab.logs import LOGS_ENV, default_path
 from runlab.record import distributed
 from runlab.record import logger as _logger
 from runlab.record.lifecycle import (
@@ -42,6 +42,7 @@ from runlab.record.rundir import (
     run_dir_from_env,
 )
 from runlab.record.stops import Interrupted
+from runlab.record.trial import TRIAL_ENV
 
 DEBUG_ENV = "RUNLAB_DEBUG"
 
@@ -239,11 +240,26 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def resolve_run_dir(config: dict[str, Any]) -> tuple[RunDir | None, Path]:
+def take_job_env() -> dict[str, str]:
+    """Take the variables set for this process alone out of ``os.environ``.
+
+    ``RUNLAB_RUN_DIR`` (the run ``runlab submit`` or ``reproduce`` made for this job)
+    and ``RUNLAB_TRIAL`` (this job is a trial of ``runlab tune``) are meant for the
+    task process they were set for, not for a task it starts in turn (a subprocess
+    running another task): that one is a run of its own, which it could not be with
+    them (refused as a second writer of this run, or taken for a trial). Returns the
+    values taken (absent: not set)."""
+    return {name: os.environ.pop(name) for name in (RUN_DIR_ENV, TRIAL_ENV) if name in os.environ}
+
+
+def resolve_run_dir(
+    config: dict[str, Any], run_dir: str | None = None
+) -> tuple[RunDir | None, Path]:
     """The run directory a job writes to (pre-allocated or reopened; ``None``: a new one)
-    and its logs directory. Raises :class:`RunDirError` for a run id that is not a run."""
-    if os.environ.get(RUN_DIR_ENV):
-        run = run_dir_from_env(os.environ[RUN_DIR_ENV])
+    and its logs directory. ``run_dir``: the value of ``RUNLAB_RUN_DIR`` taken for this
+    job (:func:`take_job_env`). Raises :class:`RunDirError` for a run id that is not a run."""
+    if run_dir:
+        run = run_dir_from_env(run_dir)
         return run, run.path.parent
     section = config.get("runlab") or {}
     logs = Path(section.get("logs") or default_path())
@@ -273,13 +289,17 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     session: RunSession | None = None
     dist: distributed.Dist | None = None
     ended_well = False
+    job_env = take_job_env()  # this job's own: a task it starts is a run of its own
+    logs_before = os.environ.get(LOGS_ENV)
     try:
         dist = distributed.setup()  # torchrun's / SLURM's ranks; ranks > 0 leave the record to 0
         if not dist.is_main:
             result = distributed.run_peer(task_fn, functools.partial(Context, cfg, dist=dist), dist)
             ended_well = True
             return result
-        run, logs = resolve_run_dir(container)
+        run, logs = resolve_run_dir(container, job_env.get(RUN_DIR_ENV))
+        # A task this one starts (a subprocess) writes its own run in the same logs directory.
+        os.environ[LOGS_ENV] = str(logs)
         session = RunSession(
             run,
             container,
@@ -289,6 +309,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             command=_COMMAND,
             logs=logs,
             announce=announce,
+            trial=bool(job_env.get(TRIAL_ENV)),
         )
         with session as s:
             assert s.logger is not None and s.run is not None
@@ -319,5 +340,9 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         todo = f"; free space, then resume it with runlab.run_id={run.run_id}" if run else ""
         raise _fail(f"{where}{exc}; the run is marked FAILED{todo}", 1) from None
     finally:
+        if logs_before is None:
+            os.environ.pop(LOGS_ENV, None)
+        else:
+            os.environ[LOGS_ENV] = logs_before
         if dist is not None:
             dist.teardown(wait=ended_well)  # every rank leaves the group before it exits

@@ -11,6 +11,17 @@ the process at once; while it is being made and its first ``info`` record
 written they wait; from then on they end the run with its status written.
 A run directory is born with its ``info`` record (``allocate(info=...)``), so no
 signal, not even ``kill -9``, leaves one without it.
+
+**Forked children.** Only the process that opened the run writes it. A child made by
+``os.fork()`` (and so by multiprocessing's fork and forkserver start methods, and
+DataLoader workers) is told at the fork (``os.register_at_fork``): runlab's stop
+handlers are put back to what they were before runlab (a terminated pool worker
+just ends), its logger refuses to log (:class:`runlab.record.logger.ForkedChildError`)
+and drops the rows the parent had buffered, and a child that leaves the run's
+``with`` block (returns, raises, ``sys.exit``) exits there, with the code Python
+would give it (0; 1 and its traceback on stderr; ``sys.exit``'s code), as
+multiprocessing's children do: the run's status, and whatever follows the block
+(Hydra's next job of a sweep), belong to the parent.
 """
 
 from __future__ import annotations
@@ -22,10 +33,11 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import orjson
 
@@ -161,6 +173,40 @@ def restore_stop_handlers() -> None:
     _Guard.pending = None
 
 
+def _after_fork_in_child() -> None:
+    """A forked child is not the run's process: runlab's stop handlers, and the sessions
+    open in the parent, are not its own (see the module's docstring)."""
+    if _Guard.installed:
+        try:
+            restore_stop_handlers()
+        except (ValueError, OSError):  # not the main thread: leave them, but disarmed
+            _Guard.installed = False
+    _Guard.defer = _Guard.stopping = False
+    _Guard.pending = None
+    for session in list(_SESSIONS):
+        session._forked = True
+
+
+def _end_forked_child(exc: BaseException | None, tb: Any) -> NoReturn:
+    """End a forked child that left the run's ``with`` block, as Python would end it."""
+    code: int = 0
+    if isinstance(exc, SystemExit):
+        if isinstance(exc.code, int):
+            code = exc.code
+        elif exc.code is not None:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    elif exc is not None:
+        traceback.print_exception(type(exc), exc, tb)
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
+
+
 def _raise_pending() -> None:
     signum, _Guard.pending = _Guard.pending, None
     if signum is not None:
@@ -181,8 +227,15 @@ class RunSession:
         command: list[str] | None = None,
         logs: Path | str | None = None,
         announce: Any = None,
+        trial: bool | None = None,
     ) -> None:
-        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``."""
+        """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``.
+
+        ``trial``: the run is a trial of ``runlab tune`` (``None``: when ``RUNLAB_TRIAL``
+        is set, which the session then takes out of ``os.environ``: it was this run's)."""
+        if trial is None:
+            trial = bool(os.environ.pop(TRIAL_ENV, None))
+        self.trial = trial
         self.command = command or [sys.executable, *sys.argv]
         if run is None and logs is None:
             raise TypeError("RunSession needs a run directory or a logs directory")
@@ -200,6 +253,7 @@ class RunSession:
         self._started = 0.0
         self._info: dict[str, Any] = {}
         self._opened = False
+        self._forked = False  # set in a child forked from this process: not the run's writer
         self._announce = announce
 
     # ----------------------------------------------------------------- start
@@ -228,7 +282,7 @@ class RunSession:
             self._write_env()
             # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
             self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)
-            if os.environ.get(TRIAL_ENV):  # a trial of `runlab tune`: report, maybe prune
+            if self.trial:  # a trial of `runlab tune`: report, maybe prune
                 attach(self.logger, self._info)
             self._beat = threading.Thread(
                 target=self._heartbeat, name="runlab-heartbeat", daemon=True
@@ -274,6 +328,7 @@ class RunSession:
             info = run.read_info()
             self._info = run.update_info(run_id=run.run_id, **self._fields(info))
         self._opened = True
+        _SESSIONS.add(self)
         if self._announce is not None:
             self._announce(self.run)
         self.run.reserve_space()
@@ -319,6 +374,8 @@ class RunSession:
 
     # ------------------------------------------------------------------- end
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if self._forked:  # a forked child leaves the run's block: it ends here, the run goes on
+            _end_forked_child(exc, tb)
         run = self.run
         if run is None or not self._opened:
             return False
@@ -390,6 +447,12 @@ class RunSession:
         )
         run.release_reserve()
         return close_error
+
+
+# The run sessions of this process, told by os.register_at_fork when it forks a child.
+_SESSIONS: weakref.WeakSet[RunSession] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _write_on_full_disk(run: RunDir, path: Path, data: bytes) -> None:

@@ -56,6 +56,26 @@ files are moved to ``metrics/.previous/<attempt>/``, so no step is there twice.
 (:meth:`RunDir.acquire`: ``RunBusyError`` while another live process writes the
 run) until :meth:`close`; inside a run session the session holds it.
 
+**Threads.** A logger may be shared by threads: a row's step (when not given),
+its time and its place in the file are taken under one lock, so logger-assigned
+steps are unique and increase in the file's order.
+
+**Forked children.** Only the run's own process writes the run. In a child made
+by ``os.fork()`` (multiprocessing's fork and forkserver start methods, a pool,
+DataLoader workers), told by ``os.register_at_fork``, the logger is not the
+writer: ``log_metrics``, ``log_checkpoint``, ``log_artifact`` and ``flush``
+raise :class:`ForkedChildError` (send the values to the parent, e.g. as a pool's
+results or through a ``multiprocessing.Queue``, and log them there); ``close``
+and ``__exit__`` do nothing, so a child never ends the run; the rows buffered at
+the fork are dropped in the child (the parent writes them); the child's copies
+of the open files and of the run's lock are closed.
+
+**Open files.** At most :data:`MAX_OPEN_FILES` metrics files are open at once (a
+quarter of the file-descriptor limit when that is lower): the least recently
+written is closed to open another, and reopened in append mode, its tail
+repaired, when written again. The number of metric names is not bounded by the
+limit on open files.
+
 **Full disk.** When a write fails (``ENOSPC``, ``EDQUOT``, ``EIO``…) the file is
 cut back to its last complete line and the rows not written stay in memory, in
 order. The next ``log_metrics`` or ``log_checkpoint`` call raises
@@ -75,11 +95,13 @@ import operator
 import os
 import pickle
 import re
+import resource
 import shutil
 import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
@@ -101,6 +123,7 @@ _RESERVED_KEYS = frozenset(("run_id", "time"))
 _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _AUTO = object()  # "no step given": the next one of the file
 _CLOSED = object()  # marks a closed logger in _fault
+_CHILD = object()  # marks, in _fault, the logger as a forked child process sees it
 _INT64 = (-(2**63), 2**63)
 _RANK_FILE = re.compile(r"\.rank(\d+)\Z")  # metrics/<name>.rank<k>.jsonl: all_ranks=True
 
@@ -111,6 +134,15 @@ class MetricsError(UserError, TypeError, ValueError):
 
 class RecordWriteError(OSError):
     """Rows or a checkpoint could not be written to the run directory (full disk, I/O error)."""
+
+
+class ForkedChildError(UserError, RuntimeError):
+    """A logging call in a child process forked from the run's process (see the module)."""
+
+
+# At most this many metrics files are kept open at once (least recently written closed
+# first): the number of metric names is not bounded by the file-descriptor limit.
+MAX_OPEN_FILES = 128
 
 
 def _check_key(key: Any, name: str) -> None:
@@ -283,8 +315,11 @@ class RunLogger:
         self._resume_steps()
         self._stop = threading.Event()
         self._closed = False
+        self._pid = os.getpid()  # the run's writer; a forked child is not (see _in_child)
+        self._max_open = _max_open_files()
         self._flusher = threading.Thread(target=self._flush_loop, name="runlab-flush", daemon=True)
         self._flusher.start()
+        _LIVE.add(self)
 
     rank = 0  # runlab.record.distributed: the rank whose logger this is (PeerLogger for ranks > 0)
     writes_record = True  # the run's writer (PeerLogger: rank 0 is, in another process)
@@ -334,22 +369,24 @@ class RunLogger:
                 value = _scalar(name, key, value)
             row[key] = value
         s = row["step"]
-        if s is _AUTO:
-            s = row["step"] = self._next_step.get(name, 0)
-        elif type(s) is not int or s is not step or not -(2**63) <= s < 2**63:
+        if s is not _AUTO and (type(s) is not int or s is not step or not -(2**63) <= s < 2**63):
             s = row["step"] = self._resolve_step(s, step, name)
-        row["time"] = time.time()
-        try:
-            line = orjson.dumps(row, option=_APPEND_NEWLINE)
-        except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate: say which key
-            raise _explain(row, name, exc) from None
+        # The step is taken, the row encoded and buffered under one lock: threads logging
+        # to one file get distinct steps, in the file's order.
         with self._lock:
+            if s is _AUTO:
+                s = row["step"] = self._next_step.get(name, 0)
+            row["time"] = time.time()
+            try:
+                line = orjson.dumps(row, option=_APPEND_NEWLINE)
+            except TypeError as exc:  # an integer beyond 64 bits, a lone surrogate: which key
+                raise _explain(row, name, exc) from None
             buf = self._buffers.get(name)
             if buf is None:
                 check_name(name, "log_metrics(name=)")
                 buf = self._buffers[name] = []
             buf.append(line)
-        self._next_step[name] = s + 1
+            self._next_step[name] = s + 1
         if self.on_row is not None:
             self.on_row(name, s, row)
 
@@ -374,11 +411,42 @@ class RunLogger:
         fault = self._fault
         if fault is _CLOSED:
             raise ValueError(f"the logger of {self.run.path} is closed; nothing more is recorded")
+        if fault is _CHILD:
+            raise ForkedChildError(
+                f"process {os.getpid()} was forked from process {self._pid}, which writes run "
+                f"{self.run.run_id} ({self.run.path}): only the run's own process writes its "
+                "record, so a child process cannot log; send the values back to the parent "
+                "(a Pool's results, a multiprocessing Queue) and log them there"
+            )
         self._fault = None
         raise fault
 
+    def _in_child(self) -> None:
+        """In a child forked from the logger's process (``os.fork``, multiprocessing's
+        fork and forkserver, DataLoader workers): this logger is not the run's writer.
+
+        The rows buffered at the fork are the parent's to write: dropped here. The
+        child's copies of the open files and of the run's lock are closed (the parent's
+        stay open), and every later logging call raises :class:`ForkedChildError`;
+        ``close`` and ``__exit__`` do nothing, so the child never ends the run."""
+        self._lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._buffers = {}
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = {}
+        self._fault = _CHILD
+        self._closed = True
+        self._resuming = self._start_over = False  # never cut or move the parent's files
+        self._owns_record = self._holds_lock = False
+        self._stop = threading.Event()
+        self._stop.set()
+        self.run.after_fork_in_child()
+
     def flush(self) -> None:
         """Write every buffered row to disk now (raises :class:`RecordWriteError` on failure)."""
+        if self._fault is _CHILD:
+            self._raise_fault()
         with self._lock:
             self._flush_locked()
 
@@ -402,6 +470,9 @@ class RunLogger:
             fd = self._fds.get(name)
             if fd is None:
                 fd = self._open(name, path)
+            elif len(self._fds) > 1:  # the most recently written last: closed last
+                del self._fds[name]
+                self._fds[name] = fd
             view = memoryview(data)
             while written < len(data):
                 n = os.write(fd, view[written:])
@@ -438,7 +509,17 @@ class RunLogger:
     def _open(self, name: str, path: Path) -> int:
         """Open ``path`` for appending; cut a torn last line left by an earlier crash."""
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
+        while len(self._fds) >= self._max_open:  # close the least recently written
+            os.close(self._fds.pop(next(iter(self._fds))))
+        try:
+            fd = os.open(path, flags, 0o666)  # the umask decides, as for every record file
+        except OSError as exc:  # the process's other files took the rest: close ours, retry
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._fds:
+                raise
+            for other in self._fds.values():
+                os.close(other)
+            self._fds.clear()
+            fd = os.open(path, flags, 0o666)
         try:
             size = metricsfile.repair_tail(fd)
         except BaseException:
@@ -532,6 +613,8 @@ class RunLogger:
         """
         if name is not None:
             check_name(name, "log_artifact(name=)")
+        if self._fault is _CHILD:
+            self._raise_fault()
         if isinstance(obj, (str, os.PathLike)):
             src = Path(obj)
             if name is None:
@@ -731,6 +814,32 @@ class RunLogger:
         return self.run.artifacts
 
 
+def _max_open_files() -> int:
+    """How many metrics files a logger keeps open: :data:`MAX_OPEN_FILES`, or a quarter
+    of the process's file-descriptor limit when that is lower (at least 4)."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return MAX_OPEN_FILES
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN_FILES
+    return max(4, min(MAX_OPEN_FILES, soft // 4))
+
+
+# The loggers alive in this process, told by os.register_at_fork when it forks a child.
+_LIVE: weakref.WeakSet[RunLogger] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for live in list(_LIVE):
+        with contextlib.suppress(Exception):
+            live._in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _torch() -> Any:
     """``torch``, or ``None`` where it is not installed.
 
@@ -836,4 +945,4 @@ def _load(path: Path, **kwargs: Any) -> Any:
     return torch.load(path, **kwargs)
 
 
-__all__ = ["MetricsError", "RecordWriteError", "RunLogger"]
+__all__ = ["ForkedChildError", "MetricsError", "RecordWriteError", "RunLogger"]

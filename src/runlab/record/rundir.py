@@ -16,6 +16,7 @@ Layout (the interface between writers and readers, documented in the README)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import getpass
 import os
@@ -511,6 +512,16 @@ class RunDir:
         """Give up the lock taken by :meth:`acquire` (idempotent)."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def after_fork_in_child(self) -> None:
+        """In a child forked from the writer: close the child's copy of the lock's
+        descriptor (the lock stays the parent's: it holds its own copy) and take a fresh
+        thread lock (a thread of the parent may have held this one at the fork)."""
+        self._lock = threading.Lock()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
             self._lock_fd = None
 
     def _busy(self, holder: dict[str, Any]) -> RunBusyError:

@@ -157,8 +157,17 @@ def test_6_a_damaged_sweep_record(project: Path) -> None:
     sweeps = project / "logs/.sweeps"
     sweeps.mkdir()
     (sweeps / "20261205-101500-1.json").write_text('{"sweep_id": "20261205-1015')
+    # Hand-edited: valid JSON, a field of the wrong type.
+    (sweeps / "20261205-101600-2.json").write_text(json.dumps({"sweep_id": "x", "runs": "1,2"}))
+    studies = project / "logs/.studies"
+    studies.mkdir()
+    (studies / "s.journal").write_bytes(b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n')
+    (studies / "fine.journal").write_bytes(b'{"op_code": 0}\n{"op_co')  # a write under way
     code, out = _verify(project)
     assert code == 1 and _named(out, 6, ".sweeps/20261205-101500-1.json"), out
+    assert _named(out, 6, ".sweeps/20261205-101600-2.json"), out
+    assert _named(out, 6, ".studies/s.journal") and "line 2" in out, out
+    assert not _named(out, 6, ".studies/fine.journal"), out
 
 
 def test_7_torn_temporaries_and_linked_runs(project: Path) -> None:
@@ -205,7 +214,7 @@ def test_every_invariant_is_planted_by_a_test() -> None:
 
 def test_json_and_one_line_per_violation(project: Path) -> None:
     _edit_info(project, 1, status="DONE\x1b[31m")
-    code, out = _verify(project)
+    _, out = _verify(project)
     assert "\x1b" not in out  # user text never reaches the terminal as control characters
     proc = runlab_cli(project, "verify", "--json", "--logs", str(project / "logs"), check=False)
     data = json.loads(proc.stdout)

@@ -12,16 +12,21 @@ A value is a secret when
   (``https://user:token@host``), or a token of a known form (GitHub, Hugging Face,
   OpenAI, Weights & Biases, AWS, Slack, a JSON web token).
 
+- or its value is the value of an environment variable whose name names a
+  credential (``WANDB_API_KEY``, ``HF_TOKEN``...), wherever it appears: so a key
+  resolved into the config by ``${oc.env:WANDB_API_KEY}`` is caught under any key.
+
 Add your own key names with ``RUNLAB_SECRET_KEYS`` (comma-separated parts, e.g.
-``RUNLAB_SECRET_KEYS=hub_login,mytoken``). ``runlab verify`` reports every
-secret it finds in a record; the writers use :func:`redact` to keep them out.
+``RUNLAB_SECRET_KEYS=hub_login,mytoken``). Every record runlab writes
+(``runlab.record.files.write_record``, the sweep record, tracebacks) goes through
+:func:`redact`; ``runlab verify`` reports any secret still found in a record.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 REDACTED = "***"
@@ -52,6 +57,17 @@ def _extra_parts() -> frozenset[str]:
     return frozenset(p.strip().lower() for p in raw.split(",") if p.strip())
 
 
+def env_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The values of the environment's credential variables (named as :func:`secret_key`
+    says), at least :data:`MIN_SECRET_LEN` long: redacted wherever they appear."""
+    environ = os.environ if environ is None else environ
+    return frozenset(
+        v
+        for k, v in environ.items()
+        if len(v) >= MIN_SECRET_LEN and secret_key(k) and v != REDACTED
+    )
+
+
 def secret_key(key: object) -> bool:
     """Whether a key or variable name names a credential (see the module)."""
     if not isinstance(key, str):
@@ -66,9 +82,13 @@ def secret_key(key: object) -> bool:
 
 def secret_value(value: object) -> bool:
     """Whether a text holds a credential whatever its key: a URL with a password, a token."""
-    if not isinstance(value, str) or len(value) < MIN_SECRET_LEN:
+    if not isinstance(value, str):
         return False
-    if _URL_PASSWORD.search(value):
+    if any(m.group(2) != REDACTED for m in _URL_PASSWORD.finditer(value)):
+        return True  # a password in a URL, however short (an already redacted one is not)
+    if len(value) < MIN_SECRET_LEN:
+        return False
+    if any(v in value for v in env_values()):
         return True
     # A bare 40-hex key (W&B's) looks like a git commit: it counts only under a secret key.
     return _TOKENS.search(value) is not None
@@ -109,8 +129,11 @@ def _assignment_secret(text: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with the password of any URL and every known token replaced by ``***``."""
+    """``text`` with the password of any URL, the value of every credential variable of the
+    environment and every known token replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+    for value in sorted(env_values(), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
     return _TOKENS.sub(REDACTED, text)
 
 
@@ -119,20 +142,21 @@ def redact(data: Any) -> Any:
     if isinstance(data, dict):
         out: dict[Any, Any] = {}
         for key, value in data.items():
-            if isinstance(value, dict | list):
+            if isinstance(value, dict | list | tuple):
                 out[key] = redact(value)
             elif is_secret(key, value):
                 out[key] = REDACTED
             else:
                 out[key] = redact_text(value) if isinstance(value, str) else value
         return out
-    if isinstance(data, list):
-        return [
+    if isinstance(data, list | tuple):
+        items = [
             redact(v)
-            if isinstance(v, dict | list)
+            if isinstance(v, dict | list | tuple)
             else (_redact_assignment(v) if isinstance(v, str) else v)
             for v in data
         ]
+        return items if isinstance(data, list) else type(data)(items)
     return redact_text(data) if isinstance(data, str) else data
 
 

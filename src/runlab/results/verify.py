@@ -24,12 +24,15 @@ from typing import Any
 
 import orjson
 
-from runlab.logs import ASIDE, HIDDEN, INDEX, Logs, is_run_id
+from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
 from runlab.record import secrets
 from runlab.record.files import TEMP_SUFFIX, now_iso, read_yaml
 from runlab.record.process import alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
+from runlab.sweep import record as sweep_record
+from runlab.sweep import study
+from runlab.sweep.record import SweepRecordError
 
 #: The invariants of a logs directory: number -> one sentence. Cited by the docs and tests.
 INVARIANTS: dict[int, str] = {
@@ -332,22 +335,32 @@ def _stray(logs: Logs, entry: os.DirEntry[str], repair: bool, verdict: Verdict) 
 
 
 def _records(logs: Logs) -> Iterator[Violation]:
-    for folder in (logs.sweeps, logs.studies):
+    """Invariant 6: every sweep record loads through its typed loader (the schema's checks),
+    and every study journal holds whole JSON lines."""
+    for sweep_id in sweep_record.sweep_ids(logs.path):
         try:
-            names = sorted(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            data = _load(folder / name)
-            if not isinstance(data, dict):
-                yield Violation(
-                    f"{folder.name}/{name}",
-                    6,
-                    "is not a JSON object (damaged or truncated)",
-                    "restore it from a backup, or move it out of the logs directory",
-                )
+            sweep_record.load(logs.path, sweep_id)
+        except SweepRecordError as exc:
+            yield Violation(
+                f"{SWEEPS}/{sweep_id}.json",
+                6,
+                f"does not load as a sweep record: {exc.what}",
+                "restore it from a backup, or move it out of the logs directory",
+            )
+    try:
+        journals = sorted(p for p in logs.studies.iterdir() if p.suffix == ".journal")
+    except (FileNotFoundError, NotADirectoryError):
+        journals = []
+    for journal in journals:
+        try:
+            study.check_journal(journal)
+        except SweepRecordError as exc:
+            yield Violation(
+                f"{STUDIES}/{journal.name}",
+                6,
+                f"{exc.what}",
+                "restore it from a backup; `runlab tune` cannot resume this study as it is",
+            )
 
 
 def _index(logs: Logs) -> Iterator[Violation]:

@@ -16,6 +16,7 @@ Layout::
     <logs>/.studies/<name>/   a tune study's journal
     <logs>/.snapshots/<hash>/ the code a sweep was submitted with
     <logs>/.runlab-index/     the reader's cache: safe to delete
+    <logs>/.aside/<time>/     what `runlab verify --repair` moved aside (never deleted)
 
 Hidden folders are never runs; every module asks this one for their names.
 """
@@ -38,7 +39,8 @@ SWEEPS = ".sweeps"
 STUDIES = ".studies"
 SNAPSHOTS = ".snapshots"
 INDEX = ".runlab-index"
-HIDDEN = (SWEEPS, STUDIES, SNAPSHOTS, INDEX)
+ASIDE = ".aside"  # what `runlab verify --repair` moved out of the way (never deleted)
+HIDDEN = (SWEEPS, STUDIES, SNAPSHOTS, INDEX, ASIDE)
 
 WHERE_HINT = "pass --logs DIR, or set RUNLAB_LOGS"
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from runlab.record import metricsfile
+from runlab.record import metricsfile, secrets
 from runlab.record.files import now_iso, write_atomic
 from runlab.record.logger import RunLogger
 from runlab.record.names import check_name
@@ -410,7 +410,10 @@ def settle(run_dir: RunDir | Path | str | None) -> None:
     if info.get("status") not in (Status.RUNNING, Status.QUEUED) or not found:
         return
     first = found[0]
-    write_atomic(run.metadata / "traceback.txt", str(first.get("traceback") or "").encode())
+    write_atomic(
+        run.metadata / "traceback.txt",
+        secrets.redact_text(str(first.get("traceback") or "")).encode(),
+    )
     run.update_info(status=Status.FAILED, error=first.get("error"), end_time=_now())
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
+from runlab.record import secrets
 from runlab.record.metricsfile import encode_float
 
 try:  # the C emitter/loader is ~10x faster; fall back quietly where libyaml is absent
@@ -145,8 +146,8 @@ def dump_yaml(data: Any) -> str:
 
 
 def write_yaml(path: Path, data: Any) -> None:
-    """Write ``data`` as YAML atomically."""
-    write_atomic(path, dump_yaml(data).encode())
+    """Write ``data`` as YAML atomically, credentials redacted."""
+    write_atomic(path, dump_yaml(secrets.redact(data)).encode())
 
 
 def read_yaml(path: Path) -> Any:
@@ -176,9 +177,11 @@ def write_record(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` (a ``.yaml`` file) and its JSON twin ``path.with_suffix('.json')``.
 
     The JSON goes first: a reader that finds it has the newest state even if the
-    YAML for people is not replaced yet.
+    YAML for people is not replaced yet. Credentials are redacted first
+    (:func:`runlab.record.secrets.redact`): no record holds one in clear.
     """
     path = Path(path)
+    data = secrets.redact(data)
     write_atomic(path.with_suffix(".json"), dumps_json(data))
     write_atomic(path, dump_yaml(data).encode())
 

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, NoReturn
 
 import orjson
 
-from runlab.record import distributed, environment
+from runlab.record import distributed, environment, secrets
 from runlab.record.files import (
     dump_yaml,
     dumps_json,
@@ -426,13 +426,17 @@ class RunSession:
             error = {"type": type(exc).__name__, "message": str(exc)}
             text = "".join(traceback.format_exception(type(exc), exc, tb))
             try:
-                _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
+                _write_on_full_disk(
+                    run, run.metadata / "traceback.txt", secrets.redact_text(text).encode()
+                )
             except OSError as err:
                 error["traceback"] = f"not written: {err.strerror or err}"
         ranks = distributed.rank_outcome(run)  # another rank raised: the run failed with its error
         if ranks is not None:
             status, error, text = ranks
-            _write_on_full_disk(run, run.metadata / "traceback.txt", text.encode())
+            _write_on_full_disk(
+                run, run.metadata / "traceback.txt", secrets.redact_text(text).encode()
+            )
         previous = (
             float(self._info.get("duration_s") or 0.0) if self._info.get("attempts", 1) > 1 else 0.0
         )

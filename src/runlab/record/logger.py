@@ -110,7 +110,7 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
-from runlab.record import metricsfile
+from runlab.record import metricsfile, secrets
 from runlab.record.files import now_iso, write_atomic, write_record
 from runlab.record.metricsfile import encode_float
 from runlab.record.names import check_name
@@ -570,7 +570,9 @@ class RunLogger:
             error = {"type": type(exc).__name__, "message": str(exc)}
             text = "".join(traceback.format_exception(type(exc), exc, tb))
             try:
-                write_atomic(self.run.metadata / "traceback.txt", text.encode())
+                write_atomic(
+                    self.run.metadata / "traceback.txt", secrets.redact_text(text).encode()
+                )
             except OSError as err:
                 error["traceback"] = f"not written: {err.strerror or err}"
         self.run.update_info(

@@ -18,7 +18,7 @@ from typing import Any
 
 from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, Logs
-from runlab.record import environment
+from runlab.record import environment, secrets
 from runlab.record.files import read_yaml
 from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
@@ -155,6 +155,13 @@ def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, in
     script = task_path(info, env, code)
     overrides = read_yaml(run.metadata / "overrides.yaml") or []
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("runlab.")]
+    hidden = [o for o in overrides if secrets.REDACTED in o.partition("=")[2]]
+    if hidden:
+        raise ReproduceError(
+            f"run {run_id} was started with a credential on its command line "
+            f"({hidden[0].partition('=')[0]}), which its record keeps redacted: pass it through "
+            "the environment (${oc.env:NAME} in the config) and run the task again"
+        )
     new = RunDir(allocate(logs)[0]).create()
     new.update_info(
         run_id=new.run_id, status=Status.QUEUED, reproduces=str(run.run_id), task=str(script)

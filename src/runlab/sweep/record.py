@@ -48,6 +48,7 @@ import orjson
 
 from runlab.errors import UserError
 from runlab.logs import SWEEPS
+from runlab.record import secrets
 from runlab.record.files import write_atomic
 
 FORMAT = 2
@@ -456,7 +457,8 @@ def save(logs: Path | str, record: SweepRecord) -> None:
     path = record_path(logs, record.sweep_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     record.format = FORMAT
-    write_atomic(path, orjson.dumps(record.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    data = secrets.redact(record.to_json())  # submit refuses credentials; this is the net
+    write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 _HELD: dict[str, int] = {}  # lock files this process holds, and how deeply

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
+from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, Logs
-from runlab.record import environment
+from runlab.record import environment, secrets
 from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.yamlfast import Emitter
@@ -75,6 +76,19 @@ def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[s
     return name, launcher_overrides, task_overrides
 
 
+def refuse_credentials(overrides: list[str]) -> None:
+    """A credential on the command line would be kept in clear in the sweep's job files,
+    and a redacted one could not be retried: refuse it, and say how to pass it."""
+    for override in overrides:
+        if secrets.find([override]):
+            key = override.partition("=")[0] or "an override"
+            raise UserError(
+                f"{key}: this override holds a credential (runlab keeps no credential in clear)",
+                todo="pass it through the environment: export NAME=... and set "
+                f"{key.lstrip('+~')}=${{oc.env:NAME}} in the task's config",
+            )
+
+
 def prepare(
     script: Path | str,
     arguments: list[str],
@@ -84,6 +98,7 @@ def prepare(
 ) -> Sweep:
     """Expand and check a sweep. Raises with a message a user can act on; writes nothing."""
     name_arg, launcher_overrides, overrides = split_arguments(arguments)
+    refuse_credentials(overrides)
     spec = task_spec(script)
     name = launcher_name or name_arg or launcher.default_launcher()
     cfg = launcher.load_config(name, spec.config_dir, launcher_overrides)

@@ -1,0 +1,424 @@
+"""``runlab verify``: check the record's invariants on a logs directory.
+
+The invariants are numbered once, in :data:`INVARIANTS`, and the docs
+(``docs/invariants.md``), the tests and every violation cite them by number.
+The fast pass reads each run's ``info.json`` and lists its folders (a few system
+calls a run); ``deep=True`` also reads every metrics row and every columnar twin.
+
+``repair=True`` fixes only what is safe and never deletes data: it rebuilds the
+reader's cache (the index, stale twins), marks a ``RUNNING`` run ``LOST`` when its
+process is surely gone, and moves torn temporary files into ``<logs>/.aside/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
+from runlab.record import secrets
+from runlab.record.files import TEMP_SUFFIX, now_iso, read_yaml
+from runlab.record.process import alive
+from runlab.record.rundir import RunBusyError, RunDir
+from runlab.status import FINAL, Status
+from runlab.sweep import record as sweep_record
+from runlab.sweep import study
+from runlab.sweep.record import SweepRecordError
+
+#: The invariants of a logs directory: number -> one sentence. Cited by the docs and tests.
+INVARIANTS: dict[int, str] = {
+    1: "every run directory has a readable status that runlab knows",
+    2: "nothing is written into a run after its final status, except by a new attempt",
+    3: "a run that says RUNNING has a live writer (one process, holding its lock)",
+    4: "metrics files are whole JSON lines, and logger-assigned steps are never repeated",
+    5: "caches (the index, columnar twins) agree with the record, or are not there",
+    6: "sweep and study records validate against their schema",
+    7: "a logs directory holds runs and runlab's own folders; no half-written file is left",
+    8: "no credential is stored in clear",
+}
+
+#: Seconds of clock slack between a run's end_time and its files' modification times.
+SLACK_S = 2.0
+_TEXT_RECORDS = ("config.json", "overrides.yaml", "info.json")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant: where (a run id, a sweep, a path), which, what, what to do."""
+
+    where: str
+    invariant: int
+    what: str
+    todo: str
+    repairable: bool = False
+
+    def line(self) -> str:
+        """The violation as one line of text."""
+        return f"{self.where}: [{self.invariant}] {self.what} ({self.todo})"
+
+
+@dataclass
+class Verdict:
+    """What :func:`verify` found and did."""
+
+    logs: Path
+    runs: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "logs": str(self.logs),
+            "runs": self.runs,
+            "ok": self.ok,
+            "violations": [
+                {
+                    "where": v.where,
+                    "invariant": v.invariant,
+                    "rule": INVARIANTS[v.invariant],
+                    "what": v.what,
+                    "todo": v.todo,
+                    "repairable": v.repairable,
+                }
+                for v in self.violations
+            ],
+            "repaired": self.repaired,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
+    """Check every invariant on ``logs``; with ``repair``, fix what is safe (see the module)."""
+    start = time.perf_counter()
+    verdict = Verdict(logs.path)
+    host = socket.gethostname()
+    for entry in _entries(logs):
+        if is_run_id(entry.name):
+            verdict.runs += 1
+            run = _Run(Path(entry.path), entry.name, host)
+            found = list(run.check(entry, deep))
+            if repair:
+                found = [v for v in found if not _repair_run(run, v, logs, verdict)]
+            verdict.violations.extend(found)
+        else:
+            verdict.violations.extend(_stray(logs, entry, repair, verdict))
+    verdict.violations.extend(_records(logs))
+    index = list(_index(logs))
+    if index and repair:
+        _move_aside(logs, logs.index, verdict, "the reader's index (it is rebuilt on next read)")
+        index = []
+    verdict.violations.extend(index)
+    verdict.seconds = time.perf_counter() - start
+    return verdict
+
+
+def _entries(logs: Logs) -> list[os.DirEntry[str]]:
+    with os.scandir(logs.path) as it:
+        return sorted(it, key=lambda e: (not is_run_id(e.name), len(e.name), e.name))
+
+
+# ----------------------------------------------------------------- one run
+class _Run:
+    """One run directory as verify sees it."""
+
+    def __init__(self, path: Path, rid: str, host: str) -> None:
+        self.path, self.rid, self.host = path, rid, host
+        self.info: dict[str, Any] | None = None
+        self.status: Status | None = None
+
+    def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
+        return Violation(f"run {self.rid}", invariant, what, todo, repairable)
+
+    def check(self, entry: os.DirEntry[str], deep: bool) -> Iterator[Violation]:
+        if entry.is_symlink():
+            yield self.v(7, "the run folder is a symbolic link", "replace it with the run itself")
+            return
+        if not entry.is_dir():
+            yield self.v(7, "a file where a run folder belongs", "move it out of the logs folder")
+            return
+        self.info = _read_info(self.path / "metadata")
+        if self.info is None:
+            yield self.v(
+                1,
+                "metadata/info.json and info.yaml are missing or unreadable",
+                "restore the run from a backup, or move it out of the logs directory",
+            )
+            return
+        self.status = Status.of(self.info.get("status"))
+        if self.status is None or self.status is Status.CORRUPT:
+            yield self.v(
+                1,
+                f"info.json says status {self.info.get('status')!r}, which runlab does not know",
+                "restore metadata/info.json (hand edits belong nowhere in the record)",
+            )
+            return
+        yield from self._metrics(deep)
+        yield from self._temporaries()
+        if self.status is Status.RUNNING:
+            yield from self._liveness()
+        yield from self._secrets()
+
+    def _metrics(self, deep: bool) -> Iterator[Violation]:
+        folder = self.path / "metrics"
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return
+        end = _epoch(self.info.get("end_time")) if self.status in FINAL else None
+        names = {e.name for e in entries}
+        for e in entries:
+            if e.name.endswith(".parquet") and e.name[:-8] + ".jsonl" not in names:
+                yield self.v(
+                    5,
+                    f"metrics/{e.name} has no metrics/{e.name[:-8]}.jsonl beside it",
+                    "it is a cache without its record: verify --repair moves it aside",
+                    True,
+                )
+            if not e.name.endswith(".jsonl"):
+                continue
+            if end is not None and e.stat().st_mtime > end + SLACK_S:
+                late = e.stat().st_mtime - end
+                yield self.v(
+                    2,
+                    f"metrics/{e.name} was written {late:.0f} s after the run ended {self.status}",
+                    "another process wrote into a finished run (a forked child, a copy?): "
+                    "check the rows; rerun the task to get a clean record",
+                )
+            if deep:
+                yield from self._rows(Path(e.path))
+
+    def _rows(self, path: Path) -> Iterator[Violation]:
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        torn = lines.pop() if lines else b""
+        if torn and self.status is not Status.RUNNING:
+            yield self.v(
+                4,
+                f"metrics/{path.name} ends in a torn line ({len(torn)} bytes)",
+                "the run's next attempt cuts it; or rerun the task",
+            )
+        seen: set[tuple[Any, Any]] = set()
+        for number, raw in enumerate(lines, 1):
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) or type(row.get("step")) is not int:
+                yield self.v(
+                    4,
+                    f"metrics/{path.name} line {number} is not a row with an integer step",
+                    "restore the file from a backup, or rerun the task",
+                )
+                return
+            key = (row["step"], row.get("time"))
+            if key in seen:
+                yield self.v(
+                    4,
+                    f"metrics/{path.name} line {number} repeats step {row['step']} "
+                    "of an earlier row",
+                    "a row was written twice (a forked child?): rerun the task",
+                )
+                return
+            seen.add(key)
+
+    def _temporaries(self) -> Iterator[Violation]:
+        if self.status is Status.RUNNING:
+            return  # a live writer's atomic writes: not torn
+        for sub in ("metadata", "metrics", "artifacts", "checkpoints", ""):
+            try:
+                names = os.listdir(self.path / sub)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    rel = f"{sub}/{name}" if sub else name
+                    yield self.v(
+                        7,
+                        f"{rel} is a torn temporary file",
+                        "verify --repair moves it into the logs folder's .aside/",
+                        True,
+                    )
+
+    def _liveness(self) -> Iterator[Violation]:
+        assert self.info is not None
+        if self.info.get("host") != self.host:
+            return  # another host: only its scheduler can say (runlab status)
+        pid = self.info.get("pid")
+        since = _epoch(self.info.get("attempt_start_time") or self.info.get("start_time"))
+        if type(pid) is int and since is not None and not alive(pid, since):
+            yield self.v(
+                3,
+                f"says RUNNING, but no process {pid} that started it lives on {self.host}",
+                "verify --repair marks it LOST; `runlab retry` or reopen it to go on",
+                True,
+            )
+
+    def _secrets(self) -> Iterator[Violation]:
+        meta = self.path / "metadata"
+        for name in _TEXT_RECORDS:
+            data = self.info if name == "info.json" else _load(meta / name)
+            if data is None:
+                continue
+            for where in secrets.find(data):
+                yield self.v(
+                    8,
+                    f"metadata/{name} holds a credential in clear at {where}",
+                    "revoke that credential; remove it from the record by hand; pass "
+                    "secrets through the environment, never the config",
+                )
+
+
+def _read_info(meta: Path) -> dict[str, Any] | None:
+    data = _load(meta / "info.json")
+    if data is None:
+        try:
+            data = read_yaml(meta / "info.yaml")
+        except Exception:  # damaged YAML of any kind: no readable status
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def _load(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if path.suffix == ".yaml":
+        try:
+            return read_yaml(path)
+        except Exception:
+            return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _epoch(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------ the logs directory
+def _stray(logs: Logs, entry: os.DirEntry[str], repair: bool, verdict: Verdict) -> list[Violation]:
+    name = entry.name
+    if name in HIDDEN or name.startswith(".new-run-"):
+        return []  # runlab's own (a run being born is the allocator's to clean)
+    if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+        if repair:
+            _move_aside(logs, Path(entry.path), verdict, "a torn temporary file")
+            return []
+        return [
+            Violation(
+                name, 7, "a torn temporary file", "verify --repair moves it into .aside/", True
+            )
+        ]
+    return []  # a user's own notes beside the runs are theirs (readers ignore them)
+
+
+def _records(logs: Logs) -> Iterator[Violation]:
+    """Invariant 6: every sweep record loads through its typed loader (the schema's checks),
+    and every study journal holds whole JSON lines."""
+    for sweep_id in sweep_record.sweep_ids(logs.path):
+        try:
+            sweep_record.load(logs.path, sweep_id)
+        except SweepRecordError as exc:
+            yield Violation(
+                f"{SWEEPS}/{sweep_id}.json",
+                6,
+                f"does not load as a sweep record: {exc.what}",
+                "restore it from a backup, or move it out of the logs directory",
+            )
+    try:
+        journals = sorted(p for p in logs.studies.iterdir() if p.suffix == ".journal")
+    except (FileNotFoundError, NotADirectoryError):
+        journals = []
+    for journal in journals:
+        try:
+            study.check_journal(journal)
+        except SweepRecordError as exc:
+            yield Violation(
+                f"{STUDIES}/{journal.name}",
+                6,
+                f"{exc.what}",
+                "restore it from a backup; `runlab tune` cannot resume this study as it is",
+            )
+
+
+def _index(logs: Logs) -> Iterator[Violation]:
+    pointer = logs.index / "runs.json"
+    if not pointer.exists():
+        return
+    data = _load(pointer)
+    if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+        yield Violation(INDEX, 5, "runs.json is damaged", "verify --repair rebuilds it", True)
+        return
+    if not (logs.index / data["file"]).is_file():
+        yield Violation(
+            INDEX, 5, f"runs.json names {data['file']}, which is missing", "verify --repair", True
+        )
+
+
+# -------------------------------------------------------------------- repair
+def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
+    """Fix ``v`` if it is safe to (then ``True``)."""
+    if not v.repairable:
+        return False
+    if v.invariant == 3:
+        return _mark_lost(run, verdict)
+    rel = v.what.split(" ", 1)[0]
+    target = run.path / rel
+    if target.exists():
+        _move_aside(logs, target, verdict, f"run {run.rid}: {rel}")
+        return True
+    return False
+
+
+def _mark_lost(run: _Run, verdict: Verdict) -> bool:
+    rd = RunDir(run.path)
+    try:
+        rd.acquire()
+    except RunBusyError:
+        return False  # a live writer after all
+    try:
+        info = rd.read_info()
+        if info.get("status") != Status.RUNNING:
+            return True
+        reason = f"its process {info.get('pid')} on {run.host} is gone (found by runlab verify)"
+        rd.update_info(
+            status=Status.LOST,
+            error={"type": "JobLost", "message": reason},
+            end_time=info.get("end_time") or now_iso(),
+            reconciled={"time": now_iso(), "by": "runlab verify", "was": "RUNNING"},
+        )
+    finally:
+        rd.release()
+    verdict.repaired.append(f"run {run.rid}: marked LOST (its process is gone)")
+    return True
+
+
+def _move_aside(logs: Logs, path: Path, verdict: Verdict, what: str) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    rel = path.relative_to(logs.path)
+    dest = logs.path / ASIDE / stamp / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(dest))
+    verdict.repaired.append(f"{what}: moved to {dest.relative_to(logs.path)}")

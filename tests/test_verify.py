@@ -1,0 +1,267 @@
+"""`runlab verify`: one planted violation of each invariant is named, repairs are safe.
+
+Real runs are recorded once (the quadratic task, in a child process) and copied
+for each test; each test breaks the copy the way a crash, a copy, a hand edit or
+a stray process would, and checks what `runlab verify` says and does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import TASKS, run_task, runlab_cli
+from runlab.logs import Logs
+from runlab.record import secrets
+from runlab.results.verify import INVARIANTS, verify
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    logs = tmp_path_factory.mktemp("recorded") / "logs"
+    for x in ("0", "1"):
+        run_task(TASKS / "quadratic.py", f"x={x}", "interval=0", RUNLAB_LOGS=str(logs))
+    return logs
+
+
+@pytest.fixture
+def project(tmp_path: Path, recorded: Path) -> Path:
+    """A project folder whose logs/ holds two COMPLETE runs."""
+    shutil.copytree(recorded, tmp_path / "logs", symlinks=True)
+    return tmp_path
+
+
+def _info(project: Path, rid: int) -> Path:
+    return project / "logs" / str(rid) / "metadata" / "info.json"
+
+
+def _edit_info(project: Path, rid: int, **fields: object) -> None:
+    path = _info(project, rid)
+    info = json.loads(path.read_text())
+    info.update(fields)
+    path.write_text(json.dumps(info))
+
+
+def _verify(project: Path, *args: str) -> tuple[int, str]:
+    proc = runlab_cli(project, "verify", "--logs", str(project / "logs"), *args, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout
+
+
+def _named(out: str, invariant: int, where: str) -> bool:
+    return any(line.startswith(f"{where}: [{invariant}]") for line in out.splitlines())
+
+
+def test_a_healthy_record_passes(project: Path) -> None:
+    code, out = _verify(project, "--deep")
+    assert code == 0, out
+    assert "2 runs checked" in out and "every invariant holds" in out
+
+
+def test_1_unreadable_or_unknown_status(project: Path) -> None:
+    (project / "logs/1/metadata/info.json").unlink()
+    (project / "logs/1/metadata/info.yaml").write_text("status: [unclosed\n")
+    _edit_info(project, 2, status="DONE")
+    code, out = _verify(project)
+    assert code == 1
+    assert _named(out, 1, "run 1") and _named(out, 1, "run 2")
+    assert "'DONE'" in out
+
+
+def test_2_written_after_the_final_status(project: Path) -> None:
+    metrics = project / "logs/1/metrics/test.jsonl"
+    later = time.time() + 100
+    os.utime(metrics, (later, later))
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 2, "run 1"), out
+    assert "after the run ended COMPLETE" in out
+
+
+def test_3_running_without_a_live_writer_is_repaired_to_lost(project: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    _edit_info(project, 1, status="RUNNING", pid=dead.pid, host=host)
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 3, "run 1"), out
+    code, out = _verify(project, "--repair")
+    assert code == 0, out
+    assert "run 1: marked LOST" in out
+    info = json.loads(_info(project, 1).read_text())
+    assert info["status"] == "LOST" and info["error"]["type"] == "JobLost"
+    assert _verify(project) == (0, _verify(project)[1])
+
+
+def test_3_a_live_writer_or_another_host_is_never_lost(project: Path) -> None:
+    now = "2000-01-01T00:00:00+00:00"  # long before this test process started
+    host = socket.gethostname()
+    # This pytest process lives, but started after that attempt: a reused pid.
+    _edit_info(project, 1, status="RUNNING", pid=os.getpid(), host=host, attempt_start_time=now)
+    # Another host: only its scheduler can tell.
+    _edit_info(project, 2, status="RUNNING", pid=1, host="elsewhere.example")
+    code, out = _verify(project)
+    assert _named(out, 3, "run 1"), out
+    assert not _named(out, 3, "run 2"), out
+    # The same process, recorded as starting after it did: alive, never LOST.
+    _edit_info(project, 1, attempt_start_time="2999-01-01T00:00:00+00:00")
+    code, out = _verify(project, "--repair")
+    assert code == 0, out
+    assert json.loads(_info(project, 1).read_text())["status"] == "RUNNING"
+
+
+def test_4_duplicated_and_torn_rows_are_found_by_deep(project: Path) -> None:
+    metrics = project / "logs/1/metrics/test.jsonl"
+    rows = metrics.read_bytes().splitlines(keepends=True)
+    metrics.write_bytes(b"".join([*rows, rows[2]]))
+    torn = project / "logs/2/metrics/test.jsonl"
+    torn.write_bytes(torn.read_bytes() + b'{"step": 9, "ti')
+    _edit_info(project, 1, end_time=None)  # keep invariant 2 out of it
+    _edit_info(project, 2, end_time=None)
+    assert _verify(project)[0] == 0  # rows are read only with --deep
+    code, out = _verify(project, "--deep")
+    assert code == 1
+    assert _named(out, 4, "run 1") and "repeats step 2" in out
+    assert _named(out, 4, "run 2") and "torn line" in out
+
+
+def test_5_caches_without_their_record_are_moved_aside(project: Path) -> None:
+    runlab_cli(project, "ls", "--logs", str(project / "logs"))  # builds the index
+    index = project / "logs/.runlab-index"
+    pointer = index / "runs.json"
+    assert pointer.exists()
+    pointer.write_text("{not json")
+    orphan = project / "logs/1/metrics/gone.parquet"
+    orphan.write_bytes(b"PAR1")
+    code, out = _verify(project)
+    assert code == 1
+    assert _named(out, 5, "run 1") and _named(out, 5, ".runlab-index"), out
+    code, out = _verify(project, "--repair")
+    assert code == 0, out
+    assert not orphan.exists() and not index.exists()
+    aside = list((project / "logs/.aside").rglob("gone.parquet"))
+    assert aside and aside[0].read_bytes() == b"PAR1"  # moved, never deleted
+    assert runlab_cli(project, "ls", "--logs", str(project / "logs")).returncode == 0
+
+
+def test_6_a_damaged_sweep_record(project: Path) -> None:
+    sweeps = project / "logs/.sweeps"
+    sweeps.mkdir()
+    (sweeps / "20261205-101500-1.json").write_text('{"sweep_id": "20261205-1015')
+    # Hand-edited: valid JSON, a field of the wrong type.
+    (sweeps / "20261205-101600-2.json").write_text(json.dumps({"sweep_id": "x", "runs": "1,2"}))
+    studies = project / "logs/.studies"
+    studies.mkdir()
+    (studies / "s.journal").write_bytes(b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n')
+    (studies / "fine.journal").write_bytes(b'{"op_code": 0}\n{"op_co')  # a write under way
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 6, ".sweeps/20261205-101500-1.json"), out
+    assert _named(out, 6, ".sweeps/20261205-101600-2.json"), out
+    assert _named(out, 6, ".studies/s.journal") and "line 2" in out, out
+    assert not _named(out, 6, ".studies/fine.journal"), out
+
+
+def test_7_torn_temporaries_and_linked_runs(project: Path) -> None:
+    tmp = project / "logs/1/metadata/.info.json.abc123.tmp"
+    tmp.write_text('{"status": "COMP')
+    os.symlink(project / "logs/2", project / "logs/3")
+    code, out = _verify(project)
+    assert code == 1
+    assert _named(out, 7, "run 1") and "torn temporary" in out
+    assert _named(out, 7, "run 3") and "symbolic link" in out
+    code, out = _verify(project, "--repair")
+    assert not tmp.exists()
+    assert list((project / "logs/.aside").rglob(tmp.name))
+    assert _named(out, 7, "run 3") and code == 1  # not safe to repair: still said
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("config", {"wandb": {"api_key": "0123456789abcdef0123456789abcdef01234567"}}),
+        ("config", {"data": {"url": "https://alice:s3cr3tpassw0rd@example.org/data.tar"}}),
+        ("config", {"note": "ghp_" + "a1B2" * 9}),
+        ("info", {"command": ["python", "train.py", "hub.token=hf_" + "x" * 34]}),
+    ],
+)
+def test_8_a_credential_in_clear(project: Path, where: str, value: dict) -> None:
+    if where == "config":
+        path = project / "logs/1/metadata/config.json"
+        config = json.loads(path.read_text())
+        config.update(value)
+        path.write_text(json.dumps(config))
+    else:
+        _edit_info(project, 1, **value)
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 8, "run 1"), out
+    assert "s3cr3t" not in out and "hf_x" not in out  # the report never repeats the secret
+
+
+def test_every_invariant_is_planted_by_a_test() -> None:
+    names = {n for n in globals() if n.startswith("test_")}
+    for number in INVARIANTS:
+        assert any(n.startswith(f"test_{number}_") for n in names), number
+
+
+def test_json_and_one_line_per_violation(project: Path) -> None:
+    _edit_info(project, 1, status="DONE\x1b[31m")
+    _, out = _verify(project)
+    assert "\x1b" not in out  # user text never reaches the terminal as control characters
+    proc = runlab_cli(project, "verify", "--json", "--logs", str(project / "logs"), check=False)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and data["violations"][0]["invariant"] == 1
+
+
+def test_a_missing_logs_directory_is_one_line(tmp_path: Path) -> None:
+    proc = runlab_cli(tmp_path, "verify", "--logs", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("runlab verify: error: no logs directory")
+
+
+def test_the_api_counts_runs(project: Path) -> None:
+    verdict = verify(Logs(project / "logs"), deep=True)
+    assert verdict.ok and verdict.runs == 2
+
+
+# ------------------------------------------------------------------ secrets
+_secretish = st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda s: "ghp_" + s, st.text("abcdefXYZ0123456789", min_size=36, max_size=40)),
+    st.builds(
+        lambda u, p: f"https://{u}:{p}@host.example/x",
+        st.text("abcdef", min_size=1, max_size=8),
+        st.text("abcdef0123!$", min_size=1, max_size=20),
+    ),
+)
+_keys = st.one_of(
+    st.text(max_size=12), st.sampled_from(["api_key", "password", "db.token", "max_tokens"])
+)
+_json = st.recursive(
+    _secretish | st.integers() | st.booleans() | st.none(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_redacted_data_holds_no_secret(data: object) -> None:
+    clean = secrets.redact(data)
+    assert list(secrets.find(clean)) == []
+    assert secrets.redact(clean) == clean  # redaction is idempotent
+
+
+def test_innocent_keys_are_not_secrets() -> None:
+    config = {"max_tokens": 512, "tokenizer": "bpe-tokenizer", "token_type": "bpe", "seed": 7}
+    config["git"] = {"commit": "0123456789abcdef0123456789abcdef01234567"}
+    assert list(secrets.find(config)) == []

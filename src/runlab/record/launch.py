@@ -298,6 +298,8 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             ended_well = True
             return result
         run, logs = resolve_run_dir(container, job_env.get(RUN_DIR_ENV))
+        if isinstance(container.get("runlab"), dict):  # the record says where it went
+            container["runlab"]["logs"] = str(logs)
         # A task this one starts (a subprocess) writes its own run in the same logs directory.
         os.environ[LOGS_ENV] = str(logs)
         session = RunSession(

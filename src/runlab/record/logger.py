@@ -263,7 +263,7 @@ class RunLogger:
 
     **Made by hand** (a notebook, another framework) on a directory without
     ``metadata/info.yaml``, the logger writes the run's record itself, as a run
-    session would: ``config`` (``{}`` when not given) to ``metadata/config.yaml``,
+    session would: ``config`` to ``metadata/config.yaml`` (when not given: the one already there, else ``{}``),
     and ``info`` RUNNING with its start time, host, pid and a heartbeat kept fresh
     while it is open (a process that exits without :meth:`close` becomes LOST to
     the reader). :meth:`close` ends it COMPLETE; used as a context manager, an
@@ -297,7 +297,7 @@ class RunLogger:
         self._heartbeat_s = heartbeat_interval()
         self._last_beat = time.monotonic()
         if self._owns_record:
-            self._start_record(config or {})
+            self._start_record(config)
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
@@ -547,10 +547,15 @@ class RunLogger:
                     pass
 
     # ------------------------------------------------------------ own record
-    def _start_record(self, config: Mapping[str, Any]) -> None:
-        """Write the record of a run made by hand: its config, and info RUNNING."""
+    def _start_record(self, config: Mapping[str, Any] | None) -> None:
+        """Write the record of a run made by hand: its config, and info RUNNING.
+
+        A config already on disk (written by the caller before the logger) is kept
+        when none is given; with none at all the run's config is ``{}``.
+        """
         try:
-            write_record(self.run.config_file, dict(config))
+            if config is not None or not self.run.config_file.exists():
+                write_record(self.run.config_file, dict(config or {}))
             fields = start_fields({}, [sys.executable, *sys.argv], self._heartbeat_s)
             self.run.update_info(run_id=self.run.run_id, **fields)
         except BaseException:

@@ -338,6 +338,7 @@ EVERY_COMMAND = {
     "diff": (["diff", "logs", "1", "2"], True),
     "doctor": (["doctor", "--require", "bogus"], False),  # doctor's only user error
     "tune": (["tune", "--show", "--study", "nope"], True),
+    "verify": (["verify", "missing"], True),
 }
 
 

@@ -80,7 +80,7 @@ def refuse_credentials(overrides: list[str]) -> None:
     """A credential on the command line would be kept in clear in the sweep's job files,
     and a redacted one could not be retried: refuse it, and say how to pass it."""
     for override in overrides:
-        if secrets.find([override]):
+        if any(True for _ in secrets.find([override])):
             key = override.partition("=")[0] or "an override"
             raise UserError(
                 f"{key}: this override holds a credential (runlab keeps no credential in clear)",

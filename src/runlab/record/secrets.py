@@ -24,6 +24,7 @@ Add your own key names with ``RUNLAB_SECRET_KEYS`` (comma-separated parts, e.g.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -52,115 +53,134 @@ _TOKENS = re.compile(
 )
 
 
-def _extra_parts() -> frozenset[str]:
-    raw = os.environ.get(SECRET_KEYS_ENV, "")
-    return frozenset(p.strip().lower() for p in raw.split(",") if p.strip())
-
-
 def env_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
     """The values of the environment's credential variables (named as :func:`secret_key`
     says), at least :data:`MIN_SECRET_LEN` long: redacted wherever they appear."""
-    environ = os.environ if environ is None else environ
+    environ = dict(os.environ if environ is None else environ)  # one read of the environment
+    extra = environ.get(SECRET_KEYS_ENV, "")
     return frozenset(
         v
         for k, v in environ.items()
-        if len(v) >= MIN_SECRET_LEN and secret_key(k) and v != REDACTED
+        if len(v) >= MIN_SECRET_LEN and v != REDACTED and secret_key(k, extra)
     )
 
 
-def secret_key(key: object) -> bool:
-    """Whether a key or variable name names a credential (see the module)."""
+def secret_key(key: object, extra: str | None = None) -> bool:
+    """Whether a key or variable name names a credential (see the module). ``extra``: the
+    value of ``RUNLAB_SECRET_KEYS`` (read when not given)."""
     if not isinstance(key, str):
         return False
-    low = key.lower()
-    extra = _extra_parts()
+    return _secret_key(key.lower(), os.environ.get(SECRET_KEYS_ENV, "") if extra is None else extra)
+
+
+@functools.lru_cache(maxsize=8192)
+def _secret_key(low: str, extra_raw: str) -> bool:
     parts = set(_SPLIT.split(low))
     if parts & _KEY_PARTS or any(p in low for p in _KEY_PHRASES):
         return True
+    extra = {p.strip().lower() for p in extra_raw.split(",") if p.strip()}
     return bool(extra and (parts & extra or any(e in low for e in extra)))
 
 
-def secret_value(value: object) -> bool:
-    """Whether a text holds a credential whatever its key: a URL with a password, a token."""
+def secret_value(value: object, env: frozenset[str] | None = None) -> bool:
+    """Whether a text holds a credential whatever its key: a URL with a password, a token,
+    the value of a credential variable (``env``: :func:`env_values`, found when not given)."""
     if not isinstance(value, str):
         return False
-    if any(m.group(2) != REDACTED for m in _URL_PASSWORD.finditer(value)):
+    if "@" in value and any(m.group(2) != REDACTED for m in _URL_PASSWORD.finditer(value)):
         return True  # a password in a URL, however short (an already redacted one is not)
     if len(value) < MIN_SECRET_LEN:
         return False
-    if any(v in value for v in env_values()):
+    if any(v in value for v in (env_values() if env is None else env)):
         return True
     # A bare 40-hex key (W&B's) looks like a git commit: it counts only under a secret key.
     return _TOKENS.search(value) is not None
 
 
-def is_secret(key: object, value: object) -> bool:
+def is_secret(
+    key: object, value: object, env: frozenset[str] | None = None, extra: str | None = None
+) -> bool:
     """Whether ``value`` under ``key`` is a credential (by key name or by value)."""
     if isinstance(value, str) and value == REDACTED:
         return False
-    keyed = secret_key(key) and isinstance(value, str) and len(value) >= MIN_SECRET_LEN
-    return keyed or secret_value(value)
+    keyed = isinstance(value, str) and len(value) >= MIN_SECRET_LEN and secret_key(key, extra)
+    return keyed or secret_value(value, env)
 
 
-def find(data: Any, path: str = "") -> Iterator[str]:
-    """The dotted paths of the secrets in a JSON-like value (dicts, lists, text)."""
+def find(data: Any, path: str = "", env: frozenset[str] | None = None) -> Iterator[str]:
+    """The dotted paths of the secrets in a JSON-like value (dicts, lists, text). ``env``:
+    :func:`env_values`, found when not given (pass it to check many values)."""
+    return _find(data, path, env_values() if env is None else env, _extra())
+
+
+def _extra() -> str:
+    return os.environ.get(SECRET_KEYS_ENV, "")
+
+
+def _find(data: Any, path: str, env: frozenset[str], extra: str) -> Iterator[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             sub = f"{path}.{key}" if path else str(key)
             if isinstance(value, dict | list):
-                yield from find(value, sub)
-            elif is_secret(key, value):
+                yield from _find(value, sub, env, extra)
+            elif is_secret(key, value, env, extra):
                 yield sub
     elif isinstance(data, list):
         for i, value in enumerate(data):
             sub = f"{path}[{i}]"
             if isinstance(value, dict | list):
-                yield from find(value, sub)
-            elif isinstance(value, str) and (secret_value(value) or _assignment_secret(value)):
+                yield from _find(value, sub, env, extra)
+            elif isinstance(value, str) and (
+                secret_value(value, env) or _assignment_secret(value, env, extra)
+            ):
                 yield sub
-    elif isinstance(data, str) and secret_value(data):
+    elif isinstance(data, str) and secret_value(data, env):
         yield path or "(value)"
 
 
-def _assignment_secret(text: str) -> bool:
+def _assignment_secret(text: str, env: frozenset[str], extra: str | None = None) -> bool:
     """``key=value`` (an override, a command-line word) whose key names a secret."""
     key, sep, value = text.partition("=")
-    return bool(sep) and is_secret(key.lstrip("+~").rsplit(".", 1)[-1], value)
+    return bool(sep) and is_secret(key.lstrip("+~").rsplit(".", 1)[-1], value, env, extra)
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, env: frozenset[str] | None = None) -> str:
     """``text`` with the password of any URL, the value of every credential variable of the
     environment and every known token replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
-    for value in sorted(env_values(), key=len, reverse=True):
+    for value in sorted(env_values() if env is None else env, key=len, reverse=True):
         text = text.replace(value, REDACTED)
     return _TOKENS.sub(REDACTED, text)
 
 
 def redact(data: Any) -> Any:
     """A copy of a JSON-like value with every secret replaced by ``***`` (see the module)."""
+    return _redact(data, env_values())
+
+
+def _redact(data: Any, env: frozenset[str]) -> Any:
     if isinstance(data, dict):
         out: dict[Any, Any] = {}
         for key, value in data.items():
             if isinstance(value, dict | list | tuple):
-                out[key] = redact(value)
-            elif is_secret(key, value):
+                out[key] = _redact(value, env)
+            elif is_secret(key, value, env):
                 out[key] = REDACTED
             else:
-                out[key] = redact_text(value) if isinstance(value, str) else value
+                out[key] = redact_text(value, env) if isinstance(value, str) else value
         return out
     if isinstance(data, list | tuple):
         items = [
-            redact(v)
+            _redact(v, env)
             if isinstance(v, dict | list | tuple)
-            else (_redact_assignment(v) if isinstance(v, str) else v)
+            else (_redact_assignment(v, env) if isinstance(v, str) else v)
             for v in data
         ]
         return items if isinstance(data, list) else type(data)(items)
-    return redact_text(data) if isinstance(data, str) else data
+    return redact_text(data, env) if isinstance(data, str) else data
 
 
-def _redact_assignment(text: str) -> str:
-    if _assignment_secret(text):
+def _redact_assignment(text: str, env: frozenset[str]) -> str:
+    if _assignment_secret(text, env):
         return text.partition("=")[0] + "=" + REDACTED
-    return redact_text(text)
+    return redact_text(text, env)

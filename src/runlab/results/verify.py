@@ -106,10 +106,11 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     start = time.perf_counter()
     verdict = Verdict(logs.path)
     host = socket.gethostname()
+    env = secrets.env_values()  # the credential variables' values, read once
     for entry in _entries(logs):
         if is_run_id(entry.name):
             verdict.runs += 1
-            run = _Run(Path(entry.path), entry.name, host)
+            run = _Run(Path(entry.path), entry.name, host, env)
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
@@ -135,8 +136,9 @@ def _entries(logs: Logs) -> list[os.DirEntry[str]]:
 class _Run:
     """One run directory as verify sees it."""
 
-    def __init__(self, path: Path, rid: str, host: str) -> None:
+    def __init__(self, path: Path, rid: str, host: str, env: frozenset[str]) -> None:
         self.path, self.rid, self.host = path, rid, host
+        self.env = env
         self.info: dict[str, Any] | None = None
         self.status: Status | None = None
 
@@ -238,9 +240,10 @@ class _Run:
     def _temporaries(self) -> Iterator[Violation]:
         if self.status is Status.RUNNING:
             return  # a live writer's atomic writes: not torn
+        root = str(self.path)
         for sub in ("metadata", "metrics", "artifacts", "checkpoints", ""):
             try:
-                names = os.listdir(self.path / sub)
+                names = os.listdir(os.path.join(root, sub))
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for name in names:
@@ -273,7 +276,7 @@ class _Run:
             data = self.info if name == "info.json" else _load(meta / name)
             if data is None:
                 continue
-            for where in secrets.find(data):
+            for where in secrets.find(data, env=self.env):
                 yield self.v(
                     8,
                     f"metadata/{name} holds a credential in clear at {where}",

@@ -207,6 +207,7 @@ READERS = {
     "reproduce": ["1"],
     "diff": ["1", "2"],
     "tune": ["--show"],
+    "verify": [],
 }
 WRITERS = {"submit", "doctor"}
 

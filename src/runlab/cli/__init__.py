@@ -14,6 +14,7 @@ import os
 import sys
 
 from runlab import __version__
+from runlab.cli._text import safe
 
 # re-exported: `from runlab.cli import UserError, one_line`
 from runlab.errors import UserError, one_line
@@ -154,9 +155,9 @@ def report_error(exc: BaseException, prog: str = "runlab") -> int:
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
-    print(line, file=sys.stderr)
+    print(safe(line, limit=None), file=sys.stderr)
     if isinstance(exc, UserError) and exc.detail:
-        print(exc.detail, file=sys.stderr)
+        print(safe(exc.detail, limit=None, keep="\n"), file=sys.stderr)
     return code
 
 

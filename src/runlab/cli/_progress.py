@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runlab.cli._text import console
 from runlab.record.rundir import RunDir
 from runlab.status import SETTLED, Status, colour
 from runlab.sweep import ops, slurm
@@ -27,7 +28,6 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
     while pending, a node failure) ends ``INTERRUPTED`` or ``LOST`` and nothing
     waits forever.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     logs = runs[0].path.parent if runs else None
@@ -39,7 +39,7 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
     ) as bar:
         task = bar.add_task("", total=len(runs))
         while True:

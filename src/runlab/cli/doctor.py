@@ -7,6 +7,7 @@ import json
 
 from runlab import doctor
 from runlab.cli._logs import add_logs_option, logs_from
+from runlab.cli._text import cell, console, m
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -38,20 +39,21 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return code
 
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="runlab doctor", title_justify="left")
     for column in ("check", "verdict", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(c.name, f"[{STYLES[c.verdict]}]{c.verdict}[/]", c.detail, c.fix)
-    Console().print(table, highlight=False)
+        table.add_row(
+            cell(c.name), cell(c.verdict, style=STYLES[c.verdict]), cell(c.detail), cell(c.fix)
+        )
+    console().print(table)
     if code:
-        err = Console(stderr=True)
+        err = console(stderr=True)
         failed = [c.name for c in checks if c.verdict == "fail"]
         if failed:
-            err.print(f"[red]failed:[/] {', '.join(failed)}", highlight=False)
+            err.print(f"[red]failed:[/] {m(', '.join(failed))}")
         for req, short in unmet.items():
-            err.print(f"[red]--require {req}:[/] {'; '.join(short)}", highlight=False)
+            err.print(f"[red]--require {m(req)}:[/] {m('; '.join(short))}")
     return code

@@ -23,6 +23,7 @@ from typing import Any
 
 from runlab.cli import results
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
+from runlab.cli._text import cell, console, m, output, safe
 from runlab.errors import UserError
 from runlab.logs import Logs, NoLogsError
 from runlab.record.files import tail
@@ -84,9 +85,7 @@ def _print_json(data: Any) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
+    return console(width=None if sys.stdout.isatty() else 10_000)
 
 
 # --------------------------------------------------------------------- status
@@ -158,7 +157,7 @@ def _sweep_status(args: argparse.Namespace) -> int:
             console.print()
         if "damaged" in report:
             console.print(
-                f"[bold]sweep {report['sweep_id']}[/]: [red]damaged[/]: {report['damaged']}",
+                f"[bold]sweep {m(report['sweep_id'])}[/]: [red]damaged[/]: {m(report['damaged'])}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -234,18 +233,18 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
     task = Path(r["task"] or "?").name
     retries = f", {r['submissions'] - 1} retry submission(s)" if r["submissions"] > 1 else ""
     console.print(
-        f"[bold]sweep {r['sweep_id']}[/]: {r['runs']} run(s) {r['first_run']}..{r['last_run']} "
-        f"of {task} on {where}, commit {(r['commit'] or '?')[:10]}, "
-        f"submitted {_short(r['created'])}{retries}"
+        f"[bold]sweep {m(r['sweep_id'])}[/]: {r['runs']} run(s) {r['first_run']}..{r['last_run']} "
+        f"of {m(task)} on {m(where)}, commit {m((r['commit'] or '?')[:10])}, "
+        f"submitted {m(_short(r['created']))}{retries}"
     )
-    parts = [f"[{colour(s)}]{s}[/] {n}" for s, n in r["counts"].items()]
+    parts = [f"[{colour(s)}]{m(s)}[/] {n}" for s, n in r["counts"].items()]
     pct = 100 * r["progress"]
     console.print(
         "  " + "   ".join(parts) + f"   [dim]ended {r['ended']}/{r['runs']} ({pct:.0f}%)[/]"
     )
     for c in r["reconciled"][:10]:
         console.print(
-            f"  [yellow]now {c['status']}[/]: run {c['run_id']}: {c['reason']}", markup=True
+            f"  [yellow]now {m(c['status'])}[/]: run {c['run_id']}: {m(c['reason'])}", markup=True
         )
     if len(r["reconciled"]) > 10:
         console.print(f"  [dim]... and {len(r['reconciled']) - 10} more runs closed (--json)[/]")
@@ -253,20 +252,20 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
         console.print(f"[bold]failing runs[/] ({r['failing_total']})")
         for f in r["failing"]:
             style = colour(f["status"])
-            head = f"  {f['run_id']:>6}  [{style}]{f['status']}[/]"
+            head = f"  {f['run_id']:>6}  [{style}]{m(f['status'])}[/]"
             if f["error_type"] or f["error_message"]:
                 msg = f"{f['error_type'] or ''}: {f['error_message'] or ''}".strip(": ")
-                head += "  " + msg.replace("[", "\\[")
+                head += "  " + m(msg)
             console.print(head)
             for line in f.get("traceback") or []:
-                console.print("          " + line, style="dim", markup=False)
+                console.print(cell("          " + line, style="dim"))
         if r["failing_total"] > len(r["failing"]):
             console.print(
                 f"  [dim]... and {r['failing_total'] - len(r['failing'])} more (--limit)[/]"
             )
         console.print(
             f"  [dim]output: runlab logs {r['failing'][0]['run_id']} --err    "
-            f"retry: runlab retry {r['sweep_id']} --dry-run[/]"
+            f"retry: runlab retry {m(r['sweep_id'])} --dry-run[/]"
         )
 
 
@@ -417,7 +416,7 @@ def _retry_in(
         )
         print(f"would retry {len(rows)} run(s) of sweep {record.sweep_id} with {code}:")
         for r in rows:
-            print(f"  {r['run_id']:>6}  {r['status']:<11}  {r['error'] or ''}")
+            print(f"  {r['run_id']:>6}  {safe(r['status']):<11}  {safe(r['error'] or '')}")
         return 0
     sub = ops.retry(logs, record, picked, current=current).submissions[-1]
     jobs = [a.job_id for a in sub.arrays] or [w.pid for w in sub.workers]
@@ -520,7 +519,7 @@ def _logs_command(args: argparse.Namespace) -> int:
         _print_json({"run_id": run_id, "path": str(path), "status": status, "text": text})
         return 0
     if not args.follow:
-        sys.stdout.write(path.read_text(errors="replace"))
+        sys.stdout.write(output(path.read_text(errors="surrogateescape")))
         return 0
     return _follow(logs, run_id, path, args.err)
 
@@ -538,7 +537,7 @@ def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
                     chunk = fh.read()
                 if chunk:
                     offset += len(chunk)
-                    sys.stdout.write(chunk.decode(errors="replace"))
+                    sys.stdout.write(output(chunk.decode(errors="surrogateescape")))
                     sys.stdout.flush()
             status = run.read_info().get("status")
             if Status.of(status) in ACTIVE:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.cli._logs import logs_from
+from runlab.cli._text import safe
 from runlab.cli.results import _logs_argument, _run, _where_argument, query_error
 from runlab.errors import UserError
 from runlab.results.query import QueryError
@@ -125,7 +126,7 @@ def _report(args: argparse.Namespace) -> int:
     _summary(report, scope, written, started)
     if study:
         for path in tune.write_plots(logs, study, Path(args.out)):
-            print(f"  {path}")
+            print(f"  {safe(path)}")
     return 0
 
 
@@ -160,12 +161,12 @@ def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
     if scope["outside"] and not all_runs:  # with --all, only --where left them out
         hint = "--all" + (" or --sweep ID" if scope["sweeps"] > 1 else "")
         print(
-            f"runlab: note: {scope['text']}: {scope['outside']} other run(s) of {logs} "
+            f"runlab: note: {safe(scope['text'])}: {scope['outside']} other run(s) of {safe(logs)} "
             f"left out ({hint} to include them)",
             file=sys.stderr,
         )
     if report.left_out:
-        ids = ", ".join(f"{r['run_id']} ({r['why']})" for r in report.left_out[:10])
+        ids = ", ".join(f"{r['run_id']} ({safe(r['why'])})" for r in report.left_out[:10])
         more = "..." if len(report.left_out) > 10 else ""
         print(
             f"runlab: note: not plotted nor ranked (failed or unreadable): {ids}{more}",
@@ -175,7 +176,7 @@ def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
         if lacking:
             print(
                 f"runlab: note: {len(lacking)} of {report.plotted} plotted run(s) never "
-                f"logged {metric}",
+                f"logged {safe(metric)}",
                 file=sys.stderr,
             )
 
@@ -185,12 +186,15 @@ def _summary(report: Any, scope: dict, written: dict, started: float) -> None:
     best = report.best
     rank = report.rank["metric"]
     print(
-        f"{report.runs} run(s) ({scope['text']}), {len(report.groups)} group(s) by "
-        f"{', '.join(report.by) or '(none)'}: {written['html']}"
+        f"{report.runs} run(s) ({safe(scope['text'])}), {len(report.groups)} group(s) by "
+        f"{safe(', '.join(report.by) or '(none)')}: {safe(written['html'])}"
         f" ({time.perf_counter() - started:.1f} s)"
     )
     if best is not None:
-        print(f"  best by {rank}: run {best['run_id']} ({best['group']}) {best['value']:.4g}")
+        print(
+            f"  best by {safe(rank)}: run {best['run_id']} ({safe(best['group'])}) "
+            f"{best['value']:.4g}"
+        )
     for png in written["pngs"]:
-        print(f"  {png}")
-    print(f"  {written['json']}")
+        print(f"  {safe(png)}")
+    print(f"  {safe(written['json'])}")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_from, split_positional
+from runlab.cli._text import cell, console, m
 from runlab.record.files import read_yaml
 from runlab.results import reproduce
 from runlab.status import Status
@@ -39,33 +40,30 @@ def configure_reproduce(parser: argparse.ArgumentParser) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = console(stderr=True, soft_wrap=True)
     _resolve(args)
     # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
     run, info, env = reproduce.load_run(args.logs, args.run_id)
     if info.get("status") != Status.COMPLETE:
-        err.print(f"[yellow]warning:[/] run {args.run_id} is {info.get('status')}, not COMPLETE")
+        err.print(f"[yellow]warning:[/] run {args.run_id} is {m(info.get('status'))}, not COMPLETE")
     for problem in reproduce.record_problems(env):  # the record is incomplete: say how
-        err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {escape(problem)}")
+        err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {m(problem)}")
     differences = reproduce.environment_differences(env)
     if differences:
         err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
         for line in differences[:40]:
-            err.print(f"  {line}")
+            err.print(f"  {m(line)}")
         if len(differences) > 40:
             err.print(f"  ... and {len(differences) - 40} more")
     new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
     if code != 0:
-        err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {new.path}")
+        err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {m(new.path)}")
         return 1
     verdict = reproduce.compare(run, new, args.rtol, args.atol)
     color = {"identical": "green", "close": "yellow", "diverged": "red"}[verdict.kind]
     print(f"run {new.run_id} reproduces run {run.run_id}: ", end="")
     err.file.flush()
-    Console(highlight=False).print(f"[bold {color}]{verdict.kind}[/] ({verdict.detail})")
+    console().print(f"[bold {color}]{verdict.kind}[/] ({m(verdict.detail)})")
     return 0 if verdict.kind != "diverged" else 1
 
 
@@ -77,10 +75,9 @@ def configure_diff(parser: argparse.ArgumentParser) -> None:
 def run_diff(args: argparse.Namespace) -> int:
     import subprocess
 
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console(highlight=False)
+    out = console()
     _resolve(args)
     # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
     ra, _, ea = reproduce.load_run(args.logs, args.a)
@@ -92,7 +89,7 @@ def run_diff(args: argparse.Namespace) -> int:
         t.add_column(f"run {args.a}")
         t.add_column(f"run {args.b}")
         for key, x, y in rows:
-            t.add_row(key, str(x), str(y))
+            t.add_row(cell(key), cell(x), cell(y))
         out.print(t if rows else f"[bold]{title}[/]: no difference")
 
     ca = reproduce.flatten(read_yaml(ra.config_file) or {})
@@ -122,7 +119,8 @@ def run_diff(args: argparse.Namespace) -> int:
             ["git", "diff", "--stat", commit_a, commit_b], cwd=root, capture_output=True, text=True
         )
         text = stat.stdout.strip() if stat.returncode == 0 else f"(commits not in {root})"
-        out.print(f"[bold]code[/] {commit_a[:10]}..{commit_b[:10]}:\n{text}")
+        out.print(f"[bold]code[/] {m(commit_a[:10])}..{m(commit_b[:10])}:")
+        out.print(cell(text, limit=None, keep="\n"))
 
     metrics = Table(title="metrics (last value; min)", title_justify="left")
     metrics.add_column("metric")
@@ -136,7 +134,9 @@ def run_diff(args: argparse.Namespace) -> int:
         rows_b = reproduce.read_rows(rb.metrics / name) if (rb.metrics / name).exists() else []
         keys = sorted({k for r in rows_a + rows_b for k in r} - {"time", "step"})
         for key in keys:
-            metrics.add_row(f"{name[:-6]}.{key}", _summary(rows_a, key), _summary(rows_b, key))
+            metrics.add_row(
+                cell(f"{name[:-6]}.{key}"), cell(_summary(rows_a, key)), cell(_summary(rows_b, key))
+            )
     out.print(metrics)
     return 0
 

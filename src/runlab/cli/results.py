@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
+from runlab.cli._text import cell, clipped, console, m, safe
 from runlab.errors import UserError
 from runlab.logs import Logs, is_run_id
 from runlab.record.files import tail
@@ -101,8 +102,8 @@ def _logs_or_none(args: argparse.Namespace) -> Path | None:
 
 def _no_runs(logs: Path, where: str | None) -> str:
     if where:
-        return f"no runs match the query in {logs}/"
-    return f"no runs yet in {logs}/ (run `pixi run train` or `python tasks/train.py` first)"
+        return f"no runs match the query in {safe(logs)}/"
+    return f"no runs yet in {safe(logs)}/ (run `pixi run train` or `python tasks/train.py` first)"
 
 
 def _default_logs() -> Path:
@@ -122,7 +123,7 @@ def _warnings_to_stderr() -> Iterator[None]:
         warnings.simplefilter("always")
         yield
     for w in caught:
-        print(f"runlab: warning: {w.message}", file=sys.stderr)
+        print(f"runlab: warning: {safe(w.message)}", file=sys.stderr)
 
 
 def _reader(logs: Path, where: str | None) -> Any:
@@ -200,11 +201,8 @@ def _cell(value: Any) -> str:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
     # Piped output is not wrapped at 80 columns: one line per run, whatever its width.
-    wide = None if sys.stdout.isatty() else 10_000
-    return Console(highlight=False, width=wide)
+    return console(width=None if sys.stdout.isatty() else 10_000)
 
 
 def _header(column: str) -> str:
@@ -312,22 +310,22 @@ def _ls(args: argparse.Namespace) -> int:
 
     out = Table(box=None, header_style="bold", pad_edge=False)
     for c in columns:
-        out.add_column(_header(c), no_wrap=True, overflow="ellipsis", max_width=48)
+        out.add_column(cell(_header(c)), no_wrap=True, overflow="ellipsis", max_width=48)
     for row in table.iter_rows(named=True):
         cells = []
         for c in columns:
             value = row[c]
             if c == "info.status" and value:
-                cells.append(f"[{colour(value)}]{value}[/]")
+                cells.append(cell(value, style=colour(value)))
             elif c.endswith("_time"):
-                cells.append(_short_time(value))
+                cells.append(cell(_short_time(value)))
             else:
-                cells.append(_cell(value))
+                cells.append(cell(_cell(value)))
         out.add_row(*cells)
-    console = _console()
-    console.print(out)
+    out_console = _console()
+    out_console.print(out)
     shown = f"{table.height} of {len(runs)}" if table.height != len(runs) else f"{len(runs)}"
-    console.print(f"[dim]{shown} run(s) in {logs}[/]")
+    out_console.print(f"[dim]{shown} run(s) in {m(logs)}[/]")
     return 0
 
 
@@ -367,7 +365,8 @@ def _show(args: argparse.Namespace) -> int:
     console = _console()
     style = colour(record["status"])
     console.print(
-        f"[bold]run {record['run_id']}[/]  [{style}]{record['status']}[/]  [dim]{record['path']}[/]"
+        f"[bold]run {record['run_id']}[/]  [{style}]{m(record['status'])}[/]  "
+        f"[dim]{m(record['path'])}[/]"
     )
     info = record.get("info") or {}
     facts = [
@@ -378,21 +377,22 @@ def _show(args: argparse.Namespace) -> int:
         ("job", info.get("job_id")),
         ("attempts", info.get("attempts")),
     ]
-    console.print("  " + "   ".join(f"{k}: {v}" for k, v in facts if v not in (None, "")))
+    console.print("  " + "   ".join(f"{k}: {m(v)}" for k, v in facts if v not in (None, "")))
     error = info.get("error")
     if isinstance(error, dict):
-        console.print(f"  [red]{error.get('type')}: {error.get('message')}[/]")
+        console.print(f"  [red]{m(error.get('type'))}: {m(error.get('message'))}[/]")
     for title, key in (("config", "config"), ("overrides", "overrides")):
         if record.get(key):
             console.print(f"\n[bold]{title}[/]")
-            console.print(_indent(yaml.safe_dump(record[key], sort_keys=False)))
+            text = _indent(yaml.safe_dump(clipped(record[key]), sort_keys=False))
+            console.print(cell(text, limit=None, keep="\n"))
     env = record.get("env")
     if isinstance(env, dict):
         console.print("\n[bold]environment[/]")
         hidden = ("packages", "conda_packages", "problems")  # problems: printed at the end
         short = {k: v for k, v in env.items() if k not in hidden}
         text = _indent(yaml.safe_dump(short, sort_keys=False, default_flow_style=None))
-        console.print(text, markup=False)  # `[venv/]` is a list, not rich markup
+        console.print(cell(text, limit=None, keep="\n"))  # `[venv/]` is a list, not rich markup
     if record["metrics"]:
         console.print("\n[bold]metrics[/] [dim](last / min / max)[/]")
         for name, summary in record["metrics"].items():
@@ -403,18 +403,16 @@ def _show(args: argparse.Namespace) -> int:
             for key in keys:
                 vals = [summary.get(f"{key}.{s}") for s in ("last", "min", "max")]
                 parts.append(f"{key} " + " / ".join(_cell(v) for v in vals if v is not None))
-            console.print(f"  {name}: " + ", ".join(parts))
+            console.print(cell(f"  {name}: " + ", ".join(parts)))
     for sub in ("artifacts", "checkpoints"):
         if record[sub]:
-            console.print(f"\n[bold]{sub}[/]: " + ", ".join(record[sub][:20]))
+            console.print(f"\n[bold]{sub}[/]: " + ", ".join(m(a) for a in record[sub][:20]))
     if record["traceback"]:
         console.print("\n[bold]traceback[/] [dim](last lines)[/]")
         for line in record["traceback"]:
-            console.print("  " + line, style="red", markup=False)
+            console.print(cell("  " + line, style="red"))
     for problem in record["problems"]:
-        from rich.markup import escape
-
-        console.print(f"[yellow]problem:[/] {escape(problem)}")
+        console.print(f"[yellow]problem:[/] {m(problem)}")
     return 0
 
 
@@ -506,22 +504,22 @@ def _print_status(
     parts = []
     for status, n in counts.iter_rows():
         name = status or Status.CORRUPT.value
-        parts.append(f"[{colour(name)}]{name}[/] {n}")
-    console.print(f"[bold]{total} run(s)[/] in {logs}: " + "   ".join(parts))
+        parts.append(f"[{colour(name)}]{m(name)}[/] {n}")
+    console.print(f"[bold]{total} run(s)[/] in {m(logs)}: " + "   ".join(parts))
     if not failing:
         return
     console.print(f"\n[bold]failing runs[/] ({failing_total})")
     for f in failing:
         style = colour(f["status"])
-        head = f"  {f['run_id']:>5}  [{style}]{f['status']}[/]"
+        head = f"  {f['run_id']:>5}  [{style}]{m(f['status'])}[/]"
         if f["error_type"] or f["error_message"]:
-            head += f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": ")
+            head += m(f"  {f['error_type'] or ''}: {f['error_message'] or ''}".rstrip(": "))
         elif f["problem"]:
-            head += f"  {f['problem']}"
+            head += f"  {m(f['problem'])}"
         elif f["status"] == Status.LOST:
             head += "  heartbeat stopped while RUNNING (killed, or its node died)"
         console.print(head)
         for line in f["traceback"]:
-            console.print("         " + line, style="dim", markup=False)
+            console.print(cell("         " + line, style="dim"))
     if failing_total > len(failing):
         console.print(f"  [dim]... and {failing_total - len(failing)} more (--limit)[/]")

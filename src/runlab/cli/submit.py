@@ -9,6 +9,7 @@ from typing import Any
 
 from runlab.cli._logs import add_logs_option, logs_value
 from runlab.cli._progress import wait
+from runlab.cli._text import cell, console, m
 from runlab.errors import UserError, one_line
 from runlab.sweep import launcher, submission
 from runlab.sweep.snapshot import commit_all
@@ -47,9 +48,7 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    err = Console(stderr=True)
+    err = console(stderr=True)
     # A bad task, override or launcher setting raises runlab's own error, which the CLI
     # prints as one line (runlab.cli.report_error).
     sweep = submission.prepare(
@@ -78,11 +77,10 @@ def run_submit(args: argparse.Namespace) -> int:
     where = launched.record.launcher_name
     ids = {h.job_id.split("_")[0] for h in launched.handles}
     err.print(
-        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {where} "
-        f"(job {', '.join(sorted(ids))}) from commit {sweep.code.commit[:10]}"
+        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {m(where)} "
+        f"(job {m(', '.join(sorted(ids)))}) from commit {m(sweep.code.commit[:10])}"
         f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
-        f"logs: {sweep.logs}   follow with: runlab status {sweep.logs}",
-        highlight=False,
+        f"logs: {m(sweep.logs)}   follow with: runlab status {m(sweep.logs)}",
     )
     return _wait(runs, launched.handles, err) if args.wait else 0
 
@@ -90,28 +88,26 @@ def run_submit(args: argparse.Namespace) -> int:
 def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> None:
     """Refuse uncommitted changes unless ``--allow-dirty`` (or commit them, if the user says
     so at the prompt); warn about untracked files too big to be copied with the code."""
-    from rich.markup import escape
-
     # Untracked files over the limits (a venv/ in the repository) are never copied into
     # the patch or the snapshot: say so in one line, with the .gitignore hint.
     skipped = sweep.code.skipped_problem()
     if sweep.code.dirty and not args.allow_dirty:
         interactive = sys.stdin.isatty() and not args.yes and not skipped
         changes = sweep.code.changes
-        listing = "\n".join(f"  {escape(line)}" for line in changes[:30])
+        listing = "\n".join(f"  {m(line)}" for line in changes[:30])
         more = f"\n  ... and {len(changes) - 30} more" if len(changes) > 30 else ""
         err.print(
-            f"[yellow]The git tree at {escape(str(sweep.code.root))} has uncommitted changes:[/]"
+            f"[yellow]The git tree at {m(sweep.code.root)} has uncommitted changes:[/]"
             f"\n{listing}{more}",
             highlight=False,
             soft_wrap=True,
         )
         if skipped:
-            err.print(f"[yellow]warning:[/] {escape(skipped)}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {m(skipped)}", soft_wrap=True)
         if interactive and _ask("Commit them now, so that the jobs are pinned to a commit?"):
             message = f"runlab submit {Path(args.task).name} {' '.join(args.overrides)}".strip()
             sweep.code = commit_all(sweep.code, message)
-            err.print(f"committed {sweep.code.commit[:10]}")
+            err.print(f"committed {m(sweep.code.commit[:10])}")
         else:
             raise UserError(
                 "jobs are pinned to a commit so that results trace back to code",
@@ -120,7 +116,7 @@ def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> No
             )
     elif sweep.code.dirty and skipped:
         err.print(
-            f"[yellow]warning:[/] {escape(skipped)}; the jobs run without them",
+            f"[yellow]warning:[/] {m(skipped)}; the jobs run without them",
             highlight=False,
             soft_wrap=True,
         )
@@ -136,7 +132,10 @@ def _wait(runs: list[Any], handles: list[Any], err: Any) -> int:
             info = run.read_info()
             error = (info.get("error") or {}).get("message", "")
             log = info.get("log_err") or (info.get("local_workers") or [""])[0]
-            err.print(f"  run {run.run_id}: {info.get('status')} {error}\n    {run.path}  {log}")
+            err.print(
+                f"  run {run.run_id}: {m(info.get('status'))} {m(error)}\n"
+                f"    {m(run.path)}  {m(log)}"
+            )
         return 1
     err.print(f"[green]all {len(runs)} runs complete[/]")
     return 0
@@ -151,30 +150,29 @@ def _ask(question: str) -> bool:
 
 
 def _print_plan(sweep) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console()
-    table = Table(title=f"{len(sweep.jobs)} job(s) of {sweep.script.name}")
+    out = console()
+    table = Table(title=cell(f"{len(sweep.jobs)} job(s) of {sweep.script.name}"))
     table.add_column("#", justify="right")
     table.add_column("overrides")
     for i, job in enumerate(sweep.jobs):
-        table.add_row(str(i), " ".join(job.overrides) or "(defaults)")
+        table.add_row(str(i), cell(" ".join(job.overrides) or "(defaults)"))
     out.print(table)
     cfg = sweep.launcher
-    out.print(f"launcher: [bold]{cfg['name']}[/]   logs: {sweep.logs}")
+    out.print(f"launcher: [bold]{m(cfg['name'])}[/]   logs: {m(sweep.logs)}")
     if cfg["name"] == "slurm":
         params = launcher.slurm_parameters(cfg)
         out.print(
             "submitit SlurmExecutor parameters (job arrays of at most MaxArraySize tasks each):"
         )
         for key, value in params.items():
-            out.print(f"  {key}: {value}")
+            out.print(cell(f"  {key}: {value}"))
     else:
         out.print(
             f"  up to {cfg['max_parallel']} processes at once, timeout {cfg['timeout_min']} min"
         )
     state = "clean" if not sweep.code.dirty else f"{len(sweep.code.changes)} uncommitted change(s)"
-    out.print(f"code: commit {sweep.code.commit[:10]} ({state})")
+    out.print(cell(f"code: commit {sweep.code.commit[:10]} ({state})"))
     if sweep.code.skipped_problem():
-        out.print(f"warning: {sweep.code.skipped_problem()}", markup=False, soft_wrap=True)
+        out.print(cell(f"warning: {sweep.code.skipped_problem()}"), soft_wrap=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
+from runlab.cli._text import safe
 from runlab.errors import UserError
 from runlab.sweep import tune
 from runlab.sweep.expand import task_spec
@@ -116,22 +117,24 @@ def _show(args: argparse.Namespace) -> int:
     data = tune.summary(logs, args.study, args.top)
     if args.plots:
         for path in tune.write_plots(logs, data["study"], args.plots):
-            print(f"wrote {path}", file=sys.stderr)
+            print(f"wrote {safe(path)}", file=sys.stderr)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0
     states = ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items())
     print(
-        f"study {data['study']}: {data['direction']} {data['metric']} ({data['objective']}), "
-        f"sampler {data['sampler']} (seed {data['seed']}), pruner {_pruner(data['pruner'])}"
+        safe(
+            f"study {data['study']}: {data['direction']} {data['metric']} ({data['objective']}), "
+            f"sampler {data['sampler']} (seed {data['seed']}), pruner {_pruner(data['pruner'])}"
+        )
     )
-    print(f"trials: {states or 'none yet'}")
-    print(f"space: {' '.join(f'{k}={v}' for k, v in (data['space'] or {}).items())}")
+    print(safe(f"trials: {states or 'none yet'}"))
+    print(safe(f"space: {' '.join(f'{k}={v}' for k, v in (data['space'] or {}).items())}"))
     if not data["top"]:
         print("no complete trial yet")
         return 0
     keys = list(data["top"][0]["params"])
-    header = ["trial", "run_id", data["metric"] or "value", *keys]
+    header = [safe(h) for h in ("trial", "run_id", data["metric"] or "value", *keys)]
     rows = [
         [
             str(r["trial"]),
@@ -147,8 +150,9 @@ def _show(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     best = data["best"]
     print(
-        f"best: trial {best['trial']} (run {best['run_id']}) {data['metric']}="
-        f"{best['value']:.6g} " + " ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+        f"best: trial {best['trial']} (run {best['run_id']}) {safe(data['metric'])}="
+        f"{best['value']:.6g} "
+        + " ".join(f"{safe(k)}={_fmt(v)}" for k, v in best["params"].items())
     )
     return 0
 
@@ -158,4 +162,4 @@ def _pruner(spec) -> str:
 
 
 def _fmt(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{value:.6g}" if isinstance(value, float) else safe(value)

@@ -12,6 +12,7 @@ import sys
 
 import orjson
 
+from runlab.cli._text import safe
 from runlab.logs import Logs
 from runlab.results.verify import INVARIANTS, verify
 
@@ -31,11 +32,6 @@ def configure_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def _printable(text: str) -> str:
-    """User text as plain text for a terminal: control and format characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def run_verify(args: argparse.Namespace) -> int:
     logs = Logs.existing(args.logs or args.logs_positional)
     verdict = verify(logs, deep=args.deep, repair=args.repair)
@@ -44,9 +40,9 @@ def run_verify(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0 if verdict.ok else 1
     for line in verdict.repaired:
-        print(f"repaired: {_printable(line)}")
+        print(f"repaired: {safe(line)}")
     for v in verdict.violations:
-        print(_printable(v.line()))
+        print(safe(v.line()))
     rules = sorted({v.invariant for v in verdict.violations})
     summary = f"{verdict.runs} runs checked in {verdict.seconds:.2f} s: " + (
         f"{len(verdict.violations)} violation(s)" if rules else "every invariant holds"

@@ -233,23 +233,24 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
     task = Path(r["task"] or "?").name
     retries = f", {r['submissions'] - 1} retry submission(s)" if r["submissions"] > 1 else ""
     console.print(
-        f"[bold]sweep {m(r['sweep_id'])}[/]: {r['runs']} run(s) {r['first_run']}..{r['last_run']} "
+        f"[bold]sweep {m(r['sweep_id'])}[/]: {m(r['runs'])} run(s) {m(r['first_run'])}..{m(r['last_run'])} "
         f"of {m(task)} on {m(where)}, commit {m((r['commit'] or '?')[:10])}, "
-        f"submitted {m(_short(r['created']))}{retries}"
+        f"submitted {m(_short(r['created']))}{m(retries)}"
     )
     parts = [f"[{colour(s)}]{m(s)}[/] {n}" for s, n in r["counts"].items()]
     pct = 100 * r["progress"]
     console.print(
-        "  " + "   ".join(parts) + f"   [dim]ended {r['ended']}/{r['runs']} ({pct:.0f}%)[/]"
+        "  " + "   ".join(parts) + f"   [dim]ended {m(r['ended'])}/{m(r['runs'])} ({pct:.0f}%)[/]"
     )
     for c in r["reconciled"][:10]:
         console.print(
-            f"  [yellow]now {m(c['status'])}[/]: run {c['run_id']}: {m(c['reason'])}", markup=True
+            f"  [yellow]now {m(c['status'])}[/]: run {m(c['run_id'])}: {m(c['reason'])}",
+            markup=True,
         )
     if len(r["reconciled"]) > 10:
-        console.print(f"  [dim]... and {len(r['reconciled']) - 10} more runs closed (--json)[/]")
+        console.print(f"  [dim]... and {m(len(r['reconciled']) - 10)} more runs closed (--json)[/]")
     if r["failing"]:
-        console.print(f"[bold]failing runs[/] ({r['failing_total']})")
+        console.print(f"[bold]failing runs[/] ({m(r['failing_total'])})")
         for f in r["failing"]:
             style = colour(f["status"])
             head = f"  {f['run_id']:>6}  [{style}]{m(f['status'])}[/]"
@@ -261,10 +262,10 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
                 console.print(cell("          " + line, style="dim"))
         if r["failing_total"] > len(r["failing"]):
             console.print(
-                f"  [dim]... and {r['failing_total'] - len(r['failing'])} more (--limit)[/]"
+                f"  [dim]... and {m(r['failing_total'] - len(r['failing']))} more (--limit)[/]"
             )
         console.print(
-            f"  [dim]output: runlab logs {r['failing'][0]['run_id']} --err    "
+            f"  [dim]output: runlab logs {m(r['failing'][0]['run_id'])} --err    "
             f"retry: runlab retry {m(r['sweep_id'])} --dry-run[/]"
         )
 

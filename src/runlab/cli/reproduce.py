@@ -45,25 +45,29 @@ def run_reproduce(args: argparse.Namespace) -> int:
     # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
     run, info, env = reproduce.load_run(args.logs, args.run_id)
     if info.get("status") != Status.COMPLETE:
-        err.print(f"[yellow]warning:[/] run {args.run_id} is {m(info.get('status'))}, not COMPLETE")
+        err.print(
+            f"[yellow]warning:[/] run {m(args.run_id)} is {m(info.get('status'))}, not COMPLETE"
+        )
     for problem in reproduce.record_problems(env):  # the record is incomplete: say how
-        err.print(f"[yellow]warning:[/] run {args.run_id}'s record: {m(problem)}")
+        err.print(f"[yellow]warning:[/] run {m(args.run_id)}'s record: {m(problem)}")
     differences = reproduce.environment_differences(env)
     if differences:
-        err.print(f"[yellow]The environment differs from run {args.run_id}'s:[/]")
+        err.print(f"[yellow]The environment differs from run {m(args.run_id)}'s:[/]")
         for line in differences[:40]:
             err.print(f"  {m(line)}")
         if len(differences) > 40:
-            err.print(f"  ... and {len(differences) - 40} more")
+            err.print(f"  ... and {m(len(differences) - 40)} more")
     new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
     if code != 0:
-        err.print(f"[red]the rerun (run {new.run_id}) exited with {code}[/]; see {m(new.path)}")
+        err.print(
+            f"[red]the rerun (run {m(new.run_id)}) exited with {m(code)}[/]; see {m(new.path)}"
+        )
         return 1
     verdict = reproduce.compare(run, new, args.rtol, args.atol)
     color = {"identical": "green", "close": "yellow", "diverged": "red"}[verdict.kind]
     print(f"run {new.run_id} reproduces run {run.run_id}: ", end="")
     err.file.flush()
-    console().print(f"[bold {color}]{verdict.kind}[/] ({m(verdict.detail)})")
+    console().print(f"[bold {color}]{m(verdict.kind)}[/] ({m(verdict.detail)})")
     return 0 if verdict.kind != "diverged" else 1
 
 
@@ -80,8 +84,14 @@ def run_diff(args: argparse.Namespace) -> int:
     out = console()
     _resolve(args)
     # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
-    ra, _, ea = reproduce.load_run(args.logs, args.a)
-    rb, _, eb = reproduce.load_run(args.logs, args.b)
+    ra, ia, ea = reproduce.load_run(args.logs, args.a)
+    rb, ib, eb = reproduce.load_run(args.logs, args.b)
+    task_a, task_b = ia.get("task"), ib.get("task")
+    if task_a != task_b:  # said first: every other difference follows from it
+        out.print(
+            f"[yellow]runs {m(args.a)} and {m(args.b)} are of different tasks:[/] "
+            f"{m(task_a or '(not recorded)')} and {m(task_b or '(not recorded)')}"
+        )
 
     def table(title: str, rows: list[tuple[str, object, object]]) -> None:
         t = Table(title=title, title_justify="left")
@@ -90,7 +100,7 @@ def run_diff(args: argparse.Namespace) -> int:
         t.add_column(f"run {args.b}")
         for key, x, y in rows:
             t.add_row(cell(key), cell(x), cell(y))
-        out.print(t if rows else f"[bold]{title}[/]: no difference")
+        out.print(t if rows else f"[bold]{m(title)}[/]: no difference")
 
     ca = reproduce.flatten(read_yaml(ra.config_file) or {})
     cb = reproduce.flatten(read_yaml(rb.config_file) or {})

@@ -325,7 +325,7 @@ def _ls(args: argparse.Namespace) -> int:
     out_console = _console()
     out_console.print(out)
     shown = f"{table.height} of {len(runs)}" if table.height != len(runs) else f"{len(runs)}"
-    out_console.print(f"[dim]{shown} run(s) in {m(logs)}[/]")
+    out_console.print(f"[dim]{m(shown)} run(s) in {m(logs)}[/]")
     return 0
 
 
@@ -365,7 +365,7 @@ def _show(args: argparse.Namespace) -> int:
     console = _console()
     style = colour(record["status"])
     console.print(
-        f"[bold]run {record['run_id']}[/]  [{style}]{m(record['status'])}[/]  "
+        f"[bold]run {m(record['run_id'])}[/]  [{style}]{m(record['status'])}[/]  "
         f"[dim]{m(record['path'])}[/]"
     )
     info = record.get("info") or {}
@@ -377,13 +377,13 @@ def _show(args: argparse.Namespace) -> int:
         ("job", info.get("job_id")),
         ("attempts", info.get("attempts")),
     ]
-    console.print("  " + "   ".join(f"{k}: {m(v)}" for k, v in facts if v not in (None, "")))
+    console.print("  " + "   ".join(f"{m(k)}: {m(v)}" for k, v in facts if v not in (None, "")))
     error = info.get("error")
     if isinstance(error, dict):
         console.print(f"  [red]{m(error.get('type'))}: {m(error.get('message'))}[/]")
     for title, key in (("config", "config"), ("overrides", "overrides")):
         if record.get(key):
-            console.print(f"\n[bold]{title}[/]")
+            console.print(f"\n[bold]{m(title)}[/]")
             text = _indent(yaml.safe_dump(clipped(record[key]), sort_keys=False))
             console.print(cell(text, limit=None, keep="\n"))
     env = record.get("env")
@@ -406,7 +406,7 @@ def _show(args: argparse.Namespace) -> int:
             console.print(cell(f"  {name}: " + ", ".join(parts)))
     for sub in ("artifacts", "checkpoints"):
         if record[sub]:
-            console.print(f"\n[bold]{sub}[/]: " + ", ".join(m(a) for a in record[sub][:20]))
+            console.print(f"\n[bold]{m(sub)}[/]: " + ", ".join(m(a) for a in record[sub][:20]))
     if record["traceback"]:
         console.print("\n[bold]traceback[/] [dim](last lines)[/]")
         for line in record["traceback"]:
@@ -505,10 +505,10 @@ def _print_status(
     for status, n in counts.iter_rows():
         name = status or Status.CORRUPT.value
         parts.append(f"[{colour(name)}]{m(name)}[/] {n}")
-    console.print(f"[bold]{total} run(s)[/] in {m(logs)}: " + "   ".join(parts))
+    console.print(f"[bold]{m(total)} run(s)[/] in {m(logs)}: " + "   ".join(parts))
     if not failing:
         return
-    console.print(f"\n[bold]failing runs[/] ({failing_total})")
+    console.print(f"\n[bold]failing runs[/] ({m(failing_total)})")
     for f in failing:
         style = colour(f["status"])
         head = f"  {f['run_id']:>5}  [{style}]{m(f['status'])}[/]"
@@ -522,4 +522,4 @@ def _print_status(
         for line in f["traceback"]:
             console.print(cell("         " + line, style="dim"))
     if failing_total > len(failing):
-        console.print(f"  [dim]... and {failing_total - len(failing)} more (--limit)[/]")
+        console.print(f"  [dim]... and {m(failing_total - len(failing))} more (--limit)[/]")

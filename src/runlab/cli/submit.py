@@ -77,9 +77,9 @@ def run_submit(args: argparse.Namespace) -> int:
     where = launched.record.launcher_name
     ids = {h.job_id.split("_")[0] for h in launched.handles}
     err.print(
-        f"submitted {len(runs)} run(s) [bold]{first}..{last}[/] to {m(where)} "
+        f"submitted {len(runs)} run(s) [bold]{m(first)}..{m(last)}[/] to {m(where)} "
         f"(job {m(', '.join(sorted(ids)))}) from commit {m(sweep.code.commit[:10])}"
-        f"{' with uncommitted changes' if sweep.code.dirty else ''}\n"
+        f"{m(' with uncommitted changes' if sweep.code.dirty else '')}\n"
         f"logs: {m(sweep.logs)}   follow with: runlab status {m(sweep.logs)}",
     )
     return _wait(runs, launched.handles, err) if args.wait else 0
@@ -98,7 +98,7 @@ def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> No
         more = f"\n  ... and {len(changes) - 30} more" if len(changes) > 30 else ""
         err.print(
             f"[yellow]The git tree at {m(sweep.code.root)} has uncommitted changes:[/]"
-            f"\n{listing}{more}",
+            f"\n{listing}{m(more)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -133,7 +133,7 @@ def _wait(runs: list[Any], handles: list[Any], err: Any) -> int:
             error = (info.get("error") or {}).get("message", "")
             log = info.get("log_err") or (info.get("local_workers") or [""])[0]
             err.print(
-                f"  run {run.run_id}: {m(info.get('status'))} {m(error)}\n"
+                f"  run {m(run.run_id)}: {m(info.get('status'))} {m(error)}\n"
                 f"    {m(run.path)}  {m(log)}"
             )
         return 1
@@ -157,7 +157,7 @@ def _print_plan(sweep) -> None:
     table.add_column("#", justify="right")
     table.add_column("overrides")
     for i, job in enumerate(sweep.jobs):
-        table.add_row(str(i), cell(" ".join(job.overrides) or "(defaults)"))
+        table.add_row(cell(i), cell(" ".join(job.overrides) or "(defaults)"))
     out.print(table)
     cfg = sweep.launcher
     out.print(f"launcher: [bold]{m(cfg['name'])}[/]   logs: {m(sweep.logs)}")
@@ -170,7 +170,7 @@ def _print_plan(sweep) -> None:
             out.print(cell(f"  {key}: {value}"))
     else:
         out.print(
-            f"  up to {cfg['max_parallel']} processes at once, timeout {cfg['timeout_min']} min"
+            f"  up to {m(cfg['max_parallel'])} processes at once, timeout {m(cfg['timeout_min'])} min"
         )
     state = "clean" if not sweep.code.dirty else f"{len(sweep.code.changes)} uncommitted change(s)"
     out.print(cell(f"code: commit {sweep.code.commit[:10]} ({state})"))

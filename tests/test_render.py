@@ -227,7 +227,7 @@ def test_every_reading_command_shows_hostile_values_as_text(
 
 
 @settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # the path is never made
@@ -322,3 +322,38 @@ def test_user_text_reaches_the_terminal_through_the_renderer() -> None:
                 if not (starred or built):
                     problems.append(f"{where}:{call.lineno}: a table cell not built by cell()")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------ report
+def test_report_draws_what_it_can_and_says_what_it_skipped(tmp_path: Path) -> None:
+    """String and boolean metrics and a list-valued config key: the report draws the
+    numbers, groups by what it can, and says in one line what it skipped; a report of
+    strings alone is one user error. Never an internal error."""
+    logs = tmp_path / "logs"
+    for i in range(4):
+        run = RunDir(allocate(logs)[0]).create()
+        config = {"lr": [0.1, 0.2][i % 2], "layers": [1, i], "opt": ["adam", "sgd"][i % 2]}
+        write_record(run.config_file, config)
+        run.update_info(status="COMPLETE", start_time="2026-11-20T10:00:00+00:00")
+        with RunLogger(run) as logger:
+            for step in range(3):
+                row = {"loss": 1 / (step + 1), "phase": ["cold", "warm"][step > 0], "ok": step > 0}
+                logger.log_metrics(row, step=step, name="train")
+    out = tmp_path / "report"
+    args = ["report", "--all", "--out", str(out), "--metric", "train.loss,train.phase,train.ok"]
+    result = _runlab(logs, *args, "--by", "config.layers,config.opt")
+    _check(result)
+    err = result.stderr.decode()
+    assert (
+        "runlab: note: skipped: --by config.layers: its values are lists or mappings, not "
+        "grouped by; train.phase: logged as strings, not numbers: not drawn; train.ok: logged "
+        "as booleans, not numbers: not drawn\n"
+    ) in err
+    assert "2 group(s) by config.opt" in result.stdout.decode()
+    assert (out / "index.html").is_file() and (out / "train.loss.png").is_file()
+
+    alone = _runlab(logs, "report", "--all", "--out", str(out), "--metric", "train.phase")
+    _check(alone, codes=(1,))
+    assert alone.stderr.decode().startswith(
+        "runlab report: error: nothing to draw: train.phase: logged as strings, not numbers"
+    )

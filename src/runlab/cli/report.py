@@ -172,6 +172,8 @@ def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
             f"runlab: note: not plotted nor ranked (failed or unreadable): {ids}{more}",
             file=sys.stderr,
         )
+    if report.skipped:
+        print(f"runlab: note: skipped: {safe('; '.join(report.skipped))}", file=sys.stderr)
     for metric, lacking in report.missing.items():
         if lacking:
             print(

@@ -86,11 +86,20 @@ def build_report(
     scope = dict(scope or {})
     scope.setdefault("where", where)
     chosen = _select(reader, where)
+    by, skipped = _groupable(chosen.plotted, by)
     g = _group(chosen, by, metrics, rank_metric, maximise)
     curves = {m: _curves(g, m, x) if m in g.has_metric else [] for m in metrics}
+    not_numbers = {
+        m: why
+        for m in metrics
+        if m not in g.has_metric and (why := _not_numbers(chosen.plotted, m))
+    }
+    skipped += [f"{m}: {why}" for m, why in not_numbers.items()]
     if all(not curves[m] for m in metrics):
         raise NoRunsError(
-            f"none of the {len(chosen.plotted)} selected runs logged "
+            f"nothing to draw: {'; '.join(skipped)}"
+            if not_numbers
+            else f"none of the {len(chosen.plotted)} selected runs logged "
             + ", ".join(repr(m) for m in metrics)
         )
     run_rows = _ranked_runs(g, rank_metric, maximise)
@@ -117,13 +126,51 @@ def build_report(
         groups=_group_rows(g, top),
         curves=curves,
         final={m: _finals(g, m) if m in g.has_metric else [] for m in metrics},
-        missing={m: _missing(g, m) for m in metrics},
+        missing={m: [] if m in not_numbers else _missing(g, m) for m in metrics},
         leaderboard=_leaderboard(run_rows, g.seed_cols, rank_metric, metrics),
         columns=columns,
         run_table=[{c: clean(r.get(c)) for c in columns} for r in run_rows],
         records=_records(reader, shown) if records else {},
         nonfinite=_nonfinite(run_rows, metrics),
+        skipped=skipped,
     )
+
+
+_UNGROUPABLE = (pl.List, pl.Array, pl.Struct, pl.Object)
+
+
+def _groupable(reader: Reader, by: Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
+    """``by`` without the keys whose values are lists or mappings (groups cannot be told
+    apart by them), and a note for each key left out."""
+    if by is None:
+        return None, []
+    keep, skipped = [], []
+    for key in dict.fromkeys(by):
+        try:
+            dtype = reader.select(key).schema[key]
+        except QueryError:
+            keep.append(key)  # unknown: the grouping says so, with suggestions
+            continue
+        if isinstance(dtype, _UNGROUPABLE):
+            skipped.append(f"--by {key}: its values are lists or mappings, not grouped by")
+        else:
+            keep.append(key)
+    return keep, skipped
+
+
+def _not_numbers(reader: Reader, metric: str) -> str | None:
+    """Why ``metric`` has no curve although runs logged it: its values are strings or
+    booleans (None when no run logged it at all)."""
+    name, _, key = metric.partition(".")
+    try:
+        schema = reader.metrics(name).collect_schema()
+    except Exception:
+        return None
+    dtype = schema.get(key)
+    if dtype is None or dtype.is_numeric():
+        return None
+    kind = "booleans" if dtype == pl.Boolean else "strings" if dtype == pl.String else str(dtype)
+    return f"logged as {kind}, not numbers: not drawn"
 
 
 def _select(reader: Reader, where: str | None) -> _Selection:
@@ -224,10 +271,11 @@ def _metric_column(reader: Reader, metric: str) -> str | None:
     """The run-table column with each run's last value of ``metric``, if any run has it."""
     column = f"{metric}.last"
     try:
-        reader.select(column)
+        dtype = reader.select(column).schema[column]
     except QueryError:
         return None
-    return column
+    # Strings and booleans have no curve nor mean: _not_numbers says they were skipped.
+    return column if dtype.is_numeric() or dtype == pl.Null else None
 
 
 def _sort_key(value: Any, maximise: bool) -> tuple[int, float]:

@@ -49,15 +49,18 @@ class Report:
     nonfinite: dict[str, dict[str, str]]  # run id -> metric -> "NaN"/"inf"/"-inf"
     study: dict[str, Any] | None = None
     png_layout: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # what could not be drawn, and why
 
     def to_dict(self) -> dict[str, Any]:
-        """``report.json``'s content: the fields but ``records``; ``study`` and
-        ``png_layout`` only when set."""
+        """``report.json``'s content: the fields but ``records``; ``study``,
+        ``png_layout`` and ``skipped`` only when set."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "records"}
         if self.study is None:
             del data["study"]
         if not self.png_layout:
             del data["png_layout"]
+        if not self.skipped:
+            del data["skipped"]
         return data
 
     @property

@@ -20,6 +20,19 @@ def _row(logs: Path, run_id: int) -> dict:
     return df.filter(df["run_id"] == run_id).to_dicts()[0]
 
 
+def test_a_config_naming_a_non_utf8_file_is_recorded_as_visible_text(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 reaches Python as lone surrogates (``os.listdir``,
+    ``sys.argv``): the record holds it as its visible escape, and the run is healthy."""
+    name = b"data-\xff.csv".decode("utf-8", "surrogateescape")
+    logs = tmp_path / "logs"
+    with runlab.RunLogger(logs / "1", config={"data": name, name: 1}) as logger:
+        logger.log_metrics({"loss": 0.5})
+    row = _row(logs, 1)
+    assert row["problem"] is None and row["info.status"] == "COMPLETE"
+    assert row["config.data"] == "data-\\udcff.csv"
+    assert "data-\\udcff.csv: 1" in (logs / "1/metadata/config.yaml").read_text()
+
+
 def test_a_hand_made_run_is_healthy_and_complete_after_close(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logger = runlab.RunLogger(logs / "1", config={"lr": 0.1, "model": {"width": 64}})

@@ -147,7 +147,7 @@ def dump_yaml(data: Any) -> str:
 
 def write_yaml(path: Path, data: Any) -> None:
     """Write ``data`` as YAML atomically, credentials redacted."""
-    write_atomic(path, dump_yaml(secrets.redact(data)).encode())
+    write_atomic(path, dump_yaml(_text_safe(secrets.redact(data))).encode())
 
 
 def read_yaml(path: Path) -> Any:
@@ -156,11 +156,38 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(fh, Loader=_Loader)
 
 
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: a lone surrogate (a non-UTF-8 file name decoded with
+    ``surrogateescape``) becomes its visible escape, ``\\udcff``; other text is unchanged."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _text_safe(data: Any) -> Any:
+    """``data`` with every string (keys too) made :func:`valid_text`: JSON and YAML hold it."""
+    if isinstance(data, str):
+        return valid_text(data)
+    if isinstance(data, dict):
+        return {_text_safe(k): _text_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_text_safe(v) for v in data]
+    return data
+
+
 def _json_safe(data: Any) -> Any:
     if isinstance(data, float):
         return encode_float(data)
+    if isinstance(data, str):
+        return valid_text(data)
     if isinstance(data, dict):
-        return {str(k) if not isinstance(k, str) else k: _json_safe(v) for k, v in data.items()}
+        return {
+            valid_text(k) if isinstance(k, str) else str(k): _json_safe(v) for k, v in data.items()
+        }
     if isinstance(data, (list, tuple)):
         return [_json_safe(v) for v in data]
     if isinstance(data, int) and not isinstance(data, bool) and not -(2**63) <= data < 2**64:
@@ -181,7 +208,7 @@ def write_record(path: Path, data: Any) -> None:
     (:func:`runlab.record.secrets.redact`): no record holds one in clear.
     """
     path = Path(path)
-    data = secrets.redact(data)
+    data = _text_safe(secrets.redact(data))
     write_atomic(path.with_suffix(".json"), dumps_json(data))
     write_atomic(path, dump_yaml(data).encode())
 

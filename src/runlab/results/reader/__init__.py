@@ -35,13 +35,14 @@ from __future__ import annotations
 
 from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
 from runlab.results.reader._files import iso_epoch as _iso_epoch
-from runlab.results.reader._index import INDEX_DIR, wait_for_index
+from runlab.results.reader._index import INDEX_DIR, IndexDamagedWarning, wait_for_index
 from runlab.results.reader._run import NoSuchRun, read_run
 from runlab.results.reader._store import LOST_AFTER_S
 
 __all__ = [
     "CorruptRunWarning",
     "Grouped",
+    "IndexDamagedWarning",
     "NoSuchRun",
     "Reader",
     "read_run",

@@ -15,6 +15,12 @@ named by a canonical run id; other folders are ignored with a warning):
   value) and, for numbers, ``<name>.<k>.min`` and ``<name>.<k>.max``.
 - ``problem``: why a run could not be read fully (null when it could).
 
+Keys that flatten to the same column (``a.b: 1`` beside ``a: {b: 2}``) keep one
+value whatever their order: the most nested key path's (as OmegaConf reads a
+dotted key), then the smallest. The clash is the run's ``problem`` (so it is
+named, with both keys, in the read's one :class:`CorruptRunWarning`); the other
+value stays in the run's own config file.
+
 ``info.status`` is ``LOST`` for a ``RUNNING`` run whose heartbeat is older than
 ``max(60 s, 4 x heartbeat_interval_s)``, and ``CORRUPT`` for a run whose info
 record is missing, empty or unreadable. Unreadable runs and metric files never

@@ -114,3 +114,23 @@ def test_each_damaged_index_file_is_named_once_and_ls_works(
     wait_for_index()
     assert main(["ls", "--logs", str(logs)]) == 0
     assert "damaged" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["run table", "metrics block"])
+def test_verify_names_a_damaged_index_file_and_repair_makes_it_pass(
+    clean: tuple[Path, pl.DataFrame, pl.DataFrame], tmp_path: Path, target: str
+) -> None:
+    logs = tmp_path / "logs"
+    shutil.copytree(clean[0], logs)
+    path = _targets(logs)[target]
+    _damage(path, 0.5, 8, False)
+    verdict = verify(Logs(logs), deep=True)
+    assert [(v.invariant, v.what.split()[0]) for v in verdict.violations] == [
+        (5, path.relative_to(logs / ".runlab-index").as_posix())
+    ]
+    if target == "metrics block":  # row-level caches: behind --deep
+        assert verify(Logs(logs)).ok
+    assert verify(Logs(logs), deep=True, repair=True).ok
+    assert verify(Logs(logs), deep=True).ok
+    reader = Reader(logs)
+    assert reader.df.equals(clean[1]) and _rows(reader).equals(clean[2])

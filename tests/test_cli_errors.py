@@ -370,6 +370,7 @@ NOT_USER_ERRORS = {
     "runlab.record.stops.Pruned": "a trial pruned by Optuna: the run ends PRUNED",
     "runlab.record.logger.RecordWriteError": "an OSError (full disk): the CLI's OSError path",
     "runlab.results.reader._api.CorruptRunWarning": "a warning (the reader goes on)",
+    "runlab.results.reader._index.IndexDamagedWarning": "a warning (the read goes on)",
 }
 
 

@@ -450,7 +450,7 @@ def _current_code(logs: Path, record: SweepRecord, allow_dirty: bool) -> Code:
             f"--code current: the sweep's task {script} is gone: restore it, or "
             "retry with the code it was submitted with (leave out --code)"
         )
-    code = code_state(script)
+    code = code_state(script, exclude=(logs,))
     if code.dirty and not allow_dirty:
         listing = ", ".join(code.changes[:5])
         raise UserError(

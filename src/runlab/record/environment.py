@@ -44,7 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,7 @@ class WorkTreeChanges:
     limits: UntrackedLimits
     diff: bytes = b""
     problems: list[str] = field(default_factory=list)
+    pathspec: list[str] = field(default_factory=list)  # what every git call looked at
 
     @property
     def dirty(self) -> bool:
@@ -332,7 +333,25 @@ def _choose_untracked(
     return included, skipped, skipped_files
 
 
-def _diff(root: Path, included: list[bytes]) -> bytes:
+def record_pathspec(root: Path, exclude: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
+    """The pathspec (``-- . :(exclude,literal)<dir>``) of the work tree at ``root`` less
+    the folders ``exclude`` that lie inside it: logs directories, whose run records are
+    never part of the code's patch or snapshot (else each run would hold every earlier
+    run's record, and a clean tree would be recorded dirty). Empty when none is inside.
+    """
+    spec: list[str] = []
+    top = Path(root).resolve()
+    for folder in exclude:
+        try:
+            rel = Path(folder).resolve().relative_to(top)
+        except (OSError, ValueError):
+            continue
+        if rel.parts:
+            spec.append(f":(exclude,literal){rel.as_posix()}")
+    return ["--", ".", *spec] if spec else []
+
+
+def _diff(root: Path, included: list[bytes], pathspec: Sequence[str] = ()) -> bytes:
     """``git diff --binary HEAD`` of the tracked changes plus the ``included`` untracked files.
 
     The untracked files enter the patch through a throw-away copy of the index in which
@@ -348,6 +367,7 @@ def _diff(root: Path, included: list[bytes]) -> bytes:
         "--src-prefix=a/",
         "--dst-prefix=b/",
         "HEAD",
+        *pathspec,
     ]
     if not included:
         return git(root, *args)
@@ -375,23 +395,29 @@ def _diff(root: Path, included: list[bytes]) -> bytes:
 
 
 def work_tree_changes(
-    root: Path, limits: UntrackedLimits | None = None, with_diff: bool = True
+    root: Path,
+    limits: UntrackedLimits | None = None,
+    with_diff: bool = True,
+    exclude: Sequence[str | os.PathLike[str]] = (),
 ) -> WorkTreeChanges:
     """What differs from HEAD in the work tree at ``root``, and the patch that records it.
 
-    Costs three to five git processes whatever the number of files (well under a
-    second with 40,000 untracked files). Raises :class:`GitError` only when ``git
-    status`` itself fails; a failure to build the patch is a ``problems`` line.
+    The folders ``exclude`` (logs directories) are left out of both (see
+    :func:`record_pathspec`). Costs three to five git processes whatever the number
+    of files (well under a second with 40,000 untracked files). Raises
+    :class:`GitError` only when ``git status`` itself fails; a failure to build the
+    patch is a ``problems`` line.
     """
     problems: list[str] = []
     if limits is None:
         limits, problems = UntrackedLimits.from_env()
+    spec = record_pathspec(root, exclude)
     tracked, names = _parse_status(
-        git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+        git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal", *spec)
     )
     groups: list[UntrackedGroup] = []
     if names:
-        files = git(root, "ls-files", "-z", "--others", "--exclude-standard")
+        files = git(root, "ls-files", "-z", "--others", "--exclude-standard", *spec)
         groups = _group_untracked(names, [f for f in files.split(b"\0") if f])
     included, skipped, skipped_files = _choose_untracked(root, groups, limits)
     changes = WorkTreeChanges(
@@ -403,16 +429,17 @@ def work_tree_changes(
         skipped_files=skipped_files,
         limits=limits,
         problems=problems,
+        pathspec=spec,
     )
     if with_diff and changes.dirty:
         try:
-            changes.diff = _diff(root, included)
+            changes.diff = _diff(root, included, spec)
         except GitError as exc:
             if not included:
                 problems.append(f"the uncommitted changes are not recorded: {exc}")
             else:  # retry without the untracked files: the tracked changes matter most
                 try:
-                    changes.diff = _diff(root, [])
+                    changes.diff = _diff(root, [], spec)
                     problems.append(f"untracked files are not recorded in the patch: {exc}")
                 except GitError as exc2:
                     problems.append(f"the uncommitted changes are not recorded: {exc2}")
@@ -433,8 +460,13 @@ def _in_snapshot(path: Path) -> bool:
         return False
 
 
-def git_record(path: Path) -> tuple[dict[str, Any], bytes | None, list[str]]:
+def git_record(
+    path: Path, exclude: Sequence[str | os.PathLike[str]] = ()
+) -> tuple[dict[str, Any], bytes | None, list[str]]:
     """The ``git`` part of the record, the patch of a dirty tree, and what could not be recorded.
+
+    The folders ``exclude`` (the logs directory the run is written into) are never part
+    of the patch, nor make the tree dirty.
 
     A job started by ``runlab submit`` (or ``runlab reproduce``) runs from a code
     snapshot: its code version comes from the ``RUNLAB_CODE_*`` variables, and its patch
@@ -480,7 +512,7 @@ def git_record(path: Path) -> tuple[dict[str, Any], bytes | None, list[str]]:
     except GitError:
         branch = None
     state = {"commit": commit, "branch": branch, "root": str(root)}
-    changes = work_tree_changes(root, with_diff=commit is not None)
+    changes = work_tree_changes(root, with_diff=commit is not None, exclude=exclude)
     state["dirty"] = changes.dirty
     problems += changes.problems
     diff = changes.diff or None
@@ -647,8 +679,11 @@ def _platform() -> dict[str, Any]:
     return {"system": platform.system(), "machine": platform.machine()}
 
 
-def capture(code_path: Path) -> tuple[dict[str, Any], bytes | None]:
-    """The environment record of a run whose code lives at ``code_path``, and its patch.
+def capture(
+    code_path: Path, exclude: Sequence[str | os.PathLike[str]] = ()
+) -> tuple[dict[str, Any], bytes | None]:
+    """The environment record of a run whose code lives at ``code_path``, and its patch
+    (which never holds the folders ``exclude``: the run's logs directory).
 
     Returns the ``env.yaml`` mapping and, when the tree is dirty, the patch (bytes) to
     write as ``metadata/git.diff``. Never raises: each part is captured separately, a
@@ -665,7 +700,7 @@ def capture(code_path: Path) -> tuple[dict[str, Any], bytes | None]:
             return None
 
     diff: bytes | None = None
-    git_part = part("git", lambda: git_record(Path(code_path)))
+    git_part = part("git", lambda: git_record(Path(code_path), exclude))
     if git_part is not None:
         git_state, diff, git_problems = git_part
         problems += [f"git: {p}" for p in git_problems if p]

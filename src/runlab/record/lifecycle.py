@@ -337,7 +337,8 @@ class RunSession:
         # capture() records each part on its own and lists what it could not record in
         # env["problems"]; each problem is also a warning on stderr now, at run start.
         try:
-            env, diff = environment.capture(self.code_path)
+            # The logs directory is never part of the patch (issue 19, family 3).
+            env, diff = environment.capture(self.code_path, exclude=(self.run.path.parent,))
         except Exception as exc:  # the record must not stop the run; say what is missing
             env, diff = {"problems": [f"environment: not recorded ({exc!r})"]}, None
         write_record(self.run.env_file, env)

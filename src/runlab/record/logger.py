@@ -630,7 +630,8 @@ class RunLogger:
                 raise FileNotFoundError(f"log_artifact: no file or directory at {src}")
             dest = self.run.artifacts / (name or src.name)
             if src.is_dir():
-                write = lambda tmp: shutil.copytree(src, tmp)  # noqa: E731
+                skip = _skip_records(self.run.path.parent, self.run.path)
+                write = lambda tmp: shutil.copytree(src, tmp, ignore=skip)  # noqa: E731
             else:
                 write = lambda tmp: shutil.copy2(src, tmp)  # noqa: E731
         elif hasattr(obj, "savefig"):
@@ -902,6 +903,32 @@ def _dump(obj: Any, path: Path) -> None:
             if sink.error is not None:
                 raise sink.error from exc
             raise
+
+
+def _skip_records(*folders: Path) -> Any:
+    """A ``copytree`` ``ignore`` that leaves out ``folders`` (the logs directory, with
+    every run record in it, and the run being written to): an artifact copy of a folder
+    holding them (the working directory, say) never copies the record into itself."""
+    keys = set()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        keys.add((st.st_dev, st.st_ino))
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set()
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))  # through links, as copytree copies
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in keys:
+                skipped.add(name)
+        return skipped
+
+    return ignore
 
 
 def _replace_with(dest: Path, write: Any) -> None:

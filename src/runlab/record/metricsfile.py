@@ -64,6 +64,10 @@ TWIN_COVERS = "runlab.covers"  # "<size>.<mtime_ns>" of the .jsonl the twin hold
 TWIN_ROWS = "runlab.rows"
 TWIN_INC = "runlab.inc"  # "1": steps strictly increase (no step logged twice)
 TWIN_COLUMNS = "runlab.columns"  # the schema, as JSON: files alike are scanned together
+# A digest of the values (see twin_sum): a twin whose pages were damaged under an
+# intact footer reads as other values, or fails; either way the reader then reads
+# the .jsonl. A twin without it (older runlab) is not used.
+TWIN_SUM = "runlab.sum"
 # The reader's own column (a key of that name in a row is left out by the reader).
 RUN_ID = "run_id"
 
@@ -301,6 +305,14 @@ def _increasing(rows: list[dict[str, Any]]) -> bool:
     return all(a < b for a, b in itertools.pairwise(steps))
 
 
+def twin_sum(hashes: Any) -> str:
+    """The digest of a twin's values that ``runlab.sum`` holds: the sum (wrapping, in
+    64 bits) of the rows' Polars hashes with seed 0 (``df.hash_rows(seed=0)`` as a NumPy
+    array), as text. A reader sums the rows it decoded the same way (per file, over one
+    scan of many) and compares."""
+    return str(int(hashes.sum(dtype=hashes.dtype)))
+
+
 def write_twin(jsonl: str | os.PathLike[str]) -> bool:
     """Write the columnar twin of a finished metrics file (see the module docstring).
 
@@ -333,6 +345,7 @@ def write_twin(jsonl: str | os.PathLike[str]) -> bool:
             TWIN_ROWS: str(df.height),
             TWIN_INC: "1" if _increasing(rows) else "0",
             TWIN_COLUMNS: json.dumps([[c, str(t)] for c, t in df.schema.items()]),
+            TWIN_SUM: twin_sum(df.hash_rows(seed=0).to_numpy()),
         }
         df.write_parquet(tmp, compression="lz4", statistics=False, metadata=meta)
         os.replace(tmp, dest)

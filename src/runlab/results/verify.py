@@ -12,6 +12,7 @@ process is surely gone, and moves torn temporary files into ``<logs>/.aside/``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -118,7 +119,7 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
         else:
             verdict.violations.extend(_stray(logs, entry, repair, verdict))
     verdict.violations.extend(_records(logs))
-    index = list(_index(logs))
+    index = list(_index(logs, deep))
     if index and repair:
         _move_aside(logs, logs.index, verdict, "the reader's index (it is rebuilt on next read)")
         index = []
@@ -366,7 +367,7 @@ def _records(logs: Logs) -> Iterator[Violation]:
             )
 
 
-def _index(logs: Logs) -> Iterator[Violation]:
+def _index(logs: Logs, deep: bool) -> Iterator[Violation]:
     pointer = logs.index / "runs.json"
     if not pointer.exists():
         return
@@ -378,6 +379,37 @@ def _index(logs: Logs) -> Iterator[Violation]:
         yield Violation(
             INDEX, 5, f"runs.json names {data['file']}, which is missing", "verify --repair", True
         )
+    for name in _damaged_index_files(logs, deep):
+        yield Violation(
+            INDEX,
+            5,
+            f"{name} is damaged (its bytes do not match the digest its pointer holds)",
+            "verify --repair moves the index aside (a read also bypasses and rebuilds it)",
+            True,
+        )
+
+
+def _damaged_index_files(logs: Logs, deep: bool) -> list[str]:
+    """The index's data files whose bytes no longer match the digest (``sum``) their
+    pointer holds: the run table's, and with ``deep`` every metrics block's. The digest
+    is the one ``results.reader._index`` writes (BLAKE2b, 16 bytes; checked alike by
+    tests/test_caches.py), computed here so that verify does not load Polars."""
+    pointers = [logs.index / "runs.json"]
+    if deep:
+        pointers += sorted((logs.index / "metrics").glob("*/*.json"))
+    found = []
+    for path in pointers:
+        data = _load(path) if path.is_file() else None
+        file = data.get("file") if isinstance(data, dict) else None
+        if not isinstance(file, str) or "/" in file or "sum" not in data:
+            continue
+        try:
+            raw = (path.parent / file).read_bytes()
+        except OSError:
+            continue
+        if hashlib.blake2b(raw, digest_size=16).hexdigest() != data["sum"]:
+            found.append((path.parent / file).relative_to(logs.index).as_posix())
+    return found
 
 
 # -------------------------------------------------------------------- repair

@@ -24,6 +24,7 @@ from runlab.record.environment import (
     display_path,
     git,
     git_root,
+    record_pathspec,
     work_tree_changes,
 )
 
@@ -47,6 +48,7 @@ class CodeState:
     changes: list[str]  # one line per change, `git status --short` style
     diff: bytes
     work: WorkTreeChanges | None = None
+    exclude: tuple[Path, ...] = ()  # logs directories: never part of the patch or snapshot
 
     @property
     def dirty(self) -> bool:
@@ -88,8 +90,12 @@ def _git(root: Path, *args: str, stdin: bytes | None = None) -> str:
         raise CodeStateError(str(exc)) from None
 
 
-def code_state(path: Path) -> CodeState:
-    """The git state of the repository holding ``path``, with a fixed number of git calls."""
+def code_state(path: Path, exclude: tuple[Path, ...] = ()) -> CodeState:
+    """The git state of the repository holding ``path``, with a fixed number of git calls.
+
+    The folders ``exclude`` (the logs directory: run records, snapshots, the index)
+    are left out of the changes, the patch and the snapshot.
+    """
     path = Path(path)
     try:
         root = git_root(path)
@@ -106,11 +112,17 @@ def code_state(path: Path) -> CodeState:
         raise CodeStateError(f"{root} has no commit yet: commit your code first.") from None
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() or None
     try:
-        work = work_tree_changes(root)
+        work = work_tree_changes(root, exclude=exclude)
     except GitError as exc:
         raise CodeStateError(str(exc)) from None
     return CodeState(
-        root=root, commit=commit, branch=branch, changes=work.lines(), diff=work.diff, work=work
+        root=root,
+        commit=commit,
+        branch=branch,
+        changes=work.lines(),
+        diff=work.diff,
+        work=work,
+        exclude=tuple(exclude),
     )
 
 
@@ -119,7 +131,7 @@ def commit_all(state: CodeState, message: str) -> CodeState:
 
     Untracked files above the limits (a virtualenv, data) are never committed.
     """
-    _git(state.root, "add", "-u")
+    _git(state.root, "add", "-u", *record_pathspec(state.root, state.exclude))
     if state.work and state.work.included:
         _git(
             state.root,
@@ -130,7 +142,7 @@ def commit_all(state: CodeState, message: str) -> CodeState:
             stdin=b"\0".join(state.work.included) + b"\0",
         )
     _git(state.root, "commit", "-q", "-m", message)
-    return code_state(state.root)
+    return code_state(state.root, state.exclude)
 
 
 def snapshot(state: CodeState, store: Path) -> Path:
@@ -147,7 +159,8 @@ def snapshot(state: CodeState, store: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{state.key[:12]}-", dir=store))
     try:
         if state.dirty:
-            tracked = git(state.root, "ls-files", "-z", "--cached").split(b"\0")
+            spec = record_pathspec(state.root, state.exclude)
+            tracked = git(state.root, "ls-files", "-z", "--cached", *spec).split(b"\0")
             untracked = state.work.included if state.work else []
             for raw in dict.fromkeys([*tracked, *untracked]):
                 if not raw:
@@ -160,7 +173,13 @@ def snapshot(state: CodeState, store: Path) -> Path:
                     shutil.copy2(src, target, follow_symlinks=False)
         else:
             archive = subprocess.run(
-                ["git", "archive", "--format=tar", state.commit],
+                [
+                    "git",
+                    "archive",
+                    "--format=tar",
+                    state.commit,
+                    *record_pathspec(state.root, state.exclude),
+                ],
                 cwd=state.root,
                 capture_output=True,
                 check=True,

@@ -103,7 +103,10 @@ def prepare(
     name = launcher_name or name_arg or launcher.default_launcher()
     cfg = launcher.load_config(name, spec.config_dir, launcher_overrides)
     jobs = expand(spec, overrides)
-    code = code_state(spec.script)
+    if logs is None:
+        logs = jobs[0].config.get("runlab", {}).get("logs") if jobs else None
+    logs = Logs.resolve(logs).path
+    code = code_state(spec.script, exclude=(logs,))
     if code.dirty and not allow_dirty:
         listing = "\n".join(f"  {line}" for line in code.changes[:30])
         more = f"\n  ... and {len(code.changes) - 30} more" if len(code.changes) > 30 else ""
@@ -112,9 +115,6 @@ def prepare(
             "Jobs are pinned to a commit so that results can be traced to code. Commit them "
             "(git add -A && git commit), or pass --allow-dirty to record the diff in every run."
         )
-    if logs is None:
-        logs = jobs[0].config.get("runlab", {}).get("logs") if jobs else None
-    logs = Logs.resolve(logs).path
     return Sweep(
         script=spec.script, jobs=jobs, launcher=cfg, code=code, logs=logs, arguments=overrides
     )

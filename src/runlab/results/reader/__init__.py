@@ -15,6 +15,12 @@ named by a canonical run id; other folders are ignored with a warning):
   value) and, for numbers, ``<name>.<k>.min`` and ``<name>.<k>.max``.
 - ``problem``: why a run could not be read fully (null when it could).
 
+Keys that flatten to the same column (``a.b: 1`` beside ``a: {b: 2}``) keep one
+value whatever their order: the most nested key path's (as OmegaConf reads a
+dotted key), then the smallest. The clash is the run's ``problem`` (so it is
+named, with both keys, in the read's one :class:`CorruptRunWarning`); the other
+value stays in the run's own config file.
+
 ``info.status`` is ``LOST`` for a ``RUNNING`` run whose heartbeat is older than
 ``max(60 s, 4 x heartbeat_interval_s)``, and ``CORRUPT`` for a run whose info
 record is missing, empty or unreadable. Unreadable runs and metric files never
@@ -35,13 +41,14 @@ from __future__ import annotations
 
 from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
 from runlab.results.reader._files import iso_epoch as _iso_epoch
-from runlab.results.reader._index import INDEX_DIR, wait_for_index
+from runlab.results.reader._index import INDEX_DIR, IndexDamagedWarning, wait_for_index
 from runlab.results.reader._run import NoSuchRun, read_run
 from runlab.results.reader._store import LOST_AFTER_S
 
 __all__ = [
     "CorruptRunWarning",
     "Grouped",
+    "IndexDamagedWarning",
     "NoSuchRun",
     "Reader",
     "read_run",

@@ -203,24 +203,78 @@ def load_yaml_file(path: str, file: str) -> Any:
     return _parse_yaml(raw, file)
 
 
-def flatten(prefix: str, obj: Mapping[Any, Any], out: dict[str, Any], depth: int = 0) -> None:
+def flatten(prefix: str, obj: Mapping[Any, Any], out: dict[str, Any]) -> list[str]:
+    """Add ``obj``'s values to ``out`` as ``<prefix>.<key>.<key>...`` columns; the clashes.
+
+    Keys that name the same column (``a.b: 1`` beside ``a: {b: 2}``, or the keys
+    ``1`` and ``"1"``) keep one value, whatever their order in the file: the key
+    path with the most levels (the nested one, as OmegaConf reads a dotted key),
+    then the smallest. Each clash is returned as a line naming the column and both
+    keys, for the run's ``problem``.
+    """
+    seen: dict[str, tuple[Any, ...]] = {}
+    clashes: list[str] = []
+    _flatten(prefix, obj, out, 0, (), seen, clashes)
+    return clashes
+
+
+def _rank(path: tuple[Any, ...]) -> tuple[int, list[tuple[str, str]]]:
+    return -len(path), [(str(k), type(k).__name__) for k in path]
+
+
+def _put(
+    name: str,
+    value: Any,
+    out: dict[str, Any],
+    path: tuple[Any, ...],
+    seen: dict[str, tuple[Any, ...]],
+    clashes: list[str],
+) -> None:
+    other = seen.get(name)
+    if other is None:
+        seen[name] = path
+        out[name] = value
+        return
+    keep, drop = (path, other) if _rank(path) < _rank(other) else (other, path)
+
+    def show(p: tuple[Any, ...]) -> str:
+        return " > ".join(repr(k) for k in p)
+
+    clashes.append(
+        f"keys {show(drop)} and {show(keep)} both flatten to column {name}: "
+        f"kept the value of {show(keep)} (rename one of them)"
+    )
+    if keep is path:
+        seen[name] = path
+        out[name] = value
+
+
+def _flatten(
+    prefix: str,
+    obj: Mapping[Any, Any],
+    out: dict[str, Any],
+    depth: int,
+    path: tuple[Any, ...],
+    seen: dict[str, tuple[Any, ...]],
+    clashes: list[str],
+) -> None:
     for key, value in obj.items():
         name = f"{prefix}.{key}"
+        at = (*path, key)
         t = type(value)
         if t in _SCALARS:
             # beyond 64 bits: text (no column type holds it; see _columns.resolve)
-            out[name] = value if t is not int or value in _INT64 else str(value)
+            value = value if t is not int or value in _INT64 else str(value)
         elif (t is dict or isinstance(value, Mapping)) and depth < 64:
             if value:
-                flatten(name, value, out, depth + 1)
-            else:
-                out[name] = None
+                _flatten(name, value, out, depth + 1, at, seen, clashes)
+                continue
+            value = None
         elif t is list and all(type(v) in _SCALARS for v in value):
-            out[name] = value
+            pass
         elif isinstance(value, (datetime, date, list, tuple, Mapping)):
-            out[name] = plain(value)
-        else:
-            out[name] = value
+            value = plain(value)
+        _put(name, value, out, at, seen, clashes)
 
 
 def iso_epoch(value: Any) -> float | None:
@@ -279,11 +333,14 @@ class MetaReader:
             except Refused as exc:
                 problems.append(str(exc))
         if "config" in docs:
-            flatten("config", docs["config"], row)
+            problems.extend(
+                f"{files['config']}: {c}" for c in flatten("config", docs["config"], row)
+            )
             row["_config_ok"] = True
         info = docs.get("info")
         if info is not None:
-            flatten("info", {k: v for k, v in info.items() if k != "run_id"}, row)
+            info_keys = {k: v for k, v in info.items() if k != "run_id"}
+            problems.extend(f"{files['info']}: {c}" for c in flatten("info", info_keys, row))
             beat = info.get("heartbeat") or info.get("attempt_start_time") or info.get("start_time")
             row["_hb"] = iso_epoch(beat)
             if not isinstance(row.get("info.status"), str):

@@ -1,11 +1,13 @@
 """The index: a cache of run tables and metric rows inside the logs directory.
 
-Layout of ``<logs>/.runlab-index/`` (format 2)::
+Layout of ``<logs>/.runlab-index/`` (format 3)::
 
-    runs.json                        pointer: {"format": 2, "file": "runs.<uid>.parquet",
+    runs.json                        pointer: {"format": 3, "file": "runs.<uid>.parquet",
+                                               "sum": <digest of that file>,
                                                "mixed": [columns kept as JSON text]}
     runs.<uid>.parquet               the run table (with each run's file signatures)
-    metrics/<name>/<block>.json      pointer: {"format": 2, "file": "<block>.<uid>.parquet",
+    metrics/<name>/<block>.json      pointer: {"format": 3, "file": "<block>.<uid>.parquet",
+                                               "sum": <digest of that file>,
                                                "runs": {run_id: {sig, rows, inc, problem,
                                                                  summary}}}
     metrics/<name>/<block>.<uid>.parquet   the rows of those runs (256 runs per block)
@@ -19,6 +21,13 @@ deleted by a later writer once ``GRACE_S`` has passed since it was retired (its
 mtime is set when it is retired); a reader that finds a file gone just reads
 the runs' own files. Nothing in the index is needed: delete it at any time.
 
+A data file damaged on disk (a bad sector, a torn copy: Parquet pages overwritten
+under an intact footer, which Polars reads as an error or, worse, as other
+values) no longer matches the digest its pointer holds. It is then bypassed: the
+read goes to the runs' own files, says so once in an :class:`IndexDamagedWarning`,
+and writes a new generation in its place. Pointers of older formats are ignored
+the same way (without a warning): the index is rebuilt.
+
 Writing it is best-effort: a write that fails (a read-only or full file system,
 no permission) is abandoned, and the read goes on without it. Its files get the
 mode the run's own files get (``0o666`` less the umask).
@@ -27,12 +36,14 @@ mode the run's own files get (``0o666`` less the umask).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +54,7 @@ import polars as pl
 from runlab.logs import INDEX as INDEX_DIR
 from runlab.record.files import file_mode
 
-FORMAT = 2
+FORMAT = 3
 BLOCK = 256  # runs per metrics block
 GRACE_S = 120.0  # how long a retired data file stays readable
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\Z")
@@ -94,19 +105,61 @@ def _pointer(path: Path) -> dict[str, Any] | None:
     return data
 
 
+class IndexDamagedWarning(UserWarning):
+    """A file of the reader's index was damaged on disk: bypassed, and rebuilt."""
+
+
+_WARNED: set[str] = set()
+
+
+def _digest(data: bytes) -> str:
+    """The digest a pointer holds of its data file (BLAKE2b: about 1 GB/s)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _damaged(path: Path) -> None:
+    """Say once per process that the index file ``path`` was damaged and bypassed."""
+    if str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    warnings.warn(
+        f"the reader's index file {path} is damaged (its bytes no longer match the "
+        "digest recorded when it was written): the runs' own files were read instead, "
+        "and the index is rebuilt",
+        IndexDamagedWarning,
+        stacklevel=2,
+    )
+
+
+def _checked(path: Path, pointer: Mapping[str, Any]) -> bytes | None:
+    """The bytes of the data file ``path`` that ``pointer`` names, if they are those
+    it was written with (else None, with a warning when they differ)."""
+    raw = _read_whole(path)
+    if raw is None:
+        return None
+    if _digest(raw) != pointer.get("sum"):
+        _damaged(path)
+        return None
+    return raw
+
+
 def _unique(slot: str) -> str:
     return f"{slot}.{uuid.uuid4().hex[:16]}.parquet"
 
 
-def _write_data(folder: Path, slot: str, df: pl.DataFrame) -> str | None:
-    """Write ``df`` to a new immutable file in ``folder``; its name, or None on failure."""
+def _write_data(folder: Path, slot: str, df: pl.DataFrame) -> tuple[str, str] | None:
+    """Write ``df`` to a new immutable file in ``folder``; its name and digest, or None
+    on failure."""
     name = _unique(slot)
     path = folder / name
     try:
+        buf = io.BytesIO()
+        df.write_parquet(buf, compression="lz4", statistics=False)
+        data = buf.getvalue()
         folder.mkdir(parents=True, exist_ok=True)
         with open(path, "xb") as fh:
-            df.write_parquet(fh, compression="lz4", statistics=False)
-        return name
+            fh.write(data)
+        return name, _digest(data)
     except (OSError, pl.exceptions.PolarsError):
         _remove(path)
         return None
@@ -151,9 +204,12 @@ class Index:
             pointer = _pointer(self.root / "runs.json")
             if pointer is None or not isinstance(pointer.get("file"), str):
                 return None
-            raw = _read_whole(self.root / pointer["file"])
-            if raw is None:
+            path = self.root / pointer["file"]
+            if not path.exists():
                 continue
+            raw = _checked(path, pointer)
+            if raw is None:
+                return None
             try:
                 df = pl.read_parquet(raw)
             except Exception:  # a damaged index is only a cache: rebuild it
@@ -176,11 +232,12 @@ class Index:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError:
             return False
-        name = _write_data(self.root, "runs", df)
-        if name is None:
+        written = _write_data(self.root, "runs", df)
+        if written is None:
             return False
+        name, digest = written
         old = _pointer(self.root / "runs.json")
-        pointer = {"format": FORMAT, "file": name, "mixed": sorted(mixed)}
+        pointer = {"format": FORMAT, "file": name, "sum": digest, "mixed": sorted(mixed)}
         if not _write_atomic(self.root / "runs.json", orjson.dumps(pointer)):
             _remove(self.root / name)
             return False
@@ -199,28 +256,30 @@ class Index:
         return _pointer(self._folder(name) / f"{block:06d}.json") or {}
 
     def block_rows(self, name: str, pointer: Mapping[str, Any]) -> bytes | None:
-        """The whole Parquet file of a block's rows, or None when it is gone."""
+        """The whole Parquet file of a block's rows, or None when it is gone or damaged."""
         file = pointer.get("file")
         if not isinstance(file, str) or "/" in file:
             return None
-        return _read_whole(self._folder(name) / file)
+        return _checked(self._folder(name) / file, pointer)
 
     def write_block(
         self, name: str, block: int, rows: pl.DataFrame | None, runs: dict[str, Any]
     ) -> bool:
         folder = self._folder(name)
         slot = f"{block:06d}"
-        file = None
+        file = digest = None
         if rows is not None and rows.height:
-            file = _write_data(folder, slot, rows)
-            if file is None:
+            written = _write_data(folder, slot, rows)
+            if written is None:
                 return False
+            file, digest = written
         else:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError:
                 return False
-        data = orjson.dumps({"format": FORMAT, "file": file, "runs": runs}, default=str)
+        pointer = {"format": FORMAT, "file": file, "sum": digest, "runs": runs}
+        data = orjson.dumps(pointer, default=str)
         old = (_pointer(folder / f"{slot}.json") or {}).get("file")
         if not _write_atomic(folder / f"{slot}.json", data):
             if file:

@@ -27,6 +27,7 @@ from runlab.record.metricsfile import (
     TWIN_COVERS,
     TWIN_INC,
     TWIN_ROWS,
+    TWIN_SUM,
     parse_line,
     signature,
     split_torn,
@@ -82,44 +83,64 @@ def _count(data: bytes, byte: int) -> int:
 TWIN_MIN_BYTES = 16 << 10
 
 
-def _twin(path: str, st: os.stat_result) -> tuple[str, int, bool, str] | None:
-    """(signature, rows, steps increase, schema) of the twin of ``path``, if it covers
-    the file as it is now (``st``)."""
+def _twin(path: str, st: os.stat_result) -> tuple[str, int, bool, str, str] | None:
+    """(signature, rows, steps increase, schema, digest) of the twin of ``path``, if it
+    covers the file as it is now (``st``) and has a digest."""
     try:
         sig = signature(st)
         meta = pl.read_parquet_metadata(twin_path(path))
-        if meta.get(TWIN_COVERS) != sig:
+        if meta.get(TWIN_COVERS) != sig or TWIN_SUM not in meta:
             return None
         rows = int(meta[TWIN_ROWS])
-        return (sig, rows, meta[TWIN_INC] == "1", meta[TWIN_COLUMNS]) if rows > 0 else None
+        if rows <= 0:
+            return None
+        return (sig, rows, meta[TWIN_INC] == "1", meta[TWIN_COLUMNS], meta[TWIN_SUM])
     except Exception:
         return None
 
 
-def _read_twins(
-    out: Parsed, twins: list[tuple[int, str, int, bool, str]], stats: Counter[str]
-) -> list[tuple[int, str]]:
-    """Read the twins (files of one schema in one scan); the files that failed."""
-    by_schema: dict[str, list[tuple[int, str, int, bool, str]]] = {}
+_Twin = tuple[int, str, int, bool, str, str]  # run id, path, rows, inc, schema, digest
+
+
+def _intact(df: pl.DataFrame, group: list[_Twin]) -> list[bool]:
+    """Whether each file's rows in ``df`` (one scan of ``group``) have the digest its
+    twin recorded: damaged pages under an intact footer decode as other values."""
+    counts = np.array([t[2] for t in group], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    hashes = df.hash_rows(seed=0).to_numpy()
+    sums = np.add.reduceat(hashes, starts, dtype=np.uint64) if len(hashes) else []
+    return [str(int(s)) == t[5] for s, t in zip(sums, group, strict=True)]
+
+
+def _read_twins(out: Parsed, twins: list[_Twin], stats: Counter[str]) -> list[tuple[int, str]]:
+    """Read the twins (files of one schema in one scan); the files that failed (gone,
+    damaged, or decoded to values other than those written: read their .jsonl)."""
+    by_schema: dict[str, list[_Twin]] = {}
     for item in twins:
         by_schema.setdefault(item[4], []).append(item)
     failed: list[tuple[int, str]] = []
     for group in by_schema.values():
         try:
-            df = pl.scan_parquet([twin_path(p) for _, p, _, _, _ in group], glob=False).collect()
-            counts = [n for _, _, n, _, _ in group]
-            if df.height != sum(counts):
+            df = pl.scan_parquet([twin_path(t[1]) for t in group], glob=False).collect()
+            if df.height != sum(t[2] for t in group):
                 raise ValueError("rows")
+            intact = _intact(df, group)
         except Exception:  # gone or damaged since its metadata was read
-            failed.extend((rid, p) for rid, p, _, _, _ in group)
+            failed.extend((t[0], t[1]) for t in group)
             continue
-        ids = np.repeat(np.array([r for r, _, _, _, _ in group], dtype=np.int64), counts)
+        if not all(intact):
+            keep = np.repeat(np.array(intact), [t[2] for t in group])
+            df = df.filter(pl.Series(keep))
+            failed.extend((t[0], t[1]) for t, ok in zip(group, intact, strict=True) if not ok)
+            group = [t for t, ok in zip(group, intact, strict=True) if ok]
+        counts = [t[2] for t in group]
+        ids = np.repeat(np.array([t[0] for t in group], dtype=np.int64), counts)
         if RUN_ID in df.columns:  # not runlab's twin: it never holds one
             df = df.drop(RUN_ID)
-            for rid, p, _, _, _ in group:
-                _note(out.files[rid], f"{os.path.basename(p)}: {_RUN_ID_NOTE}")
+            for t in group:
+                _note(out.files[t[0]], f"{os.path.basename(t[1])}: {_RUN_ID_NOTE}")
         out.frames.append(df.insert_column(0, pl.Series(RUN_ID, ids)))
-        for rid, _, n, inc, _ in group:
+        for rid, _, n, inc, _, _ in group:
             out.files[rid].update(rows=n, inc=inc)
         stats["metric_files_parsed"] += len(group)
         stats["metric_twins"] += len(group)
@@ -197,7 +218,7 @@ def read_metric_files(
     batch: list[tuple[int, bytes, int]] = []
     batch_bytes = 0
     keytypes: dict[str, str | None] = {}
-    twins: list[tuple[int, str, int, bool, str]] = []
+    twins: list[_Twin] = []
     for run_id, path, live in items:
         name = os.path.basename(path)
         try:
@@ -207,9 +228,9 @@ def read_metric_files(
             out.files[run_id] = {"sig": None, "rows": 0, "problem": problem, "file": name}
             continue
         if twin is not None:
-            sig, rows, inc, schema = twin
+            sig, rows, inc, schema, digest = twin
             out.files[run_id] = {"sig": sig, "rows": 0, "problem": None, "inc": True, "file": name}
-            twins.append((run_id, path, rows, inc, schema))
+            twins.append((run_id, path, rows, inc, schema, digest))
             continue
         stats["metric_files_parsed"] += 1
         record: dict[str, Any] = {

@@ -77,12 +77,7 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
 ALLOWED_LONG: dict[str, str] = {}
 
 # Instance attributes first set outside __init__: "module.Class.attribute".
-ALLOWED_LATE_ATTRIBUTES: dict[str, str] = {
-    "runlab.record.logger.RunLogger._started": (
-        "record/logger.py is being reworked for fork and thread safety on another branch: "
-        "set it in __init__ there"
-    ),
-}
+ALLOWED_LATE_ATTRIBUTES: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- reading the source

@@ -296,6 +296,7 @@ class RunLogger:
             self.run.acquire()
         self._heartbeat_s = heartbeat_interval()
         self._last_beat = time.monotonic()
+        self._started = time.time()  # a run made by hand: the duration written at close()
         if self._owns_record:
             self._start_record(config)
         self.flush_interval = flush_interval
@@ -562,7 +563,6 @@ class RunLogger:
             if self._holds_lock:
                 self.run.release()
             raise
-        self._started = time.time()
 
     def _end_record(self, exc: BaseException | None, tb: Any) -> None:
         """Write the end of a run made by hand: its status, end time and error."""

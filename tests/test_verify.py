@@ -265,3 +265,37 @@ def test_innocent_keys_are_not_secrets() -> None:
     config = {"max_tokens": 512, "tokenizer": "bpe-tokenizer", "token_type": "bpe", "seed": 7}
     config["git"] = {"commit": "0123456789abcdef0123456789abcdef01234567"}
     assert list(secrets.find(config)) == []
+
+
+@pytest.mark.parametrize("fault", ["pages", "rows"])
+def test_5_deep_finds_a_twin_that_disagrees_with_its_rows(project: Path, fault: str) -> None:
+    """A columnar twin is a cache of its .jsonl: ``--deep`` compares them row by row.
+    ``pages``: the twin's data pages overwritten under an intact footer (a bad sector, a
+    torn copy); ``rows``: the .jsonl edited in place with its size and mtime kept, so
+    that the twin still says it covers it. ``--repair`` moves the twin aside."""
+    jsonl = project / "logs/1/metrics/test.jsonl"
+    twin = jsonl.with_suffix(".parquet")
+    assert twin.is_file(), "the logger writes a twin at close"
+    if fault == "pages":
+        data = bytearray(twin.read_bytes())
+        data[8:40] = bytes(b ^ 0x5A or 1 for b in data[8:40])
+        twin.write_bytes(bytes(data))
+    else:
+        st = jsonl.stat()
+        text = jsonl.read_text()
+        first = text.splitlines()[0]
+        row = json.loads(first)
+        key = next(k for k, v in row.items() if isinstance(v, float) and k != "time")
+        edited = first.replace(json.dumps(row[key]), json.dumps(row[key])[:-1] + "7", 1)
+        assert edited != first and len(edited) == len(first)
+        jsonl.write_text(text.replace(first, edited, 1))
+        os.utime(jsonl, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code, out = _verify(project)
+    assert code == 0, out  # the fast pass reads no rows
+    code, out = _verify(project, "--deep")
+    assert code == 1 and _named(out, 5, "run 1"), out
+    assert "metrics/test.parquet does not agree with metrics/test.jsonl" in out
+    code, out = _verify(project, "--deep", "--repair")
+    assert not twin.exists() and jsonl.is_file()
+    code, out = _verify(project, "--deep")
+    assert code == 0, out

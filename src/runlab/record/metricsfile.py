@@ -313,6 +313,43 @@ def twin_sum(hashes: Any) -> str:
     return str(int(hashes.sum(dtype=hashes.dtype)))
 
 
+def twin_mismatch(jsonl: str | os.PathLike[str]) -> str | None:
+    """Why the columnar twin of ``jsonl`` does not hold the file's rows, or ``None``.
+
+    Only a twin that says it covers the ``.jsonl`` as it is now (``runlab.covers``) is
+    compared: a stale twin is one no reader uses. It disagrees when it cannot be read,
+    when its values no longer match its own digest (pages damaged under an intact
+    footer), or when its rows differ from the ones the ``.jsonl`` holds (a file edited
+    in place with its size and time kept). ``runlab verify --deep`` asks this of every
+    metrics file; it reads both files whole.
+    """
+    import polars as pl
+
+    path = os.fspath(jsonl)
+    twin = twin_path(path)
+    try:
+        meta = pl.read_parquet_metadata(twin)
+        covers = meta.get(TWIN_COVERS) == signature(os.stat(path))
+    except FileNotFoundError:
+        return None
+    except Exception:
+        return "it cannot be read"
+    if not covers:
+        return None
+    try:
+        df = pl.read_parquet(twin)
+    except Exception:
+        return "its data pages cannot be read"
+    if TWIN_SUM in meta and twin_sum(df.hash_rows(seed=0).to_numpy()) != meta[TWIN_SUM]:
+        return "its values do not match the digest it holds"
+    with open(path, "rb") as fh:
+        rows, bad = parse_rows(fh.read())
+    kinds = _twin_columns(rows) if rows and not bad else None
+    if kinds is None or not df.equals(_twin_frame(rows, kinds), null_equal=True):
+        return f"its rows differ from the {SUFFIX} file's"
+    return None
+
+
 def write_twin(jsonl: str | os.PathLike[str]) -> bool:
     """Write the columnar twin of a finished metrics file (see the module docstring).
 

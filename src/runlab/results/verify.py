@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
-from runlab.record import secrets
+from runlab.record import metricsfile, secrets
 from runlab.record.files import TEMP_SUFFIX, now_iso, read_yaml
 from runlab.record.process import alive
 from runlab.record.rundir import RunBusyError, RunDir
@@ -203,6 +203,7 @@ class _Run:
                 )
             if deep:
                 yield from self._rows(Path(e.path))
+                yield from self._twin(e.name)
 
     def _rows(self, path: Path) -> Iterator[Violation]:
         data = path.read_bytes()
@@ -237,6 +238,19 @@ class _Run:
                 )
                 return
             seen.add(key)
+
+    def _twin(self, name: str) -> Iterator[Violation]:
+        """Invariant 5, row by row: the columnar twin holds the rows of its ``.jsonl``."""
+        why = metricsfile.twin_mismatch(self.path / "metrics" / name)
+        if why is not None:
+            twin = metricsfile.twin_path(name)
+            yield self.v(
+                5,
+                f"metrics/{twin} does not agree with metrics/{name}: {why}",
+                "it is only a cache: verify --repair moves it aside (readers then use the "
+                ".jsonl)",
+                True,
+            )
 
     def _temporaries(self) -> Iterator[Violation]:
         if self.status is Status.RUNNING:

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import unicodedata
 
+from runlab.errors import UserError
+
 #: Longest name, in UTF-8 bytes: file systems allow 255, and runlab adds suffixes
 #: (``.jsonl``, ``.pt``) and a temporary ``.<name>.tmp`` around it.
 MAX_NAME_BYTES = 200
 
 
+class BadNameError(UserError, ValueError):
+    """A name given to runlab that is not one plain file name (a ``ValueError`` too)."""
+
+
 def check_name(value: object, argument: str) -> str:
-    """Return ``value`` if it is a safe file name, else raise ``ValueError`` naming ``argument``.
+    """Return ``value`` if it is a safe file name, else raise :class:`BadNameError`
+    naming ``argument``.
 
     A safe name is a non-empty ``str`` of at most :data:`MAX_NAME_BYTES` UTF-8
     bytes that holds no ``/`` or ``\\``, no ``..``, no NUL, control or invisible
@@ -28,7 +35,7 @@ def check_name(value: object, argument: str) -> str:
     problem = _problem(value)
     if problem is None:
         return value  # type: ignore[return-value]
-    raise ValueError(
+    raise BadNameError(
         f"{argument}={value!r} is not a valid name: {problem}; use a plain file name "
         "such as 'train' or 'model.pt' (letters, digits, '-', '_' and '.')"
     )

@@ -247,8 +247,7 @@ class _Run:
             yield self.v(
                 5,
                 f"metrics/{twin} does not agree with metrics/{name}: {why}",
-                "it is only a cache: verify --repair moves it aside (readers then use the "
-                ".jsonl)",
+                "it is only a cache: verify --repair moves it aside (readers then use the .jsonl)",
                 True,
             )
 

@@ -296,6 +296,32 @@ def test_a_task_started_by_a_job_is_its_own_run(task: Path, tmp_path: Path, case
         assert inner_env["git"].get("commit") != "f" * 40  # its code is not the snapshot's
 
 
+def test_a_task_started_in_a_dirty_snapshot_records_its_patch(task: Path, tmp_path: Path) -> None:
+    """A job runs a dirty snapshot of the code; its task starts a second task of the same
+    snapshot. Neither run was made by the submission, so neither had its ``git.diff``
+    written for it: each records the snapshot's patch, kept beside the snapshot, so that
+    its code can be rebuilt from the commit (it had ``dirty: true`` and no patch)."""
+    logs = tmp_path / "logs"
+    snapshot = logs / ".snapshots" / ("f" * 40 + "-dirty-0123456789ab")
+    snapshot.mkdir(parents=True)
+    for name in (task.name, "procs.yaml"):
+        (snapshot / name).write_text((task.parent / name).read_text())
+    patch = b"diff --git a/procs.py b/procs.py\n+# a change not committed\n"
+    (snapshot.parent / (snapshot.name + ".diff")).write_bytes(patch)
+    env = {
+        "RUNLAB_CODE_COMMIT": "f" * 40,
+        "RUNLAB_CODE_DIRTY": "1",
+        "RUNLAB_CODE_SNAPSHOT": str(snapshot),
+    }
+    inner = snapshot / task.name
+    proc = run(inner, logs, "model=nested", "event=return", f"inner={inner}", **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rid in ("1", "2"):
+        record = json.loads((logs / rid / "metadata" / "env.json").read_text())["git"]
+        assert record["commit"] == "f" * 40 and record["dirty"] is True, record
+        assert (logs / rid / "metadata" / "git.diff").read_bytes() == patch, rid
+
+
 # --------------------------------------------------------------- threads, many names
 
 

@@ -122,6 +122,9 @@ def test_dirty_tree_is_refused_unless_allowed_and_then_recorded(project: Path) -
     assert "-steps: 50" in diff and "+steps: 2" in diff and "notes.txt" in diff
     env = yaml.safe_load((run / "metadata" / "env.yaml").read_text())
     assert env["git"]["dirty"] is True
+    # The snapshot's patch is kept beside it, for tasks a job starts from the snapshot.
+    (snapshot,) = (project / "logs" / ".snapshots").glob("*-dirty-*.diff")
+    assert snapshot.read_text() == diff
 
 
 def test_overrides_reach_jobs_as_single_arguments(project: Path) -> None:

@@ -460,6 +460,17 @@ def _in_snapshot(path: Path) -> bool:
         return False
 
 
+def snapshot_patch(snapshot: str | os.PathLike[str]) -> Path:
+    """The patch of a dirty code snapshot, kept beside it: ``<store>/<key>.diff``.
+
+    ``runlab submit`` writes it with the snapshot; a task that a job starts from the
+    snapshot (not a pre-made run, whose ``git.diff`` the submission wrote) records it
+    as its own ``git.diff``, so that its code too can be rebuilt from the commit.
+    """
+    path = Path(snapshot)
+    return path.with_name(path.name + ".diff")
+
+
 def git_record(
     path: Path, exclude: Sequence[str | os.PathLike[str]] = ()
 ) -> tuple[dict[str, Any], bytes | None, list[str]]:
@@ -493,7 +504,16 @@ def git_record(
                     state["untracked_skipped"] = list(extra.get("untracked_skipped") or [])
             except (ValueError, TypeError, AttributeError) as exc:
                 problems.append(f"{CODE_RECORD_ENV} is not readable: {one_line(exc)}")
-        return state, None, problems
+        patch = None
+        if state["dirty"] and state["snapshot"]:
+            try:
+                patch = snapshot_patch(state["snapshot"]).read_bytes()
+            except OSError as exc:
+                problems.append(
+                    f"the patch of the code snapshot is not readable ({one_line(exc)}): "
+                    "the code of this run cannot be rebuilt from its commit"
+                )
+        return state, patch, problems
     root = git_root(path)
     if root is None:
         return (

@@ -25,8 +25,10 @@ from runlab.record.environment import (
     git,
     git_root,
     record_pathspec,
+    snapshot_patch,
     work_tree_changes,
 )
+from runlab.record.files import write_atomic
 
 
 class CodeStateError(UserError, RuntimeError):
@@ -146,13 +148,18 @@ def commit_all(state: CodeState, message: str) -> CodeState:
 
 
 def snapshot(state: CodeState, store: Path) -> Path:
-    """Copy the files of the work tree at this code version into ``store/<key>``, once.
+    """Copy the files of the work tree at this code version into ``store/<key>``, once,
+    and, when the tree is dirty, its patch into ``store/<key>.diff``
+    (:func:`runlab.record.environment.snapshot_patch`).
 
     Only files git knows or would add (tracked, plus the untracked files within the
     limits, the same ones the patch holds) are copied; a second call for the same key
     returns the existing copy.
     """
     dest = Path(store) / state.key
+    if state.dirty and not snapshot_patch(dest).exists():
+        Path(store).mkdir(parents=True, exist_ok=True)
+        write_atomic(snapshot_patch(dest), state.diff)  # before the copy: a job may read it
     if dest.is_dir():
         return dest
     store.mkdir(parents=True, exist_ok=True)

@@ -475,3 +475,36 @@ def test_help_loads_no_heavy_library(command: str | None, tmp_path: Path) -> Non
     )
     assert "usage: runlab" in proc.stdout, proc.stderr
     assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def test_logs_of_a_run_made_by_hand_says_it_has_no_job_output(tmp_path: Path) -> None:
+    """A run written by a task at a terminal has no job output: one line, exit 1 (it was an
+    internal TypeError: the exit status was passed as a second positional argument)."""
+    from runlab.record.logger import RunLogger
+    from runlab.record.rundir import allocate
+
+    with RunLogger(allocate(tmp_path / "logs")[0], config={}) as logger:
+        logger.log_metrics({"loss": 1.0})
+    proc = runlab(tmp_path, "logs", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("runlab logs: error: run 1 has no job output"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_user_errors_are_made_with_one_positional_argument() -> None:
+    """``UserError(what, *, where=, todo=, code=)``: a second positional argument is a
+    TypeError at the moment the user's error should be shown. Read from the source."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "runlab"
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "UserError"
+                and len(node.args) > 1
+            ):
+                bad.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not bad, f"UserError(...) with more than one positional argument at {bad}"

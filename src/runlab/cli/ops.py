@@ -504,7 +504,7 @@ def _logs_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"run {run_id} has no job output: it was not run by `runlab submit` (its output "
             "went to the terminal that ran it)",
-            1,
+            code=1,
         )
     if not path.exists() and not args.follow:
         if args.json:

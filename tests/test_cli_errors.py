@@ -508,3 +508,50 @@ def test_user_errors_are_made_with_one_positional_argument() -> None:
             ):
                 bad.append(f"{path.relative_to(src)}:{node.lineno}")
     assert not bad, f"UserError(...) with more than one positional argument at {bad}"
+
+
+def _run_with_output(logs: Path, data: bytes) -> Path:
+    from runlab.record.rundir import RunDir, allocate
+
+    run = RunDir(allocate(logs)[0]).create()
+    out = run.path / "job.out"
+    out.write_bytes(data)
+    run.update_info(status="COMPLETE", log_out=str(out))
+    return out
+
+
+def test_logs_memory_is_bounded_whatever_the_output_size(tmp_path: Path) -> None:
+    """`runlab logs` of 60 MB of job output copies it a piece at a time: the command's
+    peak memory stays far below the file's size (it read the whole file, then copied it
+    twice more while escaping it)."""
+    line = b"epoch 1 step 2 loss 0.123 \xc3\xa9t\xc3\xa9 \x1b[31mred\x1b[0m\r\n"
+    _run_with_output(tmp_path / "logs", line * (60_000_000 // len(line)))
+    probe = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run([sys.executable, '-m', 'runlab', 'logs', '1'],"
+        " stdout=subprocess.DEVNULL)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=task_env(RUNLAB_LOGS=str(tmp_path / "logs")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    code, peak_kb = map(int, proc.stdout.split())
+    assert code == 0, proc.stderr
+    assert peak_kb < 100_000, f"runlab logs peaked at {peak_kb // 1000} MB for 60 MB of output"
+
+
+def test_logs_keeps_characters_and_line_breaks_split_between_pieces(tmp_path: Path) -> None:
+    """Where a piece of the file ends inside a UTF-8 character or between \\r and \\n,
+    the character is shown whole and the line break once."""
+    from runlab.cli.ops import _Stream
+
+    head = b"x" * (_Stream.PIECE - 1)
+    data = head + b"\xc3\xa9\n" + b"y" * (_Stream.PIECE - 3) + b"\r\nend\r"
+    _run_with_output(tmp_path / "logs", data)
+    proc = runlab(tmp_path, "logs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data.decode().replace("\r\n", "\n").replace("\r", "\n")

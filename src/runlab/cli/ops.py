@@ -15,6 +15,7 @@ workers' pids), so a run whose job is gone is not shown ``QUEUED`` forever.
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
 import time
 from collections import Counter
@@ -520,26 +521,64 @@ def _logs_command(args: argparse.Namespace) -> int:
         _print_json({"run_id": run_id, "path": str(path), "status": status, "text": text})
         return 0
     if not args.follow:
-        sys.stdout.write(output(path.read_text(errors="surrogateescape")))
+        stream = _Stream(path)
+        stream.pump()
+        stream.finish()
         return 0
     return _follow(logs, run_id, path, args.err)
 
 
+class _Stream:
+    """A job's output file, copied to the terminal as it grows, a piece at a time: the
+    memory of ``runlab logs`` stays bounded whatever the file's size. A character whose
+    bytes are split between two pieces (or two writes of the job) is decoded whole, and a
+    ``\r\n`` split between them stays one line break."""
+
+    PIECE = 1 << 20
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+        self._cr = ""  # a carriage return held back: the next piece may start with \n
+
+    def pump(self) -> bool:
+        """Write what the file holds beyond what was written; whether there was any."""
+        wrote = False
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                while piece := fh.read(self.PIECE):
+                    self.offset += len(piece)
+                    self._write(self._decoder.decode(piece))
+                    wrote = True
+        except FileNotFoundError:
+            return False
+        sys.stdout.flush()
+        return wrote
+
+    def finish(self) -> None:
+        """Write what was held back (an incomplete character, a last carriage return)."""
+        self._write(self._decoder.decode(b"", final=True), final=True)
+        sys.stdout.flush()
+
+    def _write(self, text: str, final: bool = False) -> None:
+        text = self._cr + text
+        self._cr = "" if final or not text.endswith("\r") else "\r"
+        if self._cr:
+            text = text[:-1]
+        if text:
+            sys.stdout.write(output(text))
+
+
 def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
     run = RunDir(logs / str(run_id))
-    offset = 0
+    stream = _Stream(path)
     ended_at = None
     last_check = 0.0
     try:
         while True:
-            if path.exists():
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                if chunk:
-                    offset += len(chunk)
-                    sys.stdout.write(output(chunk.decode(errors="surrogateescape")))
-                    sys.stdout.flush()
+            stream.pump()
             status = run.read_info().get("status")
             if Status.of(status) in ACTIVE:
                 ended_at = None
@@ -555,5 +594,6 @@ def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
             time.sleep(0.3)
     except KeyboardInterrupt:
         return 130
+    stream.finish()
     print(f"[runlab logs] run {run_id} ended {status}", file=sys.stderr)
     return 0

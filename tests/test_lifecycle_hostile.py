@@ -722,3 +722,28 @@ def test_sys_exit_while_the_run_ends_still_writes_its_final_status(tmp_path: Pat
     info = read_info(tmp_path / "logs" / "1")
     assert info["status"] == "FAILED" and info["error"]["type"] == "SystemExit", info
     assert info.get("end_time")
+
+
+def test_a_sweep_under_a_run_dir_env_is_refused(tmp_path: Path) -> None:
+    """RUNLAB_RUN_DIR names one run; a Hydra sweep (-m) of two jobs under it wrote the
+    first job into it and made a new run for the second, unasked (issue 19, item 3b).
+    Refused before anything runs: one line, exit 2, the run untouched."""
+    from runlab.record.rundir import RunDir, allocate
+
+    logs = tmp_path / "logs"
+    made = RunDir(allocate(logs)[0]).create()
+    made.update_info(run_id=made.run_id, status="QUEUED")
+    before = tree(logs)
+    proc = run_task(
+        SLOW,
+        "-m",
+        "steps=2,3",
+        "interval=0",
+        check=False,
+        RUNLAB_RUN_DIR=str(made.path),
+        RUNLAB_LOGS=str(logs),
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "RUNLAB_RUN_DIR", "-m")
+    assert tree(logs) == before
+    assert read_info(made.path)["status"] == "QUEUED"

@@ -27,6 +27,15 @@ group's timeout (``RUNLAB_DIST_TIMEOUT_S``, 600 s) bounds the rest. Rank 0 then
 records the run ``FAILED`` with that rank's error and traceback
 (:func:`rank_outcome`, called by :mod:`runlab.record.lifecycle`). The local spawner and
 torchrun also stop the other ranks when one exits with an error.
+
+**The job's status, not rank 0's.** A rank > 0 stopped by a signal writes the same
+file with its status (INTERRUPTED, PREEMPTED), and every rank > 0 that ends in
+Python's hands writes ``ranks/rank<k>.end.json``: a rank of rank 0's host gone
+without it (``os._exit``, SIGKILL, a crash) fails the run. Rank 0 meets the others
+(:meth:`Dist.meet`) once its task returned, before it writes the status, so that a
+rank failing after the last collective, or while closing its logger, is counted.
+A process started by a rank (another task, run as a subprocess) inherits torchrun's
+variables but is no rank: ``RUNLAB_RANK_PID`` names the rank's own process.
 """
 
 from __future__ import annotations

@@ -37,12 +37,28 @@ held), ``after_collective`` (torchrun only: after the last all-reduce and barrie
 - ``thread`` x ``exception``/``exit`` ends only the thread: COMPLETE.
 - Otherwise the event reaches the run's process, or a rank of the job:
   ``exception``/``exit`` -> FAILED; ``sigterm``/``sigint`` -> INTERRUPTED, but
-  COMPLETE at ``close`` (the stop waits until the status is written, then stops the
-  process); ``hang`` -> INTERRUPTED; ``os_exit``/``sigkill`` of the run's process
-  (``main``, ``thread``, ``torchrun0``, ``slurm``) -> RUNNING, which verify names and
-  ``--repair`` marks LOST; of rank 1 -> FAILED (the job failed with it).
-- At ``close`` a hang, of any model, holds the end of the run with stop signals
-  held: only SIGKILL ends it, and the run stays RUNNING (verify -> LOST).
+  COMPLETE at ``close`` in the run's own process (the stop waits until the status is
+  written, then stops the process); ``hang`` -> INTERRUPTED; ``os_exit``/``sigkill``
+  of the run's process (``main``, ``thread``, ``torchrun0``, ``slurm``) -> RUNNING,
+  which verify names and ``--repair`` marks LOST; of rank 1 -> FAILED (the job failed
+  with it: rank 0 finds it gone without a word).
+- At ``close`` a hang in the run's process (any model but ``torchrun1``, whose close
+  is its own) holds the end of the run with stop signals held: only SIGKILL ends it,
+  and the run stays RUNNING (verify -> LOST).
+
+**Count**: 10 models x 8 events x 5 phases = 400 cells; 276 run, 124 are skipped
+(:data:`SKIPPED_CELLS`: 64 have no collective outside torchrun, 24 SLURM cells
+beyond the logging phase, 21 torchrun start-up and checkpoint cells for time, 8
+checkpoint cells of rank 1, 7 torchrun returns before the last collective); 80 run
+in the default suite.
+
+**Found by the matrix** (each fixed, each with a test that failed before):
+``sys.exit`` while the run ends left it RUNNING (main-exit-close); ``verify --repair``
+left a killed checkpoint write's temporary behind (main-sigkill-checkpoint); rank 1
+failing after the last collective or in its close left the run COMPLETE, rank 1
+stopped by a signal made it FAILED, rank 1 killed was not counted
+(torchrun1-*-close, -after_collective, -sigterm-logging); a task started by a rank
+took itself for a rank (``test_a_task_started_by_a_rank_is_a_run_of_its_own``).
 
 **Cost.** Cells whose run's process survives run several to a process (a Hydra
 sweep, ``-m cell=A,B,...``); launches run in parallel (``RUNLAB_MATRIX_WORKERS``,

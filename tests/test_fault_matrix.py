@@ -257,7 +257,7 @@ def info(run: Path) -> dict:
     return json.loads((run / "metadata" / "info.json").read_text())
 
 
-def _wait_for(path_glob: Iterator[Path] | None, check, timeout: float) -> bool:
+def _wait_for(check, timeout: float) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if check():
@@ -334,7 +334,7 @@ def _run_local(launch: Launch, script: Path, logs: Path, out: Path) -> str:
     tree: set[int] = set()
     try:
         if launch.hang:
-            if not _wait_for(None, lambda: "HANG" in _read([out]), 120):
+            if not _wait_for(lambda: "HANG" in _read([out]), 120):
                 return "the hang never began"
             time.sleep(0.5)
             tree = _tree(proc.pid)
@@ -352,7 +352,7 @@ def _run_local(launch: Launch, script: Path, logs: Path, out: Path) -> str:
         _killpg(proc.pid, signal.SIGKILL)  # orphans of a hang, a killed rank's children
         proc.wait()
         if launch.hang:  # SIGKILL takes a moment: verify must not see a dying writer
-            _wait_for(None, lambda: not any(_alive(p) for p in tree), 30)
+            _wait_for(lambda: not any(_alive(p) for p in tree), 30)
     return ""
 
 
@@ -382,12 +382,12 @@ def _run_slurm(launch: Launch, script: Path, logs: Path, out: Path) -> str:
         return q.returncode == 0 and not q.stdout.strip()
 
     if cell.event == "hang":
-        if not _wait_for(None, lambda: "HANG" in _read(outs), 300):
+        if not _wait_for(lambda: "HANG" in _read(outs), 300):
             subprocess.run(["scancel", job])
             return "the hang never began"
         time.sleep(0.5)
         subprocess.run(["scancel", f"{job}_1"], check=True)
-    if not _wait_for(None, gone, 300):
+    if not _wait_for(gone, 300):
         subprocess.run(["scancel", job])
         return f"job {job} did not end in 300 s"
     time.sleep(1)  # the output files of the last task

@@ -99,7 +99,7 @@ def test_3_running_without_a_live_writer_is_repaired_to_lost(project: Path) -> N
     assert "run 1: marked LOST" in out
     info = json.loads(_info(project, 1).read_text())
     assert info["status"] == "LOST" and info["error"]["type"] == "JobLost"
-    assert _verify(project) == (0, _verify(project)[1])
+    assert _verify(project)[0] == 0  # (its output holds its own running time)
 
 
 def test_3_repair_of_a_killed_writer_also_moves_its_torn_files_aside(project: Path) -> None:

@@ -699,3 +699,51 @@ def test_a_config_file_that_is_not_yaml_is_one_line(logs: Path, tmp_path: Path) 
     line = assert_one_line_error(proc, "slow.yaml:", "not valid YAML")
     assert proc.returncode == 2 and "fix the config file" in line
     assert not logs.exists()
+
+
+def test_sys_exit_while_the_run_ends_still_writes_its_final_status(tmp_path: Path) -> None:
+    """``sys.exit(3)`` raised while the session closes the logger (found by the fault
+    matrix, cell main-exit-close): the run ends FAILED and the exit goes on; it stayed
+    RUNNING, with no process left to end it."""
+    from runlab.record.lifecycle import RunSession
+
+    session = RunSession(None, {"a": 1}, logs=tmp_path / "logs")
+    with pytest.raises(SystemExit) as raised, session as s:
+        assert s.logger is not None
+        s.logger.log_metrics({"x": 1})
+        close = s.logger.close
+
+        def exit_while_closing() -> None:
+            close()
+            sys.exit(3)
+
+        s.logger.close = exit_while_closing  # type: ignore[method-assign]
+    assert raised.value.code == 3
+    info = read_info(tmp_path / "logs" / "1")
+    assert info["status"] == "FAILED" and info["error"]["type"] == "SystemExit", info
+    assert info.get("end_time")
+
+
+def test_a_sweep_under_a_run_dir_env_is_refused(tmp_path: Path) -> None:
+    """RUNLAB_RUN_DIR names one run; a Hydra sweep (-m) of two jobs under it wrote the
+    first job into it and made a new run for the second, unasked (issue 19, item 3b).
+    Refused before anything runs: one line, exit 2, the run untouched."""
+    from runlab.record.rundir import RunDir, allocate
+
+    logs = tmp_path / "logs"
+    made = RunDir(allocate(logs)[0]).create()
+    made.update_info(run_id=made.run_id, status="QUEUED")
+    before = tree(logs)
+    proc = run_task(
+        SLOW,
+        "-m",
+        "steps=2,3",
+        "interval=0",
+        check=False,
+        RUNLAB_RUN_DIR=str(made.path),
+        RUNLAB_LOGS=str(logs),
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "RUNLAB_RUN_DIR", "-m")
+    assert tree(logs) == before
+    assert read_info(made.path)["status"] == "QUEUED"

@@ -99,7 +99,26 @@ def test_3_running_without_a_live_writer_is_repaired_to_lost(project: Path) -> N
     assert "run 1: marked LOST" in out
     info = json.loads(_info(project, 1).read_text())
     assert info["status"] == "LOST" and info["error"]["type"] == "JobLost"
-    assert _verify(project) == (0, _verify(project)[1])
+    assert _verify(project)[0] == 0  # (its output holds its own running time)
+
+
+def test_3_repair_of_a_killed_writer_also_moves_its_torn_files_aside(project: Path) -> None:
+    """A run killed while it wrote a checkpoint (found by the fault matrix, cell
+    main-sigkill-checkpoint): --repair marks it LOST and, in the same pass, moves the
+    checkpoint's temporary aside, so that the next verify passes (it said [7] before)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _edit_info(project, 1, status="RUNNING", pid=dead.pid, host=socket.gethostname())
+    tmp = project / "logs/1/checkpoints/.last.pt.tmp"
+    tmp.parent.mkdir(exist_ok=True)
+    tmp.write_bytes(b"PK\x03\x04 half a checkpoint")
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 3, "run 1") and not _named(out, 7, "run 1"), out
+    code, out = _verify(project, "--repair")
+    assert code == 0 and "run 1: marked LOST" in out and "checkpoints/.last.pt.tmp" in out, out
+    assert not tmp.exists() and list((project / "logs/.aside").rglob(tmp.name))
+    code, out = _verify(project, "--deep")
+    assert code == 0, out
 
 
 def test_3_a_live_writer_or_another_host_is_never_lost(project: Path) -> None:

@@ -27,6 +27,15 @@ group's timeout (``RUNLAB_DIST_TIMEOUT_S``, 600 s) bounds the rest. Rank 0 then
 records the run ``FAILED`` with that rank's error and traceback
 (:func:`rank_outcome`, called by :mod:`runlab.record.lifecycle`). The local spawner and
 torchrun also stop the other ranks when one exits with an error.
+
+**The job's status, not rank 0's.** A rank > 0 stopped by a signal writes the same
+file with its status (INTERRUPTED, PREEMPTED), and every rank > 0 that ends in
+Python's hands writes ``ranks/rank<k>.end.json``: a rank of rank 0's host gone
+without it (``os._exit``, SIGKILL, a crash) fails the run. Rank 0 meets the others
+(:meth:`Dist.meet`) once its task returned, before it writes the status, so that a
+rank failing after the last collective, or while closing its logger, is counted.
+A process started by a rank (another task, run as a subprocess) inherits torchrun's
+variables but is no rank: ``RUNLAB_RANK_PID`` names the rank's own process.
 """
 
 from __future__ import annotations
@@ -50,12 +59,14 @@ from runlab.record import metricsfile, secrets
 from runlab.record.files import now_iso, write_atomic
 from runlab.record.logger import RunLogger
 from runlab.record.names import check_name
+from runlab.record.process import alive
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, RunDirError
 from runlab.record.stops import Interrupted
 from runlab.status import Status
 
 TIMEOUT_ENV = "RUNLAB_DIST_TIMEOUT_S"
 BACKEND_ENV = "RUNLAB_DIST_BACKEND"
+RANK_PID_ENV = "RUNLAB_RANK_PID"  # the pid of the process that is a rank (see from_env)
 DEFAULT_TIMEOUT_S = 600.0
 RANKS = "ranks"  # the folder of a run directory with each rank's output and failure
 STOP_GRACE_S = 30.0  # a spawner waits this long after SIGTERM before SIGKILL
@@ -81,6 +92,8 @@ class Dist:
     source: str = "single"  # single | torchrun | slurm
     backend: str | None = None  # gloo | nccl, once initialized
     hosts: list[str] = field(default_factory=list)  # rank -> host, once initialized
+    pids: list[int] = field(default_factory=list)  # rank -> pid, once initialized
+    met: bool = False  # the ranks met at the end of the task (meet()): no barrier at teardown
 
     @property
     def is_main(self) -> bool:
@@ -133,8 +146,9 @@ class Dist:
             ) from exc
         self.backend = backend
         hosts: list[Any] = [None] * self.world_size
-        dist.all_gather_object(hosts, socket.gethostname())
-        self.hosts = [str(h) for h in hosts]
+        dist.all_gather_object(hosts, (socket.gethostname(), os.getpid()))
+        self.hosts = [str(h) for h, _ in hosts]
+        self.pids = [int(p) for _, p in hosts]
         self.nodes = len(dict.fromkeys(self.hosts))
         return self
 
@@ -162,6 +176,18 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
+    def meet(self) -> None:
+        """Rank 0, once its task returned: wait for every rank to end its task (the barrier
+        the others reach in :meth:`teardown`), so that the run's final status, written
+        next, knows how each of them ended. Raises when a rank ended otherwise."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            self.met = True
+            dist.barrier()
+
     def teardown(self, wait: bool = True) -> None:
         """Leave the process group before the interpreter ends.
 
@@ -178,7 +204,7 @@ class Dist:
         if not dist.is_initialized():
             return
         try:
-            if wait:
+            if wait and not self.met:
                 dist.barrier()
         except Exception:
             pass  # a peer ended first: nothing left to wait for
@@ -220,8 +246,16 @@ def _int(env: Mapping[str, str], *names: str, default: int = 0) -> int:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Dist:
-    """The ranks this process belongs to, from torchrun's or SLURM's environment."""
+    """The ranks this process belongs to, from torchrun's or SLURM's environment.
+
+    A process started by a rank (a subprocess running another task) inherits that
+    environment, yet is no rank of the job: the rank that set up the job's ranks
+    notes its pid in ``RUNLAB_RANK_PID`` (:func:`setup`); another process that finds
+    it is one process, rank 0 of 1."""
     env = os.environ if env is None else env
+    owner = env.get(RANK_PID_ENV)
+    if owner not in (None, "") and owner != str(os.getpid()):
+        return Dist()
     if env.get("RANK") not in (None, "") and env.get("WORLD_SIZE") not in (None, ""):
         world = _int(env, "WORLD_SIZE", default=1)
         local_world = _int(env, "LOCAL_WORLD_SIZE", default=world)
@@ -288,6 +322,7 @@ def setup() -> Dist:
         return _CURRENT
     dist = from_env()
     if dist.world_size > 1:
+        os.environ[RANK_PID_ENV] = str(os.getpid())  # its children are not ranks (from_env)
         dist.init()
     _CURRENT = dist
     return dist
@@ -325,14 +360,33 @@ def _receive_run(dist: Dist) -> RunDir:
 
 
 def run_peer(task_fn: Callable[[Any], Any], make_context: Callable[..., Any], dist: Dist) -> Any:
-    """Run the task on a rank > 0, beside rank 0's record of the run."""
+    """Run the task on a rank > 0, beside rank 0's record of the run.
+
+    However the rank ends, rank 0 learns it before it writes the run's status: an
+    error or a stop of its own is ``ranks/rank<k>.failed.json`` (not when it only
+    follows rank 0's end), and every end that Python sees is ``ranks/rank<k>.end.json``;
+    a rank that left neither (``os._exit``, SIGKILL) was lost (:func:`rank_outcome`)."""
     run = _receive_run(dist)
     tee_output(run, dist.rank)
     watcher = _Watcher.start(run, dist.rank)
     logger = PeerLogger(run, dist.rank)
     try:
-        return task_fn(make_context(logger=logger, run_dir=run.path, run_id=run.run_id))
-    except (Interrupted, KeyboardInterrupt):
+        try:
+            result = task_fn(make_context(logger=logger, run_dir=run.path, run_id=run.run_id))
+        except BaseException:
+            watcher.stop()
+            try:
+                logger.close()
+            except Exception:
+                pass
+            raise
+        watcher.stop()
+        logger.close()  # its rows are the run's too: an error here fails the rank
+        return result
+    except (Interrupted, KeyboardInterrupt) as exc:
+        if not watcher.stopped_by_peer:
+            status = exc.status if isinstance(exc, Interrupted) else Status.INTERRUPTED
+            _write_failure(run, dist, exc, exc.__traceback__, status=status)
         raise
     except SystemExit as exc:
         if exc.code not in (0, None):
@@ -343,15 +397,23 @@ def run_peer(task_fn: Callable[[Any], Any], make_context: Callable[..., Any], di
             _write_failure(run, dist, exc, exc.__traceback__)
         raise
     finally:
-        watcher.stop()
-        try:
-            logger.close()
-        except Exception:
-            pass
+        _write_end(run, dist)
 
 
-def _write_failure(run: RunDir, dist: Dist, exc: BaseException, tb: Any) -> None:
-    """``ranks/rank<k>.failed.json``, unless rank 0 has ended the run already."""
+def _write_end(run: RunDir, dist: Dist) -> None:
+    """``ranks/rank<k>.end.json``: this rank ended in Python's hands (see :func:`run_peer`)."""
+    data = {"rank": dist.rank, "host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        write_atomic(run.path / RANKS / f"rank{dist.rank}.end.json", orjson.dumps(data))
+    except OSError:
+        pass
+
+
+def _write_failure(
+    run: RunDir, dist: Dist, exc: BaseException, tb: Any, status: str = Status.FAILED
+) -> None:
+    """``ranks/rank<k>.failed.json``, unless rank 0 has ended the run already. ``status``:
+    what it makes of the run (FAILED; INTERRUPTED or PREEMPTED for a stop signal)."""
     if run.read_info().get("status") not in (Status.RUNNING, None):
         return  # rank 0 ended first: this rank's error is its consequence, not the cause
     text = "".join(traceback.format_exception(type(exc), exc, tb))
@@ -360,6 +422,7 @@ def _write_failure(run: RunDir, dist: Dist, exc: BaseException, tb: Any) -> None
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "time": time.time(),
+        "status": str(status),
         "error": {"type": type(exc).__name__, "message": str(exc), "rank": dist.rank},
         "traceback": f"rank {dist.rank} ({socket.gethostname()}, pid {os.getpid()}):\n{text}",
     }
@@ -389,15 +452,48 @@ def failures(run: RunDir | Path) -> list[dict[str, Any]]:
 
 
 def rank_outcome(run: RunDir) -> tuple[str, dict[str, Any], str] | None:
-    """For rank 0's end: ``(FAILED, error, traceback)`` when another rank raised, else None."""
+    """For rank 0's end: ``(status, error, traceback)`` when another rank ended the job
+    (the first that raised or was stopped; else one lost without a word), else None."""
     _Watcher.stop_all()
     if not (run.path / RANKS).is_dir():
         return None
     found = failures(run)
-    if not found:
+    if found:
+        first = found[0]
+        status = Status.of(first.get("status")) or Status.FAILED
+        return status, dict(first.get("error") or {}), str(first.get("traceback") or "")
+    return _lost_rank(run, _CURRENT)
+
+
+def _lost_rank(
+    run: RunDir, dist: Dist | None, wait_s: float = 1.0
+) -> tuple[str, dict[str, Any], str] | None:
+    """``(FAILED, error, text)`` for a rank of this host whose process is gone without
+    ``ranks/rank<k>.end.json`` (``os._exit``, SIGKILL, a crash): the job failed with it.
+    A rank still alive is given ``wait_s`` to end or to say how it ends."""
+    if dist is None or dist.world_size <= 1 or len(dist.pids) != dist.world_size:
         return None
-    first = found[0]
-    return Status.FAILED, dict(first.get("error") or {}), str(first.get("traceback") or "")
+    host = socket.gethostname()
+    deadline = time.monotonic() + wait_s
+    for rank in range(1, dist.world_size):
+        pid = dist.pids[rank]
+        if dist.hosts[rank] != host:
+            continue  # only its own host can tell
+        ended = run.path / RANKS / f"rank{rank}.end.json"
+        while _pid_alive(pid) and not ended.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if ended.exists() or _pid_alive(pid):
+            continue
+        message = (
+            f"rank {rank} (pid {pid} on {host}) ended without a word: killed (SIGKILL, out of "
+            "memory) or os._exit"
+        )
+        return Status.FAILED, {"type": "RankLost", "message": message, "rank": rank}, message
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    return alive(pid)
 
 
 def settle(run_dir: RunDir | Path | str | None) -> None:
@@ -414,7 +510,8 @@ def settle(run_dir: RunDir | Path | str | None) -> None:
         run.metadata / "traceback.txt",
         secrets.redact_text(str(first.get("traceback") or "")).encode(),
     )
-    run.update_info(status=Status.FAILED, error=first.get("error"), end_time=_now())
+    status = Status.of(first.get("status")) or Status.FAILED
+    run.update_info(status=status, error=first.get("error"), end_time=_now())
 
 
 def _now() -> str:

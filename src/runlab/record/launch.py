@@ -117,6 +117,7 @@ def launch(
                 if cfg_passthrough is not None:
                     return app(cfg_passthrough)
                 first = _check_overrides(argv[1:]) + 1  # where the user's overrides begin
+                _check_sweep(argv[1:])
                 if path is not None and "://" not in path:
                     _check_yaml(Path(path))
                 given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
@@ -187,6 +188,17 @@ def _check_overrides(args: list[str]) -> int:
                 2,
             )
     return first
+
+
+def _check_sweep(flags: list[str]) -> None:
+    """``RUNLAB_RUN_DIR`` names one run (made by ``runlab submit`` for this job); a Hydra
+    sweep (``-m``) makes one run per job, which that one run cannot hold: exit 2."""
+    if os.environ.get(RUN_DIR_ENV) and any(f in ("-m", "--multirun") for f in flags):
+        raise _fail(
+            f"{RUN_DIR_ENV} names one run directory, and -m runs a sweep of runs: unset "
+            f"{RUN_DIR_ENV} to sweep (each job makes its own run), or leave out -m",
+            2,
+        )
 
 
 def _check_yaml(config_dir: Path, limit: int = 500) -> None:
@@ -316,6 +328,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         with session as s:
             assert s.logger is not None and s.run is not None
             result = task_fn(Context(cfg, s.logger, s.run.path, s.run.run_id, dist=dist))
+            dist.meet()  # the other ranks end their task before the run's status is written
         ended_well = True
         return result
     except Interrupted as exc:

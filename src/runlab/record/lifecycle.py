@@ -401,6 +401,7 @@ class RunSession:
         """Stop the writers and write the final status; return the error closing them raised."""
         self._stop.set()
         close_error: RecordError | None = None
+        late: BaseException | None = None  # sys.exit (or Ctrl-C) while the logger closed
         if self.logger is not None:
             try:
                 self.logger.close()
@@ -410,6 +411,10 @@ class RunSession:
                     f"({type(err).__name__}: {err}); free space and rerun with "
                     f"runlab.run_id={run.run_id} to resume from its last checkpoint"
                 )
+            except BaseException as err:  # the status is written first, then it goes on
+                late = err
+                if exc is None:
+                    exc, tb = err, err.__traceback__
         if exc is None and close_error is not None:
             exc, tb = close_error, None
         if exc is None:
@@ -451,6 +456,8 @@ class RunSession:
             error=error,
         )
         run.release_reserve()
+        if late is not None:
+            raise late
         return close_error
 
 

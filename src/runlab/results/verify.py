@@ -115,6 +115,9 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
+                if run.marked_lost:  # now its temporary files are torn, not a live writer's
+                    torn = run._temporaries()
+                    found += [v for v in torn if not _repair_run(run, v, logs, verdict)]
             verdict.violations.extend(found)
         else:
             verdict.violations.extend(_stray(logs, entry, repair, verdict))
@@ -142,6 +145,7 @@ class _Run:
         self.env = env
         self.info: dict[str, Any] | None = None
         self.status: Status | None = None
+        self.marked_lost = False  # by --repair, in this pass
 
     def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
         return Violation(f"run {self.rid}", invariant, what, todo, repairable)
@@ -460,6 +464,7 @@ def _mark_lost(run: _Run, verdict: Verdict) -> bool:
     finally:
         rd.release()
     verdict.repaired.append(f"run {run.rid}: marked LOST (its process is gone)")
+    run.status, run.marked_lost = Status.LOST, True
     return True
 
 

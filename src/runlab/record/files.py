@@ -213,6 +213,15 @@ def write_record(path: Path, data: Any) -> None:
     write_atomic(path, dump_yaml(data).encode())
 
 
+def overwrite_record(path: Path, data: Any) -> None:
+    """:func:`write_record` in place (:func:`overwrite_in_place`): the last resort for a
+    run's final status on a full disk. Credentials are redacted as by :func:`write_record`."""
+    path = Path(path)
+    data = _text_safe(secrets.redact(data))
+    overwrite_in_place(path.with_suffix(".json"), dumps_json(data))
+    overwrite_in_place(path, dump_yaml(data).encode())
+
+
 def tail(path: Path, lines: int) -> list[str]:
     """The last ``lines`` non-blank lines of a text file (none if it cannot be read)."""
     try:

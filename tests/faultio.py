@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import builtins
 import errno as errno_module
+import faulthandler
 import io
 import json
 import os
@@ -263,6 +264,8 @@ def _child(job: dict[str, Any]) -> NoReturn:
         fd = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        # A hang shows where: every thread's stack, just before the server kills the child.
+        faulthandler.dump_traceback_later(max(1.0, float(job.get("timeout", 60)) - 2), exit=False)
         code = _run_script(job["spec"], job["script"], job.get("args", []))
     except BaseException:
         traceback.print_exc()
@@ -289,6 +292,8 @@ def _wait(pid: int, timeout: float) -> dict[str, Any]:
         time.sleep(0.005)
 
 
+# Not Polars: it starts threads (jemalloc's, its own) at import, and a fork beside running
+# threads can leave a child stuck on a lock one of them held (one child in 200 hung so).
 PRELOAD = (
     "hydra",
     "hydra.main",
@@ -297,7 +302,6 @@ PRELOAD = (
     "hydra._internal.hydra",
     "hydra._internal.config_loader_impl",
     "omegaconf",
-    "polars",
     "yaml",
     "runlab",
     "runlab.record.launch",
@@ -327,6 +331,9 @@ def serve(warm: str | None = None) -> None:
         with initialize_config_dir(config_dir=str(Path(warm).parent), version_base="1.3"):
             compose(config_name=Path(warm).stem, overrides=["hydra.run.dir=."])
         GlobalHydra.instance().clear()
+    threads = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["1"]
+    if len(threads) > 1:  # see PRELOAD
+        raise SystemExit(f"faultio: the server must fork from one thread, it has {len(threads)}")
     out = sys.stdout
     for line in sys.stdin:
         job = json.loads(line)

@@ -428,6 +428,9 @@ def _write_failure(
     }
     try:
         (run.path / RANKS).mkdir(exist_ok=True)
+        # The error's text can hold a credential (an exception message): redacted, as the
+        # traceback.txt and info that rank 0 makes of it are.
+        data = secrets.redact(data)
         write_atomic(run.path / RANKS / f"rank{dist.rank}.failed.json", orjson.dumps(data))
     except OSError:
         pass

@@ -204,13 +204,33 @@ def write_record(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` (a ``.yaml`` file) and its JSON twin ``path.with_suffix('.json')``.
 
     The JSON goes first: a reader that finds it has the newest state even if the
-    YAML for people is not replaced yet. Credentials are redacted first
+    YAML for people is not replaced yet. When the YAML cannot be written, the old one is
+    removed (the error is raised still): the twins never say two things. Credentials are
+    redacted first
     (:func:`runlab.record.secrets.redact`): no record holds one in clear.
     """
     path = Path(path)
     data = _text_safe(secrets.redact(data))
     write_atomic(path.with_suffix(".json"), dumps_json(data))
-    write_atomic(path, dump_yaml(data).encode())
+    try:
+        write_atomic(path, dump_yaml(data).encode())
+    except BaseException:
+        # The JSON holds the new state: a YAML left as it was would say otherwise (a
+        # RUNNING under a COMPLETE). Without it the record is the JSON alone, and true.
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def overwrite_record(path: Path, data: Any) -> None:
+    """:func:`write_record` in place (:func:`overwrite_in_place`): the last resort for a
+    run's final status on a full disk. Credentials are redacted as by :func:`write_record`."""
+    path = Path(path)
+    data = _text_safe(secrets.redact(data))
+    overwrite_in_place(path.with_suffix(".json"), dumps_json(data))
+    overwrite_in_place(path, dump_yaml(data).encode())
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -350,11 +350,13 @@ class RunSession:
     def _check_config(self) -> None:
         assert self.run is not None
         twin = self.run.config_file.with_suffix(".json")
+        # The record holds the config with its credentials redacted: so is the one given.
+        config = secrets.redact(self.config)
         if twin.exists():  # the twin is what readers trust; compared in its own encoding
             saved = orjson.loads(twin.read_bytes()) or {}
-            given = orjson.loads(dumps_json(self.config))
+            given = orjson.loads(dumps_json(config))
         elif self.run.config_file.exists():  # a record from before the JSON twins
-            saved, given = read_yaml(self.run.config_file) or {}, _plain(self.config)
+            saved, given = read_yaml(self.run.config_file) or {}, _plain(config)
         else:
             return
         strip = lambda c: {k: v for k, v in c.items() if k != "runlab"}  # noqa: E731

@@ -34,11 +34,10 @@ from runlab.errors import UserError
 from runlab.logs import MAX_RUN_ID, is_run_id
 from runlab.record.files import (
     dir_mode,
-    dump_yaml,
     dumps_json,
     file_mode,
     now_iso,
-    overwrite_in_place,
+    overwrite_record,
     read_yaml,
     write_record,
 )
@@ -427,8 +426,7 @@ class RunDir:
                 except OSError as again:
                     if again.errno not in (errno.ENOSPC, errno.EDQUOT):
                         raise
-                    overwrite_in_place(self.info_file.with_suffix(".json"), dumps_json(info))
-                    overwrite_in_place(self.info_file, _yaml_bytes(info))
+                    overwrite_record(self.info_file, info)
             return info
 
     # ------------------------------------------------------------ disk space
@@ -541,7 +539,3 @@ def _read_holder(fd: int) -> dict[str, Any]:
     except (OSError, orjson.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _yaml_bytes(data: Any) -> bytes:
-    return dump_yaml(data).encode()

@@ -19,7 +19,7 @@ from typing import Any
 from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, Logs
 from runlab.record import environment, secrets
-from runlab.record.files import read_yaml
+from runlab.record.files import read_yaml, write_atomic
 from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
@@ -181,7 +181,7 @@ def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, in
             filter(None, [str(code / "src"), os.environ.get("PYTHONPATH")])
         )
     if (run.metadata / "git.diff").exists():
-        (new.metadata / "git.diff").write_bytes((run.metadata / "git.diff").read_bytes())
+        write_atomic(new.metadata / "git.diff", (run.metadata / "git.diff").read_bytes())
     proc = subprocess.run([sys.executable, str(script), *overrides], env=child_env)
     return new, proc.returncode
 

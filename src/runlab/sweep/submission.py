@@ -240,11 +240,15 @@ def create_runs(sweep: Sweep) -> Created:
     }
     diff = sweep.code.diff if sweep.code.dirty else None
     yml, jsn = Emitter(), _Json()
+    env = secrets.env_values()
     for index, (path, job) in enumerate(zip(paths, sweep.jobs, strict=True)):
         meta = f"{path}/metadata"
         os.mkdir(meta)
-        _write(f"{meta}/config.json", jsn.dumps(job.config))
-        _write(f"{meta}/config.yaml", yml.dump(job.config).encode())
+        config = job.config
+        if any(True for _ in secrets.find(config, env=env)):  # ${oc.env:...} resolved here
+            config = secrets.redact(config)  # (only then: the configs share their parts)
+        _write(f"{meta}/config.json", jsn.dumps(config))
+        _write(f"{meta}/config.yaml", yml.dump(config).encode())
         _write(f"{meta}/overrides.yaml", yml.dump(job.overrides).encode())
         if diff is not None:
             _write(f"{meta}/git.diff", diff)

@@ -53,7 +53,7 @@ from typing import Any
 from runlab.errors import UserError
 from runlab.logs import STUDIES
 from runlab.record import metricsfile
-from runlab.record.files import now_iso, write_record
+from runlab.record.files import now_iso, write_atomic, write_record
 from runlab.record.names import check_name as check
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
@@ -573,7 +573,7 @@ class Driver:
         write_record(run.config_file, job.config)
         write_record(run.metadata / "overrides.yaml", job.overrides)
         if self.code.dirty and self.sweep.code.diff:
-            (run.metadata / "git.diff").write_bytes(self.sweep.code.diff)
+            write_atomic(run.metadata / "git.diff", self.sweep.code.diff)
         self.set_attr(trial.number, "run_id", int(run.run_id))
         return run
 

@@ -39,7 +39,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -52,7 +51,7 @@ import orjson
 import polars as pl
 
 from runlab.logs import INDEX as INDEX_DIR
-from runlab.record.files import file_mode
+from runlab.record.files import write_atomic
 
 FORMAT = 3
 BLOCK = 256  # runs per metrics block
@@ -69,19 +68,13 @@ def _remove(path: Path | str) -> None:
 
 
 def _write_atomic(dest: Path, data: bytes) -> bool:
+    """Replace ``dest`` with ``data`` through the record's one atomic writer; ``False`` where
+    it cannot be written (the index is a cache: the reader goes on without it)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        write_atomic(dest, data)
     except OSError:
         return False
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            os.fchmod(fh.fileno(), file_mode())  # mkstemp's is 0600: as open() would make it
-        os.replace(tmp, dest)
-        return True
-    except OSError:
-        _remove(tmp)
-        return False
+    return True
 
 
 def _read_whole(path: Path) -> bytes | None:

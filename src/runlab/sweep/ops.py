@@ -587,9 +587,12 @@ def retry(
     logs = Path(logs)
     codes: list[Code] = []
     code_of: list[int] = []
-    known = {code.snapshot: code for sub in record.submissions for code in sub.code}
+    # By the snapshot's name (its content hash): the run's info keeps the path it was
+    # started from, which names the old place if the logs directory has moved since.
+    known = {Path(code.snapshot).name: code for sub in record.submissions for code in sub.code}
     for rid, info in picked:
-        code = current if current is not None else known.get(info.get("code_snapshot"))
+        snapshot = Path(str(info.get("code_snapshot") or "")).name
+        code = current if current is not None else known.get(snapshot)
         if code is None:
             raise SweepOpsError(
                 f"run {rid}: its code snapshot {info.get('code_snapshot')} is not in the "

@@ -521,3 +521,45 @@ def test_after_the_logs_directory_moved_logs_and_retry_work_from_the_new_place(
         )
     assert "step 14" in runlab(project, new, "logs", "2").stdout
     assert not logs.exists()  # nothing was written to the old place
+
+
+def test_cancelling_a_run_a_worker_has_just_taken_stops_its_task(project: Path) -> None:
+    """A race the machine's `cancel RUN` can hit: a worker has claimed the queued run and
+    is starting its task. On the old code `runlab cancel 2` found it QUEUED, could not claim
+    it, marked it INTERRUPTED anyway and returned; the task then ran on (here: the
+    stand-in task was never stopped, `task.wait` timed out)."""
+    from runlab.record.files import now_iso
+    from runlab.record.rundir import RunDir
+
+    logs = project / "logs"
+    args = ["tasks/slow.py", "steps=2000", "interval=0.05", "+k=range(2)"]
+    runlab(project, logs, "submit", *args, "--launcher", "local", "launcher.max_parallel=1")
+    try:
+        deadline = time.time() + 60
+        while (read_json(logs / "1" / "metadata" / "info.json") or {}).get("status") != "RUNNING":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        # Another worker has just claimed run 2; its task is about to start.
+        task = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        (logs / "2" / "metadata" / ".claimed").write_text(str(os.getpid()))
+        cancel = subprocess.Popen(
+            [sys.executable, "-m", "runlab", "cancel", "2", "--json", "--logs", str(logs)],
+            cwd=project,
+            env=task_env(RUNLAB_LOGS=str(logs)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        RunDir(logs / "2").update_info(
+            status="RUNNING", pid=task.pid, host=socket.gethostname(), attempt_start_time=now_iso()
+        )
+        assert task.wait(timeout=40) == -signal.SIGTERM  # stopped by the cancel
+        out, err = cancel.communicate(timeout=60)
+        check_output(
+            "cancel", subprocess.CompletedProcess(cancel.args, cancel.returncode, out, err)
+        )
+        info = read_json(logs / "2" / "metadata" / "info.json")
+        assert info["status"] == "INTERRUPTED" and info["error"]["type"] == "Cancelled", info
+    finally:
+        runlab(project, logs, "cancel")

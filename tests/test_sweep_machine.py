@@ -249,6 +249,8 @@ class SweepMachine(RuleBasedStateMachine):
             os.rename(self.logs, new)
         self.logs = new
         for rid, info in self.runs().items():
+            if info.get("sweep_id") in self.damaged:
+                continue  # its record is damaged: `runlab logs` says so in one line
             if info.get("attempts") and (self.logs / str(rid) / "metrics").is_dir():
                 out = self.cli("logs", str(rid))
                 assert out.returncode == 0 and "start " in out.stdout, (rid, out.stderr)
@@ -448,7 +450,7 @@ class BroadSweepMachine(SweepMachine):
 
 
 TestSweepMachineBroadly = pytest.mark.slow_sweeps(BroadSweepMachine.TestCase)
-TestSweepMachineBroadly.settings = settings(max_examples=40, stateful_step_count=12, **_SETTINGS)
+TestSweepMachineBroadly.settings = settings(max_examples=20, stateful_step_count=10, **_SETTINGS)
 
 
 class SlurmSweepMachine(SweepMachine):

@@ -40,7 +40,13 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from conftest import SLURM_UP, TASKS, make_project, task_env
 from runlab.record.process import alive
@@ -144,10 +150,15 @@ class SweepMachine(RuleBasedStateMachine):
             f"+k=range({points})",
             "--launcher",
             self.LAUNCHER,
-            "launcher.max_parallel=2",
+            "launcher.max_parallel=2" if self.LAUNCHER == "local" else "launcher.timeout_min=10",
         ]
 
     # -------------------------------------------------------------------- rules
+    @initialize(points=st.integers(1, 2), steps=st.integers(2, 5), fail=st.booleans())
+    def first_sweep(self, points: int, steps: int, fail: bool) -> None:
+        """Every example starts with a sweep whose runs take a few seconds."""
+        self.submit(points, steps, 0.4, fail)
+
     @rule(
         points=st.integers(1, 2),
         steps=st.integers(2, 5),
@@ -461,7 +472,7 @@ TestSlurmSweepMachine = pytest.mark.skipif(not SLURM_UP, reason="no SLURM cluste
     pytest.mark.slurm(SlurmSweepMachine.TestCase)
 )
 TestSlurmSweepMachine.settings = settings(
-    max_examples=2, stateful_step_count=5, derandomize=True, **_SETTINGS
+    max_examples=3, stateful_step_count=5, derandomize=True, **_SETTINGS
 )
 
 

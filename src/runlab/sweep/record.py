@@ -457,7 +457,8 @@ def relocated(record: SweepRecord, logs: Path | str) -> SweepRecord:
     the sweep was submitted, every path the record holds into the old directory (job
     logs, jobs files, code snapshots, the jobs' ``RUNLAB_LOGS``) names the same file in
     ``logs``, so that ``runlab logs`` finds the output and ``runlab retry`` runs the code
-    that moved with it (the old directory is gone, or is a copy left behind)."""
+    that moved with it (the old directory is gone, or is a copy left behind). Its ``logs``
+    field keeps where the sweep was submitted, as ``cwd`` and ``host`` do."""
     old = os.path.abspath(record.logs) if record.logs else ""
     new = os.path.abspath(logs)
     if not old or old == new:
@@ -470,7 +471,6 @@ def relocated(record: SweepRecord, logs: Path | str) -> SweepRecord:
             for part in parts
         )
 
-    record.logs = new
     for sub in record.submissions:
         sub.jobs_file, sub.log_dir = moved(sub.jobs_file), moved(sub.log_dir)
         for code in sub.code:

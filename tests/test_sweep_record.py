@@ -79,10 +79,9 @@ def test_a_record_written_by_the_old_code_loads_with_one_code_list(tmp_path: Pat
     write(tmp_path, OLD)
     loaded = rec.load(tmp_path, OLD["sweep_id"])
     first, retry = loaded.submissions
+    # Submitted into /project/logs, found in tmp_path: the jobs' RUNLAB_LOGS follows it.
     assert first.code == [
-        rec.Code(
-            "abc", "main", False, "/s/abc", "/s/abc/train.py", {"RUNLAB_LOGS": "/project/logs"}
-        )
+        rec.Code("abc", "main", False, "/s/abc", "/s/abc/train.py", {"RUNLAB_LOGS": str(tmp_path)})
     ]
     assert retry.code[0].commit == "def" and retry.code[0].script == "/s/def/train.py"
     assert first.runs is None and retry.runs == [2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TASKS, run_task, runlab_cli
+from conftest import SLURM_UP, TASKS, make_project, run_task, runlab_cli
 from runlab.logs import Logs
 from runlab.record import secrets
 from runlab.results.verify import INVARIANTS, verify
@@ -318,3 +319,101 @@ def test_5_deep_finds_a_twin_that_disagrees_with_its_rows(project: Path, fault: 
     assert not twin.exists() and jsonl.is_file()
     code, out = _verify(project, "--deep")
     assert code == 0, out
+
+
+# ------------------------------------------------ invariant 3 by the scheduler's word
+def test_3_another_hosts_slurm_job_with_no_scheduler_to_ask_is_a_note_never_lost(
+    project: Path, tmp_path: Path
+) -> None:
+    _edit_info(project, 1, status="RUNNING", pid=1, host="node7.example", job_id="4242")
+    bare = tmp_path / "bin"  # a PATH with python and git, but no squeue
+    bare.mkdir()
+    os.symlink(sys.executable, bare / "python")
+    os.symlink(shutil.which("git"), bare / "git")
+    proc = runlab_cli(
+        project, "verify", "--repair", "--logs", str(project / "logs"), check=False, PATH=str(bare)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (note,) = [line for line in proc.stdout.splitlines() if line.startswith("note: ")]
+    assert "1 RUNNING run(s) of SLURM jobs on other hosts were not checked" in note
+    assert "squeue is not on PATH" in note
+    assert json.loads(_info(project, 1).read_text())["status"] == "RUNNING"
+
+
+needs_slurm = pytest.mark.skipif(not SLURM_UP, reason="no SLURM cluster is running")
+
+
+@needs_slurm
+@pytest.mark.slurm
+def test_3_another_hosts_job_unknown_to_the_scheduler_is_lost(project: Path) -> None:
+    """Before, verify never marked a run on another host LOST (only `runlab status` of its
+    sweep could); now the scheduler's word decides."""
+    _edit_info(project, 1, status="RUNNING", pid=1, host="node7.example", job_id="987654321")
+    code, out = _verify(project)
+    assert code == 1 and _named(out, 3, "run 1"), out
+    assert "its SLURM job 987654321 is known neither to squeue nor to sacct" in out
+    code, out = _verify(project, "--repair")
+    assert code == 0 and "run 1: marked LOST (its SLURM job 987654321" in out, out
+    info = json.loads(_info(project, 1).read_text())
+    assert info["status"] == "LOST" and "SLURM job 987654321" in info["error"]["message"]
+
+
+def _running_slurm_run(tmp_path: Path) -> tuple[Path, dict]:
+    """A project whose one-run SLURM sweep is RUNNING on the cluster: (project, info)."""
+    proj = make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
+    runlab_cli(proj, "submit", "tasks/slow.py", "steps=100000", "interval=0.05", "--launcher",
+               "slurm")  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        info = json.loads(_info(proj, 1).read_text()) if _info(proj, 1).exists() else {}
+        if info.get("status") == "RUNNING" and info.get("job_id"):
+            return proj, info
+        time.sleep(0.3)
+    raise AssertionError(f"the job did not start: {info}")
+
+
+def _job_state(job: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"],
+                         capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip()
+
+
+@needs_slurm
+@pytest.mark.slurm
+@pytest.mark.parametrize("host", ["this host", "another host"])
+def test_3_a_suspended_job_stays_running_and_one_killed_by_scancel_becomes_lost(
+    tmp_path: Path, host: str
+) -> None:
+    proj, info = _running_slurm_run(tmp_path)
+    job = str(info["job_id"])
+    try:
+        subprocess.run(["scontrol", "suspend", job], check=True)
+        while _job_state(job) != "SUSPENDED":
+            time.sleep(0.2)
+        if host == "another host":  # only the scheduler can speak for it
+            _edit_info(proj, 1, host="node7.example")
+        code, out = _verify(proj, "--repair")
+        assert code == 0 and "marked LOST" not in out, out
+        assert json.loads(_info(proj, 1).read_text())["status"] == "RUNNING"
+        subprocess.run(["scontrol", "resume", job], check=True)
+        # SIGKILL to the job's processes (the task and submitit's process, one process
+        # group: on this cluster scancel's own KILL reaches the task as SIGTERM, which it
+        # would answer by recording INTERRUPTED), then to the job: the run cannot record
+        # its end.
+        os.killpg(os.getpgid(info["pid"]), signal.SIGKILL)
+        subprocess.run(["scancel", "-s", "KILL", job], check=True)
+        deadline = time.time() + 60
+        while _job_state(job) not in ("", "CANCELLED", "FAILED", "COMPLETED"):
+            assert time.time() < deadline, _job_state(job)
+            time.sleep(0.3)
+        if host == "another host":
+            _edit_info(proj, 1, host="node7.example")
+        assert json.loads(_info(proj, 1).read_text())["status"] == "RUNNING"
+        code, out = _verify(proj, "--repair")
+        assert code == 0 and "run 1: marked LOST" in out, out
+        after = json.loads(_info(proj, 1).read_text())
+        assert after["status"] == "LOST", after
+        gone = f"its SLURM job {job} is" if host == "another host" else "its process"
+        assert after["error"]["message"].startswith(gone), after["error"]
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)

@@ -43,6 +43,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"repaired: {safe(line)}")
     for v in verdict.violations:
         print(safe(v.line()))
+    for note in verdict.notes:
+        print(f"note: {safe(note)}")
     rules = sorted({v.invariant for v in verdict.violations})
     summary = f"{verdict.runs} runs checked in {verdict.seconds:.2f} s: " + (
         f"{len(verdict.violations)} violation(s)" if rules else "every invariant holds"

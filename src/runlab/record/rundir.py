@@ -462,7 +462,7 @@ class RunDir:
         return True
 
     # ------------------------------------------------------------------ lock
-    def acquire(self) -> None:
+    def acquire(self, *, writer_gone: bool = False) -> None:
         """Make this process the run's only writer, or raise :class:`RunBusyError`.
 
         The lock is an ``flock`` on ``metadata/.lock`` held until :meth:`release`
@@ -470,7 +470,8 @@ class RunDir:
         processes opening the run at once cannot both win. The file holds the
         holder's pid and host for the message. On file systems whose locks do not
         reach other hosts, ``info``'s heartbeat guards the run as well: a RUNNING
-        run with a fresh heartbeat whose process may be alive is refused.
+        run with a fresh heartbeat whose process may be alive is refused, unless
+        ``writer_gone`` (its scheduler says the job has ended: its processes with it).
         """
         import fcntl
 
@@ -491,7 +492,7 @@ class RunDir:
             # With the lock held, a writer on this host is surely gone (its pid may
             # already name another process); one on another host may not be.
             same_host = info.get("host") == socket.gethostname()
-            if not (locked and same_host) and live_holder(info):
+            if not ((locked and same_host) or writer_gone) and live_holder(info):
                 raise self._busy(info)
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "time": now_iso()}
             os.ftruncate(fd, 0)

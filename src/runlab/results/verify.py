@@ -8,6 +8,13 @@ calls a run); ``deep=True`` also reads every metrics row and every columnar twin
 ``repair=True`` fixes only what is safe and never deletes data: it rebuilds the
 reader's cache (the index, stale twins), marks a ``RUNNING`` run ``LOST`` when its
 process is surely gone, and moves torn temporary files into ``<logs>/.aside/``.
+
+A ``RUNNING`` run is gone (invariant 3) only when, on this host, no process has its
+recorded pid and start time, or when its SLURM job (``job_id`` in its info) is one the
+scheduler says has ended or no longer knows (``squeue``, then ``sacct``): asked once for
+all the runs on other hosts. A job the scheduler lists, running or suspended, on any
+host, is never gone; where the scheduler cannot be asked, verify says so in a note and
+leaves those runs as they are.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from runlab.record.process import alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
 from runlab.sweep import record as sweep_record
-from runlab.sweep import study
+from runlab.sweep import slurm, study
 from runlab.sweep.record import SweepRecordError
 
 #: The invariants of a logs directory: number -> one sentence. Cited by the docs and tests.
@@ -75,6 +82,7 @@ class Verdict:
     runs: int = 0
     violations: list[Violation] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
     seconds: float = 0.0
 
     @property
@@ -98,6 +106,7 @@ class Verdict:
                 for v in self.violations
             ],
             "repaired": self.repaired,
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -108,6 +117,7 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     verdict = Verdict(logs.path)
     host = socket.gethostname()
     env = secrets.env_values()  # the credential variables' values, read once
+    by_scheduler: list[_Run] = []  # RUNNING runs only their SLURM job can speak for
     for entry in _entries(logs):
         if is_run_id(entry.name):
             verdict.runs += 1
@@ -115,12 +125,14 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
-                if run.marked_lost:  # now its temporary files are torn, not a live writer's
-                    torn = run._temporaries()
-                    found += [v for v in torn if not _repair_run(run, v, logs, verdict)]
+                found += _torn_after_lost(run, logs, verdict)
             verdict.violations.extend(found)
+            if run.job_id is not None:
+                by_scheduler.append(run)
         else:
             verdict.violations.extend(_stray(logs, entry, repair, verdict))
+    if by_scheduler:
+        verdict.violations.extend(_ask_scheduler(by_scheduler, repair, logs, verdict))
     verdict.violations.extend(_records(logs))
     index = list(_index(logs, deep))
     if index and repair:
@@ -146,6 +158,8 @@ class _Run:
         self.info: dict[str, Any] | None = None
         self.status: Status | None = None
         self.marked_lost = False  # by --repair, in this pass
+        self.job_id: str | None = None  # RUNNING, of a SLURM job this host cannot see into
+        self.lost_reason = ""  # why it is gone, when invariant 3 is broken
 
     def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
         return Violation(f"run {self.rid}", invariant, what, todo, repairable)
@@ -276,11 +290,15 @@ class _Run:
 
     def _liveness(self) -> Iterator[Violation]:
         assert self.info is not None
-        if self.info.get("host") != self.host:
-            return  # another host: only its scheduler can say (runlab status)
         pid = self.info.get("pid")
         since = _epoch(self.info.get("attempt_start_time") or self.info.get("start_time"))
-        if type(pid) is int and since is not None and not alive(pid, since):
+        if self.info.get("host") != self.host or type(pid) is not int or since is None:
+            job = self.info.get("job_id")
+            if job is not None and str(job).isdigit():
+                self.job_id = str(job)  # only its scheduler can say: asked after the scan
+            return
+        if not alive(pid, since):
+            self.lost_reason = f"its process {pid} on {self.host} is gone"
             yield self.v(
                 3,
                 f"says RUNNING, but no process {pid} that started it lives on {self.host}",
@@ -430,6 +448,43 @@ def _damaged_index_files(logs: Logs, deep: bool) -> list[str]:
 
 
 # -------------------------------------------------------------------- repair
+def _ask_scheduler(
+    runs: list[_Run], repair: bool, logs: Logs, verdict: Verdict
+) -> Iterator[Violation]:
+    """Invariant 3 for RUNNING runs of SLURM jobs on other hosts: the scheduler's word."""
+    try:
+        states = slurm.job_states([r.job_id for r in runs if r.job_id])
+    except slurm.SlurmError as exc:
+        verdict.notes.append(
+            f"{len(runs)} RUNNING run(s) of SLURM jobs on other hosts were not checked "
+            f"(not marked LOST): the scheduler cannot be asked: {exc.line()}"
+        )
+        return
+    for run in runs:
+        state = states.get(str(run.job_id))
+        if state is not None and state not in slurm.ENDED:
+            continue  # pending, running, suspended, completing: the job lives
+        said = f"is {state}" if state else "is known neither to squeue nor to sacct"
+        run.lost_reason = f"its SLURM job {run.job_id} {said}"
+        v = run.v(
+            3,
+            f"says RUNNING, but its SLURM job {run.job_id} {said}",
+            "verify --repair marks it LOST; `runlab retry` or reopen it to go on",
+            True,
+        )
+        if not (repair and _mark_lost(run, verdict, writer_gone=True)):
+            yield v
+        yield from _torn_after_lost(run, logs, verdict)
+
+
+def _torn_after_lost(run: _Run, logs: Logs, verdict: Verdict) -> list[Violation]:
+    """A run --repair has just marked LOST: its temporary files are now torn, no longer a
+    live writer's, and are moved aside in the same pass (what cannot be, is returned)."""
+    if not run.marked_lost:
+        return []
+    return [v for v in run._temporaries() if not _repair_run(run, v, logs, verdict)]
+
+
 def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
     """Fix ``v`` if it is safe to (then ``True``)."""
     if not v.repairable:
@@ -444,17 +499,17 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
     return False
 
 
-def _mark_lost(run: _Run, verdict: Verdict) -> bool:
+def _mark_lost(run: _Run, verdict: Verdict, writer_gone: bool = False) -> bool:
     rd = RunDir(run.path)
     try:
-        rd.acquire()
+        rd.acquire(writer_gone=writer_gone)
     except RunBusyError:
         return False  # a live writer after all
     try:
         info = rd.read_info()
         if info.get("status") != Status.RUNNING:
             return True
-        reason = f"its process {info.get('pid')} on {run.host} is gone (found by runlab verify)"
+        reason = f"{run.lost_reason} (found by runlab verify)"
         rd.update_info(
             status=Status.LOST,
             error={"type": "JobLost", "message": reason},
@@ -463,7 +518,7 @@ def _mark_lost(run: _Run, verdict: Verdict) -> bool:
         )
     finally:
         rd.release()
-    verdict.repaired.append(f"run {run.rid}: marked LOST (its process is gone)")
+    verdict.repaired.append(f"run {run.rid}: marked LOST ({run.lost_reason})")
     run.status, run.marked_lost = Status.LOST, True
     return True
 

@@ -32,7 +32,7 @@ from runlab.record.files import dumps_json, now_iso, read_yaml, write_atomic
 from runlab.record.rundir import RunDir, live_holder
 from runlab.status import ACTIVE, Status
 from runlab.sweep import launcher, slurm
-from runlab.sweep.jobs import claim
+from runlab.sweep.jobs import CLAIM, claim
 from runlab.sweep.record import (
     FORMAT,
     Array,
@@ -532,12 +532,21 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
                         stopped.append(w.pid)
                     except (ProcessLookupError, PermissionError):
                         pass
+    claimed: list[int] = []  # queued runs this command took: no worker may start them now
     for rid in active:
         run = _run_dir(logs, rid)
         info = run.read_info()
         if info.get("status") == Status.QUEUED:
-            claim(run.path)  # no worker may start it now
-        elif not whole and info.get("pid") and info.get("host") == socket.gethostname():
+            if claim(run.path):
+                claimed.append(rid)
+                continue
+            if whole:
+                continue  # its worker was stopped above, and the task with it
+            info = _started(run, wait_s)  # a worker took it a moment ago: stop its task
+            if info.get("status") == Status.QUEUED:  # its worker died before starting it
+                claimed.append(rid)
+                continue
+        if not whole and info.get("pid") and info.get("host") == socket.gethostname():
             try:
                 os.kill(int(info["pid"]), signal.SIGTERM)
                 stopped.append(int(info["pid"]))
@@ -546,7 +555,7 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
     deadline = time.time() + wait_s
     while time.time() < deadline and any(pid_alive(p, marker="") for p in stopped):
         time.sleep(0.2)
-    for rid in active:  # queued runs this command claimed: nobody else will write them
+    for rid in claimed:  # nobody else will write them
         run = _run_dir(logs, rid)
         info = run.read_info()
         if info.get("status") == Status.QUEUED:
@@ -561,6 +570,23 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
                     "job": "CANCELLED",
                 },
             )
+
+
+def _started(run: RunDir, wait_s: float) -> dict[str, Any]:
+    """The info of a run a worker has claimed, once its task has started (RUNNING, with
+    its pid) or ended; as it is after ``wait_s`` otherwise."""
+    deadline = time.time() + wait_s
+    info = run.read_info()
+    while info.get("status") == Status.QUEUED and time.time() < deadline:
+        try:
+            worker = int((run.metadata / CLAIM).read_text() or 0)
+        except (OSError, ValueError):
+            worker = 0
+        if worker and not pid_alive(worker):
+            break  # the worker that took it is gone: it will never start
+        time.sleep(0.2)
+        info = run.read_info()
+    return info
 
 
 # ---------------------------------------------------------------------- retry
@@ -587,9 +613,12 @@ def retry(
     logs = Path(logs)
     codes: list[Code] = []
     code_of: list[int] = []
-    known = {code.snapshot: code for sub in record.submissions for code in sub.code}
+    # By the snapshot's name (its content hash): the run's info keeps the path it was
+    # started from, which names the old place if the logs directory has moved since.
+    known = {Path(code.snapshot).name: code for sub in record.submissions for code in sub.code}
     for rid, info in picked:
-        code = current if current is not None else known.get(info.get("code_snapshot"))
+        snapshot = Path(str(info.get("code_snapshot") or "")).name
+        code = current if current is not None else known.get(snapshot)
         if code is None:
             raise SweepOpsError(
                 f"run {rid}: its code snapshot {info.get('code_snapshot')} is not in the "

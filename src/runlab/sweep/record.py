@@ -449,7 +449,34 @@ def load(logs: Path | str, sweep_id: str) -> SweepRecord:
     except orjson.JSONDecodeError as exc:
         problem = "it is empty" if not raw.strip() else f"it is not valid JSON ({exc})"
         raise SweepRecordError(path, "", problem) from None
-    return parse(data, path)
+    return relocated(parse(data, path), logs)
+
+
+def relocated(record: SweepRecord, logs: Path | str) -> SweepRecord:
+    """``record`` as found in ``logs``: where the logs directory was moved or renamed since
+    the sweep was submitted, every path the record holds into the old directory (job
+    logs, jobs files, code snapshots, the jobs' ``RUNLAB_LOGS``) names the same file in
+    ``logs``, so that ``runlab logs`` finds the output and ``runlab retry`` runs the code
+    that moved with it (the old directory is gone, or is a copy left behind). Its ``logs``
+    field keeps where the sweep was submitted, as ``cwd`` and ``host`` do."""
+    old = os.path.abspath(record.logs) if record.logs else ""
+    new = os.path.abspath(logs)
+    if not old or old == new:
+        return record
+
+    def moved(text: str) -> str:
+        parts = text.split(os.pathsep)  # PYTHONPATH-like values too
+        return os.pathsep.join(
+            new + part[len(old) :] if part == old or part.startswith(old + os.sep) else part
+            for part in parts
+        )
+
+    for sub in record.submissions:
+        sub.jobs_file, sub.log_dir = moved(sub.jobs_file), moved(sub.log_dir)
+        for code in sub.code:
+            code.snapshot, code.script = moved(code.snapshot), moved(code.script)
+            code.env = {key: moved(value) for key, value in code.env.items()}
+    return record
 
 
 def save(logs: Path | str, record: SweepRecord) -> None:

@@ -323,6 +323,47 @@ def accounting_states(arrays: list[str]) -> dict[tuple[str, int], str]:
     return parse_states(out)
 
 
+def job_states(job_ids: list[str]) -> dict[str, str | None]:
+    """``{job_id: state}`` for jobs named by their own ids (``SLURM_JOB_ID``, which an
+    array task has too): the controller's word (``squeue``), else accounting's
+    (``sacct``), else ``None``: neither knows the job (it ended long ago, or never ran
+    here). A :class:`SlurmError` when the scheduler cannot be asked at all."""
+    ids = sorted({str(j) for j in job_ids if str(j).isdigit()}, key=int)
+    states: dict[str, str | None] = {}
+    for start in range(0, len(ids), 500):  # command lines of bounded length
+        chunk = ids[start : start + 500]
+        try:
+            out = _run(["squeue", "-h", "-t", "all", "-j", ",".join(chunk), "-o", "%A|%T"])
+        except SlurmError as exc:
+            if "Invalid job id" not in str(exc):
+                raise
+            out = ""  # none of them is known to the controller any more
+        states.update(_raw_states(out, chunk))
+    missing = [j for j in ids if j not in states]
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
+        try:
+            out = _run(
+                ["sacct", "-n", "-X", "-P", "-j", ",".join(chunk), "--format=JobIDRaw,State"]
+            )
+        except SlurmError:
+            out = ""  # no accounting here: the controller's word is all there is
+        states.update(_raw_states(out, chunk))
+    return {j: states.get(j) for j in ids}
+
+
+def _raw_states(text: str, wanted: list[str]) -> dict[str, str]:
+    """``JOBIDRAW|STATE`` lines -> ``{job_id: STATE}`` for the ``wanted`` ids."""
+    keep = set(wanted)
+    out = {}
+    for line in text.splitlines():
+        job, _, state = line.partition("|")
+        words = state.split()
+        if job.strip() in keep and words:
+            out[job.strip()] = words[0]  # "CANCELLED by 0" -> CANCELLED
+    return out
+
+
 def available() -> bool:
     from shutil import which
 

@@ -247,12 +247,14 @@ ATOMIC_CALLERS: dict[str, str] = {
     "runlab.record.logger.RunLogger._end_record": "redacts: secrets.redact_text",
     "runlab.record.distributed._write_failure": "redacts: secrets.redact",
     "runlab.record.distributed.settle": "redacts: secrets.redact_text",
+    "runlab.record.distributed._write_end": "a rank's end: its number: " + _WHO,
     "runlab.record.distributed.slurm_rank_env": "rank 0's address: " + _WHO,
     "runlab.results.reader._index._write_atomic": "the index's pointers: hashes and names",
     "runlab.results.reproduce.rerun": "git.diff, copied from the run reproduced: " + _CODE,
     "runlab.sweep.ops._submit": "a submission's jobs: run ids, overrides (submit refuses credentials in them), paths",
     "runlab.sweep.record.save": "redacts: secrets.redact",
     "runlab.sweep.tune.Driver.create_run": "git.diff: " + _CODE,
+    "runlab.sweep.snapshot.snapshot": "a dirty snapshot's patch (<key>.diff): " + _CODE,
 }
 
 # Calls that write, by the name they are called by: ``module.function`` or ``.method``.

@@ -255,7 +255,7 @@ def test_slurm_cancelled_job_ends_interrupted(project: Path) -> None:
     time.sleep(1.0)
     subprocess.run(["scancel", str(info(run)["job_id"])], check=True)
     assert (
-        wait_status(run, {"INTERRUPTED", "FAILED", "COMPLETE"}, timeout=60)["status"]
+        wait_status(run, {"INTERRUPTED", "FAILED", "COMPLETE"}, timeout=180)["status"]
         == "INTERRUPTED"
     )
 

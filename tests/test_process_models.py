@@ -420,3 +420,78 @@ def test_a_forked_child_neither_writes_nor_ends_a_logger_made_by_hand(tmp_path: 
     assert info(run_dir)["status"] == Status.COMPLETE
     assert steps(run_dir) == list(range(100))
     assert not (run_dir / "metadata" / "traceback.txt").exists()
+
+
+# What a forked child must get from each public method of the logger: "refused" (the
+# call raises ForkedChildError), "nothing" (it returns and changes nothing) or "reads"
+# (a read, allowed anywhere). A public method missing here fails the test below: a new
+# writer must say how it keeps to the rule that only the run's own process writes it.
+_CHILD_CALLS: dict[str, tuple[str, str]] = {
+    "log_metrics": ("refused", "logger.log_metrics({'x': -1.0}, name='train')"),
+    "log_artifact": ("refused", "logger.log_artifact(b'child', name='child.bin')"),
+    "log_checkpoint": ("refused", "logger.log_checkpoint({'child': 1}, name='child')"),
+    "flush": ("refused", "logger.flush()"),
+    "close": ("nothing", "logger.close()"),
+    "load_checkpoint": ("reads", "logger.load_checkpoint('last')"),
+}
+
+
+def _tree(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run but its heartbeat-bearing status, by relative path."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.parent.name != "metadata"
+    }
+
+
+def test_every_public_method_of_the_logger_keeps_a_forked_child_from_writing(
+    tmp_path: Path,
+) -> None:
+    """One writer per run, enforced for every writing entry point: a child forked from
+    the run's process calls each public method of the logger; writers refuse it
+    (ForkedChildError), flush and close do nothing, and not one file of the run changes.
+    A public method of ``RunLogger`` that this table does not list fails the test."""
+    public = {
+        name for name in dir(RunLogger) if not name.startswith("_")
+        and callable(getattr(RunLogger, name))
+    }  # fmt: skip
+    assert public == set(_CHILD_CALLS), (
+        f"public methods of RunLogger not in _CHILD_CALLS: {sorted(public - set(_CHILD_CALLS))}; "
+        f"listed but gone: {sorted(set(_CHILD_CALLS) - public)}"
+    )
+    run_dir = tmp_path / "run"
+    with RunLogger(run_dir) as logger:
+        for i in range(20):
+            logger.log_metrics({"x": float(i)})
+        logger.log_checkpoint({"step": 19})
+        logger.log_artifact(b"parent", name="parent.bin")
+        logger.flush()
+        before = _tree(run_dir)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(read)
+            got = {}
+            for name, (_, call) in _CHILD_CALLS.items():
+                try:
+                    eval(call, {"logger": logger})
+                    got[name] = "nothing"
+                except Exception as exc:
+                    got[name] = "refused" if type(exc).__name__ == "ForkedChildError" else repr(exc)
+            os.write(write, json.dumps(got).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            got = json.loads(fh.read())
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        expected = {
+            n: ("nothing" if want == "reads" else want) for n, (want, _) in _CHILD_CALLS.items()
+        }
+        assert got == expected
+        assert _tree(run_dir) == before, "a forked child changed the run's files"
+        assert info(run_dir)["status"] == Status.RUNNING
+        logger.log_metrics({"x": 20.0})
+    assert info(run_dir)["status"] == Status.COMPLETE
+    assert steps(run_dir) == list(range(21))

@@ -352,8 +352,9 @@ def test_submit_allow_dirty_applies_the_limits(big_tree: Path, tmp_path: Path) -
     diff = (meta / "git.diff").read_bytes()
     assert b"venv/" not in diff and len(diff) < 100_000
     assert_recorded_tree(big_tree, apply_to_clone(big_tree, diff, tmp_path / "clone"))
-    (snapshot,) = (logs / ".snapshots").iterdir()
+    (snapshot,) = [p for p in (logs / ".snapshots").iterdir() if p.is_dir()]
     assert_recorded_tree(big_tree, snapshot)
+    assert snapshot.with_name(snapshot.name + ".diff").read_bytes() == diff  # its patch beside it
     env = yaml.safe_load((meta / "env.yaml").read_text())
     assert env["git"]["dirty"] is True and env["git"]["untracked_skipped_files"] == VENV_FILES + 2
     assert any("venv/ (40,001 files)" in p for p in env["problems"])

@@ -490,7 +490,8 @@ def check_run(run: Path, status: str, outcome: Outcome, what: str) -> None:
     if status == Status.RUNNING:
         assert any("[3]" in v for v in found) and len(found) == 1, f"{found}\n{out}"
         assert outcome.repaired is not None
-        assert f"run {run.name}: marked LOST (its process is gone)" in outcome.repaired.repaired
+        (lost,) = [r for r in outcome.repaired.repaired if "marked LOST" in r]
+        assert lost.startswith(f"run {run.name}: marked LOST (its process ") and "gone" in lost
         assert info(run)["status"] == Status.LOST, out
     else:
         assert found == [], f"{found}\n{out}"

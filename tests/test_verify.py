@@ -122,6 +122,42 @@ def test_3_repair_of_a_killed_writer_also_moves_its_torn_files_aside(project: Pa
     assert code == 0, out
 
 
+def test_3_repair_of_a_killed_writer_names_its_torn_line_in_the_same_pass(
+    project: Path,
+) -> None:
+    """A writer killed in the middle of a metrics line: while the run said RUNNING the
+    line was a live writer's; once --repair marks it LOST, the same ``--deep`` pass names
+    the torn line (invariant 4), instead of passing and leaving it to the next verify."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _edit_info(project, 1, status="RUNNING", pid=dead.pid, host=socket.gethostname())
+    jsonl = project / "logs/1/metrics/test.jsonl"
+    with open(jsonl, "ab") as fh:
+        fh.write(b'{"step": 99, "acc"')
+    code, out = _verify(project, "--deep", "--repair")
+    assert code == 1 and "run 1: marked LOST" in out and _named(out, 4, "run 1"), out
+    assert "metrics/test.jsonl ends in a torn line (18 bytes)" in out
+
+
+def test_3_a_run_taken_over_while_verify_ran_is_not_marked_lost(project: Path) -> None:
+    """verify reads a run's status, later marks it LOST under its lock (after asking the
+    scheduler, after a --deep scan: minutes). A retry that started a new attempt in
+    between owns the run: it is left RUNNING, with a note."""
+    from runlab.results.verify import Verdict, _mark_lost, _Run
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _edit_info(project, 1, status="RUNNING", pid=dead.pid, host="node7", job_id="100")
+    run = _Run(project / "logs/1", "1", socket.gethostname(), frozenset())
+    run.info = json.loads(_info(project, 1).read_text())  # what the scan saw
+    run.lost_reason = "its SLURM job 100 is CANCELLED"
+    _edit_info(project, 1, job_id="200", attempt_start_time="2099-01-01T00:00:00+00:00")
+    verdict = Verdict(project / "logs")
+    assert _mark_lost(run, verdict, writer_gone=True)
+    assert json.loads(_info(project, 1).read_text())["status"] == "RUNNING"
+    assert verdict.repaired == [] and "a new attempt began while verify ran" in verdict.notes[0]
+
+
 def test_3_a_live_writer_or_another_host_is_never_lost(project: Path) -> None:
     now = "2000-01-01T00:00:00+00:00"  # long before this test process started
     host = socket.gethostname()

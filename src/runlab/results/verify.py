@@ -125,14 +125,14 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
-                found += _torn_after_lost(run, logs, verdict)
+                found += _torn_after_lost(run, logs, verdict, deep)
             verdict.violations.extend(found)
             if run.job_id is not None:
                 by_scheduler.append(run)
         else:
             verdict.violations.extend(_stray(logs, entry, repair, verdict))
     if by_scheduler:
-        verdict.violations.extend(_ask_scheduler(by_scheduler, repair, logs, verdict))
+        verdict.violations.extend(_ask_scheduler(by_scheduler, repair, deep, logs, verdict))
     verdict.violations.extend(_records(logs))
     index = list(_index(logs, deep))
     if index and repair:
@@ -228,11 +228,7 @@ class _Run:
         lines = data.split(b"\n")
         torn = lines.pop() if lines else b""
         if torn and self.status is not Status.RUNNING:
-            yield self.v(
-                4,
-                f"metrics/{path.name} ends in a torn line ({len(torn)} bytes)",
-                "the run's next attempt cuts it; or rerun the task",
-            )
+            yield self._torn(path.name, len(torn))
         seen: set[tuple[Any, Any]] = set()
         for number, raw in enumerate(lines, 1):
             try:
@@ -256,6 +252,26 @@ class _Run:
                 )
                 return
             seen.add(key)
+
+    def _torn(self, name: str, size: int) -> Violation:
+        return self.v(
+            4,
+            f"metrics/{name} ends in a torn line ({size} bytes)",
+            "the run's next attempt cuts it; or rerun the task",
+        )
+
+    def _torn_lines(self) -> list[Violation]:
+        """Invariant 4's torn last line, for a run the scan saw RUNNING (a live writer's
+        line in progress then) that --repair has since marked LOST."""
+        found = []
+        for path in sorted((self.path / "metrics").glob("*.jsonl")):
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - (1 << 16)))
+                tail = fh.read()
+            if tail and not tail.endswith(b"\n"):
+                found.append(self._torn(path.name, len(tail.rsplit(b"\n", 1)[-1])))
+        return found
 
     def _twin(self, name: str) -> Iterator[Violation]:
         """Invariant 5, row by row: the columnar twin holds the rows of its ``.jsonl``."""
@@ -449,7 +465,7 @@ def _damaged_index_files(logs: Logs, deep: bool) -> list[str]:
 
 # -------------------------------------------------------------------- repair
 def _ask_scheduler(
-    runs: list[_Run], repair: bool, logs: Logs, verdict: Verdict
+    runs: list[_Run], repair: bool, deep: bool, logs: Logs, verdict: Verdict
 ) -> Iterator[Violation]:
     """Invariant 3 for RUNNING runs of SLURM jobs on other hosts: the scheduler's word."""
     try:
@@ -474,15 +490,19 @@ def _ask_scheduler(
         )
         if not (repair and _mark_lost(run, verdict, writer_gone=True)):
             yield v
-        yield from _torn_after_lost(run, logs, verdict)
+        yield from _torn_after_lost(run, logs, verdict, deep)
 
 
-def _torn_after_lost(run: _Run, logs: Logs, verdict: Verdict) -> list[Violation]:
-    """A run --repair has just marked LOST: its temporary files are now torn, no longer a
-    live writer's, and are moved aside in the same pass (what cannot be, is returned)."""
+def _torn_after_lost(run: _Run, logs: Logs, verdict: Verdict, deep: bool) -> list[Violation]:
+    """A run --repair has just marked LOST: what the scan left to its live writer is torn
+    now. Its temporary files are moved aside in the same pass (what cannot be, is
+    returned); with ``deep``, a torn last metrics line is named (invariant 4)."""
     if not run.marked_lost:
         return []
-    return [v for v in run._temporaries() if not _repair_run(run, v, logs, verdict)]
+    found = [v for v in run._temporaries() if not _repair_run(run, v, logs, verdict)]
+    if deep:
+        found += run._torn_lines()
+    return found
 
 
 def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
@@ -499,7 +519,13 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
     return False
 
 
+# What names one attempt of a run: when any of it changed since the scan, another
+# process (a retry, a requeued job) took the run over, and it is not lost.
+_ATTEMPT = ("pid", "host", "job_id", "start_time", "attempt_start_time")
+
+
 def _mark_lost(run: _Run, verdict: Verdict, writer_gone: bool = False) -> bool:
+    """Mark ``run`` LOST under its lock, unless a new attempt took it over since the scan."""
     rd = RunDir(run.path)
     try:
         rd.acquire(writer_gone=writer_gone)
@@ -508,6 +534,13 @@ def _mark_lost(run: _Run, verdict: Verdict, writer_gone: bool = False) -> bool:
     try:
         info = rd.read_info()
         if info.get("status") != Status.RUNNING:
+            return True
+        seen = run.info or {}
+        if any(info.get(k) != seen.get(k) for k in _ATTEMPT):
+            verdict.notes.append(
+                f"run {run.rid}: a new attempt began while verify ran; its writer speaks for "
+                "it now (not marked LOST)"
+            )
             return True
         reason = f"{run.lost_reason} (found by runlab verify)"
         rd.update_info(

@@ -21,6 +21,8 @@ rich is imported inside the functions that need it, so that ``runlab --help`` st
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from typing import Any
 
@@ -50,6 +52,12 @@ def _visible(ch: str, keep: str) -> str:
     return _escape_char(ch) if unicodedata.category(ch) in _HIDDEN else ch
 
 
+@functools.cache
+def _unusual(keep: str) -> re.Pattern[str]:
+    """Runs of characters other than printable ASCII and ``keep``."""
+    return re.compile(f"[^\\x20-\\x7e{re.escape(keep)}]+")
+
+
 def safe(value: Any, *, limit: int | None = LIMIT, keep: str = "") -> str:
     """``value`` as text a terminal shows as it is: control, bidi/format and surrogate
     characters as visible escapes (``\\x1b``, ``\\u202e``, ``\\udcff``), bytes decoded with
@@ -64,7 +72,9 @@ def safe(value: Any, *, limit: int | None = LIMIT, keep: str = "") -> str:
     if limit is not None and len(text) > limit:
         text, more = text[:limit], len(text) - limit
     if not (text.isascii() and text.isprintable()):
-        text = "".join(_visible(ch, keep) for ch in text)
+        # only the runs of characters outside printable ASCII (and ``keep``) are looked at
+        # one by one: job output is mostly ASCII lines, megabytes of it (runlab logs)
+        text = _unusual(keep).sub(lambda run: "".join(_visible(c, keep) for c in run[0]), text)
     return f"{text}... ({more} more characters)" if more else text
 
 

@@ -251,6 +251,7 @@ ATOMIC_CALLERS: dict[str, str] = {
     "runlab.record.distributed.slurm_rank_env": "rank 0's address: " + _WHO,
     "runlab.results.reader._index._write_atomic": "the index's pointers: hashes and names",
     "runlab.results.reproduce.rerun": "git.diff, copied from the run reproduced: " + _CODE,
+    "runlab.results.reproduce.code_dir": "the patch beside a dirty snapshot: " + _CODE,
     "runlab.sweep.ops._submit": "a submission's jobs: run ids, overrides (submit refuses credentials in them), paths",
     "runlab.sweep.record.save": "redacts: secrets.redact",
     "runlab.sweep.tune.Driver.create_run": "git.diff: " + _CODE,

@@ -322,6 +322,37 @@ def test_a_task_started_in_a_dirty_snapshot_records_its_patch(task: Path, tmp_pa
         assert (logs / rid / "metadata" / "git.diff").read_bytes() == patch, rid
 
 
+def test_a_queued_run_of_a_snapshot_without_its_patch_beside_it_keeps_quiet(
+    task: Path, tmp_path: Path
+) -> None:
+    """A sweep's pre-made run has its ``git.diff`` (written by submit); its snapshot may
+    have no patch beside it (made before runlab kept one). The job's task neither warns
+    that its code cannot be rebuilt nor records that problem, and keeps the patch."""
+    logs = tmp_path / "logs"
+    snapshot = logs / ".snapshots" / ("f" * 40 + "-dirty-0123456789ab")
+    snapshot.mkdir(parents=True)
+    for name in (task.name, "procs.yaml"):
+        (snapshot / name).write_text((task.parent / name).read_text())
+    patch = b"diff --git a/procs.py b/procs.py\n+# a change not committed\n"
+    meta = logs / "1" / "metadata"
+    meta.mkdir(parents=True)
+    (meta / "git.diff").write_bytes(patch)
+    (meta / "info.json").write_text(json.dumps({"run_id": "1", "status": "QUEUED"}))
+    env = {
+        "RUNLAB_CODE_COMMIT": "f" * 40,
+        "RUNLAB_CODE_DIRTY": "1",
+        "RUNLAB_CODE_SNAPSHOT": str(snapshot),
+        "RUNLAB_RUN_DIR": str(logs / "1"),
+    }
+    proc = run(snapshot / task.name, logs, "model=main", "event=return", **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cannot be rebuilt" not in proc.stderr, proc.stderr
+    record = json.loads((meta / "env.json").read_text())
+    assert not [p for p in record["problems"] if "patch" in p], record["problems"]
+    assert (meta / "git.diff").read_bytes() == patch
+    assert info(logs / "1")["status"] == Status.COMPLETE
+
+
 # --------------------------------------------------------------- threads, many names
 
 

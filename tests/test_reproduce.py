@@ -75,6 +75,25 @@ def test_reproduce_runs_the_recorded_commit_not_the_current_code(project: Path) 
     assert "identical" in out.stdout, out.stderr
 
 
+def test_reproducing_a_dirty_run_reruns_its_patch_and_keeps_it_beside_the_snapshot(
+    project: Path,
+) -> None:
+    """A run made from uncommitted changes is rerun from its commit with its patch applied;
+    the patched snapshot keeps the patch beside it (as submit's do), so the rerun records
+    the same ``git.diff`` and warns of no missing patch."""
+    cfg = project / "configs" / "train.yaml"
+    cfg.write_text(cfg.read_text() + "# a change not committed\n")
+    train(project)
+    patch = (project / "logs/1/metadata/git.diff").read_bytes()
+    assert b"a change not committed" in patch
+    out = runlab(project, "reproduce", "--logs", "logs", "1")
+    assert out.returncode == 0 and "identical" in out.stdout, out.stderr
+    assert "cannot be rebuilt" not in out.stderr, out.stderr
+    (kept,) = (project / "logs/.snapshots").glob("*-dirty-*.diff")
+    assert kept.read_bytes() == patch and kept.with_suffix("").is_dir()
+    assert (project / "logs/2/metadata/git.diff").read_bytes() == patch
+
+
 def test_reproduce_reports_divergence_and_tolerance(project: Path) -> None:
     train(project)
     path = project / "logs/1/metrics/test.jsonl"

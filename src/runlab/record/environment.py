@@ -460,6 +460,12 @@ def _in_snapshot(path: Path) -> bool:
         return False
 
 
+# The start of the problem recorded when a dirty snapshot's patch cannot be read: the
+# run session drops it when the run has its git.diff already (a pre-made run of a sweep
+# whose snapshot is older than the patches kept beside snapshots).
+PATCH_UNREADABLE = "the patch of the code snapshot is not readable"
+
+
 def snapshot_patch(snapshot: str | os.PathLike[str]) -> Path:
     """The patch of a dirty code snapshot, kept beside it: ``<store>/<key>.diff``.
 
@@ -510,7 +516,7 @@ def git_record(
                 patch = snapshot_patch(state["snapshot"]).read_bytes()
             except OSError as exc:
                 problems.append(
-                    f"the patch of the code snapshot is not readable ({one_line(exc)}): "
+                    f"{PATCH_UNREADABLE} ({one_line(exc)}): "
                     "the code of this run cannot be rebuilt from its commit"
                 )
         return state, patch, problems

@@ -341,6 +341,9 @@ class RunSession:
             env, diff = environment.capture(self.code_path, exclude=(self.run.path.parent,))
         except Exception as exc:  # the record must not stop the run; say what is missing
             env, diff = {"problems": [f"environment: not recorded ({exc!r})"]}, None
+        if not diff and (self.run.metadata / "git.diff").exists():  # written by submit
+            unread = "git: " + environment.PATCH_UNREADABLE  # the run has its patch
+            env["problems"] = [p for p in env.get("problems") or [] if not p.startswith(unread)]
         write_record(self.run.env_file, env)
         if diff:
             write_atomic(self.run.metadata / "git.diff", diff)

@@ -92,6 +92,8 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
             why = " ".join(proc.stderr.decode("utf-8", "replace").split())
             raise ReproduceError(f"the recorded patch of run {run.run_id} does not apply: {why}")
         os.rename(tmp, dest)
+    if not environment.snapshot_patch(dest).exists():  # as submit keeps it: a task the
+        write_atomic(environment.snapshot_patch(dest), diff)  # rerun starts records it
     return dest
 
 

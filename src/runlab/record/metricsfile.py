@@ -68,6 +68,11 @@ TWIN_COLUMNS = "runlab.columns"  # the schema, as JSON: files alike are scanned 
 # intact footer reads as other values, or fails; either way the reader then reads
 # the .jsonl. A twin without it (older runlab) is not used.
 TWIN_SUM = "runlab.sum"
+# The Polars version that made the digest: Polars does not promise the same row hashes
+# across versions, so a twin from another version cannot be checked. The reader then
+# reads the .jsonl (as for a twin that does not cover it), and verify --deep compares
+# the rows themselves: such a twin is out of date, not damaged.
+TWIN_SUM_BY = "runlab.sum_by"
 # The reader's own column (a key of that name in a row is left out by the reader).
 RUN_ID = "run_id"
 
@@ -340,7 +345,8 @@ def twin_mismatch(jsonl: str | os.PathLike[str]) -> str | None:
         df = pl.read_parquet(twin)
     except Exception:
         return "its data pages cannot be read"
-    if TWIN_SUM in meta and twin_sum(df.hash_rows(seed=0).to_numpy()) != meta[TWIN_SUM]:
+    checkable = TWIN_SUM in meta and meta.get(TWIN_SUM_BY) == pl.__version__
+    if checkable and twin_sum(df.hash_rows(seed=0).to_numpy()) != meta[TWIN_SUM]:
         return "its values do not match the digest it holds"
     with open(path, "rb") as fh:
         rows, bad = parse_rows(fh.read())
@@ -358,6 +364,8 @@ def write_twin(jsonl: str | os.PathLike[str]) -> bool:
     cannot be written is skipped (and no partial twin is left). Returns whether a
     twin was written.
     """
+    import polars as pl
+
     path = os.fspath(jsonl)
     dest = twin_path(path)
     tmp = f"{os.path.dirname(dest)}/.{os.path.basename(dest)}.{os.getpid()}.tmp"
@@ -383,6 +391,7 @@ def write_twin(jsonl: str | os.PathLike[str]) -> bool:
             TWIN_INC: "1" if _increasing(rows) else "0",
             TWIN_COLUMNS: json.dumps([[c, str(t)] for c, t in df.schema.items()]),
             TWIN_SUM: twin_sum(df.hash_rows(seed=0).to_numpy()),
+            TWIN_SUM_BY: pl.__version__,
         }
         df.write_parquet(tmp, compression="lz4", statistics=False, metadata=meta)
         os.replace(tmp, dest)

@@ -269,8 +269,9 @@ class _Run:
                 size = fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, size - (1 << 16)))
                 tail = fh.read()
-            if tail and not tail.endswith(b"\n"):
-                found.append(self._torn(path.name, len(tail.rsplit(b"\n", 1)[-1])))
+            torn = metricsfile.split_torn(tail)[1]
+            if torn:
+                found.append(self._torn(path.name, len(torn)))
         return found
 
     def _twin(self, name: str) -> Iterator[Violation]:

@@ -28,6 +28,7 @@ from runlab.record.metricsfile import (
     TWIN_INC,
     TWIN_ROWS,
     TWIN_SUM,
+    TWIN_SUM_BY,
     parse_line,
     signature,
     split_torn,
@@ -89,8 +90,8 @@ def _twin(path: str, st: os.stat_result) -> tuple[str, int, bool, str, str] | No
     try:
         sig = signature(st)
         meta = pl.read_parquet_metadata(twin_path(path))
-        if meta.get(TWIN_COVERS) != sig or TWIN_SUM not in meta:
-            return None
+        if meta.get(TWIN_COVERS) != sig or meta.get(TWIN_SUM_BY) != pl.__version__:
+            return None  # out of date, or its digest made by another Polars: the .jsonl
         rows = int(meta[TWIN_ROWS])
         if rows <= 0:
             return None

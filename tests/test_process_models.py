@@ -353,6 +353,30 @@ def test_a_queued_run_of_a_snapshot_without_its_patch_beside_it_keeps_quiet(
     assert info(logs / "1")["status"] == Status.COMPLETE
 
 
+def test_a_task_started_late_for_a_run_cancelled_before_it_started_does_not_run(
+    task: Path, tmp_path: Path
+) -> None:
+    """``runlab cancel RUN`` of a queued run that a worker has just taken waits for its
+    task to start; a task slower than that wait (a slow import on a loaded node) finds the
+    run cancelled before it started: it ends with one line and leaves the record as the
+    cancel wrote it (before, it reopened the run as a new attempt and ran)."""
+    logs = tmp_path / "logs"
+    meta = logs / "1" / "metadata"
+    meta.mkdir(parents=True)
+    cancelled = {
+        "run_id": "1",
+        "status": "INTERRUPTED",
+        "error": {"type": "Cancelled", "message": "cancelled before the run started"},
+        "reconciled": {"by": "runlab cancel", "was": "QUEUED", "job": "CANCELLED"},
+    }
+    (meta / "info.json").write_text(json.dumps(cancelled))
+    proc = run(task, logs, "model=main", "event=return", RUNLAB_RUN_DIR=str(logs / "1"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "was cancelled before its task started" in proc.stderr, proc.stderr
+    assert info(logs / "1") == cancelled
+    assert not (logs / "1" / "metrics").exists() or steps(logs / "1") == []
+
+
 # --------------------------------------------------------------- threads, many names
 
 

@@ -83,6 +83,11 @@ class RunStartError(RunDirError):
     """The run's record could not be written when the run started (e.g. a read-only disk)."""
 
 
+class CancelledRunError(RunDirError):
+    """The run was cancelled before its task started (``runlab cancel``): a worker that
+    had already taken it starts the task late, which must not run it."""
+
+
 class RecordError(RunDirError):
     """The run's record could not be completed when the run ended (e.g. a full disk)."""
 
@@ -326,6 +331,12 @@ class RunSession:
             for folder in (run.metadata, run.checkpoints, run.artifacts, run.metrics, run.path):
                 remove_temporaries(folder)  # left by atomic writes that were killed
             info = run.read_info()
+            was = info.get("reconciled") or {}
+            if was.get("by") == "runlab cancel" and was.get("was") == Status.QUEUED:
+                raise CancelledRunError(
+                    f"run {run.run_id} ({run.path}) was cancelled before its task started "
+                    "(runlab cancel): not run; `runlab retry` runs it again"
+                )
             self._info = run.update_info(run_id=run.run_id, **self._fields(info))
         self._opened = True
         _SESSIONS.add(self)

@@ -543,8 +543,8 @@ def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
             if whole:
                 continue  # its worker was stopped above, and the task with it
             info = _started(run, wait_s)  # a worker took it a moment ago: stop its task
-            if info.get("status") == Status.QUEUED:  # its worker died before starting it
-                claimed.append(rid)
+            if info.get("status") == Status.QUEUED:  # its worker died, or its task is slow
+                claimed.append(rid)  # to start: a task refuses a run cancelled before it
                 continue
         if not whole and info.get("pid") and info.get("host") == socket.gethostname():
             try:

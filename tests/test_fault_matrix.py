@@ -490,8 +490,9 @@ def check_run(run: Path, status: str, outcome: Outcome, what: str) -> None:
     if status == Status.RUNNING:
         assert any("[3]" in v for v in found) and len(found) == 1, f"{found}\n{out}"
         assert outcome.repaired is not None
-        (lost,) = [r for r in outcome.repaired.repaired if "marked LOST" in r]
-        assert lost.startswith(f"run {run.name}: marked LOST (its process ") and "gone" in lost
+        mine = f"run {run.name}: marked LOST"  # (a batch's other runs share the verify)
+        (lost,) = [r for r in outcome.repaired.repaired if r.startswith(mine)]
+        assert lost.startswith(f"{mine} (its process ") and "gone" in lost
         assert info(run)["status"] == Status.LOST, out
     else:
         assert found == [], f"{found}\n{out}"

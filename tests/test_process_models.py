@@ -296,17 +296,23 @@ def test_a_task_started_by_a_job_is_its_own_run(task: Path, tmp_path: Path, case
         assert inner_env["git"].get("commit") != "f" * 40  # its code is not the snapshot's
 
 
+def _dirty_snapshot(task: Path, logs: Path) -> tuple[Path, bytes]:
+    """A dirty code snapshot of the test task under ``logs``, as submit makes one (its
+    patch not yet beside it): (the snapshot, its patch)."""
+    snapshot = logs / ".snapshots" / ("f" * 40 + "-dirty-0123456789ab")
+    snapshot.mkdir(parents=True)
+    for name in (task.name, "procs.yaml"):
+        (snapshot / name).write_text((task.parent / name).read_text())
+    return snapshot, b"diff --git a/procs.py b/procs.py\n+# a change not committed\n"
+
+
 def test_a_task_started_in_a_dirty_snapshot_records_its_patch(task: Path, tmp_path: Path) -> None:
     """A job runs a dirty snapshot of the code; its task starts a second task of the same
     snapshot. Neither run was made by the submission, so neither had its ``git.diff``
     written for it: each records the snapshot's patch, kept beside the snapshot, so that
     its code can be rebuilt from the commit (it had ``dirty: true`` and no patch)."""
     logs = tmp_path / "logs"
-    snapshot = logs / ".snapshots" / ("f" * 40 + "-dirty-0123456789ab")
-    snapshot.mkdir(parents=True)
-    for name in (task.name, "procs.yaml"):
-        (snapshot / name).write_text((task.parent / name).read_text())
-    patch = b"diff --git a/procs.py b/procs.py\n+# a change not committed\n"
+    snapshot, patch = _dirty_snapshot(task, logs)
     (snapshot.parent / (snapshot.name + ".diff")).write_bytes(patch)
     env = {
         "RUNLAB_CODE_COMMIT": "f" * 40,
@@ -329,11 +335,7 @@ def test_a_queued_run_of_a_snapshot_without_its_patch_beside_it_keeps_quiet(
     have no patch beside it (made before runlab kept one). The job's task neither warns
     that its code cannot be rebuilt nor records that problem, and keeps the patch."""
     logs = tmp_path / "logs"
-    snapshot = logs / ".snapshots" / ("f" * 40 + "-dirty-0123456789ab")
-    snapshot.mkdir(parents=True)
-    for name in (task.name, "procs.yaml"):
-        (snapshot / name).write_text((task.parent / name).read_text())
-    patch = b"diff --git a/procs.py b/procs.py\n+# a change not committed\n"
+    snapshot, patch = _dirty_snapshot(task, logs)
     meta = logs / "1" / "metadata"
     meta.mkdir(parents=True)
     (meta / "git.diff").write_bytes(patch)

@@ -17,7 +17,12 @@ USAGE = {1: "runlab reproduce [--logs DIR] RUN_ID", 2: "runlab diff [--logs DIR]
 
 def _logs_and_ids(parser: argparse.ArgumentParser, *ids: str) -> None:
     metavar = " ".join(name.upper() for name in ids)
-    parser.add_argument("ids", nargs="+", metavar=metavar, help="run id(s)")
+    parser.add_argument(
+        "ids",
+        nargs="+",
+        metavar=metavar,
+        help="the id of each run (a folder name in the logs directory)",
+    )
     parser.set_defaults(id_names=ids)
     add_logs_option(parser)
 

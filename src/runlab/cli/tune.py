@@ -24,7 +24,11 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
         "overrides (epochs=5) and launcher.KEY=VALUE",
     )
     parser.add_argument("--metric", help="the objective: FILE.KEY of log_metrics, e.g. test.acc")
-    parser.add_argument("--direction", choices=["maximize", "minimize"])
+    parser.add_argument(
+        "--direction",
+        choices=["maximize", "minimize"],
+        help="whether a larger or a smaller metric is better (default: maximize)",
+    )
     parser.add_argument(
         "--objective",
         choices=["last", "best"],
@@ -32,15 +36,27 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--trials", type=int, help="complete + pruned trials to reach (20)")
     parser.add_argument("--parallel", type=int, help="trials running at once (2)")
-    parser.add_argument("--launcher", choices=["local", "slurm"])
+    parser.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        help="where trials run (default: slurm when sbatch is on PATH, else local)",
+    )
     parser.add_argument(
         "--study",
         help="the study's name (default: task and a hash of the "
         "search, so the same command resumes the same study)",
     )
-    parser.add_argument("--sampler", choices=["tpe", "random", "grid"])
+    parser.add_argument(
+        "--sampler",
+        choices=["tpe", "random", "grid"],
+        help="how Optuna draws the next parameters (default: tpe)",
+    )
     parser.add_argument("--seed", type=int, help="the sampler's seed (default: drawn, recorded)")
-    parser.add_argument("--pruner", choices=["none", "median", "halving"])
+    parser.add_argument(
+        "--pruner",
+        choices=["none", "median", "halving"],
+        help="stop hopeless trials early: their status is PRUNED (default: none)",
+    )
     parser.add_argument("--preset", help="configs/tune/NAME.yaml beside the task's configs")
     add_logs_option(
         parser,

@@ -212,39 +212,47 @@ def query_page() -> str:
 RUN_FILES: tuple[tuple[str, str, str, str], ...] = (
     (
         "metadata/config.yaml",
-        "the task's launch (`runlab.launch`) or `RunLogger`",
-        "at the start of the run",
+        "`runlab submit` (or `tune`, `retry`, `reproduce`); else the task's launch "
+        "(`runlab.launch`) or a `RunLogger` made by hand",
+        "when the run is created: the resolved config, secrets masked",
         "",
     ),
-    ("metadata/config.json", "the same writer", "with `config.yaml` (the reader's fast copy)", ""),
+    ("metadata/config.json", "the same writers", "with `config.yaml` (the reader's copy)", ""),
     (
         "metadata/overrides.yaml",
-        "the task's launch",
-        "at the start: the command-line overrides as given",
+        "`runlab submit`, or the task's launch",
+        "when the run is created: the command-line overrides as given",
         "",
     ),
     (
         "metadata/info.yaml",
-        "the run's writer; `runlab submit`, `tune`, `retry`, `status`, `cancel`, `verify --repair`",
-        "when created (QUEUED), started, at each heartbeat, and at its end",
+        "`runlab submit` (QUEUED), the run's writer (RUNNING, heartbeats, its end); "
+        "`runlab status`, `cancel`, `retry`, `verify --repair` (LOST, INTERRUPTED)",
+        "whenever the status changes, and at each heartbeat of a running run",
         "info.schema.json",
     ),
     (
         "metadata/info.json",
-        "the run's writer",
-        "with every write of `info.yaml`",
+        "the same writers",
+        "with every write of `info.yaml` (the reader's copy)",
         "info.schema.json",
     ),
     (
         "metadata/env.yaml",
-        "the run's writer",
-        "at the start: code version, Python, packages, GPUs",
+        "the task's launch (not a `RunLogger` made by hand)",
+        "when the task starts: code version, Python, packages, GPUs",
         "env.schema.json",
     ),
     ("metadata/env.json", "the run's writer", "with `env.yaml`", "env.schema.json"),
-    ("metadata/git.diff", "the run's writer", "at the start, when the tree was dirty", ""),
+    ("metadata/git.diff", "`runlab submit`, or the task's launch", "when the tree was dirty", ""),
     ("metadata/traceback.txt", "the run's writer", "when the task raised", ""),
-    ("metadata/.lock", "the run's writer", "while a process writes the run", ""),
+    ("metadata/.lock", "the run's writer", "held while a process writes the run", ""),
+    (
+        "metadata/.reserve",
+        "the run's writer",
+        "space held for the final status on a full disk; removed at the end",
+        "",
+    ),
     (
         "metrics/<name>.jsonl",
         "`log_metrics(name=...)`",
@@ -253,13 +261,18 @@ RUN_FILES: tuple[tuple[str, str, str, str], ...] = (
     ),
     (
         "metrics/<name>.parquet",
-        "the run's writer",
-        "at the end: the same rows, for fast reading",
+        "`RunLogger.close`",
+        "when the logger closes: the same rows, for fast reading (the `.jsonl` stays the record)",
         "",
     ),
     ("artifacts/", "`log_artifact`, `log_figure`, `log_object`", "when the task logs them", ""),
     ("checkpoints/", "`save_checkpoint`", "atomically, when the task checkpoints", ""),
-    ("ranks/", "each rank of a multi-rank run", "a rank's output, failure or end", ""),
+    (
+        "ranks/",
+        "each rank > 0 of a multi-rank run",
+        "`rank<k>.failed.json`, `rank<k>.end.json`",
+        "",
+    ),
 )
 LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
     (

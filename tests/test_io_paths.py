@@ -231,6 +231,11 @@ ALLOWED: dict[str, tuple[str, str]] = {
         "run folder that is not a run before its info.json (thousands of runs a submit)",
         _SUBMITTED,
     ),
+    "runlab.cli.reference.write: write_text": (
+        "the docs' generated reference pages (docs/reference/*.md), by the developer's "
+        "`python -m runlab.cli.reference --write`; never a run's record",
+        "no record: pages generated from the code's own tables",
+    ),
 }
 
 # The callers of the atomic writer, and what each writes: "redacts" is checked as above.

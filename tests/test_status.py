@@ -7,7 +7,8 @@
   ``status.py``: a collection holding two status literals or more, a module-level
   collection of statuses, or a dict keyed by statuses.
 - Writing an unknown status through the writers raises, and writes nothing.
-- The README's status table is ``markdown_table()``'s output, exactly.
+- The status table of ``docs/reference/statuses.md`` is ``markdown_table()``'s output,
+  exactly.
 """
 
 from __future__ import annotations
@@ -307,19 +308,21 @@ def test_every_written_status_is_stored_as_plain_text(tmp_path: Path, status: St
 
 
 # ------------------------------------------------------------------- the docs
-def _readme_table() -> str:
-    text = (ROOT / "README.md").read_text()
+STATUS_PAGE = "docs/reference/statuses.md"
+
+
+def _page_table() -> str:
+    text = (ROOT / STATUS_PAGE).read_text()
     match = re.search(r"<!-- status-table:start -->\n(.*?)<!-- status-table:end -->", text, re.S)
-    assert match, "README.md has no <!-- status-table:start/end --> block"
+    assert match, f"{STATUS_PAGE} has no <!-- status-table:start/end --> block"
     return match.group(1)
 
 
-def test_the_readme_status_table_is_generated_from_the_enum() -> None:
-    assert _readme_table() == markdown_table(), (
-        "README.md's status table is stale: put the output of "
-        "`python -m runlab.status --markdown` between its status-table markers"
+def test_the_status_page_table_is_generated_from_the_enum() -> None:
+    assert _page_table() == markdown_table(), (
+        f"{STATUS_PAGE}'s status table is stale: run `python -m runlab.cli.reference --write`"
     )
-    assert all(f"| `{s.value}` |" in _readme_table() for s in Status)
+    assert all(f"| `{s.value}` |" in _page_table() for s in Status)
 
 
 def test_the_command_prints_the_table() -> None:

@@ -108,7 +108,7 @@ def statuses_page() -> str:
         "A run's status is `status:` in its `metadata/info.yaml`, or what a reader "
         "concludes when that file cannot be trusted. The table is "
         "`python -m runlab.status --markdown`.\n",
-        status.markdown_table(),
+        "<!-- status-table:start -->\n" + status.markdown_table() + "<!-- status-table:end -->\n",
         "## Sets of statuses\n",
         "| set | statuses | meaning |\n|---|---|---|",
     ]

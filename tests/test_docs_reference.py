@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import doctest
+import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -211,3 +213,40 @@ def test_the_query_examples_give_what_they_show() -> None:
         test = parser.get_doctest(block, {}, f"query.md[{i}]", "docs/reference/query.md", 0)
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 5
+
+
+# ------------------------------------------------------------------ the API page
+ROLE = re.compile(r":(?:func|meth|class|mod|data|attr|exc|obj):`")
+
+
+def _documented() -> list[tuple[str, object, bool]]:
+    """Each object a ``::: module.name`` line of api.md renders, and its public members."""
+    found = []
+    for path in re.findall(r"^::: (\S+)$", (PAGES / "api.md").read_text(), re.M):
+        module, _, name = path.rpartition(".")
+        obj = getattr(importlib.import_module(module), name)
+        obj = getattr(obj, "__wrapped__", obj)
+        found.append((path, obj, True))
+        for key, member in vars(obj).items() if inspect.isclass(obj) else ():
+            if not key.startswith("_"):
+                member = member.fget if isinstance(member, property) else member
+                found.append((f"{path}.{key}", getattr(member, "__func__", member), False))
+    return found
+
+
+def test_the_api_page_renders_documented_objects_without_sphinx_roles() -> None:
+    documented = _documented()
+    assert {p for p, _, top in documented if top} >= {
+        "runlab.record.launch.launch",
+        "runlab.record.logger.RunLogger",
+        "runlab.results.reader.Reader",
+        "runlab.results.reader.runs",
+    }
+    for path, obj, top in documented:
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            doc = inspect.getdoc(obj) or ""
+            assert doc or not top, f"{path} has no docstring: the API page would show nothing"
+            assert not ROLE.search(doc), (
+                f"{path}'s docstring uses a Sphinx role (:func:`x`), shown raw by the docs "
+                "site: write `x` instead"
+            )

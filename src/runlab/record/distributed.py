@@ -178,7 +178,7 @@ class Dist:
 
     def meet(self) -> None:
         """Rank 0, once its task returned: wait for every rank to end its task (the barrier
-        the others reach in :meth:`teardown`), so that the run's final status, written
+        the others reach in `teardown`), so that the run's final status, written
         next, knows how each of them ended. Raises when a rank ended otherwise."""
         if self.world_size <= 1:
             return

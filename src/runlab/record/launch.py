@@ -87,7 +87,7 @@ def launch(
     ``hydra.main``. The logs directory is ``config.runlab.logs`` when the config
     has it, else ``$RUNLAB_LOGS``, else ``logs/`` in the project root (the nearest
     directory up holding ``pixi.toml``, ``pyproject.toml`` or ``.git``: see
-    :mod:`runlab.logs`); ``runlab.run_id=N`` reopens run ``N`` so that the task can
+    `runlab.logs`); ``runlab.run_id=N`` reopens run ``N`` so that the task can
     resume from its last checkpoint.
     """
 

@@ -252,7 +252,7 @@ def _explain(row: dict[str, Any], name: str, error: Exception) -> MetricsError:
 class RunLogger:
     """The task's handle on its run directory: metrics, artifacts and checkpoints.
 
-    Create it through :func:`runlab.launch` (as ``ctx.logger``) or directly with
+    Create it through `runlab.launch` (as ``ctx.logger``) or directly with
     a run directory for use outside Hydra.
 
     ``resume``: whether this logger continues a previous attempt of the run, so
@@ -265,8 +265,8 @@ class RunLogger:
     ``metadata/info.yaml``, the logger writes the run's record itself, as a run
     session would: ``config`` to ``metadata/config.yaml`` (when not given: the one already there, else ``{}``),
     and ``info`` RUNNING with its start time, host, pid and a heartbeat kept fresh
-    while it is open (a process that exits without :meth:`close` becomes LOST to
-    the reader). :meth:`close` ends it COMPLETE; used as a context manager, an
+    while it is open (a process that exits without `close` becomes LOST to
+    the reader). `close` ends it COMPLETE; used as a context manager, an
     exception inside ``with`` ends it FAILED (``metadata/traceback.txt``), Ctrl-C
     INTERRUPTED. On a directory that already has its ``info`` record (a run
     session's, or an earlier logger's) the record is left as it is, and
@@ -343,7 +343,7 @@ class RunLogger:
 
         Each row gets ``step`` (given, or one more than the previous row of this
         file) and ``time`` (seconds since the epoch). Raises
-        :class:`RecordWriteError` if an earlier write failed (see the module
+        `RecordWriteError` if an earlier write failed (see the module
         docstring); that call then logs nothing.
         """
         if self._fault is not None:
@@ -445,7 +445,7 @@ class RunLogger:
         self.run.after_fork_in_child()
 
     def flush(self) -> None:
-        """Write every buffered row to disk now (raises :class:`RecordWriteError` on failure)."""
+        """Write every buffered row to disk now (raises `RecordWriteError` on failure)."""
         if self._fault is _CHILD:
             self._raise_fault()
         with self._lock:
@@ -663,7 +663,7 @@ class RunLogger:
         The metrics written so far are flushed and their lengths recorded, so that
         a run resumed from this checkpoint continues its metric files exactly
         where the checkpoint left them, with no duplicated rows. Raises
-        :class:`RecordWriteError` if the metrics or the checkpoint cannot be
+        `RecordWriteError` if the metrics or the checkpoint cannot be
         written (the previous checkpoint of that name is then kept).
         """
         if self._fault is not None:
@@ -760,7 +760,7 @@ class RunLogger:
         """Flush everything and stop the background writer (idempotent).
 
         A logger made by hand ends its run COMPLETE (FAILED if rows could not be
-        written). Raises :class:`RecordWriteError` once if rows could not be written.
+        written). Raises `RecordWriteError` once if rows could not be written.
         """
         self._close(None, None)
 

@@ -25,7 +25,7 @@ class CorruptRunWarning(UserWarning):
 
 
 def runs(logs: str | os.PathLike[str] | None = None, **kwargs: Any) -> Reader:
-    """The runs under ``logs`` (default: see :mod:`runlab.logs`): ``Reader(logs)``."""
+    """The runs under ``logs`` (default: see `runlab.logs`): ``Reader(logs)``."""
     return Reader(logs, **kwargs)
 
 
@@ -228,7 +228,7 @@ class Reader:
         return self._public(self._with_summaries())
 
     def collect(self) -> pl.DataFrame:
-        """Same as :attr:`df`."""
+        """Same as `df`."""
         return self.df
 
     def lazy(self) -> pl.LazyFrame:
@@ -262,7 +262,7 @@ class Reader:
 
     # ------------------------------------------------------------- filter
     def filter(self, query: str | pl.Expr) -> Reader:
-        """The runs matching ``query`` (the MLXP grammar, see :mod:`runlab.results.query`, or a
+        """The runs matching ``query`` (the MLXP grammar, see `runlab.results.query`, or a
         Polars expression) as a new Reader."""
         if isinstance(query, pl.Expr):
             names = query.meta.root_names()

@@ -66,7 +66,7 @@ def _option_row(action: argparse.Action, formatter: argparse.HelpFormatter) -> s
 
 def cli_page() -> str:
     """``docs/reference/cli.md``: every command with its usage and options."""
-    out = [_HEAD.format(source="the argparse parsers of `runlab.cli`"), "# Command line\n"]
+    out = ["# Command line\n", _HEAD.format(source="the argparse parsers of `runlab.cli`")]
     top = _parser(None)
     top.formatter_class = _formatter
     out.append(f"{top.description}\n\n```text\n{top.format_usage().strip()}\n```\n")
@@ -103,8 +103,8 @@ def statuses_page() -> str:
         "written": (status.WRITTEN, "what runlab writes into `info.yaml`"),
     }
     out = [
-        _HEAD.format(source="`runlab.status`"),
         "# Statuses\n",
+        _HEAD.format(source="`runlab.status`"),
         "A run's status is `status:` in its `metadata/info.yaml`, or what a reader "
         "concludes when that file cannot be trusted. The table is "
         "`python -m runlab.status --markdown`.\n",
@@ -122,8 +122,8 @@ def environment_page() -> str:
     """``docs/reference/environment.md``: every environment variable runlab reads or sets."""
     return "\n".join(
         [
-            _HEAD.format(source="`runlab.envvars`"),
             "# Environment variables\n",
+            _HEAD.format(source="`runlab.envvars`"),
             "runlab's own variables: those set by `user` are yours to set; the others are "
             "set by runlab for the jobs it starts, and listed so that you recognise them.\n",
             envvars.markdown(),
@@ -157,7 +157,15 @@ QUERY_EXAMPLES = """\
 >>> where("config.lr > 'big'")
 Traceback (most recent call last):
 ...
-runlab.results.query.QueryError: ...
+runlab.results.query.QueryError: config.lr holds numbers: compare it with a number such as 0.01
+  config.lr > 'big'
+              ^^^^^
+>>> where("config.lx > 1")
+Traceback (most recent call last):
+...
+runlab.results.query.QueryError: unknown key 'config.lx'; did you mean 'config.lr'?
+  config.lx > 1
+  ^^^^^^^^^
 ```
 """
 
@@ -174,8 +182,8 @@ def query_page() -> str:
     ops = ", ".join(f"`{op}`" for op in query._CMP)
     return "\n".join(
         [
-            _HEAD.format(source="`runlab.results.query`"),
             "# Query language\n",
+            _HEAD.format(source="`runlab.results.query`"),
             "`runlab ls --where QUERY`, `runlab status --where QUERY` and "
             "`Reader.filter(QUERY)` select runs with a query over the columns of the run "
             "table (`config.*`, `info.*`, `env.*`, `run_id`...). A query is parsed, never "
@@ -188,7 +196,7 @@ def query_page() -> str:
             "| operator | meaning |\n|---|---|",
             f"| {ops} | compare a key with a literal (either side) or with another key |",
             "| `in [...]`, `not in [...]` | the value is (is not) one of the list's literals |",
-            "| `&`, `\\|`, `~` | and, or, not |",
+            "| `&`, <code>&#124;</code>, `~` | and, or, not |",
             "| `( ... )` | grouping |\n",
             "| literal | type |\n|---|---|",
             "| `1`, `-2.5`, `1e-3` | number (compared with integer and float columns) |",
@@ -313,8 +321,12 @@ def _schema_table(name: str) -> str:
     for key, spec in schema.get("properties", {}).items():
         text = spec.get("description", "").replace("|", "\\|")
         rows.append(f"| `{key}` | {_type(spec)} | {'yes' if key in required else ''} | {text} |")
-    link = _link(name)
-    return f"### {schema.get('title', name)}\n\nSchema: [{name}]({link}).\n\n" + "\n".join(rows)
+    title, _, files = schema.get("title", name).partition(" (")
+    where = f"`{files.rstrip(')')}`. " if files else ""
+    head = f"### {title}\n\n{where}Schema: [{name}]({_link(name)}).\n\n"
+    if schema.get("description"):
+        head += schema["description"] + "\n\n"
+    return head + "\n".join(rows)
 
 
 def _link(name: str) -> str:
@@ -334,8 +346,8 @@ def record_format_page() -> str:
     schemas = dict.fromkeys(s for *_, s in (*RUN_FILES, *LOGS_FOLDERS) if s)
     return "\n".join(
         [
-            _HEAD.format(source="`runlab.cli.reference` and the JSON Schemas of `docs/`"),
             "# Record format\n",
+            _HEAD.format(source="`runlab.cli.reference` and the JSON Schemas of `docs/`"),
             "A logs directory holds one folder per run, named by its run id "
             "(`1`, `2`, ...), and hidden folders that are never runs. Every record is "
             "plain text (YAML, JSON, JSON Lines) or Parquet; readers only meet writers "

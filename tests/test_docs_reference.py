@@ -52,13 +52,19 @@ def test_check_names_a_stale_page_and_write_repairs_it(tmp_path: Path) -> None:
     (tmp_path / "cli.md").write_text("# old\n")
     (tmp_path / "query.md").unlink()
     assert reference.stale(tmp_path) == ["cli.md", "query.md"]
-    out = subprocess.run(
-        [sys.executable, "-m", "runlab.cli.reference", "--check"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+
+    def check(*root: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "runlab.cli.reference", "--check", *root]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+    out = check("--root", str(tmp_path))
+    assert out.returncode == 1
+    assert "cli.md is stale" in out.stderr and "query.md is stale" in out.stderr
+    assert reference.COMMAND in out.stderr
+    out = check()
     assert out.returncode == 0, out.stderr  # the committed pages themselves are current
+    reference.main(["--write", "--root", str(tmp_path)])
+    assert check("--root", str(tmp_path)).returncode == 0
 
 
 def test_the_statuses_page_holds_the_status_table() -> None:

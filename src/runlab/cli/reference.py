@@ -394,18 +394,27 @@ def write(root: Path = DOCS / "reference") -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """``--write``: regenerate the pages; ``--check``: exit 1 when one is stale."""
-    parser = argparse.ArgumentParser(prog="python -m runlab.cli.reference", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m runlab.cli.reference",
+        description="Regenerate (or check) the generated pages of docs/reference/.",
+    )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="regenerate docs/reference/*.md")
+    mode.add_argument("--write", action="store_true", help="regenerate the pages")
     mode.add_argument("--check", action="store_true", help="exit 1 if a page is stale")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=DOCS / "reference",
+        help="the pages' folder (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.write:
-        for path in write():
-            print(path.relative_to(ROOT))
+        for path in write(args.root):
+            print(path)
         return 0
-    old = stale()
+    old = stale(args.root)
     for name in old:
-        print(f"docs/reference/{name} is stale: run `{COMMAND}`", file=sys.stderr)
+        print(f"{args.root / name} is stale: run `{COMMAND}`", file=sys.stderr)
     return 1 if old else 0
 
 

@@ -289,7 +289,19 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
         "when a sweep is submitted, and at each change",
         "sweep-record.schema.json",
     ),
-    (f"{STUDIES}/<name>/", "`runlab tune`", "the study's Optuna journal, at each trial", ""),
+    (
+        f"{SWEEPS}/<sweep_id>.lock",
+        "the commands that change a sweep's record",
+        "held (`flock`) while one of them changes it",
+        "",
+    ),
+    (
+        f"{STUDIES}/<name>.journal",
+        "`runlab tune`",
+        "the study's Optuna journal (append-only JSON lines), at each trial; its user "
+        "attribute `runlab` holds the study's definition",
+        "",
+    ),
     (f"{SNAPSHOTS}/<hash>/", "`runlab submit`, `tune`", "the code a sweep's jobs run", ""),
     (f"{INDEX}/", "the reader (`runlab ls`, `Reader`)", "a cache: safe to delete", ""),
     (

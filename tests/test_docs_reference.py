@@ -143,6 +143,20 @@ def _validate_run(run: Path) -> None:
             jsonschema.validate(json.loads(line), row)
 
 
+def _pattern(path: str) -> re.Pattern[str]:
+    """A row's path of the record-format page as a regex (``<name>``: one name; ``dir/``:
+    anything under it)."""
+    body = re.sub(r"<[a-z_]+>", "[^/]+", re.escape(path).replace(r"\<", "<").replace(r"\>", ">"))
+    return re.compile(body + (".*" if path.endswith("/") else "") + r"\Z")
+
+
+def _undocumented(root: Path, rows: tuple[tuple[str, str, str, str], ...]) -> list[str]:
+    """The files under ``root`` that no row of the record-format page describes."""
+    patterns = [_pattern(row[0]) for row in rows]
+    files = [str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()]
+    return [f for f in files if not any(p.match(f) for p in patterns)]
+
+
 def _status(run: Path) -> str:
     return yaml.safe_load((run / "metadata" / "info.yaml").read_text())["status"]
 
@@ -156,6 +170,7 @@ def test_the_schemas_accept_the_files_of_real_runs(logs: Path) -> None:
         logger.log_metrics({"loss": 1.0}, name="train")
     for run in logs.iterdir():
         _validate_run(run)
+        assert _undocumented(run, reference.RUN_FILES) == [], "add them to RUN_FILES"
     assert {r.name: _status(r) for r in logs.iterdir()} == {
         "1": "COMPLETE",
         "2": "FAILED",
@@ -186,6 +201,13 @@ def test_the_schemas_accept_a_submitted_sweep(tmp_path: Path) -> None:
         _validate_run(run)
         assert _status(run) == "COMPLETE"
         assert yaml.safe_load((run / "metadata" / "info.yaml").read_text())["sweep_id"]
+    for run in runs:
+        assert _undocumented(run, reference.RUN_FILES) == [], "add them to RUN_FILES"
+    hidden = [p for p in logs.iterdir() if p.name.startswith(".")]
+    assert {p.name for p in hidden} >= {".sweeps", ".snapshots"}
+    assert sorted(_undocumented(logs, reference.LOGS_FOLDERS)) == sorted(
+        str(f.relative_to(logs)) for r in runs for f in r.rglob("*") if f.is_file()
+    ), "add the hidden folders' files to LOGS_FOLDERS"
     records = list((logs / ".sweeps").glob("*.json"))
     assert len(records) == 1
     jsonschema.validate(json.loads(records[0].read_text()), _schema(reference.SWEEP_SCHEMA.name))

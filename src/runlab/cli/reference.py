@@ -256,6 +256,13 @@ RUN_FILES: tuple[tuple[str, str, str, str], ...] = (
     ("metadata/traceback.txt", "the run's writer", "when the task raised", ""),
     ("metadata/.lock", "the run's writer", "held while a process writes the run", ""),
     (
+        "metadata/.claimed",
+        "a local worker of `runlab submit`",
+        "made exclusively when the worker takes the QUEUED run (so no run runs twice); "
+        "removed by `runlab retry`",
+        "",
+    ),
+    (
         "metadata/.reserve",
         "the run's writer",
         "space held for the final status on a full disk; removed at the end",
@@ -293,6 +300,20 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
         f"{SWEEPS}/<sweep_id>.lock",
         "the commands that change a sweep's record",
         "held (`flock`) while one of them changes it",
+        "",
+    ),
+    (
+        f"{SWEEPS}/<sweep_id>/jobs-<n>.json",
+        "`runlab submit`, `tune`, `retry`",
+        "once per submission: the jobs (run, overrides, code) its array tasks or local workers run",
+        "",
+    ),
+    (
+        f"{SWEEPS}/<sweep_id>/logs/",
+        "the jobs (submitit on SLURM, the local workers)",
+        "while they run: stdout and stderr (`<run_id>.out`/`.err`, `worker-<k>.out`, "
+        "or submitit's `<array>_<task>_<rank>_log.out`/`.err`, sbatch scripts and pickles); "
+        "what `runlab logs` shows",
         "",
     ),
     (

@@ -27,7 +27,7 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--direction",
         choices=["maximize", "minimize"],
-        help="whether a larger or a smaller metric is better (default: maximize)",
+        help="whether a larger or a smaller metric is better (default: the --preset's, else maximize)",
     )
     parser.add_argument(
         "--objective",
@@ -49,13 +49,13 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler",
         choices=["tpe", "random", "grid"],
-        help="how Optuna draws the next parameters (default: tpe)",
+        help="how Optuna draws the next parameters (default: the --preset's, else tpe)",
     )
     parser.add_argument("--seed", type=int, help="the sampler's seed (default: drawn, recorded)")
     parser.add_argument(
         "--pruner",
         choices=["none", "median", "halving"],
-        help="stop hopeless trials early: their status is PRUNED (default: none)",
+        help="stop hopeless trials early: their status is PRUNED (default: the --preset's, else none)",
     )
     parser.add_argument("--preset", help="configs/tune/NAME.yaml beside the task's configs")
     add_logs_option(

@@ -7,7 +7,7 @@
   ``status.py``: a collection holding two status literals or more, a module-level
   collection of statuses, or a dict keyed by statuses.
 - Writing an unknown status through the writers raises, and writes nothing.
-- The README's status table is ``markdown_table()``'s output, exactly.
+- The status table in docs/reference/statuses.md is ``markdown_table()``'s output, exactly.
 """
 
 from __future__ import annotations
@@ -308,15 +308,15 @@ def test_every_written_status_is_stored_as_plain_text(tmp_path: Path, status: St
 
 # ------------------------------------------------------------------- the docs
 def _readme_table() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "reference" / "statuses.md").read_text()
     match = re.search(r"<!-- status-table:start -->\n(.*?)<!-- status-table:end -->", text, re.S)
-    assert match, "README.md has no <!-- status-table:start/end --> block"
+    assert match, "docs/reference/statuses.md has no <!-- status-table:start/end --> block"
     return match.group(1)
 
 
 def test_the_readme_status_table_is_generated_from_the_enum() -> None:
     assert _readme_table() == markdown_table(), (
-        "README.md's status table is stale: put the output of "
+        "docs/reference/statuses.md's status table is stale: put the output of "
         "`python -m runlab.status --markdown` between its status-table markers"
     )
     assert all(f"| `{s.value}` |" in _readme_table() for s in Status)

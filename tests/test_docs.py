@@ -269,8 +269,8 @@ def run_console(block: Block, copy: Path) -> None:
             raise PageError(f"{block.where}: `$ {cmd.text}` exited {code}:\n{shown[-3000:]}")
         if lost := missing_lines(cmd.expected, shown):
             raise PageError(
-                f"{block.where}: `$ {cmd.text}` did not print {lost[0]!r} "
-                f"(or not in this order); it printed:\n{shown[-3000:]}"
+                f"{block.where}: did not print {lost[0]!r} (or not in this order): "
+                f"`$ {cmd.text}` printed:\n{shown[-3000:]}"
             )
     if len(codes) < len(cmds):
         raise PageError(

@@ -368,7 +368,20 @@ def main(argv: list[str] | None = None) -> int:
 if "pytest" in sys.modules:  # collected as a test module (the script needs no pytest)
     import pytest
 
-    @pytest.mark.parametrize("page", nav_pages(HERE))
+    # Pages written before this runner whose blocks do not run yet: each fails until its
+    # owner marks or fixes them (strict: one that starts passing must leave this list).
+    NOT_YET_RUNNABLE = {
+        "docs/invariants.md": "its console blocks need a damaged logs directory (no markers yet)",
+    }
+
+    def _page_param(page: str) -> object:
+        if page in NOT_YET_RUNNABLE:
+            return pytest.param(
+                page, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_RUNNABLE[page])
+            )
+        return page
+
+    @pytest.mark.parametrize("page", [_page_param(p) for p in nav_pages(HERE)])
     def test_page_runs(page: str) -> None:
         try:
             check_page(HERE, page)

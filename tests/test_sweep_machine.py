@@ -627,3 +627,21 @@ def test_moves_then_two_retries_at_once_then_a_move_and_logs_finds_the_output(
     # The submit's job, then the retry's, resumed from the checkpoint of step 0.
     assert "start 0\nstep 0\nstart 1" in out.stdout, out.stdout
     assert not (tmp_path / "moved-2").joinpath("logs").exists()  # nothing written there
+
+
+def test_logs_of_an_ended_run_whose_job_wrote_no_stdout_says_it_ended(project: Path) -> None:
+    """A run that has ended with no job output (here the job's file was removed) is not
+    waiting for one: on the old code `runlab logs 1` said "run 1 is COMPLETE: its job has
+    not written stdout yet (...); `runlab logs 1 -f` waits for it"."""
+    logs = project / "logs"
+    args = ["tasks/slow.py", "steps=2", "interval=0", "+k=range(1)"]
+    runlab(project, logs, "submit", *args, "--launcher", "local", "launcher.max_parallel=1")
+    assert wait_ended(logs, 1)["status"] == "COMPLETE"
+    (out_file,) = logs.glob(".sweeps/*/logs/1.out")
+    assert "step 1" in runlab(project, logs, "logs", "1").stdout
+    out_file.unlink()
+    proc = runlab(project, logs, "logs", "1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"runlab logs: error: run 1 ended COMPLETE and its job wrote no stdout ({out_file})"
+    )

@@ -130,22 +130,32 @@ def _in(logs: Path, record: rec.SweepRecord) -> None:
             assert code.env == {"RUNLAB_LOGS": str(logs), "PYTHONPATH": f"/opt/x:{logs}/.snapshots"}
 
 
-@pytest.mark.parametrize("saved_after_a_move", [False, True])
+@pytest.mark.parametrize(
+    ("submitted", "paths_in"),
+    [
+        ("/project/logs", "/project/logs"),  # moved since the submit
+        ("/project/logs", "/moved/once/logs"),  # saved after a move, then moved again
+        ("{tmp}", "{tmp}"),  # moved into a folder of the place it was submitted in
+        ("{tmp}", "{tmp}/logs"),  # saved there, not moved since
+        ("{tmp}/logs/old/logs", "{tmp}/logs/old/logs"),  # moved out of itself
+    ],
+)
 def test_a_format_2_record_loads_after_a_move_and_is_saved_as_format_3(
-    tmp_path: Path, saved_after_a_move: bool
+    tmp_path: Path, submitted: str, paths_in: str
 ) -> None:
     """Format 2 held absolute paths and the submit's place in ``logs``; a save after a move
-    (by runlab of format 2) left its paths in the second place. Both load in a third."""
-    paths_in = "/moved/once/logs" if saved_after_a_move else "/project/logs"
+    (by runlab of format 2) left its paths in the second place. Each loads in a third,
+    each path moved once, even where one place lies inside another."""
+    submitted, paths_in = (x.format(tmp=tmp_path) for x in (submitted, paths_in))
     here = tmp_path / "logs"
-    write(here, _format_2("/project/logs", paths_in))
+    write(here, _format_2(submitted, paths_in))
     loaded = rec.load(here, OLD["sweep_id"])
     _in(here, loaded)
-    assert loaded.logs == "/project/logs" and loaded.submissions[0].code[0].commit == "abc"
+    assert loaded.logs == submitted and loaded.submissions[0].code[0].commit == "abc"
     rec.save(here, loaded)
     saved = json.loads(rec.record_path(here, OLD["sweep_id"]).read_text())
     jsonschema.validate(saved, rec.SCHEMA)
-    assert saved["format"] == 3 and str(here) not in json.dumps(saved)
+    assert saved["format"] == 3 and str(here) not in json.dumps(saved["submissions"])
     assert saved["submissions"][0]["log_dir"] == f"<logs>/.sweeps/{OLD['sweep_id']}/logs"
     moved = tmp_path / "again" / "logs"
     moved.parent.mkdir()

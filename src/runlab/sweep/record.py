@@ -538,9 +538,16 @@ def relocated(record: SweepRecord, logs: Path | str) -> SweepRecord:
         for s in record.submissions
         if s.log_dir.endswith(tail) and len(s.log_dir) > len(tail)
     }
-    olds.discard(new)
-    for old in sorted(olds, key=len, reverse=True):  # the deepest first
-        each_path(record, lambda text, old=old: rebased(text, old, new))
+    bases = sorted(olds | {new}, key=len, reverse=True)
+
+    def moved(text: str) -> str:  # each part once, from the deepest base it lies under
+        parts = []
+        for part in text.split(os.pathsep):
+            base = next((b for b in bases if part == b or part.startswith(b + os.sep)), new)
+            parts.append(new + part[len(base) :] if base != new else part)
+        return os.pathsep.join(parts)
+
+    each_path(record, moved)
     return record
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import TASKS, git, make_project, needs_slurm, runlab_cli, task_env
+from runlab.sweep.record import load
 
 slurm = needs_slurm
 
@@ -218,7 +219,7 @@ def test_slurm_tasks_run_though_the_arrays_own_pickle_was_removed(project: Path)
     )
     sweep = json.loads(next((project / "logs" / ".sweeps").glob("*.json")).read_text())
     (array,) = sweep["submissions"][0]["arrays"]
-    log_dir = Path(sweep["submissions"][0]["log_dir"])
+    log_dir = Path(load(project / "logs", sweep["sweep_id"]).submissions[0].log_dir)
     (log_dir / f"{array['job_id']}_submitted.pkl").unlink()
     assert all((log_dir / f"{array['job_id']}_{t}_submitted.pkl").stat().st_size for t in (0, 1))
     subprocess.run(["scontrol", "release", array["job_id"]], check=True)

@@ -582,3 +582,66 @@ def test_cancelling_a_run_a_worker_has_just_taken_stops_its_task(project: Path) 
         assert info["status"] == "INTERRUPTED" and info["error"]["type"] == "Cancelled", info
     finally:
         runlab(project, logs, "cancel")
+
+
+def test_moves_then_two_retries_at_once_then_a_move_and_logs_finds_the_output(
+    project: Path, tmp_path: Path
+) -> None:
+    """The broad search's case, replayed: a one-run failing sweep, the logs directory moved
+    (here twice), two `runlab retry` at once, one more move. The record of format 2 kept
+    absolute paths and the place of the submit; a retry saved it with paths into the
+    second place, which the next move left behind: on the old code `runlab logs 1` said
+    "run 1 is FAILED: its job has not written stdout yet (<a gone logs>/.sweeps/...)"."""
+    logs = project / "logs"
+    args = ["tasks/slow.py", "steps=3", "interval=0", "ckpt_every=1", "fail_at=1", "+k=range(1)"]
+    runlab(project, logs, "submit", *args, "--launcher", "local", "launcher.max_parallel=1")
+    assert wait_ended(logs, 1)["status"] == "FAILED"
+    for n in (1, 2):
+        new = tmp_path / f"moved-{n}" / "logs"
+        new.parent.mkdir()
+        os.rename(logs, new)
+        logs = new
+        assert "start 0" in runlab(project, logs, "logs", "1").stdout
+    retries = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runlab", "retry", "--json", "--logs", str(logs)],
+            cwd=project,
+            env=task_env(RUNLAB_LOGS=str(logs)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in retries:
+        out, err = proc.communicate(timeout=180)
+        check_output("retry", subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    time.sleep(1)
+    assert wait_ended(logs, 1)["status"] == "FAILED"
+    new = tmp_path / "moved-3" / "logs"
+    new.parent.mkdir()
+    os.rename(logs, new)
+    out = runlab(project, new, "logs", "1")
+    assert out.returncode == 0, out.stderr
+    # The submit's job, then the retry's, resumed from the checkpoint of step 0.
+    assert "start 0\nstep 0\nstart 1" in out.stdout, out.stdout
+    assert not (tmp_path / "moved-2").joinpath("logs").exists()  # nothing written there
+
+
+def test_logs_of_an_ended_run_whose_job_wrote_no_stdout_says_it_ended(project: Path) -> None:
+    """A run that has ended with no job output (here the job's file was removed) is not
+    waiting for one: on the old code `runlab logs 1` said "run 1 is COMPLETE: its job has
+    not written stdout yet (...); `runlab logs 1 -f` waits for it"."""
+    logs = project / "logs"
+    args = ["tasks/slow.py", "steps=2", "interval=0", "+k=range(1)"]
+    runlab(project, logs, "submit", *args, "--launcher", "local", "launcher.max_parallel=1")
+    assert wait_ended(logs, 1)["status"] == "COMPLETE"
+    (out_file,) = logs.glob(".sweeps/*/logs/1.out")
+    assert "step 1" in runlab(project, logs, "logs", "1").stdout
+    out_file.unlink()
+    proc = runlab(project, logs, "logs", "1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"runlab logs: error: run 1 ended COMPLETE and its job wrote no stdout ({out_file})"
+    )

@@ -9,10 +9,13 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runlab.errors import UserError
 from runlab.sweep import record as rec
@@ -70,7 +73,7 @@ def write(logs: Path, data: object, sweep_id: str = OLD["sweep_id"]) -> Path:
 
 
 def current() -> dict:
-    """OLD as the new code saves it (format 2)."""
+    """OLD as the new code saves it (the current format; no path in a logs directory)."""
     return rec.parse(copy.deepcopy(OLD), Path("x")).to_json()
 
 
@@ -90,6 +93,123 @@ def test_a_record_written_by_the_old_code_loads_with_one_code_list(tmp_path: Pat
     saved = json.loads((tmp_path / ".sweeps" / f"{OLD['sweep_id']}.json").read_text())
     jsonschema.validate(saved, rec.SCHEMA)
     assert saved["format"] == rec.FORMAT and "codes" not in saved["submissions"][0]
+
+
+def _format_2(logs: str, paths_in: str) -> dict:
+    """A record as runlab wrote format 2: ``logs`` the submit's place, its paths absolute
+    into ``paths_in`` (another place where a save after a move had written it)."""
+    data = current()
+    data["format"] = 2
+    data["logs"] = logs
+    sweep = f"{paths_in}/.sweeps/{OLD['sweep_id']}"
+    for n, sub in enumerate(data["submissions"], start=1):
+        sub["jobs_file"], sub["log_dir"] = f"{sweep}/jobs-{n}.json", f"{sweep}/logs"
+        for code in sub["code"]:
+            code["snapshot"] = f"{paths_in}/.snapshots/abc"
+            code["script"] = f"{paths_in}/.snapshots/abc/train.py"
+            code["env"] = {"RUNLAB_LOGS": paths_in, "PYTHONPATH": f"/opt/x:{paths_in}/.snapshots"}
+    return data
+
+
+def _paths_of(record: rec.SweepRecord) -> list[str]:
+    out = []
+    for sub in record.submissions:
+        out += [sub.jobs_file, sub.log_dir]
+        for code in sub.code:
+            out += [code.snapshot, code.script, *code.env.values()]
+    return out
+
+
+def _in(logs: Path, record: rec.SweepRecord) -> None:
+    """Every path of ``record`` that named the logs directory names ``logs``."""
+    sweep = logs / ".sweeps" / OLD["sweep_id"]
+    for n, sub in enumerate(record.submissions, start=1):
+        assert (sub.jobs_file, sub.log_dir) == (f"{sweep}/jobs-{n}.json", f"{sweep}/logs")
+        for code in sub.code:
+            assert code.script == f"{logs}/.snapshots/abc/train.py"
+            assert code.env == {"RUNLAB_LOGS": str(logs), "PYTHONPATH": f"/opt/x:{logs}/.snapshots"}
+
+
+@pytest.mark.parametrize(
+    ("submitted", "paths_in"),
+    [
+        ("/project/logs", "/project/logs"),  # moved since the submit
+        ("/project/logs", "/moved/once/logs"),  # saved after a move, then moved again
+        ("{tmp}", "{tmp}"),  # moved into a folder of the place it was submitted in
+        ("{tmp}", "{tmp}/logs"),  # saved there, not moved since
+        ("{tmp}/logs/old/logs", "{tmp}/logs/old/logs"),  # moved out of itself
+    ],
+)
+def test_a_format_2_record_loads_after_a_move_and_is_saved_as_format_3(
+    tmp_path: Path, submitted: str, paths_in: str
+) -> None:
+    """Format 2 held absolute paths and the submit's place in ``logs``; a save after a move
+    (by runlab of format 2) left its paths in the second place. Each loads in a third,
+    each path moved once, even where one place lies inside another."""
+    submitted, paths_in = (x.format(tmp=tmp_path) for x in (submitted, paths_in))
+    here = tmp_path / "logs"
+    write(here, _format_2(submitted, paths_in))
+    loaded = rec.load(here, OLD["sweep_id"])
+    _in(here, loaded)
+    assert loaded.logs == submitted and loaded.submissions[0].code[0].commit == "abc"
+    rec.save(here, loaded)
+    saved = json.loads(rec.record_path(here, OLD["sweep_id"]).read_text())
+    jsonschema.validate(saved, rec.SCHEMA)
+    assert saved["format"] == 3 and str(here) not in json.dumps(saved["submissions"])
+    assert saved["submissions"][0]["log_dir"] == f"<logs>/.sweeps/{OLD['sweep_id']}/logs"
+    moved = tmp_path / "again" / "logs"
+    moved.parent.mkdir()
+    os.rename(here, moved)
+    _in(moved, rec.load(moved, OLD["sweep_id"]))
+
+
+def test_a_format_1_record_loads_after_a_move_and_is_saved_as_format_3(tmp_path: Path) -> None:
+    data = copy.deepcopy(OLD)
+    sweep = f"/project/logs/.sweeps/{OLD['sweep_id']}"
+    assert data["submissions"][0]["log_dir"] == f"{sweep}/logs"
+    here = tmp_path / "logs"
+    write(here, data)
+    loaded = rec.load(here, OLD["sweep_id"])
+    first = loaded.submissions[0]
+    assert first.jobs_file == f"{here}/.sweeps/{OLD['sweep_id']}/jobs-1.json"
+    assert first.code[0].env == {"RUNLAB_LOGS": str(here)} and first.code[0].snapshot == "/s/abc"
+    rec.save(here, loaded)
+    assert json.loads(rec.record_path(here, OLD["sweep_id"]).read_text())["format"] == 3
+    moved = tmp_path / "again" / "logs"
+    moved.parent.mkdir()
+    os.rename(here, moved)
+    again = rec.load(moved, OLD["sweep_id"])
+    assert again.submissions[0].log_dir == f"{moved}/.sweeps/{OLD['sweep_id']}/logs"
+    assert again.submissions[0].code[0].env == {"RUNLAB_LOGS": str(moved)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(saves=st.lists(st.booleans(), min_size=1, max_size=8))
+def test_a_format_3_record_follows_any_moves_whatever_saved_it_between(saves: list[bool]) -> None:
+    """Moves of the logs directory, each followed or not by a load-change-save (a retry, a
+    status): every load names files in the place the record is read from, and the file
+    holds no absolute path into the logs directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        here = Path(tmp) / "0" / "logs"
+        here.parent.mkdir()
+        write(here, _format_2(str(here), str(here)))
+        rec.save(here, rec.load(here, OLD["sweep_id"]))  # now format 3
+        for n, save in enumerate(saves, start=1):
+            moved = Path(tmp) / str(n) / "logs"
+            moved.parent.mkdir()
+            os.rename(here, moved)
+            here = moved
+            loaded = rec.load(here, OLD["sweep_id"])
+            _in(here, loaded)
+            if save:
+                loaded.cancelled.append(rec.Cancel(f"move {n}", [1]))
+                rec.save(here, loaded)
+                raw = rec.record_path(here, OLD["sweep_id"]).read_text()
+                assert json.loads(raw)["format"] == 3 and str(here) not in raw
+                assert rec.load(here, OLD["sweep_id"]) == loaded  # the round trip
+        assert rec.load(here, OLD["sweep_id"]).cancelled[-1:] == (
+            [rec.Cancel(f"move {len(saves)}", [1])] if saves[-1] else loaded.cancelled[-1:]
+        )
 
 
 # --------------------------------------------------------------- round trips

@@ -5,6 +5,7 @@ local SLURM cluster: found optimum, pruning, a driver killed and resumed, reprod
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -300,3 +301,27 @@ def test_sigterm_cancels_running_trials_and_rerun_replaces_them(project: Path) -
     assert statuses == {"INTERRUPTED": 2, "COMPLETE": 3}, statuses
     show = json.loads(runlab(project, "tune", "--show", "--study", "term", "--json").stdout)
     assert show["states"] == {"FAIL": 2, "COMPLETE": 3}
+
+
+def test_a_study_resumes_after_its_logs_directory_moved(project: Path, tmp_path: Path) -> None:
+    """The study's journal keeps its pinned code as absolute paths into the logs directory
+    it was made in; after a move the same command, given the new place, resumes it with
+    the snapshot that moved (on the old code: "study 'moving' runs the code snapshot
+    <old logs>/.snapshots/..., which is gone: start a new --study")."""
+    cmd = ["tune", "tasks/quadratic.py", "--metric", "test.acc", "--direction", "maximize",
+           "--parallel", "1", "--launcher", "local", "--seed", "0", "--study", "moving",
+           "interval=0", *SPACE]  # fmt: skip
+    runlab(project, *cmd, "--trials", "2")
+    new = tmp_path / "elsewhere" / "logs"
+    new.parent.mkdir()
+    os.rename(project / "logs", new)
+    out = runlab(project, *cmd, "--trials", "4", "--logs", str(new))
+    assert "resuming study" in out.stderr
+    show = runlab(project, "tune", "--show", "--study", "moving", "--json", "--logs", str(new))
+    states = json.loads(show.stdout)["states"]
+    assert states.get("COMPLETE", 0) + states.get("PRUNED", 0) == 4 and "FAIL" not in states
+    infos = [json.loads((p / "metadata" / "info.json").read_text()) for p in new.glob("[0-9]*")]
+    assert len(infos) == 4 and {i["status"] for i in infos} <= {"COMPLETE", "PRUNED"}, infos
+    resumed = [i for i in infos if int(i["run_id"]) > 2]
+    assert all(i["code_snapshot"].startswith(f"{new}/") for i in resumed), resumed
+    assert not (project / "logs").exists()  # nothing was written to the old place

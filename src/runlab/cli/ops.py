@@ -511,6 +511,10 @@ def _logs_command(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"run_id": run_id, "path": str(path), "status": status, "text": None})
             return 0
+        if Status.of(status) not in (*ACTIVE, None, Status.CORRUPT):  # ended: none will come
+            raise UserError(
+                f"run {run_id} ended {status} and its job wrote no {stream} ({path})", code=1
+            )
         raise UserError(
             f"run {run_id} is {status}: its job has not written {stream} yet ({path}); "
             f"`runlab logs {run_id} -f` waits for it",

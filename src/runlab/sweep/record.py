@@ -3,9 +3,9 @@ and its one loader and saver, under the sweep's lock.
 
 Every ``runlab submit`` (and ``runlab tune``) writes ``<logs>/.sweeps/<sweep_id>.json``
 atomically, beside a folder ``<logs>/.sweeps/<sweep_id>/`` holding the jobs files and
-the jobs' logs. The record (format 2, :data:`SCHEMA`)::
+the jobs' logs. The record (format 3, :data:`SCHEMA`)::
 
-    format: 2, sweep_id, created, host, user, cwd, command (argv as typed), task,
+    format: 3, sweep_id, created, host, user, cwd, command (argv as typed), task,
     overrides, logs, launcher (the launcher config, with its name), limits (or null),
     runs: [run ids, in sweep order], tune (the study's name, for `runlab tune`),
     submissions: [                       # the submit, then one per `runlab retry`
@@ -18,8 +18,20 @@ the jobs' logs. The record (format 2, :data:`SCHEMA`)::
     ],
     cancelled: [{time, runs}]            # `runlab cancel`
 
-Format 1 (runlab before the typed record) kept the code entry as two parallel lists
-(``code``: commit, branch, dirty, snapshot; ``codes``: script, env); it still loads.
+**Paths into the logs directory** (``jobs_file``, ``log_dir``, a code entry's
+``snapshot`` and ``script``, and each part of an ``env`` value, split at ``:``, such as
+the jobs' ``RUNLAB_LOGS``) are written as ``<logs>`` or ``<logs>/...``: a literal prefix
+that stands for the logs directory the record is read from. A moved or renamed logs
+directory therefore needs no rewriting, however often it moves and whatever saved the
+record in between. ``logs`` keeps where the sweep was submitted, as ``cwd`` and
+``host`` do; it is only shown. Loaded, a record holds absolute paths again.
+
+Format 2 held those paths absolute; :func:`relocated` moves them from its ``logs``
+field to the directory it is read from. That field is the submit's place, so a format-2
+record saved after a move (the next save writes format 3) would have been misread
+after the next one. Format 1 (runlab before the typed record) kept the code entry as
+two parallel lists (``code``: commit, branch, dirty, snapshot; ``codes``: script,
+env). Both still load, and are saved back as format 3.
 A record that is damaged, hand-edited to a wrong type or a missing field, or of an
 unknown format is one :class:`SweepRecordError` naming the file and the field.
 
@@ -32,6 +44,7 @@ twice.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import fcntl
 import os
@@ -51,8 +64,10 @@ from runlab.logs import SWEEPS
 from runlab.record import secrets
 from runlab.record.files import write_atomic
 
-FORMAT = 2
-OLD_FORMATS = (1,)
+FORMAT = 3
+OLD_FORMATS = (1, 2)
+#: How a format-3 record writes the logs directory it is in, at the start of a path.
+LOGS_MARK = "<logs>"
 TODO = "fix or delete it"
 
 
@@ -193,14 +208,17 @@ class SweepRecord:
     submissions: list[Submission] = field(default_factory=list)
     cancelled: list[Cancel] = field(default_factory=list)
     tune: str | None = None
-    format: int = FORMAT
+    format: int = FORMAT  # the format it was read in (it is written in FORMAT)
 
     @property
     def launcher_name(self) -> str:
         return str(self.launcher["name"])
 
     def to_json(self) -> dict[str, Any]:
+        """The record as this runlab writes it: the current format, whichever it was read
+        in (paths as they are: :func:`save` writes those into the logs directory marked)."""
         data = asdict(self)
+        data["format"] = FORMAT
         if data["tune"] is None:
             del data["tune"]
         return data
@@ -216,15 +234,21 @@ def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any
 
 
 _STR, _INT, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+_IN_LOGS = f"a path; {LOGS_MARK}/... is relative to the logs directory the record is in"
 _IDS = {"type": "array", "items": _INT}
 _CODE = _obj(
     {
         "commit": {"type": ["string", "null"]},
         "branch": {"type": ["string", "null"]},
         "dirty": _BOOL,
-        "snapshot": _STR,
-        "script": _STR,
-        "env": {"type": "object", "additionalProperties": _STR},
+        "snapshot": {**_STR, "description": _IN_LOGS},
+        "script": {**_STR, "description": _IN_LOGS},
+        "env": {
+            "type": "object",
+            "additionalProperties": _STR,
+            "description": f"a part of a value ({LOGS_MARK}, or {LOGS_MARK}/... up to a ':') "
+            "names the logs directory the record is in",
+        },
     }
 )
 _SUBMISSION = _obj(
@@ -234,8 +258,8 @@ _SUBMISSION = _obj(
         "time": _STR,
         "runs": {"type": ["array", "null"], "items": _INT},
         "code": {"type": "array", "items": _CODE},
-        "jobs_file": _STR,
-        "log_dir": _STR,
+        "jobs_file": {**_STR, "description": _IN_LOGS},
+        "log_dir": {**_STR, "description": _IN_LOGS},
         "arrays": {
             "type": "array",
             "items": _obj(
@@ -260,7 +284,7 @@ SCHEMA: dict[str, Any] = {
             "command": {"type": "array", "items": _STR},
             "task": _STR,
             "overrides": {"type": "array", "items": _STR},
-            "logs": _STR,
+            "logs": {**_STR, "description": "where the sweep was submitted (shown only)"},
             "launcher": _obj({"name": _STR}),
             "limits": {"type": ["object", "null"]},
             "runs": _IDS,
@@ -381,7 +405,7 @@ def parse(data: Any, path: Path) -> SweepRecord:
     version = r.get(data, "format", int, "")
     if version != FORMAT and version not in OLD_FORMATS:
         raise r.fail("format", f"is {version}: written by another runlab version; update runlab")
-    old = version in OLD_FORMATS
+    old = version == 1  # the code entry as two lists
     launcher = r.get(data, "launcher", dict, "")
     r.get(launcher, "name", str, "launcher")
     limits = r.get(data, "limits", dict, "", null=True)
@@ -407,6 +431,7 @@ def parse(data: Any, path: Path) -> SweepRecord:
             for n, c in cancelled
         ],
         tune=tune,
+        format=version,
     )
 
 
@@ -431,8 +456,9 @@ def sweep_ids(logs: Path | str) -> list[str]:
 
 
 def load(logs: Path | str, sweep_id: str) -> SweepRecord:
-    """The record of ``sweep_id``; a :class:`SweepOpsError` if there is none, a
-    :class:`SweepRecordError` if it cannot be read."""
+    """The record of ``sweep_id``, its paths into the logs directory naming files in
+    ``logs``; a :class:`SweepOpsError` if there is none, a :class:`SweepRecordError` if it
+    cannot be read."""
     path = record_path(logs, sweep_id)
     try:
         raw = path.read_bytes()
@@ -449,42 +475,90 @@ def load(logs: Path | str, sweep_id: str) -> SweepRecord:
     except orjson.JSONDecodeError as exc:
         problem = "it is empty" if not raw.strip() else f"it is not valid JSON ({exc})"
         raise SweepRecordError(path, "", problem) from None
-    return relocated(parse(data, path), logs)
+    record = parse(data, path)
+    if record.format in OLD_FORMATS:
+        return relocated(record, logs)
+    here = os.path.abspath(logs)
+    each_path(record, lambda text: rebased(text, LOGS_MARK, here))
+    return record
+
+
+def rebased(text: str, old: str, new: str) -> str:
+    """``text`` with each part (split at ``:``, as in ``PYTHONPATH``) that is ``old`` or lies
+    under it moved to ``new``; other parts as they were."""
+    return os.pathsep.join(
+        new + part[len(old) :] if part == old or part.startswith(old + os.sep) else part
+        for part in text.split(os.pathsep)
+    )
+
+
+def each_path(record: SweepRecord, fn: Callable[[str], str]) -> None:
+    """Replace, in place, every path of ``record`` that may point into the logs directory
+    (jobs files, job logs, and each code entry's) by ``fn(path)``."""
+    for sub in record.submissions:
+        sub.jobs_file, sub.log_dir = fn(sub.jobs_file), fn(sub.log_dir)
+        for code in sub.code:
+            each_code_path(code, fn)
+
+
+def each_code_path(code: Code, fn: Callable[[str], str]) -> None:
+    """Replace, in place, a code entry's paths (snapshot, script, env values) by ``fn``."""
+    code.snapshot, code.script = fn(code.snapshot), fn(code.script)
+    code.env = {key: fn(value) for key, value in code.env.items()}
+
+
+def places(logs: Path | str) -> list[str]:
+    """The spellings a path into ``logs`` may start with: as given, and made absolute."""
+    given = str(logs)
+    given = given.rstrip(os.sep) or given
+    return list(dict.fromkeys([given, os.path.abspath(given)]))
+
+
+def marked(text: str, logs: Path | str) -> str:
+    """``text`` with its paths into ``logs`` written ``<logs>/...`` (format 3)."""
+    for place in places(logs):
+        text = rebased(text, place, LOGS_MARK)
+    return text
 
 
 def relocated(record: SweepRecord, logs: Path | str) -> SweepRecord:
-    """``record`` as found in ``logs``: where the logs directory was moved or renamed since
-    the sweep was submitted, every path the record holds into the old directory (job
-    logs, jobs files, code snapshots, the jobs' ``RUNLAB_LOGS``) names the same file in
-    ``logs``, so that ``runlab logs`` finds the output and ``runlab retry`` runs the code
-    that moved with it (the old directory is gone, or is a copy left behind). Its ``logs``
-    field keeps where the sweep was submitted, as ``cwd`` and ``host`` do."""
-    old = os.path.abspath(record.logs) if record.logs else ""
+    """A record of format 1 or 2 (absolute paths) as found in ``logs``: where the logs
+    directory was moved or renamed since, every path the record holds into the old
+    directory (job logs, jobs files, code snapshots, the jobs' ``RUNLAB_LOGS``) names the
+    same file in ``logs``, so that ``runlab logs`` finds the output and ``runlab retry``
+    runs the code that moved with it. The old directory is the ``logs`` field (the
+    submit's place) and, as a format-2 record saved after a move kept that field but
+    held paths into the place it was then, the one each submission's ``log_dir``
+    (``<old>/.sweeps/<sweep_id>/logs``) names."""
     new = os.path.abspath(logs)
-    if not old or old == new:
-        return record
+    olds = {os.path.abspath(record.logs)} if record.logs else set()
+    tail = os.sep + os.path.join(SWEEPS, record.sweep_id, "logs")
+    olds |= {
+        os.path.abspath(s.log_dir[: -len(tail)])
+        for s in record.submissions
+        if s.log_dir.endswith(tail) and len(s.log_dir) > len(tail)
+    }
+    bases = sorted(olds | {new}, key=len, reverse=True)
 
-    def moved(text: str) -> str:
-        parts = text.split(os.pathsep)  # PYTHONPATH-like values too
-        return os.pathsep.join(
-            new + part[len(old) :] if part == old or part.startswith(old + os.sep) else part
-            for part in parts
-        )
+    def moved(text: str) -> str:  # each part once, from the deepest base it lies under
+        parts = []
+        for part in text.split(os.pathsep):
+            base = next((b for b in bases if part == b or part.startswith(b + os.sep)), new)
+            parts.append(new + part[len(base) :] if base != new else part)
+        return os.pathsep.join(parts)
 
-    for sub in record.submissions:
-        sub.jobs_file, sub.log_dir = moved(sub.jobs_file), moved(sub.log_dir)
-        for code in sub.code:
-            code.snapshot, code.script = moved(code.snapshot), moved(code.script)
-            code.env = {key: moved(value) for key, value in code.env.items()}
+    each_path(record, moved)
     return record
 
 
 def save(logs: Path | str, record: SweepRecord) -> None:
-    """Write ``record`` atomically (a reader sees the old record or the new one)."""
+    """Write ``record`` atomically (a reader sees the old record or the new one), in
+    format 3: its paths into ``logs`` as ``<logs>/...``. ``record`` is left as it was."""
     path = record_path(logs, record.sweep_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record.format = FORMAT
-    data = secrets.redact(record.to_json())  # submit refuses credentials; this is the net
+    stored = copy.deepcopy(record)
+    each_path(stored, lambda text: marked(text, logs))
+    data = secrets.redact(stored.to_json())  # submit refuses credentials; this is the net
     write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 

@@ -19,14 +19,22 @@ is private there until the metrics-file module owns it.)
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from runlab.record import metricsfile
-from runlab.sweep.record import Code, FieldReader, SweepRecordError, read_code
+from runlab.sweep.record import (
+    LOGS_MARK,
+    Code,
+    FieldReader,
+    SweepRecordError,
+    each_code_path,
+    read_code,
+    rebased,
+)
 
 TODO = "fix the journal, or start a new --study"
 
@@ -69,6 +77,24 @@ class StudyRecord:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def found_in(self, logs: Path | str) -> StudyRecord:
+        """The record as the study is found in ``logs``: the pinned code's paths into the
+        logs directory the study was made in (its ``logs``, kept as written: the journal's
+        attribute is written once) name the same files in ``logs``, so that a study
+        resumes after its logs directory was moved or renamed, running the snapshot that
+        moved with it. A path written ``<logs>/...`` (as sweep records are) is resolved
+        against ``logs`` too."""
+        here = os.path.abspath(logs)
+        made = os.path.abspath(self.logs) if self.logs else None
+        code = replace(self.code, env=dict(self.code.env))
+
+        def moved(text: str) -> str:
+            text = rebased(text, LOGS_MARK, here)
+            return rebased(text, made, here) if made and made != here else text
+
+        each_code_path(code, moved)
+        return replace(self, code=code)
 
     @classmethod
     def parse(cls, attrs: Any, journal: Path) -> StudyRecord:

@@ -389,7 +389,7 @@ def _resume(p: Plan, summary: Any, out: Any) -> tuple[StudyRecord, SweepRecord, 
     """The study's record, its sweep and this session's seed, once the command is found to
     define the same study as the one in the journal."""
     o, journal = p.opts, journal_path(p.logs, p.name)
-    attrs = StudyRecord.parse(summary.user_attrs.get(ATTR), journal)
+    attrs = StudyRecord.parse(summary.user_attrs.get(ATTR), journal).found_in(p.logs)
     made = attrs.definition()
     for key in DEFINING:
         if made[key] != p.definition[key]:
@@ -776,7 +776,7 @@ def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
     elif name not in names:
         raise TuneError(f"no study {name!r} in {studies_dir(logs)}; known: {', '.join(names)}")
     study = optuna.load_study(study_name=name, storage=storage(logs, name))
-    attrs = StudyRecord.parse(study.user_attrs.get(ATTR), journal_path(logs, name))
+    attrs = StudyRecord.parse(study.user_attrs.get(ATTR), journal_path(logs, name)).found_in(logs)
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:

@@ -181,7 +181,7 @@ _value = st.one_of(
     st.builds(lambda k, v: f"{k}={v}", _key, st.text(min_size=8, max_size=12)),
 )
 _data = st.recursive(
-    _value | st.integers() | st.booleans() | st.none(),
+    _value | st.integers(-(2**63), 2**63 - 1) | st.booleans() | st.none(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_key, inner, max_size=4),
     max_leaves=12,
 )

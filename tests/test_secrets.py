@@ -185,7 +185,23 @@ _data = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_key, inner, max_size=4),
     max_leaves=12,
 )
-_FORMS = ("json", "json-ascii", "yaml", "yaml-flow", "yaml-ascii")
+_FORMS = ("json", "json-ascii", "json-escaped", "yaml", "yaml-flow", "yaml-ascii")
+
+
+def _escaped(data: object) -> str:
+    """JSON whose every string character is a ``\\uXXXX`` escape (valid, if unusual)."""
+    if isinstance(data, str):
+        units = data.encode("utf-16-be")
+        return (
+            '"'
+            + "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+            + '"'
+        )
+    if isinstance(data, dict):
+        return "{" + ",".join(f"{_escaped(k)}:{_escaped(v)}" for k, v in data.items()) + "}"
+    if isinstance(data, list):
+        return "[" + ",".join(_escaped(v) for v in data) + "]"
+    return json.dumps(data)
 
 
 def _dump(data: object, form: str, width: int) -> str:
@@ -195,6 +211,8 @@ def _dump(data: object, form: str, width: int) -> str:
         return orjson.dumps(data).decode()
     if form == "json-ascii":
         return json.dumps(data, ensure_ascii=True)
+    if form == "json-escaped":
+        return _escaped(data)
     flow = form == "yaml-flow"
     return yaml.safe_dump(
         data, width=width, default_flow_style=flow, allow_unicode=form != "yaml-ascii"
@@ -231,6 +249,26 @@ def test_the_screen_never_hides_a_credential_find_finds(
     with mock.patch.dict(os.environ, {secrets.SECRET_KEYS_ENV: extra}):
         if _found(text, form, env):
             assert secrets.could_hold(text, env), text
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        ('{"pass\\u0077ord": "hunter2hunter2"}', ()),  # an escaped key
+        ('{"u": "https:\\/\\/alice:pw@host"}', ()),  # an escaped URL
+        ('{"TO\u212aEN": "hunter2hunter2"}', ()),  # a Kelvin sign: "token" in lower case
+        ('u: "hf_AbCdEfGhIjKlMnOp\\\n  QrStUvWxYz0123456789"\n', ()),  # a line continued
+        ("u: >\n  two\n  words here\n", ("two words here",)),  # lines folded into one
+        ("u: 'quote''d-value'\n", ("quote'd-value",)),  # a quote doubled
+        ('{"u": "a \\"quoted\\" value"}', ('a "quoted" value',)),  # a quote escaped
+    ],
+)
+def test_a_credential_spelled_otherwise_passes_the_screen(text: str, env: tuple[str, ...]) -> None:
+    """The ways a JSON or YAML file spells a text other than as it is: each still
+    passes the screen (these are what its escape and value rules are for)."""
+    data = yaml.safe_load(text)
+    assert list(secrets.find(data, env=frozenset(env)))
+    assert secrets.could_hold(text, frozenset(env))
 
 
 @pytest.mark.parametrize("shape", _TOKEN_SHAPES)

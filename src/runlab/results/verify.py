@@ -34,7 +34,7 @@ import orjson
 
 from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
 from runlab.record import metricsfile, secrets
-from runlab.record.files import TEMP_SUFFIX, now_iso, read_yaml
+from runlab.record.files import TEMP_SUFFIX, loads_yaml, now_iso
 from runlab.record.process import alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
@@ -57,6 +57,8 @@ INVARIANTS: dict[int, str] = {
 #: Seconds of clock slack between a run's end_time and its files' modification times.
 SLACK_S = 2.0
 _TEXT_RECORDS = ("config.json", "overrides.yaml", "info.json")
+#: A run's folders that verify lists (with the run folder itself): each is read once.
+_SUBDIRS = ("metadata", "metrics", "artifacts", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     for entry in _entries(logs):
         if is_run_id(entry.name):
             verdict.runs += 1
-            run = _Run(Path(entry.path), entry.name, host, env)
+            run = _Run(entry.path, entry.name, host, env)
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
@@ -152,14 +154,20 @@ def _entries(logs: Logs) -> list[os.DirEntry[str]]:
 class _Run:
     """One run directory as verify sees it."""
 
-    def __init__(self, path: Path, rid: str, host: str, env: frozenset[str]) -> None:
-        self.path, self.rid, self.host = path, rid, host
+    def __init__(self, path: str | Path, rid: str, host: str, env: frozenset[str]) -> None:
+        self.root, self.rid, self.host = os.fspath(path), rid, host  # text: a hot loop's path
         self.env = env
         self.info: dict[str, Any] | None = None
+        self.info_raw: bytes | None = None  # the bytes self.info was parsed from
+        self.listed: dict[str, list[os.DirEntry[str]]] = {}  # folder ("" the run's) -> entries
         self.status: Status | None = None
         self.marked_lost = False  # by --repair, in this pass
         self.job_id: str | None = None  # RUNNING, of a SLURM job this host cannot see into
         self.lost_reason = ""  # why it is gone, when invariant 3 is broken
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
 
     def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
         return Violation(f"run {self.rid}", invariant, what, todo, repairable)
@@ -171,7 +179,7 @@ class _Run:
         if not entry.is_dir():
             yield self.v(7, "a file where a run folder belongs", "move it out of the logs folder")
             return
-        self.info = _read_info(self.path / "metadata")
+        self.info, self.info_raw = _read_info(os.path.join(self.root, "metadata"))
         if self.info is None:
             yield self.v(
                 1,
@@ -187,17 +195,26 @@ class _Run:
                 "restore metadata/info.json (hand edits belong nowhere in the record)",
             )
             return
+        self.listed = self._list()
         yield from self._metrics(deep)
-        yield from self._temporaries()
+        yield from self._temporaries(self.listed)
         if self.status is Status.RUNNING:
             yield from self._liveness()
         yield from self._secrets()
 
+    def _list(self) -> dict[str, list[os.DirEntry[str]]]:
+        """The entries of the run folder (key ``""``) and of each of :data:`_SUBDIRS` it
+        has: one read of each, which the metrics, temporaries and records checks share."""
+        listed = {"": _scan(self.root)}
+        present = {e.name for e in listed[""]}
+        for sub in _SUBDIRS:
+            if sub in present:
+                listed[sub] = _scan(os.path.join(self.root, sub))
+        return listed
+
     def _metrics(self, deep: bool) -> Iterator[Violation]:
-        folder = self.path / "metrics"
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
+        entries = self.listed.get("metrics")
+        if not entries:
             return
         end = _epoch(self.info.get("end_time")) if self.status in FINAL else None
         names = {e.name for e in entries}
@@ -211,8 +228,8 @@ class _Run:
                 )
             if not e.name.endswith(".jsonl"):
                 continue
-            if end is not None and e.stat().st_mtime > end + SLACK_S:
-                late = e.stat().st_mtime - end
+            if end is not None and (mtime := e.stat().st_mtime) > end + SLACK_S:
+                late = mtime - end
                 yield self.v(
                     2,
                     f"metrics/{e.name} was written {late:.0f} s after the run ended {self.status}",
@@ -286,16 +303,16 @@ class _Run:
                 True,
             )
 
-    def _temporaries(self) -> Iterator[Violation]:
+    def _temporaries(
+        self, listed: dict[str, list[os.DirEntry[str]]] | None = None
+    ) -> Iterator[Violation]:
+        """Invariant 7 in the run: torn temporary files, in ``listed`` (:meth:`_list`'s,
+        read again when not given: after --repair, the folders as they are now)."""
         if self.status is Status.RUNNING:
             return  # a live writer's atomic writes: not torn
-        root = str(self.path)
-        for sub in ("metadata", "metrics", "artifacts", "checkpoints", ""):
-            try:
-                names = os.listdir(os.path.join(root, sub))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name in names:
+        listed = self._list() if listed is None else listed
+        for sub in (*_SUBDIRS, ""):
+            for name in (e.name for e in listed.get(sub, ())):
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                     rel = f"{sub}/{name}" if sub else name
                     yield self.v(
@@ -324,9 +341,21 @@ class _Run:
             )
 
     def _secrets(self) -> Iterator[Violation]:
-        meta = self.path / "metadata"
+        """Invariant 8: only a record whose text could hold a credential
+        (:func:`secrets.could_hold`, a cheap screen) is parsed and walked."""
+        present = {e.name for e in self.listed.get("metadata", ())}
         for name in _TEXT_RECORDS:
-            data = self.info if name == "info.json" else _load(meta / name)
+            if name == "info.json":
+                raw, data = self.info_raw, self.info
+            elif name in present:
+                raw = _read(os.path.join(self.root, "metadata", name))
+                data = None
+            else:
+                continue
+            if raw is None or not _could_hold(raw, self.env):
+                continue
+            if data is None:
+                data = _parse(name, raw)
             if data is None:
                 continue
             for where in secrets.find(data, env=self.env):
@@ -338,30 +367,58 @@ class _Run:
                 )
 
 
-def _read_info(meta: Path) -> dict[str, Any] | None:
-    data = _load(meta / "info.json")
+def _read_info(meta: str) -> tuple[dict[str, Any] | None, bytes | None]:
+    """A run's info and the bytes it was parsed from: ``info.json``, or where that is
+    missing or unreadable its YAML twin (parsed only then); ``(None, None)`` if neither."""
+    raw = _read(os.path.join(meta, "info.json"))
+    data = _parse("info.json", raw) if raw is not None else None
     if data is None:
-        try:
-            data = read_yaml(meta / "info.yaml")
-        except Exception:  # damaged YAML of any kind: no readable status
-            return None
-    return data if isinstance(data, dict) else None
+        raw = _read(os.path.join(meta, "info.yaml"))
+        data = _parse("info.yaml", raw) if raw is not None else None
+    return (data, raw) if isinstance(data, dict) else (None, None)
 
 
-def _load(path: Path) -> Any:
+def _scan(folder: str) -> list[os.DirEntry[str]]:
     try:
-        raw = path.read_bytes()
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _read(path: str) -> bytes | None:
+    """A small file's bytes in one read (``None`` if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
     except OSError:
         return None
-    if path.suffix == ".yaml":
+
+
+def _parse(name: str, raw: bytes) -> Any:
+    """A record's bytes as data: YAML for a ``.yaml`` name, else JSON (``None`` if damaged)."""
+    if name.endswith(".yaml"):
         try:
-            return read_yaml(path)
-        except Exception:
+            return loads_yaml(raw)
+        except Exception:  # damaged YAML of any kind
             return None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def _could_hold(raw: bytes, env: frozenset[str]) -> bool:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True  # another encoding (YAML may be UTF-16): parse it to know
+    return secrets.could_hold(text, env)
+
+
+def _load(path: Path) -> Any:
+    raw = _read(str(path))
+    return None if raw is None else _parse(path.name, raw)
 
 
 def _epoch(value: object) -> float | None:

@@ -25,6 +25,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,9 @@ INVARIANTS: dict[int, str] = {
 #: Seconds of clock slack between a run's end_time and its files' modification times.
 SLACK_S = 2.0
 _TEXT_RECORDS = ("config.json", "overrides.yaml", "info.json")
+#: Threads that read runs' files ahead of the checks, and runs read per batch.
+_READERS = 16
+_BATCH = 1024
 #: A run's folders that verify lists (with the run folder itself): each is read once.
 _SUBDIRS = ("metadata", "metrics", "artifacts", "checkpoints")
 
@@ -120,10 +124,9 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     host = socket.gethostname()
     env = secrets.env_values()  # the credential variables' values, read once
     by_scheduler: list[_Run] = []  # RUNNING runs only their SLURM job can speak for
-    for entry in _entries(logs):
-        if is_run_id(entry.name):
+    for entry, run in _read_ahead(_entries(logs), host, env):
+        if run is not None:
             verdict.runs += 1
-            run = _Run(entry.path, entry.name, host, env)
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
@@ -150,6 +153,25 @@ def _entries(logs: Logs) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: (not is_run_id(e.name), len(e.name), e.name))
 
 
+def _read_ahead(
+    entries: list[os.DirEntry[str]], host: str, env: frozenset[str]
+) -> Iterator[tuple[os.DirEntry[str], _Run | None]]:
+    """Each entry with its run (``None`` for what is not a run), whose files the fast
+    pass reads (:meth:`_Run.read`) have been read by :data:`_READERS` threads, a batch
+    of :data:`_BATCH` runs at a time: those reads wait on the disk, not on Python, so
+    many at once overlap (a cold cache: many requests in flight). The checks run here,
+    between batches, so that no reader waits for the interpreter while they run."""
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="runlab-verify") as pool:
+        for start in range(0, len(entries), _BATCH):
+            batch = [
+                (e, _Run(e.path, e.name, host, env) if is_run_id(e.name) else None)
+                for e in entries[start : start + _BATCH]
+            ]
+            for _ in pool.map(_Run.read, [run for _, run in batch if run is not None]):
+                pass
+            yield from batch
+
+
 # ----------------------------------------------------------------- one run
 class _Run:
     """One run directory as verify sees it."""
@@ -160,6 +182,8 @@ class _Run:
         self.info: dict[str, Any] | None = None
         self.info_raw: bytes | None = None  # the bytes self.info was parsed from
         self.listed: dict[str, list[os.DirEntry[str]]] = {}  # folder ("" the run's) -> entries
+        self.records: dict[str, bytes | None] = {}  # metadata/<name> -> its bytes, read ahead
+        self.was_read = False
         self.status: Status | None = None
         self.marked_lost = False  # by --repair, in this pass
         self.job_id: str | None = None  # RUNNING, of a SLURM job this host cannot see into
@@ -172,14 +196,34 @@ class _Run:
     def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
         return Violation(f"run {self.rid}", invariant, what, todo, repairable)
 
+    def read(self) -> None:
+        """Every read the fast pass makes of the run (its info, its folders' entries with
+        the metrics files' times, the records checked for credentials), ahead of
+        :meth:`check`, which makes none of its own but ``--deep``'s."""
+        self.was_read = True
+        if os.path.islink(self.root) or not os.path.isdir(self.root):
+            return
+        self.info, self.info_raw = _read_info(os.path.join(self.root, "metadata"))
+        if self.info is None:
+            return
+        self.listed = self._list()
+        present = {e.name for e in self.listed.get("metadata", ())}
+        for name in _TEXT_RECORDS:
+            if name != "info.json" and name in present:
+                self.records[name] = _read(os.path.join(self.root, "metadata", name))
+        for e in self.listed.get("metrics", ()):
+            if e.name.endswith(".jsonl"):
+                e.stat()  # kept by the entry for _metrics
+
     def check(self, entry: os.DirEntry[str], deep: bool) -> Iterator[Violation]:
+        if not self.was_read:
+            self.read()
         if entry.is_symlink():
             yield self.v(7, "the run folder is a symbolic link", "replace it with the run itself")
             return
         if not entry.is_dir():
             yield self.v(7, "a file where a run folder belongs", "move it out of the logs folder")
             return
-        self.info, self.info_raw = _read_info(os.path.join(self.root, "metadata"))
         if self.info is None:
             yield self.v(
                 1,
@@ -195,7 +239,6 @@ class _Run:
                 "restore metadata/info.json (hand edits belong nowhere in the record)",
             )
             return
-        self.listed = self._list()
         yield from self._metrics(deep)
         yield from self._temporaries(self.listed)
         if self.status is Status.RUNNING:
@@ -343,13 +386,11 @@ class _Run:
     def _secrets(self) -> Iterator[Violation]:
         """Invariant 8: only a record whose text could hold a credential
         (:func:`secrets.could_hold`, a cheap screen) is parsed and walked."""
-        present = {e.name for e in self.listed.get("metadata", ())}
         for name in _TEXT_RECORDS:
             if name == "info.json":
                 raw, data = self.info_raw, self.info
-            elif name in present:
-                raw = _read(os.path.join(self.root, "metadata", name))
-                data = None
+            elif name in self.records:
+                raw, data = self.records[name], None
             else:
                 continue
             if raw is None or not _could_hold(raw, self.env):

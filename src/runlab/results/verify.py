@@ -58,9 +58,11 @@ INVARIANTS: dict[int, str] = {
 #: Seconds of clock slack between a run's end_time and its files' modification times.
 SLACK_S = 2.0
 _TEXT_RECORDS = ("config.json", "overrides.yaml", "info.json")
-#: Threads that read runs' files ahead of the checks, and runs read per batch.
+#: Threads that read runs' files ahead of the checks on a cold cache, runs read per batch.
 _READERS = 16
-_BATCH = 1024
+_BATCH = 512
+_SLOW_S = 4e-4  # seconds of reads a run: slower, they waited on a disk (see _read_ahead)
+_CHUNK = 1 << 16  # bytes per read of a record (most are read whole in one)
 #: A run's folders that verify lists (with the run folder itself): each is read once.
 _SUBDIRS = ("metadata", "metrics", "artifacts", "checkpoints")
 
@@ -123,8 +125,9 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     verdict = Verdict(logs.path)
     host = socket.gethostname()
     env = secrets.env_values()  # the credential variables' values, read once
+    extra = os.environ.get(secrets.SECRET_KEYS_ENV, "")  # and the user's own key names
     by_scheduler: list[_Run] = []  # RUNNING runs only their SLURM job can speak for
-    for entry, run in _read_ahead(_entries(logs), host, env):
+    for entry, run in _read_ahead(_entries(logs), host, env, extra):
         if run is not None:
             verdict.runs += 1
             found = list(run.check(entry, deep))
@@ -154,21 +157,27 @@ def _entries(logs: Logs) -> list[os.DirEntry[str]]:
 
 
 def _read_ahead(
-    entries: list[os.DirEntry[str]], host: str, env: frozenset[str]
+    entries: list[os.DirEntry[str]], host: str, env: frozenset[str], extra: str
 ) -> Iterator[tuple[os.DirEntry[str], _Run | None]]:
     """Each entry with its run (``None`` for what is not a run), whose files the fast
-    pass reads (:meth:`_Run.read`) have been read by :data:`_READERS` threads, a batch
-    of :data:`_BATCH` runs at a time: those reads wait on the disk, not on Python, so
-    many at once overlap (a cold cache: many requests in flight). The checks run here,
-    between batches, so that no reader waits for the interpreter while they run."""
+    pass reads (:meth:`_Run.read`) have been read, a batch of :data:`_BATCH` runs at a
+    time. Where a batch's reads waited on the disk (slower than :data:`_SLOW_S` a run:
+    a cold cache), the next batch is read by :data:`_READERS` threads, many requests in
+    flight; where they did not (a warm cache), by this thread alone, since threads then
+    only add their contention for the interpreter. The checks run between batches, so
+    that no reader waits for the interpreter while they run."""
     with ThreadPoolExecutor(_READERS, thread_name_prefix="runlab-verify") as pool:
+        pooled = False  # threads are started only once a batch was slow
         for start in range(0, len(entries), _BATCH):
             batch = [
-                (e, _Run(e.path, e.name, host, env) if is_run_id(e.name) else None)
+                (e, _Run(e.path, e.name, host, env, extra) if is_run_id(e.name) else None)
                 for e in entries[start : start + _BATCH]
             ]
-            for _ in pool.map(_Run.read, [run for _, run in batch if run is not None]):
+            todo = [r for e, r in batch if r is not None and not e.is_symlink() and e.is_dir()]
+            began = time.perf_counter()
+            for _ in pool.map(_Run.read, todo) if pooled else map(_Run.read, todo):
                 pass
+            pooled = time.perf_counter() - began > _SLOW_S * len(todo)
             yield from batch
 
 
@@ -176,9 +185,11 @@ def _read_ahead(
 class _Run:
     """One run directory as verify sees it."""
 
-    def __init__(self, path: str | Path, rid: str, host: str, env: frozenset[str]) -> None:
+    def __init__(
+        self, path: str | Path, rid: str, host: str, env: frozenset[str], extra: str | None = None
+    ) -> None:
         self.root, self.rid, self.host = os.fspath(path), rid, host  # text: a hot loop's path
-        self.env = env
+        self.env, self.extra = env, extra  # secrets.env_values(), RUNLAB_SECRET_KEYS
         self.info: dict[str, Any] | None = None
         self.info_raw: bytes | None = None  # the bytes self.info was parsed from
         self.listed: dict[str, list[os.DirEntry[str]]] = {}  # folder ("" the run's) -> entries
@@ -201,8 +212,6 @@ class _Run:
         the metrics files' times, the records checked for credentials), ahead of
         :meth:`check`, which makes none of its own but ``--deep``'s."""
         self.was_read = True
-        if os.path.islink(self.root) or not os.path.isdir(self.root):
-            return
         self.info, self.info_raw = _read_info(os.path.join(self.root, "metadata"))
         if self.info is None:
             return
@@ -216,14 +225,14 @@ class _Run:
                 e.stat()  # kept by the entry for _metrics
 
     def check(self, entry: os.DirEntry[str], deep: bool) -> Iterator[Violation]:
-        if not self.was_read:
-            self.read()
         if entry.is_symlink():
             yield self.v(7, "the run folder is a symbolic link", "replace it with the run itself")
             return
         if not entry.is_dir():
             yield self.v(7, "a file where a run folder belongs", "move it out of the logs folder")
             return
+        if not self.was_read:
+            self.read()
         if self.info is None:
             yield self.v(
                 1,
@@ -393,7 +402,7 @@ class _Run:
                 raw, data = self.records[name], None
             else:
                 continue
-            if raw is None or not _could_hold(raw, self.env):
+            if raw is None or not _could_hold(raw, self.env, self.extra):
                 continue
             if data is None:
                 data = _parse(name, raw)
@@ -428,12 +437,21 @@ def _scan(folder: str) -> list[os.DirEntry[str]]:
 
 
 def _read(path: str) -> bytes | None:
-    """A small file's bytes in one read (``None`` if it cannot be read)."""
+    """A small file's bytes (``None`` if it cannot be read): open, read to the end, close,
+    and no other system call (``open()`` adds a ``stat`` or two and a terminal check)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _parse(name: str, raw: bytes) -> Any:
@@ -449,12 +467,12 @@ def _parse(name: str, raw: bytes) -> Any:
         return None
 
 
-def _could_hold(raw: bytes, env: frozenset[str]) -> bool:
+def _could_hold(raw: bytes, env: frozenset[str], extra: str | None) -> bool:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return True  # another encoding (YAML may be UTF-16): parse it to know
-    return secrets.could_hold(text, env)
+    return secrets.could_hold(text, env, extra)
 
 
 def _load(path: Path) -> Any:

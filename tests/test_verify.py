@@ -262,6 +262,37 @@ def test_8_a_credential_in_clear(project: Path, where: str, value: dict) -> None
     assert "s3cr3t" not in out and "hf_x" not in out  # the report never repeats the secret
 
 
+@pytest.mark.parametrize("threads", [False, True], ids=["warm-serial", "cold-threads"])
+def test_many_runs_read_ahead_find_what_one_run_at_a_time_finds(
+    project: Path, threads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify reads runs' files a batch ahead of its checks, with threads where the
+    reads wait on a disk: in a logs directory of several batches, each planted
+    violation is named once, in its run, whichever way the files were read."""
+    from runlab.results import verify as verify_module
+
+    logs = project / "logs"
+    for rid in range(3, 3 * verify_module._BATCH):  # three batches
+        shutil.copytree(logs / "1", logs / str(rid), symlinks=True)
+    late = 3 * verify_module._BATCH - 7
+    (logs / "700/metadata/.info.json.abc123.tmp").write_text('{"status": "COMP')
+    _edit_info(project, 900, status="DONE")
+    config = logs / f"{late}/metadata/config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "note": "ghp_" + "a1B2" * 9}))
+    os.symlink(logs / "2", logs / "20000")
+    # 0: every batch after the first is read by threads; inf: none is.
+    monkeypatch.setattr(verify_module, "_SLOW_S", 0.0 if threads else float("inf"))
+    verdict = verify(Logs(logs))
+    lines = sorted(v.line() for v in verdict.violations)
+    assert verdict.runs == 3 * verify_module._BATCH  # with the linked one
+    assert [(v.where, v.invariant) for v in verdict.violations] == [
+        ("run 700", 7),
+        ("run 900", 1),
+        (f"run {late}", 8),
+        ("run 20000", 7),
+    ], lines
+
+
 def test_every_invariant_is_planted_by_a_test() -> None:
     names = {n for n in globals() if n.startswith("test_")}
     for number in INVARIANTS:

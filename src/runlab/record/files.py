@@ -156,6 +156,12 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(fh, Loader=_Loader)
 
 
+def loads_yaml(text: str | bytes) -> Any:
+    """Parse YAML already read (``None`` for an empty text): a caller that read the bytes
+    for another reason (a screen, a digest) parses them without a second read."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def valid_text(text: str) -> str:
     """``text`` as valid Unicode: a lone surrogate (a non-UTF-8 file name decoded with
     ``surrogateescape``) becomes its visible escape, ``\\udcff``; other text is unchanged."""

@@ -53,6 +53,67 @@ _TOKENS = re.compile(
 )
 
 
+#: What every known token form begins with (:data:`_TOKENS`), in lower case: the screen
+#: :func:`could_hold` looks for these (a token's text always holds its prefix).
+_TOKEN_PREFIXES = (
+    *(f"gh{c}_" for c in "pousr"),
+    "github_pat_",
+    "hf_",
+    "sk-",
+    "akia",
+    *(f"xox{c}-" for c in "abprs"),
+    "eyj",
+)
+#: Characters after which a text may hold more than it shows: an escape (JSON's and
+#: YAML's ``\\``), a NUL (a UTF-16 or UTF-32 file read as UTF-8).
+_OPAQUE = ("\\", "\x00")
+
+
+def could_hold(text: str, env: frozenset[str] | None = None, extra: str | None = None) -> bool:
+    """Whether the JSON or YAML ``text`` could hold a credential that :func:`find` finds in
+    the data it parses to: ``False`` only when it surely holds none, so that a check of
+    many files parses and walks only the few that may (``runlab verify``).
+
+    A cheap screen: a key that names a secret, a token's prefix, a URL with a password,
+    a credential variable's value each leave their characters in the text as they are,
+    unless an escape (``\\``) or another encoding hides them; such a text, and any text
+    when a credential variable's value or a ``RUNLAB_SECRET_KEYS`` part holds a character
+    that the file may spell otherwise (a space, a quote, a backslash, a non-printable
+    one), counts as one that could. ``env`` and ``extra``: as for :func:`find`.
+    """
+    screen = _screen(env_values() if env is None else env, _extra() if extra is None else extra)
+    if screen is None or any(c in text for c in _OPAQUE):
+        return True
+    markers, values = screen
+    if "@" in text and "://" in text:
+        return True  # perhaps a URL with a password
+    low = text.lower()
+    for marker in markers:  # a loop, not any(): this runs once per record of every run
+        if marker in low:
+            return True
+    return any(v in text for v in values)
+
+
+@functools.lru_cache(maxsize=16)
+def _screen(env: frozenset[str], extra: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The substrings :func:`could_hold` looks for: lower-case markers (key parts and
+    phrases, token prefixes) and the credential variables' values; ``None`` when a value
+    or a key part might be spelled otherwise in a file (then every text could hold one)."""
+    parts = [p.strip().lower() for p in extra.split(",") if p.strip()]
+    if not all(_verbatim(v) for v in (*env, *parts)):
+        return None
+    markers = set(_KEY_PARTS) | set(_KEY_PHRASES) | set(_TOKEN_PREFIXES) | set(parts)
+    # A marker that holds another is found only where that one is: look for the shorter.
+    needed = sorted(m for m in markers if not any(o != m and o in m for o in markers))
+    return tuple(needed), tuple(env)
+
+
+def _verbatim(value: str) -> bool:
+    """Whether ``value`` appears as it is in any JSON or YAML text of a string holding it
+    (no escape needed, no line folding): printable ASCII, no space, quote or backslash."""
+    return value.isascii() and value.isprintable() and not any(c in value for c in " '\"\\")
+
+
 def env_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
     """The values of the environment's credential variables (named as :func:`secret_key`
     says), at least :data:`MIN_SECRET_LEN` long: redacted wherever they appear."""

@@ -25,6 +25,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ import orjson
 
 from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
 from runlab.record import metricsfile, secrets
-from runlab.record.files import TEMP_SUFFIX, now_iso, read_yaml
+from runlab.record.files import TEMP_SUFFIX, loads_yaml, now_iso
 from runlab.record.process import alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
@@ -57,6 +58,13 @@ INVARIANTS: dict[int, str] = {
 #: Seconds of clock slack between a run's end_time and its files' modification times.
 SLACK_S = 2.0
 _TEXT_RECORDS = ("config.json", "overrides.yaml", "info.json")
+#: Threads that read runs' files ahead of the checks on a cold cache, runs read per batch.
+_READERS = 16
+_BATCH = 512
+_SLOW_S = 4e-4  # seconds of reads a run: slower, they waited on a disk (see _read_ahead)
+_CHUNK = 1 << 16  # bytes per read of a record (most are read whole in one)
+#: A run's folders that verify lists (with the run folder itself): each is read once.
+_SUBDIRS = ("metadata", "metrics", "artifacts", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -117,11 +125,11 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     verdict = Verdict(logs.path)
     host = socket.gethostname()
     env = secrets.env_values()  # the credential variables' values, read once
+    extra = os.environ.get(secrets.SECRET_KEYS_ENV, "")  # and the user's own key names
     by_scheduler: list[_Run] = []  # RUNNING runs only their SLURM job can speak for
-    for entry in _entries(logs):
-        if is_run_id(entry.name):
+    for entry, run in _read_ahead(_entries(logs), host, env, extra):
+        if run is not None:
             verdict.runs += 1
-            run = _Run(Path(entry.path), entry.name, host, env)
             found = list(run.check(entry, deep))
             if repair:
                 found = [v for v in found if not _repair_run(run, v, logs, verdict)]
@@ -148,21 +156,73 @@ def _entries(logs: Logs) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: (not is_run_id(e.name), len(e.name), e.name))
 
 
+def _read_ahead(
+    entries: list[os.DirEntry[str]], host: str, env: frozenset[str], extra: str
+) -> Iterator[tuple[os.DirEntry[str], _Run | None]]:
+    """Each entry with its run (``None`` for what is not a run), whose files the fast
+    pass reads (:meth:`_Run.read`) have been read, a batch of :data:`_BATCH` runs at a
+    time. Where a batch's reads waited on the disk (slower than :data:`_SLOW_S` a run:
+    a cold cache), the next batch is read by :data:`_READERS` threads, many requests in
+    flight; where they did not (a warm cache), by this thread alone, since threads then
+    only add their contention for the interpreter. The checks run between batches, so
+    that no reader waits for the interpreter while they run."""
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="runlab-verify") as pool:
+        pooled = False  # threads are started only once a batch was slow
+        for start in range(0, len(entries), _BATCH):
+            batch = [
+                (e, _Run(e.path, e.name, host, env, extra) if is_run_id(e.name) else None)
+                for e in entries[start : start + _BATCH]
+            ]
+            todo = [r for e, r in batch if r is not None and not e.is_symlink() and e.is_dir()]
+            began = time.perf_counter()
+            for _ in pool.map(_Run.read, todo) if pooled else map(_Run.read, todo):
+                pass
+            pooled = time.perf_counter() - began > _SLOW_S * len(todo)
+            yield from batch
+
+
 # ----------------------------------------------------------------- one run
 class _Run:
     """One run directory as verify sees it."""
 
-    def __init__(self, path: Path, rid: str, host: str, env: frozenset[str]) -> None:
-        self.path, self.rid, self.host = path, rid, host
-        self.env = env
+    def __init__(
+        self, path: str | Path, rid: str, host: str, env: frozenset[str], extra: str | None = None
+    ) -> None:
+        self.root, self.rid, self.host = os.fspath(path), rid, host  # text: a hot loop's path
+        self.env, self.extra = env, extra  # secrets.env_values(), RUNLAB_SECRET_KEYS
         self.info: dict[str, Any] | None = None
+        self.info_raw: bytes | None = None  # the bytes self.info was parsed from
+        self.listed: dict[str, list[os.DirEntry[str]]] = {}  # folder ("" the run's) -> entries
+        self.records: dict[str, bytes | None] = {}  # metadata/<name> -> its bytes, read ahead
+        self.was_read = False
         self.status: Status | None = None
         self.marked_lost = False  # by --repair, in this pass
         self.job_id: str | None = None  # RUNNING, of a SLURM job this host cannot see into
         self.lost_reason = ""  # why it is gone, when invariant 3 is broken
 
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
     def v(self, invariant: int, what: str, todo: str, repairable: bool = False) -> Violation:
         return Violation(f"run {self.rid}", invariant, what, todo, repairable)
+
+    def read(self) -> None:
+        """Every read the fast pass makes of the run (its info, its folders' entries with
+        the metrics files' times, the records checked for credentials), ahead of
+        :meth:`check`, which makes none of its own but ``--deep``'s."""
+        self.was_read = True
+        self.info, self.info_raw = _read_info(os.path.join(self.root, "metadata"))
+        if self.info is None:
+            return
+        self.listed = self._list()
+        present = {e.name for e in self.listed.get("metadata", ())}
+        for name in _TEXT_RECORDS:
+            if name != "info.json" and name in present:
+                self.records[name] = _read(os.path.join(self.root, "metadata", name))
+        for e in self.listed.get("metrics", ()):
+            if e.name.endswith(".jsonl"):
+                e.stat()  # kept by the entry for _metrics
 
     def check(self, entry: os.DirEntry[str], deep: bool) -> Iterator[Violation]:
         if entry.is_symlink():
@@ -171,7 +231,8 @@ class _Run:
         if not entry.is_dir():
             yield self.v(7, "a file where a run folder belongs", "move it out of the logs folder")
             return
-        self.info = _read_info(self.path / "metadata")
+        if not self.was_read:
+            self.read()
         if self.info is None:
             yield self.v(
                 1,
@@ -188,16 +249,24 @@ class _Run:
             )
             return
         yield from self._metrics(deep)
-        yield from self._temporaries()
+        yield from self._temporaries(self.listed)
         if self.status is Status.RUNNING:
             yield from self._liveness()
         yield from self._secrets()
 
+    def _list(self) -> dict[str, list[os.DirEntry[str]]]:
+        """The entries of the run folder (key ``""``) and of each of :data:`_SUBDIRS` it
+        has: one read of each, which the metrics, temporaries and records checks share."""
+        listed = {"": _scan(self.root)}
+        present = {e.name for e in listed[""]}
+        for sub in _SUBDIRS:
+            if sub in present:
+                listed[sub] = _scan(os.path.join(self.root, sub))
+        return listed
+
     def _metrics(self, deep: bool) -> Iterator[Violation]:
-        folder = self.path / "metrics"
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
+        entries = self.listed.get("metrics")
+        if not entries:
             return
         end = _epoch(self.info.get("end_time")) if self.status in FINAL else None
         names = {e.name for e in entries}
@@ -211,8 +280,8 @@ class _Run:
                 )
             if not e.name.endswith(".jsonl"):
                 continue
-            if end is not None and e.stat().st_mtime > end + SLACK_S:
-                late = e.stat().st_mtime - end
+            if end is not None and (mtime := e.stat().st_mtime) > end + SLACK_S:
+                late = mtime - end
                 yield self.v(
                     2,
                     f"metrics/{e.name} was written {late:.0f} s after the run ended {self.status}",
@@ -286,16 +355,16 @@ class _Run:
                 True,
             )
 
-    def _temporaries(self) -> Iterator[Violation]:
+    def _temporaries(
+        self, listed: dict[str, list[os.DirEntry[str]]] | None = None
+    ) -> Iterator[Violation]:
+        """Invariant 7 in the run: torn temporary files, in ``listed`` (:meth:`_list`'s,
+        read again when not given: after --repair, the folders as they are now)."""
         if self.status is Status.RUNNING:
             return  # a live writer's atomic writes: not torn
-        root = str(self.path)
-        for sub in ("metadata", "metrics", "artifacts", "checkpoints", ""):
-            try:
-                names = os.listdir(os.path.join(root, sub))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name in names:
+        listed = self._list() if listed is None else listed
+        for sub in (*_SUBDIRS, ""):
+            for name in (e.name for e in listed.get(sub, ())):
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                     rel = f"{sub}/{name}" if sub else name
                     yield self.v(
@@ -324,9 +393,19 @@ class _Run:
             )
 
     def _secrets(self) -> Iterator[Violation]:
-        meta = self.path / "metadata"
+        """Invariant 8: only a record whose text could hold a credential
+        (:func:`secrets.could_hold`, a cheap screen) is parsed and walked."""
         for name in _TEXT_RECORDS:
-            data = self.info if name == "info.json" else _load(meta / name)
+            if name == "info.json":
+                raw, data = self.info_raw, self.info
+            elif name in self.records:
+                raw, data = self.records[name], None
+            else:
+                continue
+            if raw is None or not _could_hold(raw, self.env, self.extra):
+                continue
+            if data is None:
+                data = _parse(name, raw)
             if data is None:
                 continue
             for where in secrets.find(data, env=self.env):
@@ -338,30 +417,67 @@ class _Run:
                 )
 
 
-def _read_info(meta: Path) -> dict[str, Any] | None:
-    data = _load(meta / "info.json")
+def _read_info(meta: str) -> tuple[dict[str, Any] | None, bytes | None]:
+    """A run's info and the bytes it was parsed from: ``info.json``, or where that is
+    missing or unreadable its YAML twin (parsed only then); ``(None, None)`` if neither."""
+    raw = _read(os.path.join(meta, "info.json"))
+    data = _parse("info.json", raw) if raw is not None else None
     if data is None:
-        try:
-            data = read_yaml(meta / "info.yaml")
-        except Exception:  # damaged YAML of any kind: no readable status
-            return None
-    return data if isinstance(data, dict) else None
+        raw = _read(os.path.join(meta, "info.yaml"))
+        data = _parse("info.yaml", raw) if raw is not None else None
+    return (data, raw) if isinstance(data, dict) else (None, None)
 
 
-def _load(path: Path) -> Any:
+def _scan(folder: str) -> list[os.DirEntry[str]]:
     try:
-        raw = path.read_bytes()
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _read(path: str) -> bytes | None:
+    """A small file's bytes (``None`` if it cannot be read): open, read to the end, close,
+    and no other system call (``open()`` adds a ``stat`` or two and a terminal check)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    if path.suffix == ".yaml":
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _parse(name: str, raw: bytes) -> Any:
+    """A record's bytes as data: YAML for a ``.yaml`` name, else JSON (``None`` if damaged)."""
+    if name.endswith(".yaml"):
         try:
-            return read_yaml(path)
-        except Exception:
+            return loads_yaml(raw)
+        except Exception:  # damaged YAML of any kind
             return None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def _could_hold(raw: bytes, env: frozenset[str], extra: str | None) -> bool:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True  # another encoding (YAML may be UTF-16): parse it to know
+    return secrets.could_hold(text, env, extra)
+
+
+def _load(path: Path) -> Any:
+    raw = _read(str(path))
+    return None if raw is None else _parse(path.name, raw)
 
 
 def _epoch(value: object) -> float | None:

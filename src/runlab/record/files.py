@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
+from runlab.errors import UserError
 from runlab.record import secrets
 from runlab.record.metricsfile import encode_float
 
@@ -150,10 +151,32 @@ def write_yaml(path: Path, data: Any) -> None:
     write_atomic(path, dump_yaml(_text_safe(secrets.redact(data))).encode())
 
 
+class DamagedFile(UserError):
+    """A record file that exists but does not parse (edited by hand, cut short, overwritten)."""
+
+
+def damaged(path: Path, exc: BaseException) -> DamagedFile:
+    """The one-line error for a record file at ``path`` that ``exc`` could not parse."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DamagedFile(
+        f"damaged file ({type(exc).__name__}: {reason})",
+        where=path,
+        todo="fix or remove it; `runlab verify` lists damaged runs",
+    )
+
+
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file (``None`` for an empty one)."""
+    """Parse a YAML file (``None`` for an empty one).
+
+    A file that does not parse (invalid YAML, bytes that are not UTF-8) raises
+    :class:`DamagedFile`, a :class:`UserError` naming it: such a file was edited by
+    hand or damaged, which the user can fix, not a fault of runlab's.
+    """
     with open(path, "rb") as fh:
-        return yaml.load(fh, Loader=_Loader)
+        try:
+            return yaml.load(fh, Loader=_Loader)
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+            raise damaged(path, exc) from None
 
 
 def valid_text(text: str) -> str:

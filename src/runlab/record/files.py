@@ -86,6 +86,14 @@ def dir_mode() -> int:
     return 0o777 & ~umask()
 
 
+def open_dir(path: str | os.PathLike[str]) -> None:
+    """Give a directory made private (``mkdtemp``'s ``0700``) the mode ``mkdir`` would
+    have given it, ``0o777`` less the umask, keeping its setgid bit: inside a logs
+    directory a group shares (setgid), what is made inside keeps the group."""
+    setgid = os.stat(path).st_mode & 0o2000
+    os.chmod(path, dir_mode() | setgid)
+
+
 TEMP_SUFFIX = ".tmp"
 
 

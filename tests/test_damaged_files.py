@@ -130,9 +130,14 @@ def run_all(project: Path, report: Path) -> list[tuple[str, subprocess.Completed
     how=st.sampled_from(DAMAGES),
     k=st.integers(min_value=0, max_value=4096),
     noise=st.binary(min_size=1, max_size=64),
+    alone=st.booleans(),
 )
-@example(pick=-1, how="yaml_tab", k=0, noise=b"x")  # a hand-edited config.yaml with a tab
-@example(pick=-2, how="random", k=0, noise=bytes(range(256)))  # info.yaml of binary bytes
+@example(
+    pick=-1, how="yaml_tab", k=0, noise=b"x", alone=True
+)  # a hand-edited config.yaml with a tab
+@example(
+    pick=-2, how="random", k=0, noise=bytes(range(256)), alone=True
+)  # info.yaml of binary bytes
 def test_reading_commands_survive_one_damaged_file(
     made: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -140,6 +145,7 @@ def test_reading_commands_survive_one_damaged_file(
     how: str,
     k: int,
     noise: bytes,
+    alone: bool,
 ) -> None:
     project = tmp_path_factory.mktemp("copy") / "project"
     shutil.copytree(made, project, symlinks=True)
@@ -147,8 +153,11 @@ def test_reading_commands_survive_one_damaged_file(
     files = run_files(logs)
     named = {-1: "1/metadata/config.yaml", -2: "1/metadata/info.yaml"}
     target = named.get(pick) or files[pick % len(files)]
-    if pick in named:  # the YAML is read only without its JSON twin
-        (logs / target).with_suffix(".json").unlink()
+    twin = (logs / target).with_suffix(
+        {".json": ".yaml", ".yaml": ".json"}.get(Path(target).suffix, "")
+    )
+    if alone and twin.name != Path(target).name and twin.exists():
+        twin.unlink()  # a metadata file's YAML is read only without its JSON twin
     damage(logs / target, how, k, noise)
     results = run_all(project, project.parent / "report")
     for name, proc in results:

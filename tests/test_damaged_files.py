@@ -9,6 +9,7 @@ real process.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +44,7 @@ DAMAGES = [
     "json_string",
     "empty",
     "delete",
+    "retyped",
 ]
 
 # Examples: few by default (each runs eight commands); RUNLAB_DAMAGE_EXAMPLES=500 searches widely.
@@ -75,6 +78,30 @@ def run_files(logs: Path) -> list[str]:
     return sorted(str(p.relative_to(logs)) for p in files)
 
 
+def retyped(raw: bytes, k: int) -> bytes:
+    """``raw`` (a JSON or YAML mapping, or JSON lines) with each value replaced by one of
+    another type, as a hand edit might leave it: valid JSON (so YAML too)."""
+    wrong = [[], 5, {}, "x", None, [1, "a"], {"b": []}, True]
+    lines = raw.splitlines() or [b"{}"]
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        data = None
+    rows = [data] if isinstance(data, dict) else []
+    if not rows:  # JSON lines: each whole row retyped
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    out = [
+        {key: wrong[(i + k) % len(wrong)] for i, key in enumerate(row)}
+        for row in rows
+        if isinstance(row, dict)
+    ]
+    return b"\n".join(json.dumps(row).encode() for row in out or [{"status": []}]) + b"\n"
+
+
 def damage(path: Path, how: str, k: int, noise: bytes) -> None:
     """Damage the file at ``path`` the way ``how`` names (``k``: where to cut)."""
     raw = path.read_bytes()
@@ -86,6 +113,7 @@ def damage(path: Path, how: str, k: int, noise: bytes) -> None:
         "json_list": b"[]",
         "json_string": b'"x"',
         "empty": b"",
+        "retyped": retyped(raw, k) if how == "retyped" else b"",
     }.get(how)
     if data is None:
         path.unlink()
@@ -132,12 +160,12 @@ def run_all(project: Path, report: Path) -> list[tuple[str, subprocess.Completed
     noise=st.binary(min_size=1, max_size=64),
     alone=st.booleans(),
 )
-@example(
-    pick=-1, how="yaml_tab", k=0, noise=b"x", alone=True
-)  # a hand-edited config.yaml with a tab
-@example(
-    pick=-2, how="random", k=0, noise=bytes(range(256)), alone=True
-)  # info.yaml of binary bytes
+# Found so far: a hand-edited config.yaml with a tab, an info.yaml of binary bytes, an
+# env.yaml whose git or packages is not a mapping, an info.json whose status is a number.
+@example(pick=-1, how="yaml_tab", k=0, noise=b"x", alone=True)
+@example(pick=-2, how="random", k=0, noise=bytes(range(256)), alone=True)
+@example(pick=-3, how="retyped", k=0, noise=b"x", alone=True)
+@example(pick=-4, how="retyped", k=1, noise=b"x", alone=False)
 def test_reading_commands_survive_one_damaged_file(
     made: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -151,7 +179,12 @@ def test_reading_commands_survive_one_damaged_file(
     shutil.copytree(made, project, symlinks=True)
     logs = project / "logs"
     files = run_files(logs)
-    named = {-1: "1/metadata/config.yaml", -2: "1/metadata/info.yaml"}
+    named = {
+        -1: "1/metadata/config.yaml",
+        -2: "1/metadata/info.yaml",
+        -3: "1/metadata/env.yaml",
+        -4: "1/metadata/info.json",
+    }
     target = named.get(pick) or files[pick % len(files)]
     twin = (logs / target).with_suffix(
         {".json": ".yaml", ".yaml": ".json"}.get(Path(target).suffix, "")

@@ -46,7 +46,25 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
     if not run.info_file.exists():
         raise ReproduceError(f"no run {run_id} in {logs} (no {run.info_file})")
     env = read_yaml(run.env_file) if run.env_file.exists() else {}
-    return run, run.read_info(), env if isinstance(env, dict) else {}
+    return run, run.read_info(), shaped(env)
+
+
+# The parts of env.yaml that are mappings of text, as runlab writes them.
+_ENV_MAPPINGS = ("git", "pixi", "python", "packages", "conda_packages")
+
+
+def shaped(env: Any) -> dict[str, Any]:
+    """``env`` as runlab writes it: a mapping whose mapping parts are mappings and whose
+    ``git`` values are text. A hand-edited record of another shape loses only those
+    parts (as if not recorded) instead of failing every reader that compares them."""
+    if not isinstance(env, dict):
+        return {}
+    out = {k: v for k, v in env.items() if k not in _ENV_MAPPINGS or isinstance(v, dict)}
+    if "git" in out:
+        out["git"] = {
+            k: v for k, v in out["git"].items() if v is None or isinstance(v, (str, bool, list))
+        }
+    return out
 
 
 def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path) -> Path:

@@ -143,3 +143,29 @@ def test_diff_shows_learning_rate_commit_and_metrics(project: Path) -> None:
     assert "lr" in text and "0.05" in text and "0.2" in text
     assert "git.commit" in text and "configs/train.yaml" in text  # the code diff's stat
     assert "train.loss" in text and "(3 steps)" in text
+
+
+def test_reproduce_finds_the_snapshot_of_a_moved_logs_directory(
+    project: Path, tmp_path: Path
+) -> None:
+    """A submitted run records its snapshot's absolute path; after the logs directory
+    and the project moved (the recorded path and git root gone), the snapshot is found in
+    the moved logs directory's own ``.snapshots`` and the rerun is identical."""
+    out = runlab(project, "submit", "tasks/train.py", "epochs=2", "--launcher", "local", "--wait")
+    assert out.returncode == 0, out.stderr
+    recorded = yaml.safe_load((project / "logs/1/metadata/info.yaml").read_text())
+    assert str(project / "logs") in recorded["code_snapshot"]
+    moved = tmp_path / "elsewhere" / "logs"
+    moved.parent.mkdir()
+    shutil.move(project / "logs", moved)
+    shutil.rmtree(project)  # nor the commit: only the snapshot holds the code now
+    out = subprocess.run(
+        [sys.executable, "-m", "runlab", "reproduce", "--logs", str(moved), "1"],
+        cwd=tmp_path,
+        env=task_env(RUNLAB_LOGS=str(moved)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "run 2 reproduces run 1: identical" in out.stdout, out.stdout + out.stderr

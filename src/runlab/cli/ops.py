@@ -173,7 +173,8 @@ def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, l
     failing = []
     for rid in record.runs:
         info = RunDir(logs / str(rid)).read_info()
-        status = info.get("status") or Status.CORRUPT.value
+        status = info.get("status")  # a hand-edited one may be of any type
+        status = status if isinstance(status, str) and status else Status.CORRUPT.value
         counts[status] += 1
         if Status.of(status) in FAILING:
             error = info.get("error") if isinstance(info.get("error"), dict) else {}
@@ -482,7 +483,7 @@ def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str
     path = ops.log_file(logs, record, run_id, err) if record else None
     if path is None or not path.exists():
         recorded = info.get("log_err" if err else "log_out")
-        if recorded and Path(recorded).exists():
+        if isinstance(recorded, str) and recorded and Path(recorded).exists():
             path = Path(recorded)
     return path, info
 

@@ -369,10 +369,11 @@ def _show(args: argparse.Namespace) -> int:
         f"[dim]{m(record['path'])}[/]"
     )
     info = record.get("info") or {}
+    took = info.get("duration_s")  # a number unless the record was edited by hand
     facts = [
         ("started", _short_time(info.get("start_time"))),
         ("ended", _short_time(info.get("end_time"))),
-        ("duration", f"{info['duration_s']:.1f} s" if info.get("duration_s") is not None else ""),
+        ("duration", f"{took:.1f} s" if isinstance(took, (int, float)) else took),
         ("host", info.get("host")),
         ("job", info.get("job_id")),
         ("attempts", info.get("attempts")),

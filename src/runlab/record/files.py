@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
+from runlab.errors import UserError
 from runlab.record import secrets
 from runlab.record.metricsfile import encode_float
 
@@ -83,6 +84,14 @@ def file_mode() -> int:
 def dir_mode() -> int:
     """The mode of directories runlab creates: ``0o777`` less the umask, as ``mkdir`` would give."""
     return 0o777 & ~umask()
+
+
+def open_dir(path: str | os.PathLike[str]) -> None:
+    """Give a directory made private (``mkdtemp``'s ``0700``) the mode ``mkdir`` would
+    have given it, ``0o777`` less the umask, keeping its setgid bit: inside a logs
+    directory a group shares (setgid), what is made inside keeps the group."""
+    setgid = os.stat(path).st_mode & 0o2000
+    os.chmod(path, dir_mode() | setgid)
 
 
 TEMP_SUFFIX = ".tmp"
@@ -150,10 +159,32 @@ def write_yaml(path: Path, data: Any) -> None:
     write_atomic(path, dump_yaml(_text_safe(secrets.redact(data))).encode())
 
 
+class DamagedFile(UserError):
+    """A record file that exists but does not parse (edited by hand, cut short, overwritten)."""
+
+
+def damaged(path: Path, exc: BaseException) -> DamagedFile:
+    """The one-line error for a record file at ``path`` that ``exc`` could not parse."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DamagedFile(
+        f"damaged file ({type(exc).__name__}: {reason})",
+        where=path,
+        todo="fix or remove it; `runlab verify` lists damaged runs",
+    )
+
+
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file (``None`` for an empty one)."""
+    """Parse a YAML file (``None`` for an empty one).
+
+    A file that does not parse (invalid YAML, bytes that are not UTF-8) raises
+    :class:`DamagedFile`, a :class:`UserError` naming it: such a file was edited by
+    hand or damaged, which the user can fix, not a fault of runlab's.
+    """
     with open(path, "rb") as fh:
-        return yaml.load(fh, Loader=_Loader)
+        try:
+            return yaml.load(fh, Loader=_Loader)
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+            raise damaged(path, exc) from None
 
 
 def loads_yaml(text: str | bytes) -> Any:

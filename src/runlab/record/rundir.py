@@ -33,10 +33,10 @@ import orjson
 from runlab.errors import UserError
 from runlab.logs import MAX_RUN_ID, is_run_id
 from runlab.record.files import (
-    dir_mode,
     dumps_json,
     file_mode,
     now_iso,
+    open_dir,
     overwrite_record,
     read_yaml,
     write_record,
@@ -179,7 +179,7 @@ def _claim_with_info(logs: Path, path: Path, info: dict[str, Any]) -> bool:
 
     staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=logs))
     try:
-        os.chmod(staging, dir_mode())  # mkdtemp's is 0700; a run is made as mkdir would
+        open_dir(staging)  # mkdtemp's is 0700; a run is made as mkdir would make it
         run = RunDir(staging).create()
         write_record(run.info_file, info)
         if _rename_noreplace(staging, path):

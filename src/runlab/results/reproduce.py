@@ -46,14 +46,32 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
     if not run.info_file.exists():
         raise ReproduceError(f"no run {run_id} in {logs} (no {run.info_file})")
     env = read_yaml(run.env_file) if run.env_file.exists() else {}
-    return run, run.read_info(), env if isinstance(env, dict) else {}
+    return run, run.read_info(), shaped(env)
+
+
+# The parts of env.yaml that are mappings of text, as runlab writes them.
+_ENV_MAPPINGS = ("git", "pixi", "python", "packages", "conda_packages")
+
+
+def shaped(env: Any) -> dict[str, Any]:
+    """``env`` as runlab writes it: a mapping whose mapping parts are mappings and whose
+    ``git`` values are text. A hand-edited record of another shape loses only those
+    parts (as if not recorded) instead of failing every reader that compares them."""
+    if not isinstance(env, dict):
+        return {}
+    out = {k: v for k, v in env.items() if k not in _ENV_MAPPINGS or isinstance(v, dict)}
+    if "git" in out:
+        out["git"] = {
+            k: v for k, v in out["git"].items() if v is None or isinstance(v, (str, bool, list))
+        }
+    return out
 
 
 def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path) -> Path:
     """A directory holding the run's code: its snapshot, or its commit checked out anew."""
-    snap = info.get("code_snapshot") or (env.get("git") or {}).get("snapshot")
-    if snap and Path(snap).is_dir():
-        return Path(snap)
+    found = recorded_snapshot(run, info, env)
+    if found is not None:
+        return found
     commit = (env.get("git") or {}).get("commit")
     if not commit:
         why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
@@ -95,6 +113,22 @@ def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path)
     if not environment.snapshot_patch(dest).exists():  # as submit keeps it: a task the
         write_atomic(environment.snapshot_patch(dest), diff)  # rerun starts records it
     return dest
+
+
+def recorded_snapshot(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> Path | None:
+    """The run's code snapshot where it is now, or ``None`` where it has none.
+
+    The record holds the snapshot's absolute path at submission; a logs directory moved
+    (or mounted elsewhere) since keeps it under the same name in its own ``.snapshots``,
+    so that is looked for where the recorded path no longer exists.
+    """
+    snap = info.get("code_snapshot") or (env.get("git") or {}).get("snapshot")
+    if not snap or not isinstance(snap, str):
+        return None
+    for place in (Path(snap), Logs(run.path.parent).snapshots / Path(snap).name):
+        if place.is_dir():
+            return place
+    return None
 
 
 def record_problems(env: dict[str, Any]) -> list[str]:
@@ -152,7 +186,8 @@ def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, in
     """Re-run ``run_id`` into a new run directory; returns it and the task's exit code."""
     logs = Path(logs).absolute()
     run, info, env = load_run(logs, run_id)
-    repo = Path(repo or (env.get("git") or {}).get("root") or Path.cwd())
+    root = (env.get("git") or {}).get("root")  # gone where the project moved: look here
+    repo = Path(repo or (root if isinstance(root, str) and Path(root).is_dir() else Path.cwd()))
     code = code_dir(run, info, env, repo)
     script = task_path(info, env, code)
     overrides = read_yaml(run.metadata / "overrides.yaml") or []

@@ -308,7 +308,8 @@ def claim(run_dir: Path | str) -> bool:
     """Take a queued run for this process (exclusive); ``False`` when another one has it."""
     path = Path(run_dir) / "metadata" / CLAIM
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        # 0o666 less the umask, as every record file (a logs directory a group shares)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
     except FileNotFoundError:

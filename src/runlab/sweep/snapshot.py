@@ -28,7 +28,7 @@ from runlab.record.environment import (
     snapshot_patch,
     work_tree_changes,
 )
-from runlab.record.files import write_atomic
+from runlab.record.files import dir_mode, file_mode, open_dir, write_atomic
 
 
 class CodeStateError(UserError, RuntimeError):
@@ -147,6 +147,22 @@ def commit_all(state: CodeState, message: str) -> CodeState:
     return code_state(state.root, state.exclude)
 
 
+def share(tree: Path) -> None:
+    """Give ``tree`` the modes runlab's own files get (``0o777``/``0o666`` less the umask,
+    executable bits kept): ``mkdtemp`` makes a private ``0700`` folder and the copies keep
+    the work tree's modes, but a group sharing the logs directory must read the code."""
+    open_dir(tree)
+    setgid = os.stat(tree).st_mode & 0o2000  # tar sets its folders' modes, without it
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), dir_mode() | setgid)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                run = os.stat(path).st_mode & 0o111 & dir_mode()
+                os.chmod(path, file_mode() | run)
+
+
 def snapshot(state: CodeState, store: Path) -> Path:
     """Copy the files of the work tree at this code version into ``store/<key>``, once,
     and, when the tree is dirty, its patch into ``store/<key>.diff``
@@ -191,7 +207,12 @@ def snapshot(state: CodeState, store: Path) -> Path:
                 capture_output=True,
                 check=True,
             )
-            subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+            subprocess.run(
+                ["tar", "-x", "--no-same-owner", "-C", str(tmp)],
+                input=archive.stdout,
+                check=True,
+            )
+        share(tmp)
         os.rename(tmp, dest)  # atomic: a concurrent submit of the same code keeps one copy
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -371,7 +371,6 @@ if "pytest" in sys.modules:  # collected as a test module (the script needs no p
     # Pages written before this runner whose blocks do not run yet: each fails until its
     # owner marks or fixes them (strict: one that starts passing must leave this list).
     NOT_YET_RUNNABLE = {
-        "docs/invariants.md": "its console blocks need a damaged logs directory (no markers yet)",
     }
 
     def _page_param(page: str) -> object:

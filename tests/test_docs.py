@@ -370,8 +370,7 @@ if "pytest" in sys.modules:  # collected as a test module (the script needs no p
 
     # Pages written before this runner whose blocks do not run yet: each fails until its
     # owner marks or fixes them (strict: one that starts passing must leave this list).
-    NOT_YET_RUNNABLE = {
-    }
+    NOT_YET_RUNNABLE: dict[str, str] = {}
 
     def _page_param(page: str) -> object:
         if page in NOT_YET_RUNNABLE:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -106,13 +108,14 @@ def sidecar(name: str) -> Path:
 
 
 def write_all(names: list[str]) -> None:
-    import json
-
     IMAGES.mkdir(parents=True, exist_ok=True)
     with Browser() as browser:
         for name in names:
-            with tempfile.TemporaryDirectory(prefix="runlab-docs-") as tmp:
-                work = Path(tmp)
+            # One fixed folder, so the path in the header is the same on every run and an
+            # unchanged page gives the same PNG.
+            work = Path(tempfile.gettempdir()) / "runlab-docs"
+            shutil.rmtree(work, ignore_errors=True)
+            try:
                 report = render(name, work)
                 png = screenshot(browser, name, report, IMAGES / f"{name}.png")
                 shot = SHOTS[name]
@@ -123,6 +126,8 @@ def write_all(names: list[str]) -> None:
                 }
                 sidecar(name).write_text(json.dumps(record, indent=2) + "\n")
                 print(f"{png.relative_to(ROOT)}  {record['sha256'][:12]}")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import yaml
 
 import runlab
 from conftest import runlab_cli, task_env
+from runlab.record.files import now_iso
 from runlab.record.rundir import RunDir
 from runlab.results.reader import _store
 from runlab.status import SETTLED, names
@@ -222,3 +223,76 @@ def test_a_logger_that_only_reads_an_ended_run_leaves_its_record(tmp_path: Path)
     assert out.returncode == 0 and "{'epoch': 2}" in out.stdout, out.stderr
     assert (logs / "1/metadata/info.json").read_bytes() == before
     assert runlab_cli(tmp_path, "verify", "--logs", str(logs), check=False).returncode == 0
+
+
+def _hand_made_then_exit(run: Path) -> None:
+    """A process that makes a run by hand, logs a row and ends with ``os._exit(0)``:
+    no close, no final status; its record says RUNNING with a fresh heartbeat."""
+    code = (
+        "import os, runlab\n"
+        f"lg = runlab.RunLogger({str(run)!r}, config={{}})\n"
+        "lg.log_metrics({'loss': 1.0}); lg.flush(); os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=task_env(), check=True, timeout=120)
+    assert _info(run)["status"] == "RUNNING"
+
+
+def test_a_dead_hand_made_run_on_this_host_is_lost_at_once(tmp_path: Path) -> None:
+    """Its process is gone and this host can tell: `runlab ls`, `status` and `show` say
+    LOST right away, as `runlab verify` does, without waiting for the heartbeat to age."""
+    logs = tmp_path / "logs"
+    _hand_made_then_exit(logs / "1")
+    ls = runlab_cli(tmp_path, "ls", str(logs)).stdout
+    assert "LOST" in ls and "RUNNING" not in ls
+    status = runlab_cli(tmp_path, "status", "--all", check=False)
+    assert "LOST 1" in status.stdout, status.stdout
+    show = runlab_cli(tmp_path, "show", str(logs), "1").stdout
+    assert "LOST" in show and "RUNNING" not in show
+    verify = runlab_cli(tmp_path, "verify", "--logs", str(logs), check=False)
+    assert verify.returncode == 1 and "[3]" in verify.stdout
+
+
+def test_a_live_hand_made_run_in_another_process_shows_running(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    code = (
+        "import sys, runlab\n"
+        f"lg = runlab.RunLogger({str(logs / '1')!r}, config={{}})\n"
+        "lg.log_metrics({'loss': 1.0}); lg.flush(); print('ready', flush=True)\n"
+        "sys.stdin.read(); lg.close()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=task_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        ls = runlab_cli(tmp_path, "ls", str(logs)).stdout
+        assert "RUNNING" in ls and "LOST" not in ls
+        assert "RUNNING" in runlab_cli(tmp_path, "show", str(logs), "1").stdout
+        assert runlab_cli(tmp_path, "verify", "--logs", str(logs), check=False).returncode == 0
+    finally:
+        proc.communicate("", timeout=120)
+    assert proc.returncode == 0 and _info(logs / "1")["status"] == "COMPLETE"
+
+
+def test_a_reused_pid_is_not_taken_for_the_runs_writer(tmp_path: Path) -> None:
+    """The recorded pid names a live process that started after the attempt (the
+    writer died and its pid was given to another): the run is not running."""
+    logs = tmp_path / "logs"
+    _hand_made_then_exit(logs / "1")
+    hour_ago = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        RunDir(logs / "1").update_info(pid=other.pid, attempt_start_time=hour_ago)
+        assert _row(logs, 1)["info.status"] == "LOST"
+        ls = runlab_cli(tmp_path, "ls", str(logs)).stdout
+        assert "LOST" in ls and "RUNNING" not in ls
+        # the same pid, recorded by an attempt that started after that process: running
+        RunDir(logs / "1").update_info(attempt_start_time=now_iso())
+        assert _row(logs, 1)["info.status"] == "RUNNING"
+    finally:
+        other.kill()
+        other.wait()

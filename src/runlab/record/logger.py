@@ -274,7 +274,7 @@ class RunLogger:
     session's, or an earlier logger's) ``config`` must not be given (the run's
     config stays), and:
 
-    - if the run has ended (a status in :data:`runlab.status.SETTLED`: COMPLETE,
+    - if the run has ended (a status in `runlab.status.SETTLED`: COMPLETE,
       FAILED, INTERRUPTED, PRUNED or LOST), the logger's first write (a row, an
       artifact, a checkpoint, or the cut of rows by a resuming load of ``"last"``)
       opens a **new attempt** of it, as a resumed run session does: info RUNNING

@@ -13,6 +13,7 @@ answered; for the others the heartbeat or the scheduler decides.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Mapping
@@ -24,16 +25,27 @@ from typing import Any
 START_SLACK_S = 2.0
 
 
-def process_start(pid: int) -> float | None:
-    """The epoch at which process ``pid`` started, or ``None`` where /proc cannot tell."""
+@functools.cache
+def _boot_time() -> float | None:
+    """The epoch at which this host booted (read once: a reader asks it for many runs)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
+        return next(
             float(line.split()[1])
             for line in Path("/proc/stat").read_text().splitlines()
             if line.startswith("btime ")
         )
-    except (OSError, StopIteration, ValueError):
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> float | None:
+    """The epoch at which process ``pid`` started, or ``None`` where /proc cannot tell."""
+    boot = _boot_time()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    if boot is None:
         return None
     ticks = float(stat.rsplit(")", 1)[1].split()[19])
     return boot + ticks / os.sysconf("SC_CLK_TCK")

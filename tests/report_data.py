@@ -74,12 +74,20 @@ def make_run(
             'Traceback (most recent call last):\n  File "tasks/train.py", line 88, in main\n'
             "FloatingPointError: loss is NaN at step 3\n"
         )
-    with RunLogger(run, flush_interval=60) as logger:
-        for name in sorted({m.split(".", 1)[0] for m in curves}):
-            keys = {m.split(".", 1)[1]: v for m, v in curves.items() if m.startswith(name + ".")}
-            for step in range(max(len(v) for v in keys.values())):
-                row = {k: v[step] for k, v in keys.items() if step < len(v)}
-                logger.log_metrics(row, step=step, name=name)
+    # The run's lock held here, as a run session holds it: the logger only logs, and
+    # the record stays as written above (a logger by hand would open a new attempt).
+    run.acquire()
+    try:
+        with RunLogger(run, flush_interval=60) as logger:
+            for name in sorted({m.split(".", 1)[0] for m in curves}):
+                keys = {
+                    m.split(".", 1)[1]: v for m, v in curves.items() if m.startswith(name + ".")
+                }
+                for step in range(max(len(v) for v in keys.values())):
+                    row = {k: v[step] for k, v in keys.items() if step < len(v)}
+                    logger.log_metrics(row, step=step, name=name)
+    finally:
+        run.release()
     return int(run.run_id)
 
 

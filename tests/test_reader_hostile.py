@@ -42,10 +42,12 @@ def make_run(
     run = RunDir(allocate(logs)[0]).create()
     write_record(run.config_file, config)
     write_record(run.env_file, {"python": {"version": "3.11"}})
-    run.update_info(**{"status": "COMPLETE", "start_time": now_iso(), **info})
+    # The rows first, then how the run ended: rows logged into an ended run would be a
+    # new attempt of it (RunLogger by hand).
     with RunLogger(run) as logger:
         for value in losses:
             logger.log_metrics({"loss": value}, name="train")
+    run.update_info(**{"status": "COMPLETE", "start_time": now_iso(), **info})
     return run
 
 
@@ -494,7 +496,9 @@ def test_a_heartbeat_interval_that_is_not_a_number_is_the_default(
     logs = tmp_path / "logs"
     make_run(logs, {"lr": 0.1}, heartbeat_interval_s=[1])
     old = "2020-01-01T00:00:00+00:00"
-    make_run(logs, {"lr": 0.2}, status="RUNNING", heartbeat=old, heartbeat_interval_s=[1])
+    make_run(  # on another host, where only its heartbeat tells
+        logs, {"lr": 0.2}, status="RUNNING", heartbeat=old, heartbeat_interval_s=[1], host="n7"
+    )
     r, _ = read(logs)
     assert r.df["info.status"].to_list() == ["COMPLETE", "LOST"]
     assert cli(capsys, "status", "--logs", str(logs))[0] == 0

@@ -112,13 +112,17 @@ def _hostile_run(logs: Path, value: str, other: str, task: str, failed: bool) ->
             + b"\nValueError: boom\n"
         )
     run.update_info(**info)
-    with RunLogger(run) as logger:
-        logger.log_metrics({"loss": 0.5}, step=0, name="train")
-        metric = stored.replace(".", "_").replace("/", "_")[:100]
-        try:
-            logger.log_metrics({metric: 1.0}, step=1, name="train")
-        except Exception:  # a metric name with a control character is refused, rightly
-            pass
+    run.acquire()  # held as a run session holds it: the logger only logs (see RunLogger)
+    try:
+        with RunLogger(run) as logger:
+            logger.log_metrics({"loss": 0.5}, step=0, name="train")
+            metric = stored.replace(".", "_").replace("/", "_")[:100]
+            try:
+                logger.log_metrics({metric: 1.0}, step=1, name="train")
+            except Exception:  # a metric name with a control character is refused, rightly
+                pass
+    finally:
+        run.release()
     return int(run.run_id)
 
 
@@ -335,10 +339,12 @@ def test_report_draws_what_it_can_and_says_what_it_skipped(tmp_path: Path) -> No
         config = {"lr": [0.1, 0.2][i % 2], "layers": [1, i], "opt": ["adam", "sgd"][i % 2]}
         write_record(run.config_file, config)
         run.update_info(status="COMPLETE", start_time="2026-11-20T10:00:00+00:00")
+        run.acquire()  # held as a run session holds it: the logger only logs
         with RunLogger(run) as logger:
             for step in range(3):
                 row = {"loss": 1 / (step + 1), "phase": ["cold", "warm"][step > 0], "ok": step > 0}
                 logger.log_metrics(row, step=step, name="train")
+        run.release()
     out = tmp_path / "report"
     args = ["report", "--all", "--out", str(out), "--metric", "train.loss,train.phase,train.ok"]
     result = _runlab(logs, *args, "--by", "config.layers,config.opt")

@@ -29,11 +29,15 @@ def make_run(
     write_yaml(run.config_file, config)
     write_yaml(run.env_file, {"git": {"commit": "c0ffee", "dirty": False}})
     run.update_info(status=status, start_time=now_iso(), duration_s=12.5)
-    with RunLogger(run, flush_interval=60) as logger:
-        for value in train or []:
-            logger.log_metrics({"loss": value}, name="train")
-        for value in test or []:
-            logger.log_metrics({"acc": value}, name="test")
+    run.acquire()  # held as a run session holds it: the logger only logs (see RunLogger)
+    try:
+        with RunLogger(run, flush_interval=60) as logger:
+            for value in train or []:
+                logger.log_metrics({"loss": value}, name="train")
+            for value in test or []:
+                logger.log_metrics({"acc": value}, name="test")
+    finally:
+        run.release()
     return int(run.run_id)
 
 

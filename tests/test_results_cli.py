@@ -29,10 +29,12 @@ def make_run(logs: Path, config: dict[str, Any], losses: list[float], **info: An
         "duration_s": 1.5,
     }
     fields.update(info)
-    run.update_info(**fields)
+    # The rows first, then how the run ended: rows logged into an ended run would be a
+    # new attempt of it (RunLogger by hand).
     with RunLogger(run) as logger:
         for value in losses:
             logger.log_metrics({"loss": value}, name="train")
+    run.update_info(**fields)
     return run
 
 
@@ -55,7 +57,15 @@ def logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         b"    raise ValueError('loss is nan')\nValueError: loss is nan\n",
     )
     old = (datetime.now().astimezone() - timedelta(hours=1)).isoformat()
-    make_run(logs, {"lr": 1.0, "seed": 1, "model": "mlp"}, [4.0], status="RUNNING", heartbeat=old)
+    make_run(
+        logs,
+        {"lr": 1.0, "seed": 1, "model": "mlp"},
+        [4.0],
+        status="RUNNING",
+        heartbeat=old,
+        host="node-7",  # another host: its stopped heartbeat makes it LOST
+        end_time=None,
+    )
     monkeypatch.setenv("RUNLAB_LOGS", str(logs))
     monkeypatch.setenv("COLUMNS", "200")
     return logs

@@ -2,7 +2,8 @@
 
 A status is what ``metadata/info.yaml`` says of a run (``status:``), or what a
 reader concludes when that file cannot be trusted (``CORRUPT``; ``LOST`` for a
-``RUNNING`` run whose heartbeat stopped). Every module that names a status
+``RUNNING`` run whose writer is gone: its process, on this host; its heartbeat
+stopped, on another). Every module that names a status
 imports it from here, and its order is the order statuses are shown in. Every
 writer of ``info.yaml`` passes the status through :func:`written`, which refuses
 one outside :data:`WRITTEN`; ``tests/test_status.py`` fails on a status literal
@@ -76,7 +77,8 @@ MEANING: dict[Status, str] = {
     Status.LOST: "it was QUEUED, RUNNING or PREEMPTED but its job or process is gone "
     "without it recording an end: written by `runlab status`, `cancel`, `retry` and a "
     "sweep's progress (which ask the scheduler), shown by readers for a RUNNING run whose "
-    "heartbeat stopped.",
+    "process is gone (on this host, as `runlab verify` finds it) or whose heartbeat "
+    "stopped (on another host).",
     Status.CORRUPT: "metadata/info.yaml is missing, unreadable or has no status, so nothing "
     "about the run can be trusted (shown by readers, never written).",
 }

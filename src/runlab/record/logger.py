@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import operator
 import os
 import pickle
@@ -115,7 +116,7 @@ from runlab.record.files import now_iso, write_atomic, write_record
 from runlab.record.metricsfile import encode_float
 from runlab.record.names import check_name
 from runlab.record.rundir import RunDir, heartbeat_interval, start_fields
-from runlab.status import Status
+from runlab.status import SETTLED, Status
 
 _FAST_TYPES = frozenset((int, float, bool, str))
 _CHECKPOINT_KEY = "__runlab_checkpoint__"
@@ -124,6 +125,7 @@ _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _AUTO = object()  # "no step given": the next one of the file
 _CLOSED = object()  # marks a closed logger in _fault
 _CHILD = object()  # marks, in _fault, the logger as a forked child process sees it
+_REOPEN = object()  # marks, in _fault, a logger on an ended run that has not written yet
 _INT64 = (-(2**63), 2**63)
 _RANK_FILE = re.compile(r"\.rank(\d+)\Z")  # metrics/<name>.rank<k>.jsonl: all_ranks=True
 
@@ -269,8 +271,23 @@ class RunLogger:
     the reader). `close` ends it COMPLETE; used as a context manager, an
     exception inside ``with`` ends it FAILED (``metadata/traceback.txt``), Ctrl-C
     INTERRUPTED. On a directory that already has its ``info`` record (a run
-    session's, or an earlier logger's) the record is left as it is, and
-    ``config`` must not be given.
+    session's, or an earlier logger's) ``config`` must not be given (the run's
+    config stays), and:
+
+    - if the run has ended (a status in `runlab.status.SETTLED`: COMPLETE,
+      FAILED, INTERRUPTED, PRUNED or LOST), the logger's first write (a row, an
+      artifact, a checkpoint, or the cut of rows by a resuming load of ``"last"``)
+      opens a **new attempt** of it, as a resumed run session does: info RUNNING
+      with ``attempts`` one more, its own ``attempt_start_time``, pid and
+      heartbeat, the previous status kept as ``previous_status``; `close` (or the
+      end of ``with``) ends that attempt as above, its ``duration_s`` added to the
+      previous attempts'. Nothing is ever written into a run after its final
+      status except by a new attempt (invariant 2 of ``runlab verify``), so
+      evaluating a finished run by hand shows in its record as one more attempt,
+      while a logger that only reads (``load_checkpoint`` with ``resume=False``)
+      leaves the record as it was;
+    - otherwise (a run session's own logger, or a run queued, preempted or timed
+      out, waiting for its scheduler) the record is left as it is.
     """
 
     def __init__(
@@ -297,8 +314,16 @@ class RunLogger:
         self._heartbeat_s = heartbeat_interval()
         self._last_beat = time.monotonic()
         self._started = time.time()  # a run made by hand: the duration written at close()
+        self._previous_s = 0.0  # a new attempt: the duration of the attempts before it
+        # A logger made by hand on an ended run opens a new attempt of it at its first
+        # write (see above): until then it has only read, and the record is as it was.
+        self._ended = self._ended_info() if self._holds_lock and not self._owns_record else None
         if self._owns_record:
-            self._start_record(config)
+            try:
+                self._start_record(config, {})
+            except BaseException:
+                self.run.release()
+                raise
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffers: dict[str, list[bytes]] = {}
@@ -306,7 +331,9 @@ class RunLogger:
         self._sizes: dict[str, int] = {}  # bytes of whole lines in each open file
         self._next_step: dict[str, int] = {}
         self._good_keys: set[str] = set()
-        self._fault: Any = None  # an error to raise at the next call, or _CLOSED
+        # An error to raise at the next call, _CLOSED, _CHILD, or _REOPEN (an ended run
+        # whose new attempt the first write opens): checked first by every write.
+        self._fault: Any = None if self._ended is None else _REOPEN
         self._remove_temporaries()
         # A new attempt (resume=True) that logs before it loads 'last' starts over.
         self._start_over = resume is True
@@ -410,6 +437,9 @@ class RunLogger:
 
     def _raise_fault(self) -> None:
         fault = self._fault
+        if fault is _REOPEN:  # not an error: the first write into an ended run
+            self._open_attempt()
+            return
         if fault is _CLOSED:
             raise ValueError(f"the logger of {self.run.path} is closed; nothing more is recorded")
         if fault is _CHILD:
@@ -532,7 +562,7 @@ class RunLogger:
 
     def _flush_loop(self) -> None:
         wait = self.flush_interval
-        if self._owns_record:
+        if self._holds_lock:  # a run made or reopened by hand: this thread beats for it
             wait = min(wait, self._heartbeat_s)
         while not self._stop.wait(wait):
             try:
@@ -548,21 +578,42 @@ class RunLogger:
                     pass
 
     # ------------------------------------------------------------ own record
-    def _start_record(self, config: Mapping[str, Any] | None) -> None:
+    def _ended_info(self) -> dict[str, Any] | None:
+        """The run's info when its status says no process works on it any more
+        (:data:`runlab.status.SETTLED`: final, or LOST), else ``None``. Read under the
+        run's lock, so no other writer can end or reopen it in between."""
+        info = self.run.read_info()
+        return info if Status.of(info.get("status")) in SETTLED else None
+
+    def _start_record(self, config: Mapping[str, Any] | None, previous: Mapping[str, Any]) -> None:
         """Write the record of a run made by hand: its config, and info RUNNING.
 
         A config already on disk (written by the caller before the logger) is kept
-        when none is given; with none at all the run's config is ``{}``.
+        when none is given; with none at all the run's config is ``{}``. ``previous``
+        is the info of an ended run this logger reopens (empty for a new run): the
+        new attempt's fields are the ones a resumed run session writes
+        (:func:`start_fields`: attempts + 1, its start time, pid, heartbeat), so that
+        nothing is written after a final status except by a new attempt (invariant 2).
         """
-        try:
-            if config is not None or not self.run.config_file.exists():
-                write_record(self.run.config_file, dict(config or {}))
-            fields = start_fields({}, [sys.executable, *sys.argv], self._heartbeat_s)
-            self.run.update_info(run_id=self.run.run_id, **fields)
-        except BaseException:
-            if self._holds_lock:
-                self.run.release()
-            raise
+        if not previous and (config is not None or not self.run.config_file.exists()):
+            write_record(self.run.config_file, dict(config or {}))
+        if previous:
+            self._previous_s = _seconds(previous.get("duration_s"))
+        fields = start_fields(previous, [sys.executable, *sys.argv], self._heartbeat_s)
+        self.run.update_info(run_id=self.run.run_id, **fields)
+
+    def _open_attempt(self) -> None:
+        """Open the new attempt of an ended run, at this logger's first write (once,
+        whichever thread writes first). Until it succeeds the record is untouched, and
+        a failure (a full disk) is raised to the writing call and tried again at the next."""
+        with self._lock:
+            if self._fault is not _REOPEN:
+                return
+            assert self._ended is not None
+            self._start_record(None, self._ended)
+            self._started = time.time()
+            self._owns_record = True
+            self._fault = None
 
     def _end_record(self, exc: BaseException | None, tb: Any) -> None:
         """Write the end of a run made by hand: its status, end time and error."""
@@ -584,7 +635,7 @@ class RunLogger:
             final=True,
             status=str(status),
             end_time=now_iso(),
-            duration_s=round(time.time() - self._started, 3),
+            duration_s=round(self._previous_s + time.time() - self._started, 3),
             error=error,
         )
 
@@ -620,7 +671,7 @@ class RunLogger:
         """
         if name is not None:
             check_name(name, "log_artifact(name=)")
-        if self._fault is _CHILD:
+        if self._fault is _CHILD or self._fault is _REOPEN:
             self._raise_fault()
         if isinstance(obj, (str, os.PathLike)):
             src = Path(obj)
@@ -707,6 +758,8 @@ class RunLogger:
         if not (isinstance(payload, dict) and _CHECKPOINT_KEY in payload):
             return payload
         if name == "last" and self._resuming:
+            if self._fault is _REOPEN:  # cutting rows is a write: a new attempt's
+                self._open_attempt()
             self._rewind(payload[_CHECKPOINT_KEY])
         return payload["state"]
 
@@ -820,6 +873,13 @@ class RunLogger:
     @property
     def artifact_dir(self) -> Path:
         return self.run.artifacts
+
+
+def _seconds(value: Any) -> float:
+    """A recorded duration as seconds: 0 where there is none, or it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def _max_open_files() -> int:

@@ -36,7 +36,7 @@ import orjson
 from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
 from runlab.record import metricsfile, secrets
 from runlab.record.files import TEMP_SUFFIX, loads_yaml, now_iso
-from runlab.record.process import alive
+from runlab.record.process import writer_alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
 from runlab.sweep import record as sweep_record
@@ -377,13 +377,13 @@ class _Run:
     def _liveness(self) -> Iterator[Violation]:
         assert self.info is not None
         pid = self.info.get("pid")
-        since = _epoch(self.info.get("attempt_start_time") or self.info.get("start_time"))
-        if self.info.get("host") != self.host or type(pid) is not int or since is None:
+        live = writer_alive(self.info, self.host)  # the readers' rule too: they agree
+        if live is None:  # another host, or no pid or start time to check
             job = self.info.get("job_id")
             if job is not None and str(job).isdigit():
                 self.job_id = str(job)  # only its scheduler can say: asked after the scan
             return
-        if not alive(pid, since):
+        if not live:
             self.lost_reason = f"its process {pid} on {self.host} is gone"
             yield self.v(
                 3,

@@ -21,8 +21,10 @@ dotted key), then the smallest. The clash is the run's ``problem`` (so it is
 named, with both keys, in the read's one :class:`CorruptRunWarning`); the other
 value stays in the run's own config file.
 
-``info.status`` is ``LOST`` for a ``RUNNING`` run whose heartbeat is older than
-``max(60 s, 4 x heartbeat_interval_s)``, and ``CORRUPT`` for a run whose info
+``info.status`` is ``LOST`` for a ``RUNNING`` run whose writer is gone: on this
+host, no process with its pid that started no later than its attempt (the rule of
+``runlab verify``, :func:`runlab.record.process.writer_alive`); on another host, a
+heartbeat older than ``max(60 s, 4 x heartbeat_interval_s)``; and ``CORRUPT`` for a run whose info
 record is missing, empty or unreadable. Unreadable runs and metric files never
 raise: they are marked, and listed once per read in a :class:`CorruptRunWarning`.
 

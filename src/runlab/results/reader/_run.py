@@ -14,6 +14,7 @@ from typing import Any
 
 from runlab.errors import UserError
 from runlab.record.files import tail
+from runlab.record.process import writer_alive
 from runlab.results.reader._files import Refused, iso_epoch, load_record, load_yaml_file
 from runlab.results.reader._metrics import read_metric_files, summaries
 from runlab.results.reader._store import LOST_AFTER_S
@@ -22,6 +23,20 @@ from runlab.status import Status
 
 class NoSuchRun(UserError, LookupError):
     """No run directory of that id in the logs directory."""
+
+
+def _gone(info: dict[str, Any]) -> bool:
+    """Whether a RUNNING run's writer is gone, by the reader's rule: on this host its
+    process decides (:func:`writer_alive`, as ``runlab verify``), elsewhere its heartbeat."""
+    live = writer_alive(info)
+    if live is not None:
+        return not live
+    beat = iso_epoch(info.get("heartbeat") or info.get("start_time"))
+    interval = info.get("heartbeat_interval_s")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        interval = None  # not a number (a list, text): the default, as the reader
+    limit = max(LOST_AFTER_S, 4 * float(interval or 15.0))
+    return beat is not None and time.time() - beat > limit
 
 
 def read_run(logs: Path, run_id: int) -> dict[str, Any]:
@@ -62,14 +77,8 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
         record[name] = data
     info = record.get("info") if isinstance(record.get("info"), dict) else {}
     status = info.get("status") if info else Status.CORRUPT.value
-    if status == Status.RUNNING:
-        beat = iso_epoch(info.get("heartbeat") or info.get("start_time"))
-        interval = info.get("heartbeat_interval_s")
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-            interval = None  # not a number (a list, text): the default, as the reader
-        limit = max(LOST_AFTER_S, 4 * float(interval or 15.0))
-        if beat is not None and time.time() - beat > limit:
-            status = Status.LOST.value
+    if status == Status.RUNNING and _gone(info):
+        status = Status.LOST.value
     record["status"] = status
     metrics: dict[str, Any] = {}
     for file in sorted((path / "metrics").glob("*.jsonl")):

@@ -8,6 +8,7 @@ runs asked for only, from this read's memory, else the index, else the files.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from runlab.record.process import writer_alive
 from runlab.results.reader._columns import (
     concat,
     frame,
@@ -144,24 +146,56 @@ class Store:
         return df.select(order) if order != cols else df
 
     def _with_status(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Mark RUNNING runs whose heartbeat stopped as LOST (relative to now)."""
+        """Mark RUNNING runs whose writer is gone as LOST (relative to now).
+
+        A run recorded on this host is gone when its process is
+        (:func:`runlab.record.process.writer_alive`, the rule of ``runlab verify``:
+        only these runs pay a look in ``/proc``); any other when its heartbeat stopped.
+        """
         if "info.status" not in df.columns:
             return df.with_columns(pl.lit(None, dtype=pl.String).alias("info.status"))
+        running = pl.col("info.status") == Status.RUNNING.value
+        here = self._liveness(df.filter(running)) if "info.host" in df.columns else {}
         dtype = df.schema.get("info.heartbeat_interval_s")
         if dtype is not None and dtype.is_numeric():
             interval = pl.col("info.heartbeat_interval_s").cast(pl.Float64, strict=False)
         else:  # absent, or not a number (a list, a mapping): the default
             interval = pl.lit(None, dtype=pl.Float64)
         limit = pl.max_horizontal(pl.lit(LOST_AFTER_S), 4 * interval.fill_null(15.0))
-        lost = (pl.col("info.status") == Status.RUNNING.value) & (
-            (self.now - pl.col("_hb")) > limit
-        )
+        stale = (self.now - pl.col("_hb")) > limit
+        if here:  # this host's runs: their process decides, not their heartbeat
+            gone = [rid for rid, live in here.items() if not live]
+            known = pl.col("run_id").is_in(list(here))
+            dead = pl.col("run_id").is_in(gone)
+            stale = pl.when(known).then(dead).otherwise(stale)
+        lost = running & stale
         return df.with_columns(
             pl.when(lost.fill_null(False))
             .then(pl.lit(Status.LOST.value))
             .otherwise(pl.col("info.status").cast(pl.String))
             .alias("info.status")
         )
+
+    @staticmethod
+    def _liveness(running: pl.DataFrame) -> dict[int, bool]:
+        """``run_id -> whether its writer lives`` for the RUNNING runs recorded on this
+        host whose record names a pid and a start time; the others are left out."""
+        host = socket.gethostname()
+        mine = running.filter(pl.col("info.host").cast(pl.String, strict=False) == host)
+        if not mine.height:
+            return {}
+        keys = [
+            k
+            for k in ("info.pid", "info.attempt_start_time", "info.start_time")
+            if k in mine.columns
+        ]
+        out: dict[int, bool] = {}
+        for row in mine.select("run_id", *keys).iter_rows(named=True):
+            info = {k.removeprefix("info."): v for k, v in row.items()}
+            live = writer_alive({**info, "host": host}, host)
+            if live is not None:
+                out[row["run_id"]] = live
+        return out
 
     def _meta_problems(self) -> list[tuple[str, str]]:
         if "problem" not in self.meta.columns:

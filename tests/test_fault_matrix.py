@@ -71,6 +71,7 @@ or the first phase that runs); the rest is marked ``matrix``:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -306,6 +307,22 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _lock_held(run: Path) -> bool:
+    """Whether a process still holds ``run``'s writer lock (a killed process's is
+    dropped by the kernel once it has died: verify must not race a dying writer)."""
+    try:
+        fd = os.open(run / "metadata" / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _kill_tree(pids: set[int]) -> None:
     for pid in pids:
         try:
@@ -343,7 +360,8 @@ def _run_local(launch: Launch, script: Path, logs: Path, out: Path) -> str:
                 proc.wait(timeout=GRACE_S)
             except subprocess.TimeoutExpired:
                 pass
-            _kill_tree(tree | _tree(proc.pid))  # what is left, as a time limit's SIGKILL
+            tree |= _tree(proc.pid)
+            _kill_tree(tree)  # what is left, as a time limit's SIGKILL
         try:
             proc.wait(timeout=240)
         except subprocess.TimeoutExpired:
@@ -413,6 +431,8 @@ def run_launch(launch: Launch, script: Path, root: Path) -> Outcome:
             continue
         key = cfg["cell"] if cfg["cell"] not in outcome.runs else f"{cfg['cell']}#2"
         outcome.runs[key] = run
+    if any(c.event == "hang" for c in launch.cells):  # a killed writer's lock: gone
+        _wait_for(lambda: not any(_lock_held(run) for run in outcome.runs.values()), 30)
     outcome.first = verify(Logs(logs), deep=True)
     outcome.repaired = verify(Logs(logs), deep=True, repair=True)
     outcome.final = verify(Logs(logs), deep=True)

@@ -77,7 +77,7 @@ def alive(pid: object, since: float | None = None) -> bool:
     return started is None or started <= since + START_SLACK_S
 
 
-def _epoch(value: object) -> float | None:
+def epoch(value: object) -> float | None:
     """An ISO time (text, as in ``info.json``, or a ``datetime``) as an epoch."""
     if isinstance(value, datetime):
         return value.timestamp()
@@ -92,7 +92,7 @@ def _epoch(value: object) -> float | None:
 def attempt_start(info: Mapping[str, Any]) -> float | None:
     """When the run's current attempt started (``attempt_start_time``, else
     ``start_time``), as an epoch; ``None`` where the record does not say."""
-    return _epoch(info.get("attempt_start_time") or info.get("start_time"))
+    return epoch(info.get("attempt_start_time") or info.get("start_time"))
 
 
 def writer_alive(info: Mapping[str, Any], host: str | None = None) -> bool | None:

@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import orjson
 from runlab.logs import ASIDE, HIDDEN, INDEX, STUDIES, SWEEPS, Logs, is_run_id
 from runlab.record import metricsfile, secrets
 from runlab.record.files import TEMP_SUFFIX, loads_yaml, now_iso
-from runlab.record.process import writer_alive
+from runlab.record.process import epoch, writer_alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
 from runlab.sweep import record as sweep_record
@@ -268,7 +267,7 @@ class _Run:
         entries = self.listed.get("metrics")
         if not entries:
             return
-        end = _epoch(self.info.get("end_time")) if self.status in FINAL else None
+        end = epoch(self.info.get("end_time")) if self.status in FINAL else None
         names = {e.name for e in entries}
         for e in entries:
             if e.name.endswith(".parquet") and e.name[:-8] + ".jsonl" not in names:
@@ -478,15 +477,6 @@ def _could_hold(raw: bytes, env: frozenset[str], extra: str | None) -> bool:
 def _load(path: Path) -> Any:
     raw = _read(str(path))
     return None if raw is None else _parse(path.name, raw)
-
-
-def _epoch(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
 
 
 # ------------------------------------------------------------ the logs directory

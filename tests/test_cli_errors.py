@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TASKS, make_project, task_env
+from conftest import TASKS, make_project, repository_files, task_env
 
 
 @pytest.fixture
@@ -290,18 +290,10 @@ def test_init_without_any_python_says_so_in_one_line(tmp_path: Path) -> None:
 
 def test_package_metadata_builds_without_deprecation_warnings(tmp_path: Path) -> None:
     """The PEP 517 hook pip calls for `pip install .`, on a copy of the repository's files."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
     copy = tmp_path / "src-copy"
-    for name in listed:
-        if name and (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    for name in repository_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
     out = tmp_path / "meta"
     out.mkdir()
     hook = (

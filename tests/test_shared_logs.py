@@ -80,6 +80,9 @@ def run(project: Path, *argv: str, user: str | None = None) -> subprocess.Comple
         env["HOME"] = str(project.parent)
         env["PYTHONPATH"] += os.pathsep + sysconfig.get_paths()["purelib"]
         cmd = ["runuser", "-u", user, "--", python_of(user), *argv]
+        for need in (ROOT / "src" / "runlab", Path(sysconfig.get_paths()["purelib"])):
+            if subprocess.run(["runuser", "-u", user, "--", "test", "-r", str(need)]).returncode:
+                pytest.skip(f"{user} cannot read {need}: the checkout or its venv is private")
     proc = subprocess.run(
         cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300, umask=0o002
     )

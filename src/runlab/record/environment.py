@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.errors import UserError
+from runlab.record import codetree
 
 # Set by `runlab submit` for jobs that run from a code snapshot instead of a git checkout.
 CODE_COMMIT_ENV = "RUNLAB_CODE_COMMIT"
@@ -219,6 +220,12 @@ class WorkTreeChanges:
     diff: bytes = b""
     problems: list[str] = field(default_factory=list)
     pathspec: list[str] = field(default_factory=list)  # what every git call looked at
+    sources: list[bytes] = field(default_factory=list)  # where renamed files came from
+
+    def changed_paths(self) -> list[bytes]:
+        """Every path the patch changes: tracked changes, their rename sources, and the
+        untracked files it holds."""
+        return [*(p for _, p in self.tracked), *self.sources, *self.included]
 
     @property
     def dirty(self) -> bool:
@@ -255,10 +262,12 @@ class WorkTreeChanges:
         )
 
 
-def _parse_status(out: bytes) -> tuple[list[tuple[str, bytes]], list[bytes]]:
-    """``git status --porcelain=v1 -z`` as (tracked changes, untracked names)."""
+def _parse_status(out: bytes) -> tuple[list[tuple[str, bytes]], list[bytes], list[bytes]]:
+    """``git status --porcelain=v1 -z`` as (tracked changes, untracked names, the
+    source paths of renames and copies)."""
     tracked: list[tuple[str, bytes]] = []
     untracked: list[bytes] = []
+    sources: list[bytes] = []
     entries = out.split(b"\0")
     i = 0
     while i < len(entries):
@@ -272,8 +281,10 @@ def _parse_status(out: bytes) -> tuple[list[tuple[str, bytes]], list[bytes]]:
         elif xy != "!!":
             tracked.append((xy, path))
             if "R" in xy or "C" in xy:
-                i += 1  # the source path of a rename or copy follows
-    return tracked, untracked
+                if i < len(entries):
+                    sources.append(entries[i])  # the source path of a rename or copy
+                i += 1
+    return tracked, untracked, sources
 
 
 def _group_untracked(names: list[bytes], files: list[bytes]) -> list[UntrackedGroup]:
@@ -358,12 +369,20 @@ def _diff(root: Path, included: list[bytes], pathspec: Sequence[str] = ()) -> by
     they are marked intent-to-add (``git add -N``): no object is written and the real
     index is untouched. The result applies with ``git apply --binary`` on the commit.
     """
+    # Every option that the user's configuration could change is given: the patch is
+    # the same whatever their diff settings, and always applies with `git apply`.
     args = [
+        *("-c", "diff.suppressBlankEmpty=false", "-c", "diff.context=3"),
+        *("-c", "diff.interHunkContext=0", "-c", "core.quotePath=true"),
         "diff",
         "--binary",
         "--no-color",
         "--no-ext-diff",
         "--no-textconv",
+        "--no-relative",
+        "--no-renames",
+        "--unified=3",
+        "--ignore-submodules=all",  # recorded as commits (git.submodules), not as a diff
         "--src-prefix=a/",
         "--dst-prefix=b/",
         "HEAD",
@@ -412,7 +431,7 @@ def work_tree_changes(
     if limits is None:
         limits, problems = UntrackedLimits.from_env()
     spec = record_pathspec(root, exclude)
-    tracked, names = _parse_status(
+    tracked, names, sources = _parse_status(
         git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal", *spec)
     )
     groups: list[UntrackedGroup] = []
@@ -430,6 +449,7 @@ def work_tree_changes(
         limits=limits,
         problems=problems,
         pathspec=spec,
+        sources=sources,
     )
     if with_diff and changes.dirty:
         try:
@@ -477,6 +497,32 @@ def snapshot_patch(snapshot: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".diff")
 
 
+def snapshot_code_record(snapshot: str | os.PathLike[str]) -> Path:
+    """The code record of a snapshot (:func:`code_record`), kept beside it as
+    ``<store>/<key>.code.json``: a job started from the snapshot records it as its own."""
+    path = Path(snapshot)
+    return path.with_name(path.name + ".code.json")
+
+
+def code_record(root: Path, changes: WorkTreeChanges, diff: bytes | None) -> dict[str, Any]:
+    """What makes the rebuild of this code checkable (see :mod:`runlab.record.codetree`):
+    ``files`` (hashes of the changed and converted files), ``filtered`` (the files a git
+    filter writes), ``submodules``, and ``patch_sha256``."""
+    crlf, filtered = codetree.converted(root)
+    out: dict[str, Any] = {}
+    files = codetree.manifest(root, [*changes.changed_paths(), *crlf, *filtered])
+    if files:
+        out["files"] = files
+    if filtered:
+        out["filtered"] = sorted(display_path(p) for p in filtered)
+    modules = codetree.submodules(root)
+    if modules:
+        out["submodules"] = modules
+    if diff:
+        out["patch_sha256"] = hashlib.sha256(diff).hexdigest()
+    return out
+
+
 def git_record(
     path: Path, exclude: Sequence[str | os.PathLike[str]] = ()
 ) -> tuple[dict[str, Any], bytes | None, list[str]]:
@@ -511,6 +557,15 @@ def git_record(
             except (ValueError, TypeError, AttributeError) as exc:
                 problems.append(f"{CODE_RECORD_ENV} is not readable: {one_line(exc)}")
         patch = None
+        if state["snapshot"]:
+            try:
+                import json
+
+                state.update(json.loads(snapshot_code_record(state["snapshot"]).read_bytes()))
+            except FileNotFoundError:
+                pass  # a snapshot made before the code record existed
+            except (OSError, ValueError, TypeError) as exc:
+                problems.append(f"the code record of the snapshot is not readable: {one_line(exc)}")
         if state["dirty"] and state["snapshot"]:
             try:
                 patch = snapshot_patch(state["snapshot"]).read_bytes()
@@ -542,6 +597,11 @@ def git_record(
     state["dirty"] = changes.dirty
     problems += changes.problems
     diff = changes.diff or None
+    if commit is not None:
+        try:
+            state.update(code_record(root, changes, diff))
+        except (codetree.RebuildError, OSError) as exc:
+            problems.append(f"the hashes of the changed files are not recorded: {one_line(exc)}")
     if changes.skipped_files:
         state["untracked_skipped_files"] = changes.skipped_files
         state["untracked_skipped"] = [display_path(n) for n in changes.skipped[:SKIPPED_LISTED]]

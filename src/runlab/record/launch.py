@@ -63,6 +63,11 @@ _HYDRA_DEFAULTS = {
 
 
 _COMMAND: list[str] | None = None  # the command line as typed, before Hydra's defaults are added
+_INJECTED: list[str] = []  # the overrides runlab added to it
+
+# Set by `runlab reproduce` for its rerun: the config file (JSON) of the run reproduced,
+# which the config composed now must equal before the task may run.
+EXPECT_CONFIG_ENV = "RUNLAB_EXPECT_CONFIG"
 
 
 @dataclass
@@ -129,8 +134,9 @@ def launch(
                     sweep_dir = _sweep_dir()
                     extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
                     extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
-                global _COMMAND
+                global _COMMAND, _INJECTED
                 _COMMAND = [sys.executable, *argv]
+                _INJECTED = list(extra)
                 # Beside the user's overrides: Hydra takes them as one positional list, so
                 # a flag after them (`steps=2 -m`, `--cfg job`) still parses.
                 sys.argv = [*argv[:first], *extra, *argv[first:]]
@@ -285,6 +291,62 @@ def _fail(message: str, code: int) -> SystemExit:
     return SystemExit(code)
 
 
+def _config_differs(container: dict[str, Any], expected: Path) -> str | None:
+    """How the config composed now differs from the recorded one (``runlab`` keys aside),
+    in one line; ``None`` when they are equal."""
+    import json
+
+    from runlab.record import secrets
+
+    try:
+        want = json.loads(expected.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"the recorded config {expected} is not readable ({exc})"
+    have = json.loads(json.dumps(secrets.redact(container), default=str))
+    if not isinstance(want, dict):
+        return f"the recorded config {expected} is not a mapping"
+    want.pop("runlab", None)
+    have.pop("runlab", None)
+    if have == want:
+        return None
+    flat_a, flat_b = _flat(want), _flat(have)
+    for key in sorted(set(flat_a) | set(flat_b)):
+        if flat_a.get(key, _MISSING) != flat_b.get(key, _MISSING):
+            was = flat_a.get(key, "(absent)")
+            now = flat_b.get(key, "(absent)")
+            return f"the config composed now differs from the run's at {key}: {was!r} then, {now!r} now"
+    return "the config composed now differs from the run's"
+
+
+_MISSING = object()
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _inputs(cfg: Any, task_file: Path) -> dict[str, Any] | None:
+    """The run's inputs record (:mod:`runlab.record.inputs`); ``None`` where it cannot be
+    made (the record then says nothing of them, and reproduce says so)."""
+    from runlab.record import environment, inputs
+
+    try:
+        snapshot = os.environ.get(environment.CODE_SNAPSHOT_ENV)
+        root = Path(snapshot).resolve() if snapshot else None
+        if root is None or not task_file.is_relative_to(root):
+            root = environment.git_root(task_file.parent)
+        argv = (_COMMAND or [sys.executable, *sys.argv])[1:]
+        return inputs.capture(cfg, task_file, argv, _INJECTED, root)
+    except Exception as exc:  # the record must not stop the run
+        print(f"runlab: warning: the run's launch inputs are not recorded: {exc}", file=sys.stderr)
+        return None
+
+
 def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -293,6 +355,12 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     debug = bool(os.environ.get(DEBUG_ENV))
+    expected = os.environ.pop(EXPECT_CONFIG_ENV, None)  # this job's: not a task it starts
+    if expected:
+        problem = _config_differs(container, Path(expected))
+        if problem:
+            raise _fail(f"not a reproduction, so nothing ran: {problem}", 2)
+    inputs = _inputs(cfg, task_file) if HydraConfig.initialized() else None
 
     def announce(run: RunDir) -> None:
         print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
@@ -324,6 +392,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             logs=logs,
             announce=announce,
             trial=bool(job_env.get(TRIAL_ENV)),
+            inputs=inputs,
         )
         with session as s:
             assert s.logger is not None and s.run is not None

@@ -52,6 +52,7 @@ from runlab.record.files import (
     write_record,
     write_yaml,
 )
+from runlab.record.inputs import INPUTS_FILE
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import (
     DEFAULT_HEARTBEAT_S,
@@ -233,6 +234,7 @@ class RunSession:
         logs: Path | str | None = None,
         announce: Any = None,
         trial: bool | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> None:
         """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``.
 
@@ -248,6 +250,7 @@ class RunSession:
         self.run = run if isinstance(run, RunDir) or run is None else RunDir(run)
         self.config = dict(config)
         self.overrides = list(overrides or [])
+        self.inputs = inputs  # how the config was made (runlab.record.inputs)
         self.code_path = Path(code_path or Path.cwd())
         self.task = task
         self.heartbeat_s = heartbeat_s or float(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
@@ -284,6 +287,8 @@ class RunSession:
             _raise_pending()
             write_record(self.run.config_file, self.config)
             write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
+            if self.inputs is not None and not (self.run.metadata / INPUTS_FILE).exists():
+                write_record(self.run.metadata / INPUTS_FILE, dict(self.inputs))
             self._write_env()
             # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
             self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)

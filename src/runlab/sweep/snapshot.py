@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from runlab.errors import UserError
+from runlab.record import codetree
 from runlab.record.environment import (
     SKIPPED_LISTED,
     GitError,
     WorkTreeChanges,
+    code_record,
     display_path,
     git,
     git_root,
     record_pathspec,
+    snapshot_code_record,
     snapshot_patch,
     work_tree_changes,
 )
@@ -173,52 +176,42 @@ def snapshot(state: CodeState, store: Path) -> Path:
     returns the existing copy.
     """
     dest = Path(store) / state.key
+    record = code_record(state.root, state.work, state.diff) if state.work else {}
     if state.dirty and not snapshot_patch(dest).exists():
         Path(store).mkdir(parents=True, exist_ok=True)
         write_atomic(snapshot_patch(dest), state.diff)  # before the copy: a job may read it
+    if record and not snapshot_code_record(dest).exists():
+        Path(store).mkdir(parents=True, exist_ok=True)
+        write_atomic(snapshot_code_record(dest), json.dumps(record, indent=1).encode())
     if dest.is_dir():
         return dest
     store.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{state.key[:12]}-", dir=store))
     try:
-        if state.dirty:
+        if state.dirty:  # the work tree's own bytes: what the jobs must run
             spec = record_pathspec(state.root, state.exclude)
             tracked = git(state.root, "ls-files", "-z", "--cached", *spec).split(b"\0")
             untracked = state.work.included if state.work else []
-            for raw in dict.fromkeys([*tracked, *untracked]):
-                if not raw:
-                    continue
-                name = os.fsdecode(raw)
+            names = [os.fsdecode(raw) for raw in dict.fromkeys([*tracked, *untracked]) if raw]
+            for module in record.get("submodules") or {}:
+                if (state.root / module).is_dir():
+                    inner = git(state.root / module, "ls-files", "-z", "--cached")
+                    names += [f"{module}/{os.fsdecode(r)}" for r in inner.split(b"\0") if r]
+            for name in names:
                 src = state.root / name
                 if src.is_file() or src.is_symlink():
                     target = tmp / name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, target, follow_symlinks=False)
-        else:
-            archive = subprocess.run(
-                [
-                    "git",
-                    "archive",
-                    "--format=tar",
-                    state.commit,
-                    *record_pathspec(state.root, state.exclude),
-                ],
-                cwd=state.root,
-                capture_output=True,
-                check=True,
-            )
-            subprocess.run(
-                ["tar", "-x", "--no-same-owner", "-C", str(tmp)],
-                input=archive.stdout,
-                check=True,
-            )
+        else:  # the commit's objects as stored, line ends and submodules as they ran
+            codetree.rebuild(state.root, state.commit, tmp, b"", record)
         share(tmp)
         os.rename(tmp, dest)  # atomic: a concurrent submit of the same code keeps one copy
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and dest.is_dir():
             return dest  # a concurrent submit of the same code made it first
-        if isinstance(exc, (GitError, subprocess.CalledProcessError)):
+        if isinstance(exc, (GitError, codetree.RebuildError, subprocess.CalledProcessError)):
             raise CodeStateError(
                 f"cannot copy the code of {state.root} into {dest}: {exc}"
             ) from None

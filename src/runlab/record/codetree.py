@@ -1,0 +1,332 @@
+"""A run's code, byte for byte: what is recorded beside its patch, and how it is rebuilt.
+
+A run's code is a commit plus the patch of its uncommitted changes
+(:mod:`runlab.record.environment`). A patch alone cannot prove that a rebuild is exact:
+git applies attributes (line ends, filters), export rules and the user's configuration
+between the files and the patch. This module records what makes a rebuild checkable:
+
+``files``
+    ``"<mode> <sha256>"`` of the raw bytes of every path the patch changes (``None``: the
+    run had no such file), and of every tracked file whose work-tree bytes differ from
+    what the commit stores (line ends made CRLF by ``eol``/``core.autocrlf``, files
+    passed through a git ``filter`` such as LFS). The mode is git's: ``100644``,
+    ``100755`` or ``120000`` (a symbolic link: the hash is of its target).
+``submodules``
+    each submodule's path, the commit checked out in it and whether it had changes.
+
+:func:`rebuild` writes the commit's objects exactly as stored (``git cat-file``: no
+attribute, filter or ``export-ignore``/``export-subst`` rule applies), each submodule at
+its recorded commit, applies the patch with git's global and system configuration left
+out (``apply.whitespace=fix`` would rewrite it) and outside any enclosing repository,
+gives CRLF files their line ends back, then checks every recorded hash. Any difference
+is a :class:`RebuildError` naming the file: the caller refuses to run an approximation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runlab.errors import UserError
+
+GITLINK = "160000"
+SYMLINK = "120000"
+EXECUTABLE = "100755"
+REGULAR = "100644"
+
+# Git as every user's git: no global or system configuration, no system attributes.
+NEUTRAL_GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_OPTIONAL_LOCKS": "0",
+}
+
+
+class RebuildError(UserError, RuntimeError):
+    """The code of a run cannot be rebuilt byte for byte; the message names the file."""
+
+
+def _git(cwd: Path, *args: str, stdin: bytes | None = None, neutral: bool = False) -> bytes:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(name, None)  # a caller's own repository must not leak into ours
+    if neutral:
+        env.update(NEUTRAL_GIT_ENV)
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        why = " ".join(proc.stderr.decode("utf-8", "replace").split())
+        raise RebuildError(f"git {args[0]} failed in {cwd}: {why or f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+# ------------------------------------------------------------------ record
+
+
+def file_entry(path: Path) -> str | None:
+    """``"<mode> <sha256>"`` of the file at ``path`` as it is on disk; ``None`` when absent."""
+    try:
+        if path.is_symlink():
+            target = os.fsencode(os.readlink(path))
+            return f"{SYMLINK} {hashlib.sha256(target).hexdigest()}"
+        if not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        mode = EXECUTABLE if os.access(path, os.X_OK) else REGULAR
+        return f"{mode} {digest.hexdigest()}"
+    except OSError:
+        return None
+
+
+def manifest(root: Path, paths: Iterable[bytes]) -> dict[str, str | None]:
+    """The ``files`` record of ``paths`` (relative to ``root``, as git names them)."""
+    out: dict[str, str | None] = {}
+    for raw in paths:
+        try:
+            name = raw.decode("utf-8").rstrip("/")
+        except UnicodeDecodeError:  # kept as text: such a file is refused at rebuild
+            name = raw.decode("utf-8", "backslashreplace").rstrip("/")
+        path = root / os.fsdecode(raw).rstrip("/")
+        if not name or name in out or (path.is_dir() and not path.is_symlink()):
+            continue  # a folder here is a submodule: recorded by its commit
+        out[name] = file_entry(path) if name == os.fsdecode(raw).rstrip("/") else "unreadable"
+    return dict(sorted(out.items()))
+
+
+def _attribute_files(root: Path) -> bool:
+    """Whether attributes or settings that change a file's bytes on checkout may apply."""
+    if (root / ".gitattributes").exists():
+        return True
+    try:
+        info = _git(root, "rev-parse", "--git-path", "info/attributes").decode().strip()
+        if (root / info).exists():
+            return True
+        found = _git(root, "config", "-z", "--get-regexp", r"^core\.(autocrlf|eol|attributesfile)$")
+    except RebuildError:  # exit 1: none set
+        return False
+    return bool(found.strip(b"\0"))
+
+
+def converted(root: Path) -> tuple[list[bytes], list[bytes]]:
+    """Tracked files whose work-tree bytes differ from the commit's by git's conversion:
+    LF stored and CRLF written (``text``/``eol`` attributes, ``core.autocrlf``), and
+    files passed through a ``filter`` (LFS). Costs no git process in a repository
+    without attributes or line-end settings."""
+    if not _attribute_files(root):
+        return [], []
+    out: list[bytes] = []
+    filtered: list[bytes] = []
+    listing = _git(root, "ls-files", "-z", "--eol")
+    for entry in listing.split(b"\0"):
+        if b"\t" not in entry:
+            continue
+        info, path = entry.split(b"\t", 1)
+        fields = info.split()
+        if len(fields) >= 2 and fields[0] == b"i/lf" and fields[1] in (b"w/crlf", b"w/mixed"):
+            out.append(path)
+    top = root / ".gitattributes"
+    if top.exists() and b"filter" in top.read_bytes():
+        files = _git(root, "ls-files", "-z")
+        attrs = _git(root, "check-attr", "-z", "--stdin", "filter", stdin=files)
+        parts = attrs.split(b"\0")
+        for i in range(0, len(parts) - 2, 3):
+            if parts[i + 2] not in (b"unspecified", b"unset"):
+                filtered.append(parts[i])
+    return out, filtered
+
+
+def submodules(root: Path) -> dict[str, dict[str, Any]]:
+    """Each submodule (nested ones as ``outer/inner``): the commit checked out, and
+    whether its work tree had changes (which no patch of the outer repository holds)."""
+    if not (root / ".gitmodules").exists():
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for entry in _git(root, "ls-files", "-z", "--stage").split(b"\0"):
+        if not entry.startswith(GITLINK.encode()):
+            continue
+        name = os.fsdecode(entry.split(b"\t", 1)[1])
+        path = root / name
+        try:
+            commit = _git(path, "rev-parse", "--verify", "HEAD").decode().strip()
+            dirty = bool(_git(path, "status", "--porcelain", "--untracked-files=normal").strip())
+        except (RebuildError, OSError):  # not initialised: nothing of it ran
+            out[name] = {"commit": None, "dirty": False}
+            continue
+        out[name] = {"commit": commit, "dirty": dirty}
+        for inner, state in submodules(path).items():
+            out[f"{name}/{inner}"] = state
+    return out
+
+
+# ----------------------------------------------------------------- rebuild
+
+
+def export_commit(
+    repo: Path, commit: str, dest: Path, modules: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
+    """Write the tree of ``commit`` (from the repository at ``repo``) into ``dest`` with
+    every file's bytes as stored, and each submodule at its commit in ``modules`` (the
+    gitlink's when not recorded), from the submodule's repository under ``repo``."""
+    modules = modules or {}
+    listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, neutral=True)
+    entries: list[tuple[str, str, str]] = []
+    for entry in listing.split(b"\0"):
+        if not entry:
+            continue
+        meta, name = entry.split(b"\t", 1)
+        mode, _kind, sha = meta.decode().split()
+        entries.append((mode, sha, os.fsdecode(name)))
+    blobs = [e for e in entries if e[0] != GITLINK]
+    dest.mkdir(parents=True, exist_ok=True)
+    if blobs:
+        proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **NEUTRAL_GIT_ENV},
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        request = b"".join(sha.encode() + b"\n" for _, sha, _ in blobs)
+
+        def feed() -> None:  # in a thread: git answers while it is still being asked
+            assert proc.stdin is not None
+            proc.stdin.write(request)
+            proc.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        for mode, _sha, name in blobs:
+            header = proc.stdout.readline().split()
+            size = int(header[2])
+            data = proc.stdout.read(size)
+            proc.stdout.read(1)  # the newline after each object
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if mode == SYMLINK:
+                os.symlink(os.fsdecode(data), target)
+            else:
+                target.write_bytes(data)
+                if mode == EXECUTABLE:
+                    target.chmod(0o755)
+        feeder.join()
+        proc.wait()
+    for mode, sha, name in entries:
+        if mode != GITLINK:
+            continue
+        recorded = modules.get(name) or {}
+        at = str(recorded.get("commit") or sha)
+        sub_repo = repo / name
+        inner = {k[len(name) + 1 :]: v for k, v in modules.items() if k.startswith(f"{name}/")}
+        try:
+            _git(sub_repo, "cat-file", "-e", f"{at}^{{commit}}", neutral=True)
+        except (RebuildError, OSError):
+            raise RebuildError(
+                f"submodule {name} at commit {at[:12]} is not in {sub_repo}: run "
+                "`git submodule update --init --recursive` (or fetch that commit there) first"
+            ) from None
+        export_commit(sub_repo, at, dest / name, inner)
+
+
+def apply_patch(dest: Path, patch: bytes) -> None:
+    """Apply ``patch`` (``git diff --binary``) to the tree at ``dest``, with no enclosing
+    repository (git would skip the paths outside its current folder) and no user setting."""
+    if not patch:
+        return
+    env = {**os.environ, **NEUTRAL_GIT_ENV, "GIT_CEILING_DIRECTORIES": str(dest.parent)}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        ["git", "apply", "--binary", "--whitespace=nowarn", "-p1", "-"],
+        cwd=dest,
+        input=patch,
+        capture_output=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        why = " ".join(proc.stderr.decode("utf-8", "replace").split())
+        raise RebuildError(f"the recorded patch does not apply: {why}")
+
+
+def check(dest: Path, files: Mapping[str, str | None], converted_paths: Iterable[str] = ()) -> None:
+    """Make the CRLF files' line ends and check every recorded hash in ``dest``.
+
+    A file recorded with CRLF line ends that git stored with LF is rebuilt with LF: its
+    CRLF form is written when (and only when) it hashes to the recorded bytes."""
+    filtered = set(converted_paths)
+    for name, want in files.items():
+        path = dest / name
+        have = file_entry(path)
+        if have == want:
+            continue
+        if want is not None and len(want.split()) != 2:
+            raise RebuildError(f"the record of {name} is not a file hash ({want!r})")
+        if want is not None and have is not None and not path.is_symlink():
+            data = path.read_bytes()
+            crlf = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if f"{want.split()[0]} {hashlib.sha256(crlf).hexdigest()}" == want:
+                path.write_bytes(crlf)
+                continue
+            if want.split()[1] == have.split()[1]:  # the same bytes, another mode
+                path.chmod(0o755 if want.startswith(EXECUTABLE) else 0o644)
+                continue
+        why = (
+            "the run had no such file"
+            if want is None
+            else "it is missing"
+            if have is None
+            else "its bytes differ from the run's"
+        )
+        hint = (
+            " (it passes through a git filter, such as LFS, whose content is not in the commit)"
+            if name in filtered
+            else ""
+        )
+        raise RebuildError(f"the rebuilt code does not match the run's at {name}: {why}{hint}")
+
+
+def rebuild(
+    repo: Path,
+    commit: str,
+    dest: Path,
+    patch: bytes,
+    record: Mapping[str, Any],
+) -> None:
+    """Write the run's code into the new folder ``dest``: the commit's tree, its
+    submodules, the patch, then :func:`check` against ``record`` (the ``git`` part of
+    ``env.yaml``). Raises :class:`RebuildError` (and removes ``dest``) on any difference."""
+    try:
+        export_commit(repo, commit, dest, record.get("submodules") or {})
+        apply_patch(dest, patch)
+        check(dest, record.get("files") or {}, record.get("filtered") or ())
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def refusals(record: Mapping[str, Any]) -> list[str]:
+    """What in a ``git`` record makes its code impossible to rebuild, one line each."""
+    out = []
+    for name, state in (record.get("submodules") or {}).items():
+        if isinstance(state, Mapping) and state.get("dirty"):
+            out.append(
+                f"submodule {name} had uncommitted changes, which no patch records: "
+                "commit them in the submodule and run again"
+            )
+    return out

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 from runlab.cli._logs import add_logs_option, logs_from, split_positional
 from runlab.cli._text import cell, console, m
+from runlab.record import secrets
 from runlab.record.files import read_yaml
 from runlab.results import reproduce
 from runlab.status import Status
 
 USAGE = {1: "runlab reproduce [--logs DIR] RUN_ID", 2: "runlab diff [--logs DIR] A B"}
+CHECK_USAGE = "runlab reproduce --check [--logs DIR] A B"
 
 
 def _logs_and_ids(parser: argparse.ArgumentParser, *ids: str) -> None:
@@ -31,7 +34,8 @@ def _resolve(args: argparse.Namespace) -> None:
     """Set ``args.logs`` (a :class:`Path`) and the run ids from ``--logs`` and the
     positionals (``LOGS`` before the ids is still accepted)."""
     names = args.id_names
-    given, ids = split_positional(args, args.ids, len(names), USAGE[len(names)])
+    usage = CHECK_USAGE if getattr(args, "check", False) else USAGE[len(names)]
+    given, ids = split_positional(args, args.ids, len(names), usage)
     args.logs = logs_from(args, positional=given).path
     for name, value in zip(names, ids, strict=True):
         setattr(args, name, value)
@@ -42,38 +46,113 @@ def configure_reproduce(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for 'close'")
     parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for 'close'")
     parser.add_argument("--repo", type=Path, help="git repository holding the run's commit")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be restored, from where, and the command; run nothing",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="with two run ids A B: say whether the two runs were run the same way "
+        "(code, config, overrides, environment variables), running nothing",
+    )
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
     err = console(stderr=True, soft_wrap=True)
+    if args.check:
+        args.id_names = ("a", "b")
+        _resolve(args)
+        return _check(args)
     _resolve(args)
     # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
-    run, info, env = reproduce.load_run(args.logs, args.run_id)
-    if info.get("status") != Status.COMPLETE:
+    plan = reproduce.plan(args.logs, args.run_id, args.repo)
+    if plan.info.get("status") != Status.COMPLETE:
         err.print(
-            f"[yellow]warning:[/] run {m(args.run_id)} is {m(info.get('status'))}, not COMPLETE"
+            f"[yellow]warning:[/] run {m(args.run_id)} is {m(plan.info.get('status'))}, not COMPLETE"
         )
-    for problem in reproduce.record_problems(env):  # the record is incomplete: say how
+    for problem in reproduce.record_problems(plan.env):  # the record is incomplete: say how
         err.print(f"[yellow]warning:[/] run {m(args.run_id)}'s record: {m(problem)}")
-    differences = reproduce.environment_differences(env)
+    differences = reproduce.environment_differences(plan.env)
     if differences:
         err.print(f"[yellow]The environment differs from run {m(args.run_id)}'s:[/]")
         for line in differences[:40]:
             err.print(f"  {m(line)}")
         if len(differences) > 40:
             err.print(f"  ... and {m(len(differences) - 40)} more")
-    new, code = reproduce.rerun(args.logs, args.run_id, args.repo)
+    if args.dry_run:
+        return _show_plan(plan)
+    new, code = reproduce.rerun(plan)
     if code != 0:
         err.print(
             f"[red]the rerun (run {m(new.run_id)}) exited with {m(code)}[/]; see {m(new.path)}"
         )
         return 1
-    verdict = reproduce.compare(run, new, args.rtol, args.atol)
+    verdict = reproduce.compare(plan.run, new, args.rtol, args.atol)
     color = {"identical": "green", "close": "yellow", "diverged": "red"}[verdict.kind]
-    print(f"run {new.run_id} reproduces run {run.run_id}: ", end="")
+    print(f"run {new.run_id} reproduces run {plan.run.run_id}: ", end="")
     err.file.flush()
     console().print(f"[bold {color}]{m(verdict.kind)}[/] ({m(verdict.detail)})")
+    if verdict.kind == "diverged":
+        _, environ = reproduce.compare_inputs(args.logs, str(plan.run.run_id), new.run_id)
+        explain = environ + plan.notes
+        if explain:
+            err.print("What was not the same, and may explain it:")
+            for line in explain[:20]:
+                err.print(f"  {m(line)}")
+        else:
+            err.print(
+                "Code, config and environment were the same: look for nondeterminism "
+                "(GPU kernels, threads, unseeded randomness) or data read from outside the code."
+            )
     return 0 if verdict.kind != "diverged" else 1
+
+
+def _show_plan(plan: reproduce.Plan) -> int:
+    """``--dry-run``: the plan, one line per input, and the command."""
+    out = console(soft_wrap=True)
+    code = plan.snapshot or Path("<code>")
+    argv, cwd = reproduce.command(plan, code)
+    out.print(f"run {m(plan.run.run_id)} would be run again:")
+    out.print(f"  code:     {m(plan.code_from)}")
+    out.print(f"  task:     {m(plan.task)}")
+    out.print(f"  in:       {m(cwd)}")
+    out.print(f"  command:  python {m(' '.join(shlex.quote(a) for a in argv))}")
+    for name, value in plan.environ.items():
+        shown = (
+            "(unset)"
+            if value is None
+            else "(set, redacted)"
+            if secrets.could_hold(value)
+            else value
+        )
+        out.print(f"  env:      {m(name)}={m(shown)}")
+    for note in plan.notes:
+        out.print(f"  note:     {m(note)}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``--check A B``: whether two runs were run the same way; exit 1 where not."""
+    out = console(soft_wrap=True)
+    inputs, environ = reproduce.compare_inputs(args.logs, args.a, args.b)
+    if inputs:
+        out.print(f"runs {m(args.a)} and {m(args.b)} were [red]not run the same way[/]:")
+        for line in inputs:
+            out.print(f"  {m(line)}")
+    else:
+        out.print(
+            f"runs {m(args.a)} and {m(args.b)} were [green]run the same way[/]: same code, "
+            "config source, overrides, config and environment variables"
+        )
+    if environ:
+        out.print("Their environments differ (this may explain different results):")
+        for line in environ[:40]:
+            out.print(f"  {m(line)}")
+        if len(environ) > 40:
+            out.print(f"  ... and {m(len(environ) - 40)} more")
+    return 1 if inputs else 0
 
 
 def configure_diff(parser: argparse.ArgumentParser) -> None:

@@ -312,9 +312,9 @@ def _config_differs(container: dict[str, Any], expected: Path) -> str | None:
     flat_a, flat_b = _flat(want), _flat(have)
     for key in sorted(set(flat_a) | set(flat_b)):
         if flat_a.get(key, _MISSING) != flat_b.get(key, _MISSING):
-            was = flat_a.get(key, "(absent)")
-            now = flat_b.get(key, "(absent)")
-            return f"the config composed now differs from the run's at {key}: {was!r} then, {now!r} now"
+            was = repr(flat_a[key]) if key in flat_a else "absent"
+            now = repr(flat_b[key]) if key in flat_b else "absent"
+            return f"the config composed now differs from the run's at {key}: {was} then, {now} now"
     return "the config composed now differs from the run's"
 
 

@@ -8,11 +8,13 @@ against the recorded one and every difference is listed before the rerun.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,6 @@ from runlab.record.files import read_yaml, write_atomic
 from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
-from runlab.sweep.snapshot import CodeState, snapshot
 
 
 class ReproduceError(UserError, RuntimeError):
@@ -65,54 +66,6 @@ def shaped(env: Any) -> dict[str, Any]:
             k: v for k, v in out["git"].items() if v is None or isinstance(v, (str, bool, list))
         }
     return out
-
-
-def code_dir(run: RunDir, info: dict[str, Any], env: dict[str, Any], repo: Path) -> Path:
-    """A directory holding the run's code: its snapshot, or its commit checked out anew."""
-    found = recorded_snapshot(run, info, env)
-    if found is not None:
-        return found
-    commit = (env.get("git") or {}).get("commit")
-    if not commit:
-        why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
-        raise ReproduceError(
-            f"run {run.run_id} recorded no git commit and has no code snapshot, so its code "
-            f"cannot be found ({why})"
-        )
-    found = subprocess.run(
-        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True
-    )
-    if found.returncode != 0:
-        raise ReproduceError(
-            f"commit {commit[:12]} of run {run.run_id} is not in the repository at {repo} and the "
-            "run has no code snapshot. Fetch it (git fetch --all) or run from a clone that has it."
-        )
-    diff_file = run.metadata / "git.diff"
-    dirty = bool((env.get("git") or {}).get("dirty")) and diff_file.exists()
-    diff = diff_file.read_bytes() if dirty else b""  # bytes: binary files, any file name
-    state = CodeState(root=repo, commit=commit, branch=None, changes=[], diff=b"")
-    store = Logs(run.path.parent).snapshots
-    clean = snapshot(state, store)
-    if not dirty:
-        return clean
-    import hashlib
-    import shutil
-
-    dest = store / f"{commit}-dirty-{hashlib.sha256(diff).hexdigest()[:12]}"
-    if not dest.is_dir():
-        tmp = store / f".{dest.name}.tmp{os.getpid()}"
-        shutil.copytree(clean, tmp)
-        proc = subprocess.run(
-            ["git", "apply", "--binary", "-"], cwd=tmp, input=diff, capture_output=True
-        )
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            why = " ".join(proc.stderr.decode("utf-8", "replace").split())
-            raise ReproduceError(f"the recorded patch of run {run.run_id} does not apply: {why}")
-        os.rename(tmp, dest)
-    if not environment.snapshot_patch(dest).exists():  # as submit keeps it: a task the
-        write_atomic(environment.snapshot_patch(dest), diff)  # rerun starts records it
-    return dest
 
 
 def recorded_snapshot(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> Path | None:
@@ -166,8 +119,152 @@ def environment_differences(env: dict[str, Any]) -> list[str]:
     return lines
 
 
-def task_path(info: dict[str, Any], env: dict[str, Any], code: Path) -> Path:
-    """The run's task script inside ``code``."""
+# --------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    """How run ``run`` is run again: every input, and where each comes from.
+
+    Made by :func:`plan`, which refuses (:class:`ReproduceError`) whatever cannot be
+    restored exactly; nothing is written until :func:`rerun`.
+    """
+
+    run: RunDir
+    info: dict[str, Any]
+    env: dict[str, Any]
+    inputs: dict[str, Any] | None
+    repo: Path
+    commit: str | None
+    patch: bytes  # the recorded uncommitted changes (empty: a clean tree)
+    snapshot: Path | None  # the run's own code snapshot, where it still exists
+    task: str  # the task file, relative to the code's root
+    cwd: str | None  # the working folder relative to the code's root (None: outside it)
+    cwd_outside: Path | None  # the working folder outside the code, where it was there
+    arguments: list[str]  # the command line after the task file, {code} for the code folder
+    environ: dict[str, str | None]  # variables set (None: unset) for the rerun
+    notes: list[str] = field(default_factory=list)  # what was not pinned: may explain a divergence
+
+    @property
+    def code_from(self) -> str:
+        """Where the code comes from, in words."""
+        if self.snapshot is not None:
+            return f"the run's code snapshot {self.snapshot}"
+        files = len((self.env.get("git") or {}).get("files") or {})
+        what = f"commit {str(self.commit)[:12]} of {self.repo}"
+        if self.patch:
+            what += f" with the recorded patch ({len(self.patch):,} bytes"
+            what += f", {files} file hash(es) checked)" if files else ")"
+        return what
+
+
+def load_inputs(run: RunDir) -> dict[str, Any] | None:
+    """The run's ``metadata/inputs.yaml`` (JSON twin first), or ``None`` where it has none."""
+    from runlab.record.inputs import INPUTS_FILE
+
+    for name in (Path(INPUTS_FILE).with_suffix(".json").name, INPUTS_FILE):
+        path = run.metadata / name
+        if path.exists():
+            data = read_yaml(path)  # YAML reads JSON too
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _refuse(run: RunDir, what: str) -> ReproduceError:
+    return ReproduceError(f"run {run.run_id} cannot be reproduced exactly: {what}")
+
+
+def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
+    """Everything :func:`rerun` will do for ``run_id``; refuses what cannot be restored."""
+    logs = Path(logs).absolute()
+    run, info, env = load_run(logs, run_id)
+    git = env.get("git") or {}
+    root = git.get("root")  # gone where the project moved: look here
+    repo = Path(repo or (root if isinstance(root, str) and Path(root).is_dir() else Path.cwd()))
+    inputs = load_inputs(run)
+    snapshot = recorded_snapshot(run, info, env)
+    commit = git.get("commit") if isinstance(git.get("commit"), str) else None
+    patch = b""
+    diff_file = run.metadata / "git.diff"
+    for problem in record_problems(env):
+        if "not recorded" in problem and ("uncommitted" in problem or "patch" in problem):
+            raise _refuse(run, f"its record says {problem}")
+        if "untracked file(s) left out" in problem:
+            raise _refuse(run, f"{problem.split(';')[0]}, so its code cannot be restored whole")
+    if git.get("dirty"):
+        if diff_file.exists():
+            patch = diff_file.read_bytes()
+        elif snapshot is None:
+            raise _refuse(run, f"it ran with uncommitted changes and {diff_file} is missing")
+        want = git.get("patch_sha256")
+        if patch and want and hashlib.sha256(patch).hexdigest() != want:
+            raise _refuse(
+                run, f"{diff_file} is not the patch the run recorded (its sha256 differs)"
+            )
+    if snapshot is None:
+        if not commit:
+            why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
+            raise ReproduceError(
+                f"run {run.run_id} recorded no git commit and has no code snapshot, so its "
+                f"code cannot be found ({why})"
+            )
+        found = subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True
+        )
+        if found.returncode != 0:
+            raise ReproduceError(
+                f"commit {commit[:12]} of run {run.run_id} is not in the repository at {repo} "
+                "and the run has no code snapshot. Fetch it (git fetch --all) or run from a "
+                "clone that has it (--repo DIR)."
+            )
+    from runlab.record import codetree
+
+    for line in codetree.refusals(git):
+        raise _refuse(run, line)
+    notes: list[str] = []
+    if inputs is not None:
+        task, cwd, cwd_outside, arguments, environ = _from_inputs(run, inputs, notes)
+    else:
+        task = _task_in_code(run, info, env)
+        cwd, cwd_outside = None, None
+        arguments = [o for o in read_yaml(run.metadata / "overrides.yaml") or []]
+        environ = {}
+        notes.append(
+            "the run recorded no launch inputs (made before runlab recorded them): its "
+            "overrides are replayed and its config is checked before the task runs"
+        )
+    arguments = [a for a in arguments if not _runlab_override(a)]
+    hidden = [a for a in arguments if secrets.REDACTED in a.partition("=")[2]]
+    if hidden:
+        raise ReproduceError(
+            f"run {run.run_id} was started with a credential on its command line "
+            f"({hidden[0].partition('=')[0]}), which its record keeps redacted: pass it through "
+            "the environment (${oc.env:NAME} in the config) and run the task again"
+        )
+    return Plan(
+        run=run,
+        info=info,
+        env=env,
+        inputs=inputs,
+        repo=repo,
+        commit=commit,
+        patch=patch,
+        snapshot=snapshot,
+        task=task,
+        cwd=cwd,
+        cwd_outside=cwd_outside,
+        arguments=arguments,
+        environ=environ,
+        notes=notes,
+    )
+
+
+def _runlab_override(argument: str) -> bool:
+    return argument.lstrip("+~").startswith("runlab.")
+
+
+def _task_in_code(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> str:
+    """The task file relative to the code's root, from a record without inputs."""
     task = Path(info.get("task") or "")
     for base in (
         info.get("code_snapshot"),
@@ -176,34 +273,161 @@ def task_path(info: dict[str, Any], env: dict[str, Any], code: Path) -> Path:
     ):
         if base:
             try:
-                return code / task.relative_to(base)
+                return task.relative_to(base).as_posix()
             except ValueError:
                 continue
-    raise ReproduceError(f"cannot place the task {task} inside the run's code at {code}")
+    raise _refuse(run, f"its task {task} lies outside its recorded code")
 
 
-def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, int]:
-    """Re-run ``run_id`` into a new run directory; returns it and the task's exit code."""
-    logs = Path(logs).absolute()
-    run, info, env = load_run(logs, run_id)
-    root = (env.get("git") or {}).get("root")  # gone where the project moved: look here
-    repo = Path(repo or (root if isinstance(root, str) and Path(root).is_dir() else Path.cwd()))
-    code = code_dir(run, info, env, repo)
-    script = task_path(info, env, code)
-    overrides = read_yaml(run.metadata / "overrides.yaml") or []
-    overrides = [o for o in overrides if not o.lstrip("+~").startswith("runlab.")]
-    hidden = [o for o in overrides if secrets.REDACTED in o.partition("=")[2]]
-    if hidden:
-        raise ReproduceError(
-            f"run {run_id} was started with a credential on its command line "
-            f"({hidden[0].partition('=')[0]}), which its record keeps redacted: pass it through "
-            "the environment (${oc.env:NAME} in the config) and run the task again"
+def _folder(run: RunDir, what: str, place: dict[str, Any]) -> str:
+    """A config folder for the rerun: ``{code}/<in_code>``, or the recorded folder outside
+    the code when its files are still those the run read."""
+    from runlab.record.inputs import yaml_digest
+
+    if place.get("in_code") is not None:
+        return "{code}/" + str(place["in_code"])
+    path = str(place.get("path") or "")
+    if "://" in path:
+        return path  # a package's configs: part of the installed environment
+    now = yaml_digest(Path(path))
+    if now is None:
+        raise _refuse(run, f"its {what} {path} lies outside its code and is gone")
+    if now != place.get("sha256"):
+        raise _refuse(
+            run,
+            f"its {what} {path} lies outside its code and its files changed since the run",
         )
+    return path
+
+
+def _from_inputs(
+    run: RunDir, inputs: dict[str, Any], notes: list[str]
+) -> tuple[str, str | None, Path | None, list[str], dict[str, str | None]]:
+    """The task, working folder, command line and variables of a rerun, from the
+    run's inputs record."""
+    task = (inputs.get("task") or {}).get("in_code")
+    if task is None:
+        path = (inputs.get("task") or {}).get("path")
+        raise _refuse(
+            run, f"its task {path} lies outside its git repository, so no commit holds it"
+        )
+    where = inputs.get("cwd") or {}
+    cwd = where.get("in_code")
+    outside = None
+    if cwd is None and where.get("path"):
+        outside = Path(where["path"])
+        if not outside.is_dir():
+            raise _refuse(run, f"it ran in {outside}, outside its code, which is gone")
+        notes.append(f"it ran in {outside}, outside its code: files read there are not recorded")
+    config = inputs.get("config") or {}
+    arguments: list[str] = []
+    if config.get("path"):
+        arguments += ["--config-path", _folder(run, "config folder", config)]
+    if config.get("name"):
+        arguments += ["--config-name", str(config["name"])]
+    for extra in config.get("dirs") or []:
+        arguments += ["--config-dir", _folder(run, "config folder (--config-dir)", extra)]
+    overrides = inputs.get("overrides") or {}
+    arguments += [str(o) for o in overrides.get("hydra") or []]
+    multirun = inputs.get("multirun")
+    if isinstance(multirun, dict):  # one job of a sweep: its place in it, as it ran
+        arguments += [f"hydra.job.num={multirun.get('num')}", f"hydra.job.id={multirun.get('id')}"]
+    arguments += [str(o) for o in overrides.get("task") or []]
+    environ: dict[str, str | None] = {}
+    for name, recorded in (inputs.get("env") or {}).items():
+        if name.startswith("RUNLAB_") or not isinstance(recorded, dict):
+            continue  # runlab's own settings: where the logs go, not what the task computes
+        value, digest = recorded.get("value"), recorded.get("sha256")
+        if digest is None:
+            environ[name] = None
+        elif value is not None and secrets.REDACTED not in str(value):
+            environ[name] = str(value)
+        else:
+            now = os.environ.get(name)
+            if now is None or hashlib.sha256(now.encode()).hexdigest() != digest:
+                raise _refuse(
+                    run,
+                    f"its config read ${name}, whose value the record keeps redacted: set "
+                    f"{name} to the value the run had and run reproduce again",
+                )
+            environ[name] = now
+    return task, cwd, outside, arguments, environ
+
+
+def code_dir(plan: Plan) -> Path:
+    """A folder holding the run's code, byte for byte as it ran: its snapshot (checked
+    against the recorded hashes), or its commit rebuilt with its patch.
+
+    Rebuilt trees are kept in the logs directory's snapshot store under the key a
+    submission would give them, and checked again each time they are used.
+    """
+    from runlab.record import codetree
+
+    git = plan.env.get("git") or {}
+    files = git.get("files") or {}
+    try:
+        if plan.snapshot is not None:
+            codetree.check(plan.snapshot, files, git.get("filtered") or ())
+            return plan.snapshot
+        assert plan.commit is not None
+        store = Logs(plan.run.path.parent).snapshots
+        key = plan.commit
+        if plan.patch:
+            key += f"-dirty-{hashlib.sha256(plan.patch).hexdigest()[:12]}"
+        dest = store / f"{key}-rebuilt"
+        if dest.is_dir():
+            codetree.check(dest, files, git.get("filtered") or ())
+            return dest
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = store / f".{dest.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        codetree.rebuild(plan.repo, plan.commit, tmp, plan.patch, git)
+        from runlab.sweep.snapshot import share
+
+        share(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another reproduce made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        if plan.patch and not environment.snapshot_patch(dest).exists():
+            write_atomic(environment.snapshot_patch(dest), plan.patch)
+        return dest
+    except codetree.RebuildError as exc:
+        raise _refuse(plan.run, str(exc)) from None
+
+
+def command(plan: Plan, code: Path) -> tuple[list[str], Path]:
+    """The rerun's command line (after the interpreter) and its working folder."""
+    arguments = [
+        a.replace("{code}", str(code)) if a.startswith("{code}/") else a for a in plan.arguments
+    ]
+    if plan.cwd is not None:
+        cwd = code / plan.cwd
+        cwd = cwd if cwd.is_dir() else code
+    else:
+        cwd = plan.cwd_outside or code
+    return [str(code / plan.task), *arguments], cwd
+
+
+_REFUSED = "not a reproduction, so nothing ran: "  # how the rerun refuses to start
+
+
+def rerun(plan: Plan) -> tuple[RunDir, int]:
+    """Run ``plan`` into a new run directory; returns it and the task's exit code.
+
+    The rerun refuses to start (exit 2, its run directory removed) where the config it
+    composes differs from the recorded one."""
+    code = code_dir(plan)
+    argv, cwd = command(plan, code)
+    logs = plan.run.path.parent
     new = RunDir(allocate(logs)[0]).create()
     new.update_info(
-        run_id=new.run_id, status=Status.QUEUED, reproduces=str(run.run_id), task=str(script)
+        run_id=new.run_id,
+        status=Status.QUEUED,
+        reproduces=str(plan.run.run_id),
+        task=argv[0],
     )
-    git = env.get("git") or {}
+    git = plan.env.get("git") or {}
     child_env = {
         **os.environ,
         RUN_DIR_ENV: str(new.path),
@@ -213,13 +437,38 @@ def rerun(logs: Path, run_id: str, repo: Path | None = None) -> tuple[RunDir, in
         environment.CODE_DIRTY_ENV: "1" if git.get("dirty") else "0",
         environment.CODE_SNAPSHOT_ENV: str(code),
     }
+    for name, value in plan.environ.items():
+        if value is None:
+            child_env.pop(name, None)
+        else:
+            child_env[name] = value
+    expected = plan.run.config_file.with_suffix(".json")
+    if expected.exists():
+        from runlab.record.launch import EXPECT_CONFIG_ENV
+
+        child_env[EXPECT_CONFIG_ENV] = str(expected)
     if (code / "src").is_dir():
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(code / "src"), os.environ.get("PYTHONPATH")])
         )
-    if (run.metadata / "git.diff").exists():
-        write_atomic(new.metadata / "git.diff", (run.metadata / "git.diff").read_bytes())
-    proc = subprocess.run([sys.executable, str(script), *overrides], env=child_env)
+    if plan.patch:
+        write_atomic(new.metadata / "git.diff", plan.patch)
+    refusal = None
+    with subprocess.Popen(
+        [sys.executable, *argv], env=child_env, cwd=cwd, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stderr is not None
+        for raw in proc.stderr:  # passed on as it comes, but for a refusal to start
+            line = raw.decode("utf-8", "replace")
+            if _REFUSED in line and refusal is None:
+                refusal = line.split(_REFUSED, 1)[1].strip()
+                continue
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    if refusal is not None and proc.returncode == 2:
+        if new.read_info().get("status") == Status.QUEUED:
+            shutil.rmtree(new.path, ignore_errors=True)  # made here, never run
+        raise _refuse(plan.run, refusal)
     return new, proc.returncode
 
 
@@ -271,3 +520,120 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: data}
+
+
+# ------------------------------------------------------------------ --check
+
+
+def _patch_sha(run: RunDir, git: dict[str, Any]) -> str | None:
+    if not git.get("dirty"):
+        return None
+    if git.get("patch_sha256"):
+        return str(git["patch_sha256"])
+    diff = run.metadata / "git.diff"
+    return hashlib.sha256(diff.read_bytes()).hexdigest() if diff.exists() else "(missing)"
+
+
+def input_summary(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The inputs that decide what a run computed, in a form two runs can be compared in:
+    places relative to the code, credentials as hashes, runlab's own settings left out."""
+    git = env.get("git") or {}
+    inputs = load_inputs(run) or {}
+    config = inputs.get("config") or {}
+    overrides = inputs.get("overrides") or {}
+    hydra = [str(o) for o in overrides.get("hydra") or []]
+    multirun = inputs.get("multirun")
+    if isinstance(multirun, dict):
+        hydra += [f"hydra.job.num={multirun.get('num')}", f"hydra.job.id={multirun.get('id')}"]
+    if inputs:
+        task_overrides = [str(o) for o in overrides.get("task") or []]
+    else:
+        task_overrides = [str(o) for o in read_yaml(run.metadata / "overrides.yaml") or []]
+    try:
+        task = (inputs.get("task") or {}).get("in_code") or _task_in_code(run, info, env)
+    except ReproduceError:
+        task = str(info.get("task"))
+
+    def place(p: dict[str, Any]) -> str:
+        if p.get("in_code") is not None:
+            return f"{p['in_code']} in the code"
+        return f"{p.get('path')} (sha256 {str(p.get('sha256'))[:12]})"
+
+    config_json = run.config_file.with_suffix(".json")
+    resolved = read_yaml(config_json if config_json.exists() else run.config_file) or {}
+    if isinstance(resolved, dict):
+        resolved = {k: v for k, v in resolved.items() if k != "runlab"}
+    return {
+        "task": task,
+        "commit": git.get("commit"),
+        "patch": _patch_sha(run, git),
+        "changed files": git.get("files") or {},
+        "submodules": git.get("submodules") or {},
+        "config folder": place(config) if config.get("path") else None,
+        "config name": config.get("name"),
+        "config dirs": [place(d) for d in config.get("dirs") or []],
+        "hydra overrides": sorted(dict.fromkeys(hydra)),
+        "overrides": sorted(o for o in task_overrides if not _runlab_override(o)),
+        "config": flatten(resolved),
+        "environment variables": {
+            k: (v or {}).get("sha256") if isinstance(v, dict) else v
+            for k, v in (inputs.get("env") or {}).items()
+            if not k.startswith("RUNLAB_")
+        },
+    }
+
+
+def _env_summary(env: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    pixi = env.get("pixi") or {}
+    torch = env.get("torch") or {}
+    return {
+        "python": (env.get("python") or {}).get("version"),
+        "pixi environment": pixi.get("environment"),
+        "pixi.lock": pixi.get("lock_sha256"),
+        "platform": flatten(env.get("platform") or {}),
+        "torch": flatten(torch) if isinstance(torch, dict) else torch,
+        "gpus": env.get("gpus"),
+        "host": info.get("host"),
+    }
+
+
+def compare_inputs(logs: Path, a: str, b: str) -> tuple[list[str], list[str]]:
+    """How runs ``a`` and ``b`` differ in what decided their results (first list) and in
+    the environment they ran in (second list: what may explain a divergence)."""
+    ra, ia, ea = load_run(logs, a)
+    rb, ib, eb = load_run(logs, b)
+    sa, sb = input_summary(ra, ia, ea), input_summary(rb, ib, eb)
+    inputs: list[str] = []
+    for key in sa:
+        x, y = sa[key], sb[key]
+        if x == y:
+            continue
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y), key=str):
+                if x.get(k, _ABSENT) != y.get(k, _ABSENT):
+                    inputs.append(
+                        f"{key} {k}: {_short(x.get(k, '(absent)'))} vs {_short(y.get(k, '(absent)'))}"
+                    )
+        else:
+            inputs.append(f"{key}: {_short(x)} vs {_short(y)}")
+    environ: list[str] = []
+    xa, xb = _env_summary(ea, ia), _env_summary(eb, ib)
+    for key in xa:
+        if xa[key] != xb[key]:
+            environ.append(f"{key}: {_short(xa[key])} vs {_short(xb[key])}")
+    pa, pb = ea.get("packages") or {}, eb.get("packages") or {}
+    for name in sorted(set(pa) | set(pb), key=str.lower):
+        if pa.get(name) != pb.get(name):
+            environ.append(
+                f"package {name}: {pa.get(name) or 'absent'} vs {pb.get(name) or 'absent'}"
+            )
+    return inputs, environ
+
+
+_ABSENT = object()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -316,9 +316,15 @@ def _from_inputs(
     outside = None
     if cwd is None and where.get("path"):
         outside = Path(where["path"])
-        if not outside.is_dir():
-            raise _refuse(run, f"it ran in {outside}, outside its code, which is gone")
-        notes.append(f"it ran in {outside}, outside its code: files read there are not recorded")
+        if outside.is_dir():
+            notes.append(
+                f"it ran in {outside}, outside its code: files read there are not recorded"
+            )
+        else:
+            notes.append(
+                f"it ran in {outside}, outside its code, which is gone: it runs in its code folder"
+            )
+            outside = None
     config = inputs.get("config") or {}
     arguments: list[str] = []
     if config.get("path"):

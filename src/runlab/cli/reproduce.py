@@ -170,7 +170,9 @@ def run_diff(args: argparse.Namespace) -> int:
     # A missing run raises ReproduceError: runlab.cli prints it in one line (exit 2).
     ra, ia, ea = reproduce.load_run(args.logs, args.a)
     rb, ib, eb = reproduce.load_run(args.logs, args.b)
-    task_a, task_b = ia.get("task"), ib.get("task")
+    # The task as a place in its code: a rerun from a snapshot is the same task.
+    task_a = reproduce.input_summary(ra, ia, ea)["task"]
+    task_b = reproduce.input_summary(rb, ib, eb)["task"]
     if task_a != task_b:  # said first: every other difference follows from it
         out.print(
             f"[yellow]runs {m(args.a)} and {m(args.b)} are of different tasks:[/] "
@@ -195,7 +197,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
     fa = reproduce.flatten({k: v for k, v in ea.items() if k not in ("packages", "conda_packages")})
     fb = reproduce.flatten({k: v for k, v in eb.items() if k not in ("packages", "conda_packages")})
-    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k not in _PLACES)
     rows = [(k, fa.get(k, "-"), fb.get(k, "-")) for k in keys]
     pa, pb = ea.get("packages") or {}, eb.get("packages") or {}
     pkg = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
@@ -233,6 +235,11 @@ def run_diff(args: argparse.Namespace) -> int:
             )
     out.print(metrics)
     return 0
+
+
+# Where a run's code and interpreter were, not what they were: a rerun from a snapshot,
+# or from the same venv called `python` instead of `python3`, differs only there.
+_PLACES = frozenset({"git.root", "git.snapshot", "python.executable"})
 
 
 def _summary(rows: list[dict], key: str) -> str:

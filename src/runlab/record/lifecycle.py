@@ -219,6 +219,10 @@ def _raise_pending() -> None:
         _stop(signum)
 
 
+# Said in the record of a run whose attempts ran different code (see RunSession).
+MIXED_CODE = "the attempts of this run ran different code"
+
+
 class RunSession:
     """Open a run directory for a task: write its record, yield a logger, close its status."""
 
@@ -357,6 +361,9 @@ class RunSession:
             env, diff = environment.capture(self.code_path, exclude=(self.run.path.parent,))
         except Exception as exc:  # the record must not stop the run; say what is missing
             env, diff = {"problems": [f"environment: not recorded ({exc!r})"]}, None
+        mixed = self._code_changed(env)
+        if mixed:
+            env.setdefault("problems", []).append(mixed)
         if not diff and (self.run.metadata / "git.diff").exists():  # written by submit
             unread = "git: " + environment.PATCH_UNREADABLE  # the run has its patch
             env["problems"] = [p for p in env.get("problems") or [] if not p.startswith(unread)]
@@ -365,6 +372,35 @@ class RunSession:
             write_atomic(self.run.metadata / "git.diff", diff)
         for problem in env.get("problems") or []:
             print(f"runlab: warning: run {self.run.run_id}: {problem}", file=sys.stderr)
+
+    def _code_changed(self, env: Mapping[str, Any]) -> str | None:
+        """The problem line when this attempt runs other code than the run's earlier ones
+        (a reopened run whose code changed since): its results mix two code versions,
+        which no rerun can reproduce. Kept from attempt to attempt."""
+        assert self.run is not None
+        try:
+            before = orjson.loads(self.run.env_file.with_suffix(".json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(before, dict):
+            return None
+        for problem in before.get("problems") or []:
+            if isinstance(problem, str) and MIXED_CODE in problem:
+                return problem
+        was, now = before.get("git") or {}, env.get("git") or {}
+        if not isinstance(was, dict) or not was.get("commit"):
+            return None
+
+        def code(git: Mapping[str, Any]) -> tuple[Any, ...]:
+            return git.get("commit"), bool(git.get("dirty")), git.get("patch_sha256")
+
+        if code(was) == code(now):
+            return None
+        if was.get("commit") == now.get("commit"):
+            how = "the same commit with other uncommitted changes"
+        else:
+            how = f"commit {str(now.get('commit'))[:12]}, the earlier ones {str(was.get('commit'))[:12]}"
+        return f"git: {MIXED_CODE} (this attempt: {how}); its results mix two versions of the code"
 
     def _check_config(self) -> None:
         assert self.run is not None

@@ -9,6 +9,7 @@ against the recorded one and every difference is listed before the rerun.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -189,6 +190,8 @@ def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
     for problem in record_problems(env):
         if "not recorded" in problem and ("uncommitted" in problem or "patch" in problem):
             raise _refuse(run, f"its record says {problem}")
+        if "ran different code" in problem:
+            raise _refuse(run, problem.removeprefix("git: "))
         if "untracked file(s) left out" in problem:
             raise _refuse(run, f"{problem.split(';')[0]}, so its code cannot be restored whole")
     if git.get("dirty"):
@@ -397,6 +400,11 @@ def code_dir(plan: Plan) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
         if plan.patch and not environment.snapshot_patch(dest).exists():
             write_atomic(environment.snapshot_patch(dest), plan.patch)
+        record = {
+            k: git[k] for k in ("files", "filtered", "submodules", "patch_sha256") if k in git
+        }
+        if record and not environment.snapshot_code_record(dest).exists():  # the rerun's record
+            write_atomic(environment.snapshot_code_record(dest), json.dumps(record).encode())
         return dest
     except codetree.RebuildError as exc:
         raise _refuse(plan.run, str(exc)) from None

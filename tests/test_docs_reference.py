@@ -5,7 +5,10 @@
 - every ``RUNLAB_*`` name in runlab's source is in the registry ``runlab.envvars``, and
   every registry entry is still named somewhere in the source;
 - the JSON Schemas of the record format accept the files of real runs: the example task,
-  a failed run, and a run made by hand with ``RunLogger``;
+  a failed run, a run made by hand with ``RunLogger``, and a run of a dirty tree whose
+  ``inputs.json`` and ``env.json`` hold every part of the launch inputs and code record;
+- the record format's list of every captured input names only fields the schemas hold,
+  and covers every part of ``inputs.yaml`` and of ``env.yaml``'s ``git``;
 - the query page's ``pycon`` examples give the output they show.
 """
 
@@ -25,7 +28,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import ROOT, TASKS, make_project, run_task, runlab_cli
+from conftest import ROOT, TASKS, git, make_project, run_task, runlab_cli
 from runlab import envvars
 from runlab.cli import reference
 from runlab.record.logger import RunLogger
@@ -133,8 +136,10 @@ def _schema(name: str) -> dict:
 
 
 def _validate_run(run: Path) -> None:
-    info, env, row = (_schema(f"{n}.schema.json") for n in ("info", "env", "metrics-row"))
-    for stem, schema in (("info", info), ("env", env)):
+    info, env, row, inputs = (
+        _schema(f"{n}.schema.json") for n in ("info", "env", "metrics-row", "inputs")
+    )
+    for stem, schema in (("info", info), ("env", env), ("inputs", inputs)):
         for file, load in ((f"{stem}.yaml", yaml.safe_load), (f"{stem}.json", json.loads)):
             if (run / "metadata" / file).exists() or stem == "info":
                 jsonschema.validate(load((run / "metadata" / file).read_text()), schema)
@@ -213,6 +218,62 @@ def test_the_schemas_accept_a_submitted_sweep(tmp_path: Path) -> None:
     jsonschema.validate(json.loads(records[0].read_text()), _schema(reference.SWEEP_SCHEMA.name))
 
 
+def test_the_schemas_accept_the_inputs_and_code_record_of_a_dirty_run(
+    tmp_path: Path, logs: Path
+) -> None:
+    repo = make_project(tmp_path, TASKS / "quadratic.py", TASKS / "quadratic.yaml")
+    with (repo / "tasks" / "quadratic.py").open("a") as f:
+        f.write("# an uncommitted change\n")
+    proc = subprocess.run(
+        [sys.executable, "tasks/quadratic.py", "+z=1", "hydra.job.chdir=false", "steps=1"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = [p for p in logs.iterdir() if not p.name.startswith(".")]
+    _validate_run(run)
+    assert _undocumented(run, reference.RUN_FILES) == [], "add them to RUN_FILES"
+    inputs = json.loads((run / "metadata" / "inputs.json").read_text())
+    jsonschema.validate(inputs, _schema("inputs.schema.json"))
+    assert inputs["task"]["in_code"] == "tasks/quadratic.py"
+    assert inputs["config"]["in_code"] == "tasks" and inputs["multirun"] is None
+    assert "+z=1" in inputs["overrides"]["task"]
+    assert inputs["overrides"]["hydra"] == ["hydra.job.chdir=false"]
+    assert "RUNLAB_LOGS" in inputs["env"]  # the example's config reads it
+    env = json.loads((run / "metadata" / "env.json").read_text())
+    jsonschema.validate(env, _schema("env.schema.json"))
+    assert env["git"]["dirty"] is True
+    assert set(env["git"]["files"]) == {"tasks/quadratic.py"}
+    assert env["git"]["patch_sha256"]
+    assert git(repo, "status", "--porcelain")  # still dirty: nothing was committed for it
+    # Parts a plain dirty tree has not: a submodule, a filtered file.
+    env["git"]["submodules"] = {"vendor/lib": {"commit": "0" * 40, "dirty": False}}
+    env["git"]["filtered"] = ["data/weights.bin"]
+    jsonschema.validate(env, _schema("env.schema.json"))
+    bad = {**env, "git": {**env["git"], "files": {"x.py": "sha256 of x"}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, _schema("env.schema.json"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**inputs, "multirun": {"num": "0"}}, _schema("inputs.schema.json"))
+
+
+def test_the_captured_inputs_cover_every_part_of_the_inputs_and_code_records() -> None:
+    text = (PAGES / "record-format.md").read_text()
+    assert "## Every captured input\n" in text and reference.captured_inputs() in text
+    named = {ref for _, refs, _ in reference.CAPTURED_INPUTS for ref in refs}
+    for ref in named:  # every field named exists (a KeyError otherwise)
+        reference._field(ref)
+    covered = {r.partition(":")[2].split(".")[0] for r in named if r.startswith("inputs:")}
+    assert covered == set(_schema("inputs.schema.json")["properties"])
+    git_part = _schema("env.schema.json")["properties"]["git"]["properties"]
+    covered_git = {r.partition(".")[2] for r in named if r.startswith("env:git.")}
+    assert set(git_part) - covered_git == {"branch", "root", "note"}  # where, not what
+    with pytest.raises(KeyError):
+        reference._field("env:git.no_such_field")
+
+
 def test_a_file_outside_the_schema_is_refused() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"run_id": "007", "status": "COMPLETE"}, _schema("info.schema.json"))
@@ -224,9 +285,11 @@ def test_a_file_outside_the_schema_is_refused() -> None:
 
 def test_the_record_format_page_renders_every_schema() -> None:
     text = (PAGES / "record-format.md").read_text()
-    for name in ("info", "env", "metrics-row"):
+    for name in ("info", "env", "metrics-row", "inputs"):
         for key in _schema(f"{name}.schema.json")["properties"]:
             assert f"| `{key}` |" in text
+    for key in _schema("env.schema.json")["properties"]["git"]["properties"]:
+        assert f"| `git.{key}` |" in text
     assert reference.SWEEP_SCHEMA.name in text
 
 

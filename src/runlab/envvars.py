@@ -89,6 +89,12 @@ RUNLAB: tuple[EnvVar, ...] = (
         set_by="runlab submit, retry, tune, reproduce",
     ),
     EnvVar(
+        "RUNLAB_EXPECT_CONFIG",
+        "The config file (`config.json`) of the run being reproduced: the rerun's task "
+        "refuses to start (exit 2) when the config it composes differs from it.",
+        set_by="runlab reproduce",
+    ),
+    EnvVar(
         "RUNLAB_TRIAL",
         "This job is a trial of `runlab tune`: its objective is reported to the study, "
         "which may prune it.",

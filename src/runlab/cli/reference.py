@@ -252,7 +252,22 @@ RUN_FILES: tuple[tuple[str, str, str, str], ...] = (
         "env.schema.json",
     ),
     ("metadata/env.json", "the run's writer", "with `env.yaml`", "env.schema.json"),
-    ("metadata/git.diff", "`runlab submit`, or the task's launch", "when the tree was dirty", ""),
+    (
+        "metadata/inputs.yaml",
+        "the task's launch (not a `RunLogger` made by hand)",
+        "once, by the run's first attempt: how its config was made (task, working folder, "
+        "config folder and name, overrides, multirun job, environment variables read)",
+        "inputs.schema.json",
+    ),
+    ("metadata/inputs.json", "the run's writer", "with `inputs.yaml`", "inputs.schema.json"),
+    (
+        "metadata/git.diff",
+        "`runlab submit`, or the task's launch",
+        "when the tree was dirty: the uncommitted changes and the untracked files within "
+        "the limits, every diff option pinned, submodules as commits, the logs directory "
+        "left out",
+        "",
+    ),
     ("metadata/traceback.txt", "the run's writer", "when the task raised", ""),
     ("metadata/.lock", "the run's writer", "held while a process writes the run", ""),
     (
@@ -323,7 +338,26 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
         "attribute `runlab` holds the study's definition",
         "",
     ),
-    (f"{SNAPSHOTS}/<hash>/", "`runlab submit`, `tune`", "the code a sweep's jobs run", ""),
+    (
+        f"{SNAPSHOTS}/<hash>/",
+        "`runlab submit`, `tune`; `runlab reproduce` (`<commit>[-dirty-<hash>]-rebuilt/`)",
+        "the code a sweep's jobs run; the code a rerun runs, rebuilt from its commit and patch "
+        "and checked against the recorded hashes each time it is used",
+        "",
+    ),
+    (
+        f"{SNAPSHOTS}/<hash>.diff",
+        "`runlab submit`, `tune`, `reproduce`",
+        "beside a dirty snapshot: its patch, which a job started from it records as its own",
+        "",
+    ),
+    (
+        f"{SNAPSHOTS}/<hash>.code.json",
+        "`runlab submit`, `tune`",
+        "beside a snapshot: its code record (`files`, `filtered`, `submodules`, "
+        "`patch_sha256` of `env.yaml`'s `git`), which a job started from it records",
+        "",
+    ),
     (f"{INDEX}/", "the reader (`runlab ls`, `Reader`)", "a cache: safe to delete", ""),
     (
         f"{ASIDE}/<time>/",
@@ -332,6 +366,157 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
         "",
     ),
 )
+
+
+# Every input that decides what a run computes: (the input, its fields in the record as
+# ``<schema>:<dotted field>``, what ``runlab reproduce`` does with it). The fields are
+# looked up in the schemas when the page is made, so a field renamed or gone fails it.
+CAPTURED_INPUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "task file",
+        ("inputs:task",),
+        "run from the same file of the rebuilt code (its path relative to the git root); "
+        "**refused** when the task lay outside the repository, as no commit holds it",
+    ),
+    (
+        "working folder",
+        ("inputs:cwd",),
+        "started in the same folder of the rebuilt code; a folder outside the code is used "
+        "as it is (**refused** when it is gone), with a note that the files read there are "
+        "not recorded",
+    ),
+    (
+        "config folder and name, and where they were given",
+        (
+            "inputs:config.path",
+            "inputs:config.in_code",
+            "inputs:config.name",
+            "inputs:config.given",
+        ),
+        "passed explicitly (`--config-path` in the rebuilt code, `--config-name`), whether "
+        "the decorator or the command line gave them; a folder outside the code is used "
+        "only while its files hash to `config.sha256`, else **refused**",
+    ),
+    (
+        "`--config-dir` folders",
+        ("inputs:config.dirs",),
+        "passed again as `--config-dir`, each restored or checked like the config folder",
+    ),
+    (
+        "task overrides (`key=value`, `+key=value`, `~key`)",
+        ("inputs:overrides.task",),
+        "replayed as given, after the `hydra.*` ones (`runlab.*` ones aside: they say where "
+        "the logs go); **refused** when one held a credential, which the record keeps "
+        "redacted. Before the task runs, the rerun checks that the config it composed is "
+        "the recorded `config.json`: where not, it is **refused** and its run directory "
+        "removed",
+    ),
+    (
+        "`hydra.*` overrides",
+        ("inputs:overrides.hydra",),
+        "replayed as given (those runlab adds are not recorded and are added again)",
+    ),
+    (
+        "multirun context",
+        ("inputs:multirun",),
+        "the job is run again alone, with `hydra.job.num` and `hydra.job.id` set to the "
+        "recorded ones, so that a config reading them composes the same",
+    ),
+    (
+        "environment variables the config reads",
+        ("inputs:env",),
+        "set to the recorded values (unset where they were unset); a credential kept "
+        "redacted must be set now to the same value (checked against its sha256), else "
+        "**refused**; runlab's own `RUNLAB_*` variables are left as they are now",
+    ),
+    (
+        "commit",
+        ("env:git.commit", "env:git.snapshot"),
+        "the run's code snapshot where it still exists; else the commit's objects written "
+        "exactly as stored (`git cat-file`: no attributes, filters or export rules apply); "
+        "**refused** when the commit is not in the repository (`git fetch`, or `--repo`)",
+    ),
+    (
+        "uncommitted changes",
+        ("env:git.dirty", "env:git.patch_sha256"),
+        "`metadata/git.diff` applied with git's global and system configuration left out "
+        "and outside any enclosing repository; **refused** when the patch is missing or "
+        "its sha256 differs from `patch_sha256`",
+    ),
+    (
+        "untracked files (within the limits)",
+        ("env:git.untracked_skipped_files", "env:git.untracked_skipped"),
+        "those in the patch are restored with it; a run that left some out is **refused**",
+    ),
+    (
+        "submodules",
+        ("env:git.submodules",),
+        "each written at its recorded commit from the submodule's repository; **refused** "
+        "when it had uncommitted changes or its commit is not available "
+        "(`git submodule update --init --recursive`)",
+    ),
+    (
+        "line-end and filter conversions, and the changed files' bytes",
+        ("env:git.files", "env:git.filtered"),
+        "CRLF line ends given back; every recorded hash checked in the rebuilt code (and "
+        "in a snapshot, each time it is used); a difference, such as an LFS file whose "
+        "content is not in the commit, is **refused**, naming the file",
+    ),
+    (
+        "Python, packages, pixi environment and lock, torch, GPUs, platform",
+        (
+            "env:python",
+            "env:packages",
+            "env:conda_packages",
+            "env:pixi",
+            "env:torch",
+            "env:gpus",
+            "env:platform",
+        ),
+        "not restored: checked, and every difference listed before the rerun starts, by "
+        "`--check`, and after a `diverged` verdict",
+    ),
+)
+CAPTURE_FILES = {"inputs": "inputs.schema.json", "env": "env.schema.json"}
+# Properties whose own properties the schema tables list too (as ``key.sub`` rows).
+EXPANDED = {"env.schema.json": ("git",), "inputs.schema.json": ("config", "overrides", "multirun")}
+
+
+def _property(schema: dict, dotted: str) -> dict:
+    """The spec of the property ``a.b`` of ``schema`` (a ``$ref`` into ``$defs`` followed)."""
+    spec = schema
+    for key in dotted.split("."):
+        spec = spec["properties"][key]
+        if "$ref" in spec:
+            target = schema["$defs"][spec["$ref"].rsplit("/", 1)[1]]
+            spec = {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
+    return spec
+
+
+def _field(ref: str) -> str:
+    """``inputs:config.dirs`` as the page names it: ``inputs.yaml`` ``config.dirs``;
+    a :class:`KeyError` where the schema has no such field."""
+    stem, _, dotted = ref.partition(":")
+    schema = json.loads((SCHEMAS / CAPTURE_FILES[stem]).read_text())
+    _property(schema, dotted)
+    return f"`{dotted}`"
+
+
+def captured_inputs() -> str:
+    """The section of every captured input: where it is recorded, and what ``reproduce``
+    does with it."""
+    rows = [
+        "| input | recorded in | `runlab reproduce` restores, checks or refuses |",
+        "|---|---|---|",
+    ]
+    for what, refs, how in CAPTURED_INPUTS:
+        where = []
+        for stem in CAPTURE_FILES:
+            fields = [_field(r) for r in refs if r.startswith(stem + ":")]
+            if fields:
+                where.append(f"`{stem}.yaml`: " + ", ".join(fields))
+        rows.append(f"| {what} | {'; '.join(where)} | {how} |")
+    return "\n".join(rows)
 
 
 def _schema_path(name: str) -> Path:
@@ -351,9 +536,19 @@ def _schema_table(name: str) -> str:
     schema = json.loads(_schema_path(name).read_text())
     required = set(schema.get("required", ()))
     rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
-    for key, spec in schema.get("properties", {}).items():
+    for key in schema.get("properties", {}):
+        spec = _property(schema, key)
         text = spec.get("description", "").replace("|", "\\|")
         rows.append(f"| `{key}` | {_type(spec)} | {'yes' if key in required else ''} | {text} |")
+        if key not in EXPANDED.get(name, ()):
+            continue
+        inner = _property(schema, key)
+        inner_required = set(inner.get("required", ()))
+        for sub in inner.get("properties", {}):
+            spec = _property(schema, f"{key}.{sub}")
+            text = spec.get("description", "").replace("|", "\\|")
+            need = "yes" if sub in inner_required else ""
+            rows.append(f"| `{key}.{sub}` | {_type(spec)} | {need} | {text} |")
     title, _, files = schema.get("title", name).partition(" (")
     where = f"`{files.rstrip(')')}`. " if files else ""
     head = f"### {title}\n\n{where}Schema: [{name}]({_link(name)}).\n\n"
@@ -390,6 +585,15 @@ def record_format_page() -> str:
             _files_table(RUN_FILES) + "\n",
             "## The logs directory's hidden folders\n",
             _files_table(LOGS_FOLDERS) + "\n",
+            "## Every captured input\n",
+            "What decides the numbers a run computes, where its record keeps each, and "
+            "how `runlab reproduce` gives it back or checks it. Where an input cannot be "
+            "restored exactly, `reproduce` refuses in one line (exit 2) and runs nothing: "
+            "`runlab reproduce: error: run N cannot be reproduced exactly: <why>`. "
+            "`runlab reproduce --dry-run RUN` shows the plan; `runlab reproduce --check A B` "
+            "compares two runs' inputs. Not recorded, so not pinned: data read from outside "
+            "the code, thread counts, and nondeterministic (GPU) kernels.\n",
+            captured_inputs() + "\n",
             "## Schemas\n",
             "\n\n".join(_schema_table(name) for name in schemas) + "\n",
         ]

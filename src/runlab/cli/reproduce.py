@@ -112,7 +112,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
 def _show_plan(plan: reproduce.Plan) -> int:
     """``--dry-run``: the plan, one line per input, and the command."""
     out = console(soft_wrap=True)
-    code = plan.snapshot or Path("<code>")
+    code = plan.snapshot or reproduce.rebuilt_path(plan)
     argv, cwd = reproduce.command(plan, code)
     out.print(f"run {m(plan.run.run_id)} would be run again:")
     out.print(f"  code:     {m(plan.code_from)}")

@@ -330,3 +330,69 @@ def refusals(record: Mapping[str, Any]) -> list[str]:
                 "commit them in the submodule and run again"
             )
     return out
+
+
+def _tree(repo: Path, commit: str) -> dict[str, tuple[str, str]]:
+    """``{path: (mode, object id)}`` of every entry of ``commit``'s tree."""
+    out = {}
+    listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, neutral=True)
+    for entry in listing.split(b"\0"):
+        if entry:
+            meta, name = entry.split(b"\t", 1)
+            mode, _kind, sha = meta.decode().split()
+            out[os.fsdecode(name)] = (mode, sha)
+    return out
+
+
+def verify_tree(repo: Path, commit: str, dest: Path, record: Mapping[str, Any]) -> None:
+    """Check that the folder ``dest`` holds exactly the run's code: every file of
+    ``commit`` that the run did not change with the committed bytes and mode, every
+    recorded file with its recorded hash, each submodule likewise, and nothing else.
+
+    This is how a code snapshot or a rebuilt tree kept from an earlier reproduce is
+    trusted again: a file edited or added there since is a :class:`RebuildError`."""
+    files = dict(record.get("files") or {})
+    modules = record.get("submodules") or {}
+    check(dest, files, record.get("filtered") or ())
+    tree = _tree(repo, commit)
+    unchanged = [(n, m, sha) for n, (m, sha) in tree.items() if n not in files and m != GITLINK]
+    plain = [n for n, m, _ in unchanged if m != SYMLINK]
+    hashed = (
+        _git(
+            dest,
+            "hash-object",
+            "--no-filters",
+            "--stdin-paths",
+            stdin=b"".join(os.fsencode(dest / n) + b"\n" for n in plain),  # absolute: git
+            # would take a relative path from the top of a repository that holds `dest`
+            neutral=True,
+        ).split()
+        if plain
+        else []
+    )
+    ids = dict(zip(plain, (h.decode() for h in hashed), strict=True))
+    for name, mode, sha in unchanged:
+        path = dest / name
+        if mode == SYMLINK:
+            link = _git(repo, "cat-file", "blob", sha, neutral=True)
+            same = path.is_symlink() and os.fsencode(os.readlink(path)) == link
+        else:
+            same = ids.get(name) == sha and (mode == EXECUTABLE) == os.access(path, os.X_OK)
+        if not same:
+            raise RebuildError(f"the code at {dest} differs from the run's at {name}")
+    for name, (mode, sha) in tree.items():
+        if mode == GITLINK:
+            at = str((modules.get(name) or {}).get("commit") or sha)
+            inner = {k[len(name) + 1 :]: v for k, v in modules.items() if k.startswith(f"{name}/")}
+            verify_tree(repo / name, at, dest / name, {"submodules": inner})
+    expected = {n for n, (m, _) in tree.items() if m != GITLINK}
+    expected = (expected - {n for n, v in files.items() if v is None}) | {
+        n for n, v in files.items() if v is not None
+    }
+    prefixes = tuple(f"{n}/" for n, (m, _) in tree.items() if m == GITLINK)
+    for path in dest.rglob("*"):
+        if (path.is_dir() and not path.is_symlink()) or "__pycache__" in path.parts:
+            continue  # Python's caches of the code it ran from here: made, not code
+        name = path.relative_to(dest).as_posix()
+        if name not in expected and not name.startswith(prefixes):
+            raise RebuildError(f"the code at {dest} holds {name}, which the run did not have")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -523,6 +524,45 @@ def code_record(root: Path, changes: WorkTreeChanges, diff: bytes | None) -> dic
     return out
 
 
+def _snapshot_git_record() -> tuple[dict[str, Any], bytes | None, list[str]]:
+    """The ``git`` record of a job that runs from a code snapshot: what the
+    ``RUNLAB_CODE_*`` variables say, the snapshot's patch and its code record."""
+    state: dict[str, Any] = {
+        "commit": os.environ[CODE_COMMIT_ENV],
+        "branch": os.environ.get(CODE_BRANCH_ENV) or None,
+        "dirty": os.environ.get(CODE_DIRTY_ENV) == "1",
+        "snapshot": os.environ.get(CODE_SNAPSHOT_ENV) or None,
+    }
+    problems: list[str] = []
+    carried = os.environ.get(CODE_RECORD_ENV)
+    if carried:
+        try:
+            extra = json.loads(carried)
+            problems = [str(p) for p in extra.get("problems") or []]
+            if extra.get("untracked_skipped_files"):
+                state["untracked_skipped_files"] = int(extra["untracked_skipped_files"])
+                state["untracked_skipped"] = list(extra.get("untracked_skipped") or [])
+        except (ValueError, TypeError, AttributeError) as exc:
+            problems.append(f"{CODE_RECORD_ENV} is not readable: {one_line(exc)}")
+    patch = None
+    if state["snapshot"]:
+        try:
+            state.update(json.loads(snapshot_code_record(state["snapshot"]).read_bytes()))
+        except FileNotFoundError:
+            pass  # a snapshot made before the code record existed
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"the code record of the snapshot is not readable: {one_line(exc)}")
+    if state["dirty"] and state["snapshot"]:
+        try:
+            patch = snapshot_patch(state["snapshot"]).read_bytes()
+        except OSError as exc:
+            problems.append(
+                f"{PATCH_UNREADABLE} ({one_line(exc)}): "
+                "the code of this run cannot be rebuilt from its commit"
+            )
+    return state, patch, problems
+
+
 def git_record(
     path: Path, exclude: Sequence[str | os.PathLike[str]] = ()
 ) -> tuple[dict[str, Any], bytes | None, list[str]]:
@@ -537,44 +577,7 @@ def git_record(
     elsewhere (one that the job's task starts, from another folder) records its own.
     """
     if os.environ.get(CODE_COMMIT_ENV) and _in_snapshot(path):
-        state: dict[str, Any] = {
-            "commit": os.environ[CODE_COMMIT_ENV],
-            "branch": os.environ.get(CODE_BRANCH_ENV) or None,
-            "dirty": os.environ.get(CODE_DIRTY_ENV) == "1",
-            "snapshot": os.environ.get(CODE_SNAPSHOT_ENV) or None,
-        }
-        problems: list[str] = []
-        carried = os.environ.get(CODE_RECORD_ENV)
-        if carried:
-            import json
-
-            try:
-                extra = json.loads(carried)
-                problems = [str(p) for p in extra.get("problems") or []]
-                if extra.get("untracked_skipped_files"):
-                    state["untracked_skipped_files"] = int(extra["untracked_skipped_files"])
-                    state["untracked_skipped"] = list(extra.get("untracked_skipped") or [])
-            except (ValueError, TypeError, AttributeError) as exc:
-                problems.append(f"{CODE_RECORD_ENV} is not readable: {one_line(exc)}")
-        patch = None
-        if state["snapshot"]:
-            try:
-                import json
-
-                state.update(json.loads(snapshot_code_record(state["snapshot"]).read_bytes()))
-            except FileNotFoundError:
-                pass  # a snapshot made before the code record existed
-            except (OSError, ValueError, TypeError) as exc:
-                problems.append(f"the code record of the snapshot is not readable: {one_line(exc)}")
-        if state["dirty"] and state["snapshot"]:
-            try:
-                patch = snapshot_patch(state["snapshot"]).read_bytes()
-            except OSError as exc:
-                problems.append(
-                    f"{PATCH_UNREADABLE} ({one_line(exc)}): "
-                    "the code of this run cannot be rebuilt from its commit"
-                )
-        return state, patch, problems
+        return _snapshot_git_record()
     root = git_root(path)
     if root is None:
         return (

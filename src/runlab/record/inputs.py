@@ -36,6 +36,12 @@ from typing import Any
 
 INPUTS_FILE = "inputs.yaml"
 
+# Set by `runlab reproduce` for its rerun: the config file (JSON) of the run reproduced,
+# which the config composed now must equal before the task may run.
+EXPECT_CONFIG_ENV = "RUNLAB_EXPECT_CONFIG"
+# How the rerun says it refused to start (exit 2): `runlab reproduce` reads it.
+REFUSED = "not a reproduction, so nothing ran: "
+
 # Hydra's flags that name the config: (long, short).
 CONFIG_FLAGS = {
     "--config-path": "path",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import shutil
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.logs import LOGS_ENV, default_path
-from runlab.record import distributed
+from runlab.record import distributed, environment, inputs, secrets
 from runlab.record import logger as _logger
 from runlab.record.lifecycle import (
     RecordError,
@@ -64,10 +65,6 @@ _HYDRA_DEFAULTS = {
 
 _COMMAND: list[str] | None = None  # the command line as typed, before Hydra's defaults are added
 _INJECTED: list[str] = []  # the overrides runlab added to it
-
-# Set by `runlab reproduce` for its rerun: the config file (JSON) of the run reproduced,
-# which the config composed now must equal before the task may run.
-EXPECT_CONFIG_ENV = "RUNLAB_EXPECT_CONFIG"
 
 
 @dataclass
@@ -294,10 +291,6 @@ def _fail(message: str, code: int) -> SystemExit:
 def _config_differs(container: dict[str, Any], expected: Path) -> str | None:
     """How the config composed now differs from the recorded one (``runlab`` keys aside),
     in one line; ``None`` when they are equal."""
-    import json
-
-    from runlab.record import secrets
-
     try:
         want = json.loads(expected.read_bytes())
     except (OSError, ValueError) as exc:
@@ -333,8 +326,6 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 def _inputs(cfg: Any, task_file: Path) -> dict[str, Any] | None:
     """The run's inputs record (:mod:`runlab.record.inputs`); ``None`` where it cannot be
     made (the record then says nothing of them, and reproduce says so)."""
-    from runlab.record import environment, inputs
-
     try:
         snapshot = os.environ.get(environment.CODE_SNAPSHOT_ENV)
         root = Path(snapshot).resolve() if snapshot else None
@@ -347,6 +338,19 @@ def _inputs(cfg: Any, task_file: Path) -> dict[str, Any] | None:
         return None
 
 
+def _checked_inputs(cfg: Any, container: dict[str, Any], task_file: Path) -> dict[str, Any] | None:
+    """The run's inputs record; first, for a rerun of ``runlab reproduce``, the check that
+    the config composed now is the recorded one (else exit 2: nothing ran)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    expected = os.environ.pop(inputs.EXPECT_CONFIG_ENV, None)  # this job's, not a child's
+    if expected:
+        problem = _config_differs(container, Path(expected))
+        if problem:
+            raise _fail(f"{inputs.REFUSED}{problem}", 2)
+    return _inputs(cfg, task_file) if HydraConfig.initialized() else None
+
+
 def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -355,12 +359,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     debug = bool(os.environ.get(DEBUG_ENV))
-    expected = os.environ.pop(EXPECT_CONFIG_ENV, None)  # this job's: not a task it starts
-    if expected:
-        problem = _config_differs(container, Path(expected))
-        if problem:
-            raise _fail(f"not a reproduction, so nothing ran: {problem}", 2)
-    inputs = _inputs(cfg, task_file) if HydraConfig.initialized() else None
+    run_inputs = _checked_inputs(cfg, container, task_file)
 
     def announce(run: RunDir) -> None:
         print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
@@ -392,7 +391,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             logs=logs,
             announce=announce,
             trial=bool(job_env.get(TRIAL_ENV)),
-            inputs=inputs,
+            inputs=run_inputs,
         )
         with session as s:
             assert s.logger is not None and s.run is not None

@@ -21,11 +21,13 @@ from typing import Any
 
 from runlab.errors import UserError
 from runlab.logs import LOGS_ENV, Logs
-from runlab.record import environment, secrets
+from runlab.record import codetree, environment, secrets
+from runlab.record import inputs as inputs_record
 from runlab.record.files import read_yaml, write_atomic
 from runlab.record.metricsfile import read_rows
 from runlab.record.rundir import RUN_DIR_ENV, RunDir, allocate
 from runlab.status import Status
+from runlab.sweep.snapshot import share
 
 
 class ReproduceError(UserError, RuntimeError):
@@ -55,6 +57,10 @@ def load_run(logs: Path, run_id: str | int) -> tuple[RunDir, dict[str, Any], dic
 _ENV_MAPPINGS = ("git", "pixi", "python", "packages", "conda_packages")
 
 
+# The parts of env.yaml's git record that are mappings: the code's file hashes and submodules.
+_GIT_MAPPINGS = ("files", "submodules")
+
+
 def shaped(env: Any) -> dict[str, Any]:
     """``env`` as runlab writes it: a mapping whose mapping parts are mappings and whose
     ``git`` values are text. A hand-edited record of another shape loses only those
@@ -64,7 +70,11 @@ def shaped(env: Any) -> dict[str, Any]:
     out = {k: v for k, v in env.items() if k not in _ENV_MAPPINGS or isinstance(v, dict)}
     if "git" in out:
         out["git"] = {
-            k: v for k, v in out["git"].items() if v is None or isinstance(v, (str, bool, list))
+            k: v
+            for k, v in out["git"].items()
+            if v is None
+            or isinstance(v, (str, bool, list, int))
+            or (k in _GIT_MAPPINGS and isinstance(v, dict))
         }
     return out
 
@@ -161,9 +171,10 @@ class Plan:
 
 def load_inputs(run: RunDir) -> dict[str, Any] | None:
     """The run's ``metadata/inputs.yaml`` (JSON twin first), or ``None`` where it has none."""
-    from runlab.record.inputs import INPUTS_FILE
-
-    for name in (Path(INPUTS_FILE).with_suffix(".json").name, INPUTS_FILE):
+    for name in (
+        Path(inputs_record.INPUTS_FILE).with_suffix(".json").name,
+        inputs_record.INPUTS_FILE,
+    ):
         path = run.metadata / name
         if path.exists():
             data = read_yaml(path)  # YAML reads JSON too
@@ -184,46 +195,7 @@ def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
     repo = Path(repo or (root if isinstance(root, str) and Path(root).is_dir() else Path.cwd()))
     inputs = load_inputs(run)
     snapshot = recorded_snapshot(run, info, env)
-    commit = git.get("commit") if isinstance(git.get("commit"), str) else None
-    patch = b""
-    diff_file = run.metadata / "git.diff"
-    for problem in record_problems(env):
-        if "not recorded" in problem and ("uncommitted" in problem or "patch" in problem):
-            raise _refuse(run, f"its record says {problem}")
-        if "ran different code" in problem:
-            raise _refuse(run, problem.removeprefix("git: "))
-        if "untracked file(s) left out" in problem:
-            raise _refuse(run, f"{problem.split(';')[0]}, so its code cannot be restored whole")
-    if git.get("dirty"):
-        if diff_file.exists():
-            patch = diff_file.read_bytes()
-        elif snapshot is None:
-            raise _refuse(run, f"it ran with uncommitted changes and {diff_file} is missing")
-        want = git.get("patch_sha256")
-        if patch and want and hashlib.sha256(patch).hexdigest() != want:
-            raise _refuse(
-                run, f"{diff_file} is not the patch the run recorded (its sha256 differs)"
-            )
-    if snapshot is None:
-        if not commit:
-            why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
-            raise ReproduceError(
-                f"run {run.run_id} recorded no git commit and has no code snapshot, so its "
-                f"code cannot be found ({why})"
-            )
-        found = subprocess.run(
-            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True
-        )
-        if found.returncode != 0:
-            raise ReproduceError(
-                f"commit {commit[:12]} of run {run.run_id} is not in the repository at {repo} "
-                "and the run has no code snapshot. Fetch it (git fetch --all) or run from a "
-                "clone that has it (--repo DIR)."
-            )
-    from runlab.record import codetree
-
-    for line in codetree.refusals(git):
-        raise _refuse(run, line)
+    commit, patch = _recorded_code(run, env, snapshot, repo)
     notes: list[str] = []
     if inputs is not None:
         task, cwd, cwd_outside, arguments, environ = _from_inputs(run, inputs, notes)
@@ -262,6 +234,47 @@ def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
     )
 
 
+def _recorded_code(
+    run: RunDir, env: dict[str, Any], snapshot: Path | None, repo: Path
+) -> tuple[str | None, bytes]:
+    """The run's commit and patch, after every check that they are what the run ran."""
+    git = env.get("git") or {}
+    commit = git.get("commit") if isinstance(git.get("commit"), str) else None
+    patch = b""
+    diff_file = run.metadata / "git.diff"
+    for problem in record_problems(env):
+        if "not recorded" in problem and ("uncommitted" in problem or "patch" in problem):
+            raise _refuse(run, f"its record says {problem}")
+        if "ran different code" in problem:
+            raise _refuse(run, problem.removeprefix("git: "))
+        if "untracked file(s) left out" in problem:
+            raise _refuse(run, f"{problem.split(';')[0]}, so its code cannot be restored whole")
+    if git.get("dirty"):
+        if diff_file.exists():
+            patch = diff_file.read_bytes()
+        elif snapshot is None:
+            raise _refuse(run, f"it ran with uncommitted changes and {diff_file} is missing")
+        want = git.get("patch_sha256")
+        if patch and want and hashlib.sha256(patch).hexdigest() != want:
+            raise _refuse(
+                run, f"{diff_file} is not the patch the run recorded (its sha256 differs)"
+            )
+    for line in codetree.refusals(git):
+        raise _refuse(run, line)
+    if snapshot is not None:
+        return commit, patch
+    if not commit:
+        why = "; ".join(record_problems(env)) or "the run ran outside a git work tree"
+        raise _refuse(run, f"it recorded no git commit and has no code snapshot ({why})")
+    if not _has_commit(repo, commit):
+        raise _refuse(
+            run,
+            f"its commit {commit[:12]} is not in the repository at {repo} and it has no code "
+            "snapshot; fetch it (git fetch --all) or name a clone that has it (--repo DIR)",
+        )
+    return commit, patch
+
+
 def _runlab_override(argument: str) -> bool:
     return argument.lstrip("+~").startswith("runlab.")
 
@@ -285,14 +298,12 @@ def _task_in_code(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> str
 def _folder(run: RunDir, what: str, place: dict[str, Any]) -> str:
     """A config folder for the rerun: ``{code}/<in_code>``, or the recorded folder outside
     the code when its files are still those the run read."""
-    from runlab.record.inputs import yaml_digest
-
     if place.get("in_code") is not None:
         return "{code}/" + str(place["in_code"])
     path = str(place.get("path") or "")
     if "://" in path:
         return path  # a package's configs: part of the installed environment
-    now = yaml_digest(Path(path))
+    now = inputs_record.yaml_digest(Path(path))
     if now is None:
         raise _refuse(run, f"its {what} {path} lies outside its code and is gone")
     if now != place.get("sha256"):
@@ -363,51 +374,77 @@ def _from_inputs(
     return task, cwd, outside, arguments, environ
 
 
+def rebuilt_path(plan: Plan) -> Path:
+    """Where the code of ``plan`` is rebuilt from its commit: in the logs directory's
+    snapshot store, under the key a submission would give it."""
+    key = str(plan.commit)
+    if plan.patch:
+        key += f"-dirty-{hashlib.sha256(plan.patch).hexdigest()[:12]}"
+    return Logs(plan.run.path.parent).snapshots / f"{key}-rebuilt"
+
+
 def code_dir(plan: Plan) -> Path:
-    """A folder holding the run's code, byte for byte as it ran: its snapshot (checked
-    against the recorded hashes), or its commit rebuilt with its patch.
+    """A folder holding the run's code, byte for byte as it ran.
 
-    Rebuilt trees are kept in the logs directory's snapshot store under the key a
-    submission would give them, and checked again each time they are used.
+    The run's own snapshot is used when it checks out against the commit and the
+    recorded hashes (:func:`runlab.record.codetree.verify_tree`; only the hashes where
+    the commit is not at hand); else the commit is rebuilt with its patch. A rebuilt
+    tree is kept and checked the same way the next time; a damaged one is made anew.
     """
-    from runlab.record import codetree
-
     git = plan.env.get("git") or {}
-    files = git.get("files") or {}
+    have_commit = plan.commit is not None and _has_commit(plan.repo, plan.commit)
     try:
         if plan.snapshot is not None:
-            codetree.check(plan.snapshot, files, git.get("filtered") or ())
-            return plan.snapshot
-        assert plan.commit is not None
-        store = Logs(plan.run.path.parent).snapshots
-        key = plan.commit
-        if plan.patch:
-            key += f"-dirty-{hashlib.sha256(plan.patch).hexdigest()[:12]}"
-        dest = store / f"{key}-rebuilt"
+            try:
+                if have_commit:
+                    codetree.verify_tree(plan.repo, str(plan.commit), plan.snapshot, git)
+                else:
+                    codetree.check(plan.snapshot, git.get("files") or {}, git.get("filtered") or ())
+                return plan.snapshot
+            except codetree.RebuildError as exc:
+                if not have_commit:
+                    raise
+                plan.notes.append(f"its snapshot is not the code it ran ({exc}): rebuilt")
+        dest = rebuilt_path(plan)
         if dest.is_dir():
-            codetree.check(dest, files, git.get("filtered") or ())
-            return dest
-        store.mkdir(parents=True, exist_ok=True)
-        tmp = store / f".{dest.name}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        codetree.rebuild(plan.repo, plan.commit, tmp, plan.patch, git)
-        from runlab.sweep.snapshot import share
-
-        share(tmp)
-        try:
-            os.rename(tmp, dest)
-        except OSError:  # another reproduce made it first
-            shutil.rmtree(tmp, ignore_errors=True)
-        if plan.patch and not environment.snapshot_patch(dest).exists():
-            write_atomic(environment.snapshot_patch(dest), plan.patch)
-        record = {
-            k: git[k] for k in ("files", "filtered", "submodules", "patch_sha256") if k in git
-        }
-        if record and not environment.snapshot_code_record(dest).exists():  # the rerun's record
-            write_atomic(environment.snapshot_code_record(dest), json.dumps(record).encode())
-        return dest
+            try:
+                codetree.verify_tree(plan.repo, str(plan.commit), dest, git)
+                return dest
+            except codetree.RebuildError:
+                aside = dest.with_name(f".{dest.name}.damaged{os.getpid()}")
+                os.rename(dest, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+        return _rebuild(plan, dest)
     except codetree.RebuildError as exc:
         raise _refuse(plan.run, str(exc)) from None
+
+
+def _has_commit(repo: Path, commit: str) -> bool:
+    found = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True
+    )
+    return found.returncode == 0
+
+
+def _rebuild(plan: Plan, dest: Path) -> Path:
+    """Rebuild the run's code into ``dest`` (atomically), with its patch and code record
+    beside it, as a submission keeps a snapshot's: the rerun records them as its own."""
+    git = plan.env.get("git") or {}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    codetree.rebuild(plan.repo, str(plan.commit), tmp, plan.patch, git)
+    share(tmp)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another reproduce made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    if plan.patch and not environment.snapshot_patch(dest).exists():
+        write_atomic(environment.snapshot_patch(dest), plan.patch)
+    record = {k: git[k] for k in ("files", "filtered", "submodules", "patch_sha256") if k in git}
+    if record and not environment.snapshot_code_record(dest).exists():
+        write_atomic(environment.snapshot_code_record(dest), json.dumps(record).encode())
+    return dest
 
 
 def command(plan: Plan, code: Path) -> tuple[list[str], Path]:
@@ -423,7 +460,7 @@ def command(plan: Plan, code: Path) -> tuple[list[str], Path]:
     return [str(code / plan.task), *arguments], cwd
 
 
-_REFUSED = "not a reproduction, so nothing ran: "  # how the rerun refuses to start
+_REFUSED = inputs_record.REFUSED  # how the rerun refuses to start
 
 
 def rerun(plan: Plan) -> tuple[RunDir, int]:
@@ -458,9 +495,7 @@ def rerun(plan: Plan) -> tuple[RunDir, int]:
             child_env[name] = value
     expected = plan.run.config_file.with_suffix(".json")
     if expected.exists():
-        from runlab.record.launch import EXPECT_CONFIG_ENV
-
-        child_env[EXPECT_CONFIG_ENV] = str(expected)
+        child_env[inputs_record.EXPECT_CONFIG_ENV] = str(expected)
     if (code / "src").is_dir():
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(code / "src"), os.environ.get("PYTHONPATH")])

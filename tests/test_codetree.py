@@ -47,9 +47,7 @@ HOSTILE = """\
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
-    return subprocess.run(
-        cmd, cwd=repo, check=True, capture_output=True, text=True, env=env
-    ).stdout
+    return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
 
 
 def code_files(root: Path, exclude: tuple[str, ...] = ()) -> dict[str, tuple[bytes, bool]]:

@@ -209,3 +209,29 @@ def test_a_submodule_is_rebuilt_at_its_checked_out_commit(tmp_path: Path) -> Non
     shutil.rmtree(repo / "lib")
     with pytest.raises(codetree.RebuildError, match="submodule lib at commit"):
         codetree.rebuild(repo, state["commit"], tmp_path / "out2", patch or b"", state)
+
+
+def test_no_run_record_enters_the_patch(tmp_path: Path) -> None:
+    """Another logs directory inside the tree (an older one, not ignored) holds run
+    records and runlab's own folders: none of it is code, so none of it is recorded."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    old = repo / "old-logs"
+    (old / "1" / "metadata").mkdir(parents=True)
+    (old / "1" / "metadata" / "info.yaml").write_text("run_id: '1'\nstatus: COMPLETE\n")
+    (old / "1" / "metrics").mkdir()
+    (old / "1" / "metrics" / "test.jsonl").write_text('{"step": 0}\n')
+    (old / ".snapshots" / "abc").mkdir(parents=True)
+    (old / ".snapshots" / "abc" / "task.py").write_text("print(1)\n")
+    state, patch, _ = environment.git_record(repo)
+    assert state["dirty"] is False and patch is None
+    (repo / "experiments" / "2").mkdir(parents=True)  # a number is not a run by itself
+    (repo / "experiments" / "2" / "metrics").mkdir()
+    (repo / "experiments" / "2" / "metrics" / "score.py").write_text("S = 2\n")
+    state, patch, _ = environment.git_record(repo)
+    assert patch is not None and b"experiments/2/metrics/score.py" in patch
+    assert b"old-logs" not in patch and list(state["files"]) == ["experiments/2/metrics/score.py"]

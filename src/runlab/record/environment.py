@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.errors import UserError
+from runlab.logs import HIDDEN
 from runlab.record import codetree
 
 # Set by `runlab submit` for jobs that run from a code snapshot instead of a git checkout.
@@ -288,6 +289,27 @@ def _parse_status(out: bytes) -> tuple[list[tuple[str, bytes]], list[bytes], lis
     return tracked, untracked, sources
 
 
+_RUN_PARTS = frozenset({b"metadata", b"metrics", b"artifacts", b"checkpoints", b"ranks"})
+_LOGS_FOLDERS = frozenset(os.fsencode(name) for name in HIDDEN)
+
+
+def _in_run_record(root: Path, path: bytes) -> bool:
+    """Whether the untracked file ``path`` belongs to a run record: inside a run directory
+    (``<id>/metadata/info.yaml`` beside it) or a logs directory's own folders. Another
+    logs directory in the tree (an older one, a colleague's) is never code."""
+    parts = path.split(b"/")
+    for i, part in enumerate(parts[:-1]):
+        if part in _LOGS_FOLDERS:
+            return True
+        if part.isdigit() and i + 1 < len(parts) - 1 and parts[i + 1] in _RUN_PARTS:
+            run = root / os.fsdecode(b"/".join(parts[: i + 1]))
+            if (run / "metadata" / "info.yaml").exists() or (
+                run / "metadata" / "info.json"
+            ).exists():
+                return True
+    return False
+
+
 def _group_untracked(names: list[bytes], files: list[bytes]) -> list[UntrackedGroup]:
     groups = {name: UntrackedGroup(name) for name in names}
     folders = {name for name in names if name.endswith(b"/")}
@@ -438,7 +460,8 @@ def work_tree_changes(
     groups: list[UntrackedGroup] = []
     if names:
         files = git(root, "ls-files", "-z", "--others", "--exclude-standard", *spec)
-        groups = _group_untracked(names, [f for f in files.split(b"\0") if f])
+        found = [f for f in files.split(b"\0") if f]
+        groups = _group_untracked(names, [f for f in found if not _in_run_record(root, f)])
     included, skipped, skipped_files = _choose_untracked(root, groups, limits)
     changes = WorkTreeChanges(
         root=root,

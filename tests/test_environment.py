@@ -283,10 +283,20 @@ def test_a_run_in_that_tree_is_complete_warns_and_reproduces(
     assert "untracked_skipped: [big.bin, venv/]" in show.stdout
 
     # the patch (binary, non-UTF-8 names) applies; slow.py logs wall-clock time: "close"
+    # without the files left out, the code is not whole: refused, unless asked for
     again = runlab_cli(big_tree, logs, "reproduce", str(logs), "1", "--rtol", "0.01")
+    assert again.returncode == 2 and "40,002 untracked file(s) left out" in again.stderr
+    assert "--skip-untracked" in again.stderr and len(again.stderr.splitlines()) == 1
+    again = runlab_cli(
+        big_tree, logs, "reproduce", str(logs), "1", "--rtol", "0.01", "--skip-untracked"
+    )
     assert again.returncode == 0, again.stderr
     assert "run 1's record: git: 40,002 untracked" in " ".join(again.stderr.split())
-    assert "run 2 reproduces run 1: close" in again.stdout
+    assert (
+        "run 2 reproduces run 1 without 40,002 untracked file(s) that its record left out: close"
+        in again.stdout
+    )
+    assert "reproduces_without" in (logs / "2" / "metadata" / "info.yaml").read_text()
 
 
 def test_a_run_outside_git_says_so_and_reproduce_explains(tmp_path: Path) -> None:

@@ -52,6 +52,12 @@ def configure_reproduce(parser: argparse.ArgumentParser) -> None:
         help="show what would be restored, from where, and the command; run nothing",
     )
     parser.add_argument(
+        "--skip-untracked",
+        action="store_true",
+        help="rerun a run whose record left untracked files out (above the limits) without "
+        "them; the rerun's record and verdict say so",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="with two run ids A B: say whether the two runs were run the same way "
@@ -67,7 +73,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return _check(args)
     _resolve(args)
     # A ReproduceError is a UserError: runlab.cli prints `runlab reproduce: error: ...` (exit 2).
-    plan = reproduce.plan(args.logs, args.run_id, args.repo)
+    plan = reproduce.plan(args.logs, args.run_id, args.repo, args.skip_untracked)
     if plan.info.get("status") != Status.COMPLETE:
         err.print(
             f"[yellow]warning:[/] run {m(args.run_id)} is {m(plan.info.get('status'))}, not COMPLETE"
@@ -91,7 +97,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return 1
     verdict = reproduce.compare(plan.run, new, args.rtol, args.atol)
     color = {"identical": "green", "close": "yellow", "diverged": "red"}[verdict.kind]
-    print(f"run {new.run_id} reproduces run {plan.run.run_id}: ", end="")
+    without = f" {plan.missing}" if plan.missing else ""
+    print(f"run {new.run_id} reproduces run {plan.run.run_id}{without}: ", end="")
     err.file.flush()
     console().print(f"[bold {color}]{m(verdict.kind)}[/] ({m(verdict.detail)})")
     if verdict.kind == "diverged":

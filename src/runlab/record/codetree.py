@@ -24,6 +24,7 @@ is a :class:`RebuildError` naming the file: the caller refuses to run an approxi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -94,18 +95,36 @@ def file_entry(path: Path) -> str | None:
         return None
 
 
+# A file name that is not UTF-8 (no record format holds such text) is written with this
+# prefix and its bytes in base64; :func:`name_path` reads both forms back.
+RAW_NAME = "?base64:"
+
+
+def record_name(raw: bytes) -> str:
+    """The name of the file ``raw`` (git's bytes) as the record holds it."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return RAW_NAME + base64.b64encode(raw).decode()
+
+
+def name_path(name: str) -> str:
+    """The file name (as the OS takes it) of a name from the record."""
+    if name.startswith(RAW_NAME):
+        return os.fsdecode(base64.b64decode(name[len(RAW_NAME) :]))
+    return name
+
+
 def manifest(root: Path, paths: Iterable[bytes]) -> dict[str, str | None]:
     """The ``files`` record of ``paths`` (relative to ``root``, as git names them)."""
     out: dict[str, str | None] = {}
     for raw in paths:
-        try:
-            name = raw.decode("utf-8").rstrip("/")
-        except UnicodeDecodeError:  # kept as text: such a file is refused at rebuild
-            name = raw.decode("utf-8", "backslashreplace").rstrip("/")
-        path = root / os.fsdecode(raw).rstrip("/")
-        if not name or name in out or (path.is_dir() and not path.is_symlink()):
+        raw = raw.rstrip(b"/")
+        name = record_name(raw)
+        path = root / os.fsdecode(raw)
+        if not raw or name in out or (path.is_dir() and not path.is_symlink()):
             continue  # a folder here is a submodule: recorded by its commit
-        out[name] = file_entry(path) if name == os.fsdecode(raw).rstrip("/") else "unreadable"
+        out[name] = file_entry(path)
     return dict(sorted(out.items()))
 
 
@@ -132,14 +151,27 @@ def converted(root: Path) -> tuple[list[bytes], list[bytes]]:
         return [], []
     out: list[bytes] = []
     filtered: list[bytes] = []
-    listing = _git(root, "ls-files", "-z", "--eol")
-    for entry in listing.split(b"\0"):
-        if b"\t" not in entry:
+    candidates: list[tuple[bytes, str]] = []  # (path, object id) of files git may convert
+    for entry in _git(root, "ls-files", "-z", "-s", "--eol").split(b"\0"):
+        fields = entry.split(b"\t")
+        if len(fields) != 3:
             continue
-        info, path = entry.split(b"\t", 1)
-        fields = info.split()
-        if len(fields) >= 2 and fields[0] == b"i/lf" and fields[1] in (b"w/crlf", b"w/mixed"):
-            out.append(path)
+        stage, eol, path = fields
+        info = eol.split()
+        attrs = b" ".join(info[2:]) if len(info) > 2 else b""
+        text = (b"text" in attrs and b"-text" not in attrs) or b"eol=" in attrs
+        if text or (len(info) > 1 and info[1] in (b"w/crlf", b"w/mixed")):
+            candidates.append((path, stage.split()[1].decode()))
+    present = [(p, sha) for p, sha in candidates if (root / os.fsdecode(p)).is_file()]
+    if present:  # the bytes as they are, against the object the commit stores
+        ids = _git(
+            root,
+            "hash-object",
+            "--no-filters",
+            "--stdin-paths",
+            stdin=b"".join(os.fsencode(root / os.fsdecode(p)) + b"\n" for p, _ in present),
+        ).split()
+        out += [p for (p, sha), have in zip(present, ids, strict=True) if have.decode() != sha]
     top = root / ".gitattributes"
     if top.exists() and b"filter" in top.read_bytes():
         files = _git(root, "ls-files", "-z")
@@ -271,7 +303,7 @@ def check(dest: Path, files: Mapping[str, str | None], converted_paths: Iterable
     CRLF form is written when (and only when) it hashes to the recorded bytes."""
     filtered = set(converted_paths)
     for name, want in files.items():
-        path = dest / name
+        path = dest / name_path(name)
         have = file_entry(path)
         if have == want:
             continue
@@ -351,9 +383,9 @@ def verify_tree(repo: Path, commit: str, dest: Path, record: Mapping[str, Any]) 
 
     This is how a code snapshot or a rebuilt tree kept from an earlier reproduce is
     trusted again: a file edited or added there since is a :class:`RebuildError`."""
-    files = dict(record.get("files") or {})
+    files = {name_path(k): v for k, v in (record.get("files") or {}).items()}
     modules = record.get("submodules") or {}
-    check(dest, files, record.get("filtered") or ())
+    check(dest, record.get("files") or {}, record.get("filtered") or ())
     tree = _tree(repo, commit)
     unchanged = [(n, m, sha) for n, (m, sha) in tree.items() if n not in files and m != GITLINK]
     plain = [n for n, m, _ in unchanged if m != SYMLINK]

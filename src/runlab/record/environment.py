@@ -538,7 +538,7 @@ def code_record(root: Path, changes: WorkTreeChanges, diff: bytes | None) -> dic
     if files:
         out["files"] = files
     if filtered:
-        out["filtered"] = sorted(display_path(p) for p in filtered)
+        out["filtered"] = sorted(codetree.record_name(p) for p in filtered)
     modules = codetree.submodules(root)
     if modules:
         out["submodules"] = modules

@@ -155,6 +155,9 @@ class Plan:
     arguments: list[str]  # the command line after the task file, {code} for the code folder
     environ: dict[str, str | None]  # variables set (None: unset) for the rerun
     notes: list[str] = field(default_factory=list)  # what was not pinned: may explain a divergence
+    missing: str | None = (
+        None  # what the rerun runs without, by the user's choice (--skip-untracked)
+    )
 
     @property
     def code_from(self) -> str:
@@ -186,8 +189,13 @@ def _refuse(run: RunDir, what: str) -> ReproduceError:
     return ReproduceError(f"run {run.run_id} cannot be reproduced exactly: {what}")
 
 
-def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
-    """Everything :func:`rerun` will do for ``run_id``; refuses what cannot be restored."""
+def plan(
+    logs: Path, run_id: str | int, repo: Path | None = None, skip_untracked: bool = False
+) -> Plan:
+    """Everything :func:`rerun` will do for ``run_id``; refuses what cannot be restored.
+
+    ``skip_untracked``: rerun a run whose record left untracked files out (above the
+    limits) without them; the rerun's record and verdict say so (``Plan.missing``)."""
     logs = Path(logs).absolute()
     run, info, env = load_run(logs, run_id)
     git = env.get("git") or {}
@@ -195,8 +203,12 @@ def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
     repo = Path(repo or (root if isinstance(root, str) and Path(root).is_dir() else Path.cwd()))
     inputs = load_inputs(run)
     snapshot = recorded_snapshot(run, info, env)
-    commit, patch = _recorded_code(run, env, snapshot, repo)
+    commit, patch = _recorded_code(run, env, snapshot, repo, skip_untracked)
     notes: list[str] = []
+    missing = None
+    if skip_untracked and (env.get("git") or {}).get("untracked_skipped_files"):
+        count = int((env.get("git") or {}).get("untracked_skipped_files") or 0)
+        missing = f"without {count:,} untracked file(s) that its record left out"
     if inputs is not None:
         task, cwd, cwd_outside, arguments, environ = _from_inputs(run, inputs, notes)
     else:
@@ -231,11 +243,12 @@ def plan(logs: Path, run_id: str | int, repo: Path | None = None) -> Plan:
         arguments=arguments,
         environ=environ,
         notes=notes,
+        missing=missing,
     )
 
 
 def _recorded_code(
-    run: RunDir, env: dict[str, Any], snapshot: Path | None, repo: Path
+    run: RunDir, env: dict[str, Any], snapshot: Path | None, repo: Path, skip_untracked: bool
 ) -> tuple[str | None, bytes]:
     """The run's commit and patch, after every check that they are what the run ran."""
     git = env.get("git") or {}
@@ -247,8 +260,12 @@ def _recorded_code(
             raise _refuse(run, f"its record says {problem}")
         if "ran different code" in problem:
             raise _refuse(run, problem.removeprefix("git: "))
-        if "untracked file(s) left out" in problem:
-            raise _refuse(run, f"{problem.split(';')[0]}, so its code cannot be restored whole")
+        if "untracked file(s) left out" in problem and not skip_untracked:
+            raise _refuse(
+                run,
+                f"{problem.split(';')[0].removeprefix('git: ')}, so its code cannot be "
+                "restored whole; rerun without them with --skip-untracked",
+            )
     if git.get("dirty"):
         if diff_file.exists():
             patch = diff_file.read_bytes()
@@ -477,6 +494,7 @@ def rerun(plan: Plan) -> tuple[RunDir, int]:
         status=Status.QUEUED,
         reproduces=str(plan.run.run_id),
         task=argv[0],
+        **({"reproduces_without": plan.missing} if plan.missing else {}),
     )
     git = plan.env.get("git") or {}
     child_env = {

@@ -168,12 +168,25 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "runlab.results.report._png.write_pngs: savefig": ("the report's figures", _REPORT),
     "runlab.sweep.tune.write_plots: write_html": ("tune's plots", _REPORT),
     "runlab.sweep.tune._history_png: savefig": ("tune's plots", _REPORT),
-    "runlab.results.reproduce.code_dir: copy": (
-        "a clean copy of a run's code snapshot, made under a temporary name and renamed",
+    "runlab.results.reproduce._rebuild: rename": (
+        "a run's code rebuilt from its commit under a temporary name, renamed into place",
         _CODE,
     ),
     "runlab.results.reproduce.code_dir: rename": (
-        "a clean copy of a run's code snapshot, made under a temporary name and renamed",
+        "a damaged rebuilt tree moved aside before it is removed and made anew",
+        _CODE,
+    ),
+    "runlab.record.codetree.export_commit: write_bytes": (
+        "the files of a commit as git stores them, into a new folder that is renamed into "
+        "place when whole (reproduce, snapshots)",
+        _CODE,
+    ),
+    "runlab.record.codetree.export_commit: link": (
+        "the symbolic links of a commit, into the same new folder",
+        _CODE,
+    ),
+    "runlab.record.codetree.check: write_bytes": (
+        "a rebuilt file's CRLF line ends, written only when they hash to the run's bytes",
         _CODE,
     ),
     "runlab.sweep.snapshot.snapshot: copy": (
@@ -256,7 +269,8 @@ ATOMIC_CALLERS: dict[str, str] = {
     "runlab.record.distributed.slurm_rank_env": "rank 0's address: " + _WHO,
     "runlab.results.reader._index._write_atomic": "the index's pointers: hashes and names",
     "runlab.results.reproduce.rerun": "git.diff, copied from the run reproduced: " + _CODE,
-    "runlab.results.reproduce.code_dir": "the patch beside a dirty snapshot: " + _CODE,
+    "runlab.results.reproduce._rebuild": "the patch and code record beside a rebuilt tree: "
+    + _CODE,
     "runlab.sweep.ops._submit": "a submission's jobs: run ids, overrides (submit refuses credentials in them), paths",
     "runlab.sweep.record.save": "redacts: secrets.redact",
     "runlab.sweep.tune.Driver.create_run": "git.diff: " + _CODE,

@@ -214,20 +214,14 @@ def plan(
     else:
         task = _task_in_code(run, info, env)
         cwd, cwd_outside = None, None
-        arguments = [o for o in read_yaml(run.metadata / "overrides.yaml") or []]
+        arguments = [str(o) for o in read_yaml(run.metadata / "overrides.yaml") or []]
+        _refuse_hidden(run, arguments)
         environ = {}
         notes.append(
             "the run recorded no launch inputs (made before runlab recorded them): its "
             "overrides are replayed and its config is checked before the task runs"
         )
     arguments = [a for a in arguments if not _runlab_override(a)]
-    hidden = [a for a in arguments if secrets.REDACTED in a.partition("=")[2]]
-    if hidden:
-        raise ReproduceError(
-            f"run {run.run_id} was started with a credential on its command line "
-            f"({hidden[0].partition('=')[0]}), which its record keeps redacted: pass it through "
-            "the environment (${oc.env:NAME} in the config) and run the task again"
-        )
     return Plan(
         run=run,
         info=info,
@@ -290,6 +284,19 @@ def _recorded_code(
             "snapshot; fetch it (git fetch --all) or name a clone that has it (--repo DIR)",
         )
     return commit, patch
+
+
+def _refuse_hidden(run: RunDir, arguments: list[str]) -> None:
+    """Refuse a run started with a credential on its command line: the record keeps it
+    redacted, so no rerun can pass it again."""
+    hidden = [a for a in arguments if secrets.REDACTED in a.partition("=")[2]]
+    if hidden:
+        raise _refuse(
+            run,
+            f"it was started with a credential on its command line "
+            f"({hidden[0].partition('=')[0]}), which its record keeps redacted: pass it through "
+            "the environment (${oc.env:NAME} in the config) and run the task again",
+        )
 
 
 def _runlab_override(argument: str) -> bool:
@@ -370,6 +377,7 @@ def _from_inputs(
     if isinstance(multirun, dict):  # one job of a sweep: its place in it, as it ran
         arguments += [f"hydra.job.num={multirun.get('num')}", f"hydra.job.id={multirun.get('id')}"]
     arguments += [str(o) for o in overrides.get("task") or []]
+    _refuse_hidden(run, arguments)
     environ: dict[str, str | None] = {}
     for name, recorded in (inputs.get("env") or {}).items():
         if name.startswith("RUNLAB_") or not isinstance(recorded, dict):

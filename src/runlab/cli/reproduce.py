@@ -117,15 +117,17 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 
 def _show_plan(plan: reproduce.Plan) -> int:
-    """``--dry-run``: the plan, one line per input, and the command."""
+    """``--dry-run``: the plan, one line per input, and the command (``<code>`` standing
+    for the folder the code is restored into)."""
     out = console(soft_wrap=True)
     code = plan.snapshot or reproduce.rebuilt_path(plan)
-    argv, cwd = reproduce.command(plan, code)
+    argv, cwd = reproduce.command(plan, Path(_CODE))
     out.print(f"run {m(plan.run.run_id)} would be run again:")
     out.print(f"  code:     {m(plan.code_from)}")
+    out.print(f"  into:     {m(code)} (<code> below)")
     out.print(f"  task:     {m(plan.task)}")
     out.print(f"  in:       {m(cwd)}")
-    out.print(f"  command:  python {m(' '.join(shlex.quote(a) for a in argv))}")
+    out.print(f"  command:  python {m(' '.join(_quote(a) for a in argv))}")
     for name, value in plan.environ.items():
         shown = (
             "(unset)"
@@ -137,7 +139,20 @@ def _show_plan(plan: reproduce.Plan) -> int:
         out.print(f"  env:      {m(name)}={m(shown)}")
     for note in plan.notes:
         out.print(f"  note:     {m(note)}")
+    if plan.missing:
+        out.print(f"  without:  {m(plan.missing)}")
     return 0
+
+
+_CODE = "<code>"
+
+
+def _quote(argument: str) -> str:
+    """``argument`` as a shell would need it, ``<code>`` left readable."""
+    if argument.startswith(_CODE):
+        rest = argument[len(_CODE) :]
+        return _CODE + (shlex.quote(rest) if rest and shlex.quote(rest) != rest else rest)
+    return shlex.quote(argument)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -475,7 +475,10 @@ def _rebuild(plan: Plan, dest: Path) -> Path:
 def command(plan: Plan, code: Path) -> tuple[list[str], Path]:
     """The rerun's command line (after the interpreter) and its working folder."""
     arguments = [
-        a.replace("{code}", str(code)) if a.startswith("{code}/") else a for a in plan.arguments
+        str(code) + a[len("{code}") :].rstrip("/").removesuffix("/.")
+        if a.startswith("{code}/")
+        else a
+        for a in plan.arguments
     ]
     if plan.cwd is not None:
         cwd = code / plan.cwd

@@ -545,6 +545,7 @@ def compatible(states: frozenset[str]) -> bool:
     max_examples=4,
     deadline=None,
     derandomize=True,
+    database=None,
     phases=[Phase.explicit, Phase.generate],  # a cell takes seconds: no shrinking
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -17,13 +17,16 @@ A rerun of other inputs cannot come out ``identical``: it says ``diverged``.
 
 A cell passes on ``identical`` (with the new run's ``reproduces`` naming the old run),
 or on a refusal where EXPECTED_REFUSALS says refusing is the right answer for one of its
-states. The default run: every way on the COMPOUND dirty state, every state on the plain
+states. A run that ``runlab submit`` or ``tune`` started from a code snapshot must also
+have run the work tree as it was (a snapshot that drops a submodule or an
+``export-ignore`` file reproduces itself, but it is not the code the user ran it from). The default run: every way on the COMPOUND dirty state, every state on the plain
 way, and a few Hypothesis-drawn combinations; the full cross product of ways and states
 is marked ``slow_reproduce`` (``pytest -m slow_reproduce``), SLURM cells ``slurm``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -426,6 +429,17 @@ def describe(entry: str) -> str:
     return "exe" if kind == "file" and rest.startswith("x") else kind
 
 
+def code_diff(ca: dict[str, str], cb: dict[str, str]) -> str:
+    """The files of code tree ``cb`` that are not as in ``ca``: ``-gone +new ~changed``."""
+    files = [f"-{p}" for p in sorted(set(ca) - set(cb))]
+    files += [f"+{p}" for p in sorted(set(cb) - set(ca))]
+    for p in sorted(set(ca) & set(cb)):
+        if ca[p] != cb[p]:
+            kinds = [describe(ca[p]), describe(cb[p])]
+            files.append(f"~{p}" + (f" ({kinds[0]} -> {kinds[1]})" if kinds[0] != kinds[1] else ""))
+    return " ".join(files)
+
+
 def fingerprint_diff(old: Path, new: Path) -> str:
     """What differed between the inputs of two runs of the fingerprint task, in short."""
     if not (new / "fingerprint.json").exists():
@@ -433,26 +447,26 @@ def fingerprint_diff(old: Path, new: Path) -> str:
     a = json.loads((old / "fingerprint.json").read_text())
     b = json.loads((new / "fingerprint.json").read_text())
     parts = []
-    ca, cb = a["code"], b["code"]
-    files = [f"-{p}" for p in sorted(set(ca) - set(cb))] + [
-        f"+{p}" for p in sorted(set(cb) - set(ca))
-    ]
-    for p in sorted(set(ca) & set(cb)):
-        if ca[p] != cb[p]:
-            kinds = [describe(ca[p]), describe(cb[p])]
-            files.append(f"~{p}" + (f" ({kinds[0]} -> {kinds[1]})" if kinds[0] != kinds[1] else ""))
-    if files:
-        parts.append("code " + " ".join(files))
+    if a["code"] != b["code"]:
+        parts.append("code " + code_diff(a["code"], b["code"]))
     keys = sorted(set(a["config"]) | set(b["config"]))
     for key in keys:
-        if a["config"].get(key, "<absent>") != b["config"].get(key, "<absent>"):
-            parts.append(
-                f"config {key}: {a['config'].get(key, '<absent>')!r} -> {b['config'].get(key, '<absent>')!r}"
-            )
+        was, now = a["config"].get(key, "<absent>"), b["config"].get(key, "<absent>")
+        if was != now:
+            parts.append(f"config {key}: {was!r} -> {now!r}")
     for key in ("env", "job"):
         if a[key] != b[key]:
             parts.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     return "; ".join(parts) or "same inputs"
+
+
+def work_tree(cell: Cell) -> dict[str, str]:
+    """The repository's files as the fingerprint task describes its code tree."""
+    spec = importlib.util.spec_from_file_location("fingerprint_task", FINGERPRINT / "task.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.code_tree(cell.repo, cell.logs.resolve())
 
 
 def check(way: str, states: tuple[str, ...]) -> None:
@@ -464,6 +478,7 @@ def check(way: str, states: tuple[str, ...]) -> None:
             if name in states and setup is not None:
                 setup(cell)
         run = WAYS[way](cell)
+        tree = work_tree(cell)  # what the user had when the run started
         for after in cell.after:
             after(cell)
         moved_on(cell)
@@ -477,6 +492,13 @@ def check(way: str, states: tuple[str, ...]) -> None:
             stdin=subprocess.DEVNULL,
         )
         judge(cell, way, states, run, proc)
+        ran = json.loads((cell.logs / run / "fingerprint.json").read_text())["code"]
+        if ran != tree:  # reproducible, but the run itself was not of the user's code
+            fail(
+                f"way={way} states={'+'.join(states)} run={run}: THE RUN RAN OTHER CODE than "
+                f"the work tree: {code_diff(tree, ran)}",
+                "",
+            )
 
 
 def judge(
@@ -500,6 +522,9 @@ def judge(
         return
     new = sorted(i for i in run_ids(cell.logs) if i > int(run))
     why = fingerprint_diff(cell.logs / run, cell.logs / str(new[-1])) if new else "no rerun made"
+    if why == "the rerun wrote no fingerprint":  # the task failed: Hydra's first line says why
+        said_first = [line for line in lines if line.strip() and not line.startswith("[runlab]")]
+        why += f" ({said_first[0].strip()})" if said_first else ""
     kind = (
         found.group(2) if found else ("refused badly" if proc.returncode == 2 else "rerun failed")
     )

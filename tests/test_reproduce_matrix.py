@@ -567,7 +567,7 @@ def compatible(states: frozenset[str]) -> bool:
 
 
 @settings(
-    max_examples=4,
+    max_examples=10,
     deadline=None,
     derandomize=True,
     database=None,

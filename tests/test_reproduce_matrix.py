@@ -116,6 +116,7 @@ def new_cell(root: Path) -> Cell:
     for name in ("data.txt", "notes.txt", "move_me.txt", "move_me_too.txt"):
         (repo / name).write_text(f"{name}\nline two\n")
     (repo / "ws.py").write_text("x = 1\ny = 2\n")
+    (repo / "settings.ini").write_text("[a]\nb = 1\n")
     (repo / "data.bin").write_bytes(bytes(range(256)) * 4)
     (repo / "tool.sh").write_text("#!/bin/sh\necho tool\n")
     (repo / ".gitignore").write_text("__pycache__/\n")
@@ -254,16 +255,20 @@ def filtered(c: Cell) -> None:
 
 
 def logs_in_repo_ignored(c: Cell) -> None:
-    """The logs directory inside the repository, git-ignored."""
+    """The logs directory inside the repository, git-ignored; a tracked file modified (a
+    patch to apply where the snapshot lies inside the repository)."""
     c.logs = c.repo / "logs"
     with (c.repo / ".gitignore").open("a") as f:
         f.write("logs/\n")
     git(c, "commit", "-qam", "ignore logs")
+    (c.repo / "settings.ini").write_text("[a]\nb = 2\n")
 
 
 def logs_in_repo_unignored(c: Cell) -> None:
-    """The logs directory inside the repository, not ignored (untracked files to git)."""
+    """The logs directory inside the repository, not ignored (untracked files to git); a
+    tracked file modified."""
     c.logs = c.repo / "logs"
+    (c.repo / "settings.ini").write_text("[a]\nb = 3\n")
 
 
 def hostile_git(c: Cell) -> None:

@@ -19,9 +19,12 @@ A cell passes on ``identical`` (with the new run's ``reproduces`` naming the old
 or on a refusal where EXPECTED_REFUSALS says refusing is the right answer for one of its
 states. A run that ``runlab submit`` or ``tune`` started from a code snapshot must also
 have run the work tree as it was (a snapshot that drops a submodule or an
-``export-ignore`` file reproduces itself, but it is not the code the user ran it from). The default run: every way on the COMPOUND dirty state, every state on the plain
-way, and a few Hypothesis-drawn combinations; the full cross product of ways and states
-is marked ``slow_reproduce`` (``pytest -m slow_reproduce``), SLURM cells ``slurm``.
+``export-ignore`` file reproduces itself, but it is not the code the user ran it from).
+
+The default run: every way on the COMPOUND dirty state, every state on the plain way,
+and a few Hypothesis-drawn combinations (derandomized); the full cross product of ways
+and states is marked ``slow_reproduce`` (``pytest -m slow_reproduce``), SLURM cells
+``slurm``.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def new_cell(root: Path) -> Cell:
     (root / "empty.gitconfig").write_text("")
     (repo / "FINGERPRINT_ROOT").write_text("")
     (repo / "README.md").write_text("# a project\n")
-    for name in ("data.txt", "notes.txt", "move_me.txt", "move_me_too.txt"):
+    for name in ("data.txt", "notes.txt", "lines.txt", "move_me.txt", "move_me_too.txt"):
         (repo / name).write_text(f"{name}\nline two\n")
     (repo / "ws.py").write_text("x = 1\ny = 2\n")
     (repo / "settings.ini").write_text("[a]\nb = 1\n")
@@ -277,7 +280,7 @@ def hostile_git(c: Cell) -> None:
     apply it reshapes no longer gives the same bytes)."""
     c.gitconfig = c.root / "hostile.gitconfig"
     c.gitconfig.write_text(HOSTILE_GITCONFIG)
-    (c.repo / "notes.txt").write_text("notes.txt  \nline two\r\nline three\t\n")
+    (c.repo / "lines.txt").write_text("lines.txt  \nline two\r\nline three\t\n")
 
 
 def env_var(c: Cell) -> None:

@@ -397,6 +397,9 @@ def _diff(root: Path, included: list[bytes], pathspec: Sequence[str] = ()) -> by
     args = [
         *("-c", "diff.suppressBlankEmpty=false", "-c", "diff.context=3"),
         *("-c", "diff.interHunkContext=0", "-c", "core.quotePath=true"),
+        # The work tree's bytes as they are: `core.autocrlf` would record a file's CRLF
+        # line ends as LF (line-end attributes still apply: see runlab.record.codetree).
+        *("-c", "core.autocrlf=false"),
         "diff",
         "--binary",
         "--no-color",

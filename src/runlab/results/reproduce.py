@@ -214,7 +214,7 @@ def plan(
     else:
         task = _task_in_code(run, info, env)
         cwd, cwd_outside = None, None
-        arguments = [str(o) for o in read_yaml(run.metadata / "overrides.yaml") or []]
+        arguments = _recorded_overrides(run)
         _refuse_hidden(run, arguments)
         environ = {}
         notes.append(
@@ -284,6 +284,14 @@ def _recorded_code(
             "snapshot; fetch it (git fetch --all) or name a clone that has it (--repo DIR)",
         )
     return commit, patch
+
+
+def _recorded_overrides(run: RunDir) -> list[str]:
+    """``metadata/overrides.yaml`` as text; empty where the run has none (a run made by
+    hand with a ``RunLogger``) or it is not a list."""
+    path = run.metadata / "overrides.yaml"
+    data = read_yaml(path) if path.exists() else None
+    return [str(o) for o in data] if isinstance(data, list) else []
 
 
 def _refuse_hidden(run: RunDir, arguments: list[str]) -> None:
@@ -626,7 +634,7 @@ def input_summary(run: RunDir, info: dict[str, Any], env: dict[str, Any]) -> dic
     if inputs:
         task_overrides = [str(o) for o in overrides.get("task") or []]
     else:
-        task_overrides = [str(o) for o in read_yaml(run.metadata / "overrides.yaml") or []]
+        task_overrides = _recorded_overrides(run)
     try:
         task = (inputs.get("task") or {}).get("in_code") or _task_in_code(run, info, env)
     except ReproduceError:

@@ -359,6 +359,7 @@ def test_every_command_says_a_user_error_in_one_line(command: str, tmp_path: Pat
 NOT_USER_ERRORS = {
     "runlab.record.yamlfast._Fallback": "control flow inside the YAML emitter, never raised out",
     "runlab.record.stops.Interrupted": "a signal stopping the task (a BaseException)",
+    "runlab.record.stops.OutputClosed": "the task's output pipe closed (`task.py | head`): an Interrupted",
     "runlab.record.stops.Pruned": "a trial pruned by Optuna: the run ends PRUNED",
     "runlab.record.logger.RecordWriteError": "an OSError (full disk): the CLI's OSError path",
     "runlab.results.reader._api.CorruptRunWarning": "a warning (the reader goes on)",

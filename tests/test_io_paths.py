@@ -205,6 +205,11 @@ ALLOWED: dict[str, tuple[str, str]] = {
         "doctor's probe that the logs directory is writable (removed at once)",
         "writes nothing",
     ),
+    "runlab.record.lifecycle._drop_closed_output: os.open": (
+        "the task's stdout or stderr, a pipe whose reader exited (`task.py | head`), is "
+        "pointed at os.devnull, as Python's note on SIGPIPE advises: no file is written",
+        "writes nothing",
+    ),
     "runlab.sweep.jobs.claim: os.open": (
         "a local worker claims a queued run: an exclusive create (O_EXCL) is the point",
         _WHO,

@@ -747,3 +747,55 @@ def test_a_sweep_under_a_run_dir_env_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(proc, "RUNLAB_RUN_DIR", "-m")
     assert tree(logs) == before
     assert read_info(made.path)["status"] == "QUEUED"
+
+
+_CHATTY = """
+import time
+
+import runlab
+
+
+@runlab.launch()
+def main(ctx):
+    for step in range(2000):
+        print(f"step {step}", flush=True)
+        ctx.logger.log_metrics({"step": step}, step=step)
+        time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("streams", ["stdout", "stdout and stderr"])
+def test_a_task_piped_to_head_ends_interrupted_not_failed(
+    logs: Path, tmp_path: Path, streams: str
+) -> None:
+    """`python task.py | head -1`: head exits after one line; the task's next print finds
+    its output closed. The run ends as a SIGPIPE would end it: INTERRUPTED, exit 141, with
+    no traceback, neither in the record nor on stderr."""
+    task = tmp_path / "chatty.py"
+    task.write_text(_CHATTY)
+    both = streams == "stdout and stderr"
+    proc = subprocess.Popen(
+        [sys.executable, str(task)],
+        cwd=tmp_path,
+        env=task_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if both else subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "step 0" in "".join(proc.stdout.readline() for _ in range(3 if both else 1))
+    proc.stdout.close()  # head -1 exits
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE, err
+    if not both:
+        assert "interrupted: its output was closed" in err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+    (run,) = runs_in(logs)
+    info = read_info(run)
+    assert info["status"] == "INTERRUPTED"
+    assert "output was closed" in info["error"]["message"]
+    assert not (run / "metadata" / "traceback.txt").exists()

@@ -256,6 +256,7 @@ def test_the_renderer_escapes_what_a_terminal_would_act_on() -> None:
     assert safe("a\x1b[31mb\x1b]0;t\x07") == "a\\x1b[31mb\\x1b]0;t\\x07"
     assert safe("rtl\u202eevil\u2066") == "rtl\\u202eevil\\u2066"
     assert safe("c1\x85\x9b del\x7f") == "c1\\x85\\x9b del\\x7f"
+    assert safe("a\nb\tc\rd") == "a\\nb\\tc\\rd"  # as Python writes them, not \x0a
     assert safe(b"caf\xe9") == "caf\\udce9"
     assert safe("x" * 5000) == "x" * 2000 + "... (3000 more characters)"
     assert safe("déjà vu 学习 🙂") == "déjà vu 学习 🙂"

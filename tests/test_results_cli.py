@@ -266,3 +266,22 @@ def test_show_refuses_a_yaml_alias_bomb(logs: Path, capsys: pytest.CaptureFixtur
     record = json.loads(out)
     assert code == 0 and record["status"] == "CORRUPT"
     assert "metadata/info.yaml: empty" in json.dumps(record)
+
+
+def test_a_reader_warning_keeps_its_lines_and_shows_a_newline_as_backslash_n(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning about runs that cannot be read has a line per run: shown as lines, not
+    as one line with ``\\x0a`` between them; a newline of the user's (here in the logs
+    directory's name) shows as ``\\n`` within its line, never as a line break of its own."""
+    logs = tmp_path / "odd\nname"
+    damaged = make_run(logs, {"lr": 0.1}, [1.0])
+    for suffix in ("json", "yaml"):
+        (damaged.metadata / f"info.{suffix}").write_text("{\n")
+    code, out, err = run(capsys, "ls", "--logs", str(logs))
+    assert code == 0 and "CORRUPT" in out
+    assert "\\x0a" not in err
+    lines = err.splitlines()
+    assert lines[0] == "runlab: warning: 1 runs could not be read fully:"
+    assert lines[1].startswith(f"  {tmp_path}/odd\\nname/1: metadata/info.")
+    assert len(lines) == 2, err

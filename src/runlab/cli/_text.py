@@ -7,8 +7,8 @@ checks that), so a config value such as ``[/data/train]``, ``[bold]x[/bold]``, a
 sequence or a right-to-left override shows as what it is:
 
 - :func:`safe`: any value as plain, visible text. Control, format (bidi) and surrogate
-  characters become escapes such as ``\\x1b`` or ``\\u202e``; a huge value is cut with a
-  note of how much was left out.
+  characters become escapes such as ``\\n``, ``\\x1b`` or ``\\u202e``; a huge value is cut
+  with a note of how much was left out.
 - :func:`clipped`: a nested config with its huge strings cut, for YAML.
 - :func:`m`: :func:`safe`, and escaped for rich markup: what goes into the f-strings that
   a console prints with markup.
@@ -35,7 +35,13 @@ LIMIT = 2000
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
+# Escaped as Python writes them: ``\n`` reads at once, where ``\x0a`` must be looked up.
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def _escape_char(ch: str) -> str:
+    if ch in _NAMED:
+        return _NAMED[ch]
     code = ord(ch)
     if code < 0x100:
         return f"\\x{code:02x}"

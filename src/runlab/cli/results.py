@@ -118,12 +118,14 @@ def _has_runs(logs: Path) -> bool:
 
 @contextmanager
 def _warnings_to_stderr() -> Iterator[None]:
-    """Show the reader's warnings (unreadable runs) as short lines on stderr."""
+    """Show the reader's warnings (unreadable runs) as short lines on stderr: a warning's
+    own lines (one per run it names) stay lines; the user's text in them is one line each
+    already (see ``runlab.results.reader``), its other control characters escaped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for w in caught:
-        print(f"runlab: warning: {safe(w.message)}", file=sys.stderr)
+        print(f"runlab: warning: {safe(w.message, keep=chr(10))}", file=sys.stderr)
 
 
 def _reader(logs: Path, where: str | None) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import sys
 import threading
@@ -62,7 +63,7 @@ from runlab.record.rundir import (
     allocate,
     start_fields,
 )
-from runlab.record.stops import Interrupted, Pruned
+from runlab.record.stops import Interrupted, OutputClosed, Pruned
 from runlab.record.trial import TRIAL_ENV, attach
 from runlab.status import Status
 
@@ -438,6 +439,9 @@ class RunSession:
         if run is None or not self._opened:
             return False
         self._opened = False
+        closed = isinstance(exc, BrokenPipeError) and _drop_closed_output()
+        if closed:  # `task.py | head`: the run ends as a SIGPIPE would end it (OutputClosed)
+            cause, exc, tb = exc, OutputClosed(), None
         _Guard.defer = True  # a signal now waits until the status is written
         try:
             close_error = self._finish(run, exc, tb)
@@ -452,6 +456,8 @@ class RunSession:
             _raise_pending()  # asked to stop while the status was written: stop now
         if close_error is not None and exc is None:
             raise close_error
+        if closed:
+            raise exc from cause
         return isinstance(exc, Pruned)  # a pruned trial ends normally, with its status
 
     def _finish(self, run: RunDir, exc: BaseException | None, tb: Any) -> RecordError | None:
@@ -522,6 +528,31 @@ class RunSession:
 _SESSIONS: weakref.WeakSet[RunSession] = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _drop_closed_output() -> bool:
+    """Whether stdout or stderr is a pipe whose reader has exited (``task.py | head``
+    after head ended); each such one is pointed at ``os.devnull`` (the advice of Python's
+    "Note on SIGPIPE"), so that what is still buffered for it, and the last words of the
+    process, do not fail again (no "Exception ignored ... BrokenPipeError" at exit).
+
+    A pipe whose reader is gone polls as an error (POLLERR) for its writer; where
+    ``select.poll`` is missing (Windows) no output is taken for closed."""
+    closed = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+                continue
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+            closed = True
+        except (AttributeError, OSError, ValueError):  # no descriptor (a captured stream)
+            continue
+    return closed
 
 
 def _write_on_full_disk(run: RunDir, path: Path, data: bytes) -> None:

@@ -33,7 +33,7 @@ def runs(logs: str | os.PathLike[str] | None = None, **kwargs: Any) -> Reader:
 def _warn(problems: list[tuple[str, str]], what: str) -> None:
     if not problems:
         return
-    lines = [f"  {path}: {msg}" for path, msg in problems[:50]]
+    lines = [f"  {_one_line(path)}: {_one_line(msg)}" for path, msg in problems[:50]]
     if len(problems) > 50:
         lines.append(f"  ... and {len(problems) - 50} more (see Reader.problems)")
     warnings.warn(
@@ -41,6 +41,12 @@ def _warn(problems: list[tuple[str, str]], what: str) -> None:
         CorruptRunWarning,
         stacklevel=3,
     )
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, a line break in it written ``\\n`` (``\\r``): a run's problem
+    keeps to its own line of the warning, whatever its path or message holds."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class Reader:
@@ -71,7 +77,7 @@ class Reader:
             shown = ", ".join(repr(n) for n in store.ignored[:10])
             more = f" and {len(store.ignored) - 10} more" if len(store.ignored) > 10 else ""
             warnings.warn(
-                f"{len(store.ignored)} folder(s) in {path} are not runs and were ignored: "
+                f"{len(store.ignored)} folder(s) in {_one_line(str(path))} are not runs and were ignored: "
                 f"{shown}{more} (a run folder is named by its run id, such as 12: ASCII "
                 "digits without leading zeros)",
                 CorruptRunWarning,

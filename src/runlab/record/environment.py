@@ -291,12 +291,21 @@ def _parse_status(out: bytes) -> tuple[list[tuple[str, bytes]], list[bytes], lis
 
 _RUN_PARTS = frozenset({b"metadata", b"metrics", b"artifacts", b"checkpoints", b"ranks"})
 _LOGS_FOLDERS = frozenset(os.fsencode(name) for name in HIDDEN)
+_RUN_RECORD_PATH = re.compile(
+    rb"(?:^|/|\0)(?:[0-9]+/(?:"
+    + b"|".join(sorted(_RUN_PARTS))
+    + rb")|"
+    + b"|".join(re.escape(name) for name in sorted(_LOGS_FOLDERS))
+    + rb")/"
+)
 
 
 def _in_run_record(root: Path, path: bytes) -> bool:
     """Whether the untracked file ``path`` belongs to a run record: inside a run directory
     (``<id>/metadata/info.yaml`` beside it) or a logs directory's own folders. Another
     logs directory in the tree (an older one, a colleague's) is never code."""
+    if not _RUN_RECORD_PATH.search(path):  # one C-speed test for the usual file
+        return False
     parts = path.split(b"/")
     for i, part in enumerate(parts[:-1]):
         if part in _LOGS_FOLDERS:
@@ -464,7 +473,9 @@ def work_tree_changes(
     if names:
         files = git(root, "ls-files", "-z", "--others", "--exclude-standard", *spec)
         found = [f for f in files.split(b"\0") if f]
-        groups = _group_untracked(names, [f for f in found if not _in_run_record(root, f)])
+        if _RUN_RECORD_PATH.search(files):  # one scan of the listing; rarely true
+            found = [f for f in found if not _in_run_record(root, f)]
+        groups = _group_untracked(names, found)
     included, skipped, skipped_files = _choose_untracked(root, groups, limits)
     changes = WorkTreeChanges(
         root=root,

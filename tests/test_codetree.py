@@ -235,3 +235,29 @@ def test_no_run_record_enters_the_patch(tmp_path: Path) -> None:
     state, patch, _ = environment.git_record(repo)
     assert patch is not None and b"experiments/2/metrics/score.py" in patch
     assert b"old-logs" not in patch and list(state["files"]) == ["experiments/2/metrics/score.py"]
+
+
+def test_a_filtered_file_gets_the_bytes_its_filter_writes(tmp_path: Path) -> None:
+    """A file passed through a clean/smudge filter (as LFS does) is rebuilt through the
+    repository's own filter when the run had not changed it; changed, it is refused and
+    the refusal names the filter."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "filter.rot.clean", "tr a-zA-Z n-za-mN-ZA-M")
+    git(repo, "config", "filter.rot.smudge", "tr a-zA-Z n-za-mN-ZA-M")
+    (repo / ".gitattributes").write_text("*.rot filter=rot\n")
+    (repo / "data.rot").write_text("plain words\n")
+    (repo / "a.py").write_text("x = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    (repo / "a.py").write_text("x = 2\n")
+    state, patch, _ = environment.git_record(repo)
+    assert state["filtered"] == ["data.rot"]
+    codetree.rebuild(repo, state["commit"], tmp_path / "out", patch or b"", state)
+    assert (tmp_path / "out" / "data.rot").read_text() == "plain words\n"
+
+    (repo / "data.rot").write_text("other words\n")
+    state, patch, _ = environment.git_record(repo)
+    with pytest.raises(codetree.RebuildError, match="passes through a git filter"):
+        codetree.rebuild(repo, state["commit"], tmp_path / "out2", patch or b"", state)

@@ -185,6 +185,10 @@ ALLOWED: dict[str, tuple[str, str]] = {
         "the symbolic links of a commit, into the same new folder",
         _CODE,
     ),
+    "runlab.record.codetree.smudge: write_bytes": (
+        "a filtered file (LFS) as its filter writes it, kept only when it hashes to the run's",
+        _CODE,
+    ),
     "runlab.record.codetree.check: write_bytes": (
         "a rebuilt file's CRLF line ends, written only when they hash to the run's bytes",
         _CODE,

@@ -515,6 +515,11 @@ def judge(
     where = f"way={way} states={'+'.join(states)} run={run}"
     said = f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
     found = re.search(rf"run (\d+) reproduces run {run}: (\w+)", proc.stdout)
+    outcomes = os.environ.get("REPRODUCE_MATRIX_OUTCOMES")  # a file: one line per cell
+    if outcomes:
+        said_line = found.group(0) if found else (proc.stderr.strip().splitlines() or ["-"])[-1]
+        with open(outcomes, "a", encoding="utf-8") as out:
+            out.write(f"{way}\t{'+'.join(states)}\t{proc.returncode}\t{said_line}\n")
     if proc.returncode == 0 and found and found.group(2) == "identical":
         info = yaml.safe_load((cell.logs / found.group(1) / "metadata" / "info.yaml").read_text())
         if info.get("reproduces") != run:

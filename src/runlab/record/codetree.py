@@ -346,10 +346,32 @@ def rebuild(
     try:
         export_commit(repo, commit, dest, record.get("submodules") or {})
         apply_patch(dest, patch)
+        smudge(repo, commit, dest, record)
         check(dest, record.get("files") or {}, record.get("filtered") or ())
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def smudge(repo: Path, commit: str, dest: Path, record: Mapping[str, Any]) -> None:
+    """Give the files a git ``filter`` writes (LFS) the bytes a checkout writes: the
+    commit's object through the repository's own filter (``git cat-file --filters``,
+    with the user's configuration, where such filters are set up), kept only where
+    they hash to the recorded bytes. A filtered file the run had changed stays as the
+    patch left it, and :func:`check` refuses it."""
+    files = record.get("files") or {}
+    for name in record.get("filtered") or ():
+        want = files.get(name)
+        path = dest / name_path(name)
+        if want is None or file_entry(path) == want:
+            continue
+        proc = subprocess.run(
+            ["git", "cat-file", "--filters", f"{commit}:{name_path(name)}"],
+            cwd=repo,
+            capture_output=True,
+        )
+        if proc.returncode == 0 and want.endswith(hashlib.sha256(proc.stdout).hexdigest()):
+            path.write_bytes(proc.stdout)
 
 
 def refusals(record: Mapping[str, Any]) -> list[str]:

@@ -386,3 +386,22 @@ def test_doctor_checks_nccl_only_where_there_are_gpus() -> None:
     ).stdout.splitlines()
     assert out[0] == "skip False"  # no GPU: torch is not even imported
     assert out[1].startswith("True") and "nccl" in out[1].lower()
+
+
+def test_a_two_rank_run_is_reproduced_with_two_ranks(project: Path) -> None:
+    """`runlab reproduce` of a torchrun run starts as many ranks as the run had, on one
+    machine (a run of several nodes is refused: see test_reproduce_plan), and the two
+    runs' numbers are identical."""
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "tasks/ddp.py", "steps=4"]
+    env = task_env(RUNLAB_LOGS=str(project / "logs"))
+    done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    plan = runlab(project, "reproduce", "1", "--dry-run")
+    assert "-m torch.distributed.run --standalone --nproc_per_node=2" in plan.stdout
+    out = runlab(project, "reproduce", "1", check=False)
+    assert "run 2 reproduces run 1:" in out.stdout, out.stdout + out.stderr
+    first, second = project / "logs" / "1", project / "logs" / "2"
+    assert info(second)["world_size"] == 2 and info(second)["reproduces"] == "1"
+    # the task logs its wall-clock time too: every other number is the same
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "wall")} for r in rs]  # noqa: E731
+    assert strip(rows(first)) == strip(rows(second)) and len(rows(second)) == 4

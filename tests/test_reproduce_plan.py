@@ -202,3 +202,15 @@ def test_the_example_tasks_record_their_inputs(tmp_path: Path) -> None:
     assert inputs["multirun"]["num"] == 1
     out = reproduce(repo, "2")
     assert "run 3 reproduces run 2: identical" in out.stdout, out.stderr
+
+
+def test_a_run_of_several_nodes_is_refused(repo: Path) -> None:
+    """Reproduce starts ranks on one machine only (a one-node torchrun run is rerun with
+    as many ranks: see test_distributed); a run that spanned nodes is refused."""
+    assert run(repo, "task.py").returncode == 0
+    for name in ("info.yaml", "info.json"):
+        path = repo / "logs/1/metadata" / name
+        data = yaml.safe_load(path.read_text())
+        data.update(world_size=4, nodes=2)
+        path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
+    refused(reproduce(repo, "1"), "ran as 4 ranks on 2 nodes")

@@ -155,9 +155,9 @@ class Plan:
     arguments: list[str]  # the command line after the task file, {code} for the code folder
     environ: dict[str, str | None]  # variables set (None: unset) for the rerun
     notes: list[str] = field(default_factory=list)  # what was not pinned: may explain a divergence
-    missing: str | None = (
-        None  # what the rerun runs without, by the user's choice (--skip-untracked)
-    )
+    # What the rerun runs without, by the user's choice (--skip-untracked).
+    missing: str | None = None
+    ranks: int = 1  # the run's ranks on one machine: the rerun starts as many (torchrun)
 
     @property
     def code_from(self) -> str:
@@ -238,6 +238,7 @@ def plan(
         environ=environ,
         notes=notes,
         missing=missing,
+        ranks=_ranks(run, info),
     )
 
 
@@ -292,6 +293,25 @@ def _recorded_overrides(run: RunDir) -> list[str]:
     path = run.metadata / "overrides.yaml"
     data = read_yaml(path) if path.exists() else None
     return [str(o) for o in data] if isinstance(data, list) else []
+
+
+def _ranks(run: RunDir, info: dict[str, Any]) -> int:
+    """How many ranks the rerun starts: the run's, where they ran on one machine.
+
+    A run of several nodes cannot be started again from one command here: refused."""
+    try:
+        world = int(info.get("world_size") or 1)
+        nodes = int(info.get("nodes") or 1)
+    except (TypeError, ValueError):
+        return 1
+    if nodes > 1:
+        raise _refuse(
+            run,
+            f"it ran as {world} ranks on {nodes} nodes, and reproduce starts ranks on one "
+            "machine only: submit the same config with the same launcher instead, and compare "
+            "the two runs with `runlab reproduce --check`",
+        )
+    return max(world, 1)
 
 
 def _refuse_hidden(run: RunDir, arguments: list[str]) -> None:
@@ -493,7 +513,10 @@ def command(plan: Plan, code: Path) -> tuple[list[str], Path]:
         cwd = cwd if cwd.is_dir() else code
     else:
         cwd = plan.cwd_outside or code
-    return [str(code / plan.task), *arguments], cwd
+    launcher = []
+    if plan.ranks > 1:  # as many ranks as the run had, as torchrun starts them
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={plan.ranks}"]
+    return [*launcher, str(code / plan.task), *arguments], cwd
 
 
 _REFUSED = inputs_record.REFUSED  # how the rerun refuses to start
@@ -512,7 +535,7 @@ def rerun(plan: Plan) -> tuple[RunDir, int]:
         run_id=new.run_id,
         status=Status.QUEUED,
         reproduces=str(plan.run.run_id),
-        task=argv[0],
+        task=str(code / plan.task),
         **({"reproduces_without": plan.missing} if plan.missing else {}),
     )
     git = plan.env.get("git") or {}

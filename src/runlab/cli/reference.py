@@ -373,6 +373,13 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
 # looked up in the schemas when the page is made, so a field renamed or gone fails it.
 CAPTURED_INPUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
+        "ranks",
+        ("info:world_size", "info:nodes"),
+        "a run of several ranks on one machine is started again with as many "
+        "(`python -m torch.distributed.run --standalone --nproc_per_node=N`); a run of "
+        "several nodes is **refused** (submit it again, and compare with `--check`)",
+    ),
+    (
         "task file",
         ("inputs:task",),
         "run from the same file of the rebuilt code (its path relative to the git root); "
@@ -382,8 +389,8 @@ CAPTURED_INPUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "working folder",
         ("inputs:cwd",),
         "started in the same folder of the rebuilt code; a folder outside the code is used "
-        "as it is (**refused** when it is gone), with a note that the files read there are "
-        "not recorded",
+        "as it is, with a note that the files read there are not recorded (where it is gone, "
+        "the rerun starts in the code's folder, with a note)",
     ),
     (
         "config folder and name, and where they were given",
@@ -477,7 +484,11 @@ CAPTURED_INPUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "`--check`, and after a `diverged` verdict",
     ),
 )
-CAPTURE_FILES = {"inputs": "inputs.schema.json", "env": "env.schema.json"}
+CAPTURE_FILES = {
+    "inputs": "inputs.schema.json",
+    "env": "env.schema.json",
+    "info": "info.schema.json",
+}
 # Properties whose own properties the schema tables list too (as ``key.sub`` rows).
 EXPANDED = {"env.schema.json": ("git",), "inputs.schema.json": ("config", "overrides", "multirun")}
 

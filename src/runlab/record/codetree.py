@@ -221,9 +221,9 @@ def export_commit(
     for entry in listing.split(b"\0"):
         if not entry:
             continue
-        meta, name = entry.split(b"\t", 1)
+        meta, raw = entry.split(b"\t", 1)
         mode, _kind, sha = meta.decode().split()
-        entries.append((mode, sha, os.fsdecode(name)))
+        entries.append((mode, sha, os.fsdecode(raw)))
     blobs = [e for e in entries if e[0] != GITLINK]
     dest.mkdir(parents=True, exist_ok=True)
     if blobs:

@@ -632,7 +632,7 @@ def git_record(
         branch = git(root, "rev-parse", "--abbrev-ref", "HEAD").decode().strip() or None
     except GitError:
         branch = None
-    state = {"commit": commit, "branch": branch, "root": str(root)}
+    state: dict[str, Any] = {"commit": commit, "branch": branch, "root": str(root)}
     changes = work_tree_changes(root, with_diff=commit is not None, exclude=exclude)
     state["dirty"] = changes.dirty
     problems += changes.problems

@@ -144,7 +144,10 @@ def capture(
 
     hc = HydraConfig.get()
     flags = config_flags(argv)
-    sources = [dict(s) for s in hc.runtime.config_sources]
+    sources = [
+        {"path": s.path, "schema": s.schema, "provider": s.provider}
+        for s in hc.runtime.config_sources
+    ]
     main = next((s for s in sources if s.get("provider") == "main"), None)
     dirs = [
         s["path"] for s in sources if s.get("provider") == "command-line" and s["schema"] == "file"

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runlab.logs import LOGS_ENV, default_path
 from runlab.record import distributed, environment, inputs, secrets
@@ -356,14 +356,16 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
     from omegaconf import OmegaConf
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    container = cast(dict[str, Any], resolved)  # a config's keys are text
     debug = bool(os.environ.get(DEBUG_ENV))
     run_inputs = _checked_inputs(cfg, container, task_file)
 
     def announce(run: RunDir) -> None:
         print(f"[runlab] run {run.run_id}: {run.path}", file=sys.stderr, flush=True)
-        distributed.share_run(dist, run)  # several ranks: the others learn the run directory
+        if dist is not None:  # several ranks: the others learn the run directory
+            distributed.share_run(dist, run)
 
     session: RunSession | None = None
     dist: distributed.Dist | None = None

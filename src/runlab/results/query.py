@@ -482,7 +482,7 @@ def _terms(node: And | Or) -> list[Node]:
     while todo:
         n = todo.pop()
         if type(n) is kind:
-            todo += [n.right, n.left]  # type: ignore[union-attr]
+            todo += [n.right, n.left]
         else:
             out.append(n)
     return out

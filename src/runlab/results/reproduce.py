@@ -531,13 +531,15 @@ def rerun(plan: Plan) -> tuple[RunDir, int]:
     argv, cwd = command(plan, code)
     logs = plan.run.path.parent
     new = RunDir(allocate(logs)[0]).create()
-    new.update_info(
-        run_id=new.run_id,
-        status=Status.QUEUED,
-        reproduces=str(plan.run.run_id),
-        task=str(code / plan.task),
-        **({"reproduces_without": plan.missing} if plan.missing else {}),
-    )
+    fields: dict[str, Any] = {
+        "run_id": new.run_id,
+        "status": Status.QUEUED,
+        "reproduces": str(plan.run.run_id),
+        "task": str(code / plan.task),
+    }
+    if plan.missing:
+        fields["reproduces_without"] = plan.missing
+    new.update_info(**fields)
     git = plan.env.get("git") or {}
     child_env = {
         **os.environ,
@@ -609,8 +611,11 @@ def compare(a: RunDir, b: RunDir, rtol: float = 0.0, atol: float = 0.0) -> Verdi
                     and math.isnan(v)
                 ):
                     continue
-                numeric = isinstance(u, (int, float)) and isinstance(v, (int, float))
-                if numeric and abs(u - v) <= atol + rtol * abs(v):
+                if (
+                    isinstance(u, (int, float))
+                    and isinstance(v, (int, float))
+                    and abs(u - v) <= atol + rtol * abs(v)
+                ):
                     close = True
                     continue
                 step = x.get("step", i)

@@ -433,6 +433,19 @@ def test_import_runlab_does_not_import_polars() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_package_parts_load_as_attributes() -> None:
+    """`import runlab` gives its parts on first use (`runlab.record`, `runlab.status`), as
+    it gives its public names, and loads none of them (nor Hydra) before."""
+    code = (
+        "import sys, runlab\n"
+        "assert 'runlab.record' not in sys.modules and 'hydra' not in sys.modules\n"
+        "assert runlab.record.__name__ == 'runlab.record' and runlab.status.Status.COMPLETE\n"
+        "try:\n    runlab.nothing\nexcept AttributeError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "module 'runlab' has no attribute 'nothing'"
+
+
 def test_big_sweep_smoke(tmp_path: Path) -> None:
     """Many files written directly (not through the logger), read in one batch."""
     logs = tmp_path / "logs"

@@ -29,9 +29,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from runlab.results.reader import Reader, runs
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+# The package's own parts, loaded on first use as attributes (`runlab.record`,
+# `runlab.status` after `import runlab`), as the public names above are.
+_PARTS = frozenset(
+    {"cli", "doctor", "envvars", "errors", "logs", "record", "results", "status", "sweep"}
+)
 
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _PARTS:
+        return importlib.import_module(f"runlab.{name}")
     raise AttributeError(f"module 'runlab' has no attribute {name!r}")

@@ -214,3 +214,12 @@ def test_a_run_of_several_nodes_is_refused(repo: Path) -> None:
         data.update(world_size=4, nodes=2)
         path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
     refused(reproduce(repo, "1"), "ran as 4 ranks on 2 nodes")
+
+
+def test_a_config_with_non_finite_numbers_and_odd_text_is_reproduced(repo: Path) -> None:
+    """The record writes `inf` as "Infinity" (strict JSON): the rerun's config check
+    compares in the record's encoding, so such a config is not taken for another."""
+    args = ("+a=inf", "+b=nan", "+c=-inf", '+d="é\u202e\u0007"', "+e=[1,2.5,null]")
+    assert run(repo, "task.py", *args).returncode == 0
+    out = reproduce(repo, "1")
+    assert "run 2 reproduces run 1: identical" in out.stdout, out.stderr

@@ -237,6 +237,13 @@ def dumps_json(data: Any) -> bytes:
     return orjson.dumps(_json_safe(data), option=orjson.OPT_APPEND_NEWLINE)
 
 
+def record_form(data: Any) -> Any:
+    """``data`` as the JSON twin of its record holds it, read back: credentials redacted,
+    text made valid, non-finite floats as their strings. Compare a config with a
+    recorded one in this form, else ``inf`` and ``"Infinity"`` differ."""
+    return orjson.loads(dumps_json(_text_safe(secrets.redact(data))))
+
+
 def write_record(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` (a ``.yaml`` file) and its JSON twin ``path.with_suffix('.json')``.
 

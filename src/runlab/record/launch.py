@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from runlab.logs import LOGS_ENV, default_path
-from runlab.record import distributed, environment, inputs, secrets
+from runlab.record import distributed, environment, inputs
 from runlab.record import logger as _logger
+from runlab.record.files import record_form
 from runlab.record.lifecycle import (
     RecordError,
     RunSession,
@@ -295,7 +296,7 @@ def _config_differs(container: dict[str, Any], expected: Path) -> str | None:
         want = json.loads(expected.read_bytes())
     except (OSError, ValueError) as exc:
         return f"the recorded config {expected} is not readable ({exc})"
-    have = json.loads(json.dumps(secrets.redact(container), default=str))
+    have = record_form(container)  # in the record's own encoding (inf as "Infinity")
     if not isinstance(want, dict):
         return f"the recorded config {expected} is not a mapping"
     want.pop("runlab", None)

@@ -45,9 +45,9 @@ import orjson
 from runlab.record import distributed, environment, secrets
 from runlab.record.files import (
     dump_yaml,
-    dumps_json,
     now_iso,
     read_yaml,
+    record_form,
     remove_temporaries,
     write_atomic,
     write_record,
@@ -410,7 +410,7 @@ class RunSession:
         config = secrets.redact(self.config)
         if twin.exists():  # the twin is what readers trust; compared in its own encoding
             saved = orjson.loads(twin.read_bytes()) or {}
-            given = orjson.loads(dumps_json(config))
+            given = record_form(self.config)
         elif self.run.config_file.exists():  # a record from before the JSON twins
             saved, given = read_yaml(self.run.config_file) or {}, _plain(config)
         else:

@@ -1,9 +1,16 @@
-"""Run a recorded run again, exactly, and say whether its numbers came out the same.
+"""Run a recorded run again, exactly, or refuse and say why; then say whether its
+numbers came out the same.
 
-The code comes from the run's snapshot or, failing that, from its commit in the
-git history (with its recorded patch applied when it ran dirty); the config is
-its resolved one, passed as its recorded overrides; the environment is checked
-against the recorded one and every difference is listed before the rerun.
+:func:`plan` reads the record and refuses (:class:`ReproduceError`, one line) whatever
+cannot be restored exactly: a patch that is missing or not the recorded one, a commit
+that is not at hand, untracked files the record left out, a dirty submodule, a config
+folder outside the code that changed, a redacted variable not given again, a run of
+several nodes. :func:`code_dir` rebuilds the code from the commit and the patch
+(:mod:`runlab.record.codetree`: every recorded hash checked), or uses the run's snapshot
+once it checks out file by file. :func:`rerun` starts the task with its recorded config
+source, overrides, job number and variables (:mod:`runlab.record.inputs`); the task
+checks the config it composes against the recorded one before it runs. :func:`compare`
+gives the verdict; :func:`compare_inputs` says whether two runs were run the same way.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ _GIT_MAPPINGS = ("files", "submodules")
 
 def shaped(env: Any) -> dict[str, Any]:
     """``env`` as runlab writes it: a mapping whose mapping parts are mappings and whose
-    ``git`` values are text. A hand-edited record of another shape loses only those
+    ``git`` values are text, flags, counts or lists (``files`` and ``submodules``: mappings). A hand-edited record of another shape loses only those
     parts (as if not recorded) instead of failing every reader that compares them."""
     if not isinstance(env, dict):
         return {}

@@ -578,8 +578,8 @@ def rerun(plan: Plan) -> tuple[RunDir, int]:
         assert proc.stderr is not None
         for raw in proc.stderr:  # passed on as it comes, but for a refusal to start
             line = raw.decode("utf-8", "replace")
-            if _REFUSED in line and refusal is None:
-                refusal = line.split(_REFUSED, 1)[1].strip()
+            if _REFUSED in line:  # said by each rank alike: the first is the reason
+                refusal = refusal or line.split(_REFUSED, 1)[1].strip()
                 continue
             sys.stderr.write(line)
             sys.stderr.flush()

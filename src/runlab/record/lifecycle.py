@@ -392,8 +392,10 @@ class RunSession:
         if not isinstance(was, dict) or not was.get("commit"):
             return None
 
+        both = bool(was.get("patch_sha256") and now.get("patch_sha256"))  # older records lack it
+
         def code(git: Mapping[str, Any]) -> tuple[Any, ...]:
-            return git.get("commit"), bool(git.get("dirty")), git.get("patch_sha256")
+            return git.get("commit"), bool(git.get("dirty")), git.get("patch_sha256") if both else 0
 
         if code(was) == code(now):
             return None

@@ -261,3 +261,30 @@ def test_a_filtered_file_gets_the_bytes_its_filter_writes(tmp_path: Path) -> Non
     state, patch, _ = environment.git_record(repo)
     with pytest.raises(codetree.RebuildError, match="passes through a git filter"):
         codetree.rebuild(repo, state["commit"], tmp_path / "out2", patch or b"", state)
+
+
+def test_a_submodule_that_was_not_initialised_is_an_empty_folder(tmp_path: Path) -> None:
+    """A clone made without `--recurse-submodules` runs with the submodule's folder
+    empty: that is what is recorded and rebuilt (git, asked inside the empty folder,
+    would answer for the outer repository and its commit)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q")
+    (lib / "lib.py").write_text("VERSION = 1\n")
+    git(lib, "add", "-A")
+    git(lib, "commit", "-qm", "v1")
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q")
+    (origin / "main.py").write_text("import lib\n")
+    git(origin, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(origin, "add", "main.py")
+    git(origin, "commit", "-qm", "start")
+    git(tmp_path, "clone", "-q", str(origin), "repo")
+    repo = tmp_path / "repo"
+    assert (repo / "lib").is_dir() and not any((repo / "lib").iterdir())
+    state, patch, _ = environment.git_record(repo)
+    assert state["submodules"] == {"lib": {"commit": None, "dirty": False}}
+    codetree.rebuild(repo, state["commit"], tmp_path / "out", patch or b"", state)
+    assert (tmp_path / "out" / "main.py").exists()
+    assert (tmp_path / "out" / "lib").is_dir() and not any((tmp_path / "out" / "lib").iterdir())

@@ -145,8 +145,8 @@ def _attribute_files(root: Path) -> bool:
 def converted(root: Path) -> tuple[list[bytes], list[bytes]]:
     """Tracked files whose work-tree bytes differ from the commit's by git's conversion:
     LF stored and CRLF written (``text``/``eol`` attributes, ``core.autocrlf``), and
-    files passed through a ``filter`` (LFS). Costs no git process in a repository
-    without attributes or line-end settings."""
+    files passed through a ``filter`` (LFS). Costs two short git processes in a
+    repository without attributes or line-end settings, and reads no file."""
     if not _attribute_files(root):
         return [], []
     out: list[bytes] = []
@@ -194,6 +194,9 @@ def submodules(root: Path) -> dict[str, dict[str, Any]]:
             continue
         name = os.fsdecode(entry.split(b"\t", 1)[1])
         path = root / name
+        if not (path / ".git").exists():  # not initialised: an empty folder ran (git would
+            out[name] = {"commit": None, "dirty": False}  # answer for the outer repository)
+            continue
         try:
             commit = _git(path, "rev-parse", "--verify", "HEAD").decode().strip()
             dirty = bool(_git(path, "status", "--porcelain", "--untracked-files=normal").strip())
@@ -263,10 +266,15 @@ def export_commit(
         if mode != GITLINK:
             continue
         recorded = modules.get(name) or {}
+        if name in modules and not recorded.get("commit"):
+            (dest / name).mkdir(parents=True, exist_ok=True)  # not initialised when it ran
+            continue
         at = str(recorded.get("commit") or sha)
         sub_repo = repo / name
         inner = {k[len(name) + 1 :]: v for k, v in modules.items() if k.startswith(f"{name}/")}
         try:
+            if not (sub_repo / ".git").exists():  # else git answers for the outer repository
+                raise RebuildError(f"{sub_repo} is not a repository")
             _git(sub_repo, "cat-file", "-e", f"{at}^{{commit}}", neutral=True)
         except (RebuildError, OSError):
             raise RebuildError(

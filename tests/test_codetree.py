@@ -288,3 +288,7 @@ def test_a_submodule_that_was_not_initialised_is_an_empty_folder(tmp_path: Path)
     codetree.rebuild(repo, state["commit"], tmp_path / "out", patch or b"", state)
     assert (tmp_path / "out" / "main.py").exists()
     assert (tmp_path / "out" / "lib").is_dir() and not any((tmp_path / "out" / "lib").iterdir())
+    codetree.verify_tree(repo, state["commit"], tmp_path / "out", state)  # a kept tree checks
+    (tmp_path / "out" / "lib" / "stray.py").write_text("x = 1\n")
+    with pytest.raises(codetree.RebuildError, match="holds files in lib, which ran empty"):
+        codetree.verify_tree(repo, state["commit"], tmp_path / "out", state)

@@ -443,10 +443,17 @@ def verify_tree(repo: Path, commit: str, dest: Path, record: Mapping[str, Any]) 
         if not same:
             raise RebuildError(f"the code at {dest} differs from the run's at {name}")
     for name, (mode, sha) in tree.items():
-        if mode == GITLINK:
-            at = str((modules.get(name) or {}).get("commit") or sha)
-            inner = {k[len(name) + 1 :]: v for k, v in modules.items() if k.startswith(f"{name}/")}
-            verify_tree(repo / name, at, dest / name, {"submodules": inner})
+        if mode != GITLINK:
+            continue
+        if name in modules and not (modules.get(name) or {}).get("commit"):
+            if (dest / name).is_dir() and any((dest / name).iterdir()):  # ran empty
+                raise RebuildError(f"the code at {dest} holds files in {name}, which ran empty")
+            continue
+        if not (repo / name / ".git").exists():  # else git answers for the outer repository
+            raise RebuildError(f"submodule {name} is not in {repo / name}: cannot check it")
+        at = str((modules.get(name) or {}).get("commit") or sha)
+        inner = {k[len(name) + 1 :]: v for k, v in modules.items() if k.startswith(f"{name}/")}
+        verify_tree(repo / name, at, dest / name, {"submodules": inner})
     expected = {n for n, (m, _) in tree.items() if m != GITLINK}
     expected = (expected - {n for n, v in files.items() if v is None}) | {
         n for n, v in files.items() if v is not None

@@ -193,8 +193,8 @@ def snapshot(state: CodeState, store: Path) -> Path:
             tracked = git(state.root, "ls-files", "-z", "--cached", *spec).split(b"\0")
             untracked = state.work.included if state.work else []
             names = [os.fsdecode(raw) for raw in dict.fromkeys([*tracked, *untracked]) if raw]
-            for module in record.get("submodules") or {}:
-                if (state.root / module).is_dir():
+            for module, held in (record.get("submodules") or {}).items():
+                if held.get("commit") and (state.root / module / ".git").exists():
                     inner = git(state.root / module, "ls-files", "-z", "--cached")
                     names += [f"{module}/{os.fsdecode(r)}" for r in inner.split(b"\0") if r]
             for name in names:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TASKS, task_env
+from conftest import TASKS, git, task_env
 
 TASK = """\
 import os
@@ -44,11 +44,6 @@ runlab:
   logs: ${oc.env:RUNLAB_LOGS,logs}
   run_id: null
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
-    return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture

@@ -54,12 +54,19 @@ class RebuildError(UserError, RuntimeError):
     """The code of a run cannot be rebuilt byte for byte; the message names the file."""
 
 
-def _git(cwd: Path, *args: str, stdin: bytes | None = None, neutral: bool = False) -> bytes:
+def _git(
+    cwd: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    neutral: bool = False,
+    extra: Mapping[str, str] | None = None,
+) -> bytes:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(name, None)  # a caller's own repository must not leak into ours
     if neutral:
         env.update(NEUTRAL_GIT_ENV)
+    env.update(extra or {})
     proc = subprocess.run(
         ["git", *args],
         cwd=cwd,
@@ -289,19 +296,16 @@ def apply_patch(dest: Path, patch: bytes) -> None:
     repository (git would skip the paths outside its current folder) and no user setting."""
     if not patch:
         return
-    env = {**os.environ, **NEUTRAL_GIT_ENV, "GIT_CEILING_DIRECTORIES": str(dest.parent)}
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        env.pop(name, None)
-    proc = subprocess.run(
-        ["git", "apply", "--binary", "--whitespace=nowarn", "-p1", "-"],
-        cwd=dest,
-        input=patch,
-        capture_output=True,
-        env=env,
-    )
-    if proc.returncode != 0:
-        why = " ".join(proc.stderr.decode("utf-8", "replace").split())
-        raise RebuildError(f"the recorded patch does not apply: {why}")
+    try:
+        _git(
+            dest,
+            *("apply", "--binary", "--whitespace=nowarn", "-p1", "-"),
+            stdin=patch,
+            neutral=True,
+            extra={"GIT_CEILING_DIRECTORIES": str(dest.parent)},
+        )
+    except RebuildError as exc:
+        raise RebuildError(f"the recorded patch does not apply: {exc}") from None
 
 
 def check(dest: Path, files: Mapping[str, str | None], converted_paths: Iterable[str] = ()) -> None:

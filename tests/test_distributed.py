@@ -361,7 +361,8 @@ def test_sbatch_script_asks_for_every_rank(tmp_path: Path) -> None:
     # nodes x tasks_per_node tasks, one rank each.
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from runlab.sweep.launcher import load_config, slurm_parameters
+    from runlab.sweep.backends.slurm import parameters as slurm_parameters
+    from runlab.sweep.launcher import load_config
 
     cfg = load_config("slurm", ROOT / "configs", ["nodes=2", "tasks_per_node=4", "gpus_per_node=4"])
     script = _make_sbatch_string(

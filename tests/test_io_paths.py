@@ -226,8 +226,8 @@ ALLOWED: dict[str, tuple[str, str]] = {
         "a local job's stdout and stderr, appended by the task's process",
         _OUTPUT,
     ),
-    "runlab.sweep.launcher.start_local: open": ("a local worker's output file", _OUTPUT),
-    "runlab.sweep.launcher._link_tasks: link": (
+    "runlab.sweep.backends.local.Backend.submit: open": ("a local worker's output file", _OUTPUT),
+    "runlab.sweep.backends.slurm._link_tasks: link": (
         "submitit's job pickles, linked under each job's name instead of copied",
         "links; writes nothing",
     ),

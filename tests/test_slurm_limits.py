@@ -123,7 +123,7 @@ QOS = "normal|30|||\nhigh|5||2|\n"
 
 
 def test_the_tightest_limit_of_the_jobs_account_and_qos_applies() -> None:
-    from runlab.sweep.slurm import submit_limits
+    from runlab.sweep.backends._slurm import submit_limits
 
     assert submit_limits(ASSOC, QOS, account="runlab") == [
         (40, "MaxSubmitJobs of association root/runlab", "user"),
@@ -143,7 +143,7 @@ def test_the_tightest_limit_of_the_jobs_account_and_qos_applies() -> None:
 
 
 def test_limits_not_enforced_are_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runlab.sweep import slurm
+    from runlab.sweep.backends import _slurm as slurm
 
     calls: list[list[str]] = []
 

@@ -263,17 +263,34 @@ def test_slurm_cancelled_job_ends_interrupted(project: Path) -> None:
 
 @slurm
 @pytest.mark.slurm
-def test_sbatch_refusal_marks_runs_failed(project: Path) -> None:
-    out = submit(
-        project,
-        "steps=1,2",
-        "--launcher",
-        "slurm",
-        "launcher.partition=nosuchpartition",
-        check=False,
+def test_a_submission_sbatch_would_refuse_leaves_no_run_behind(project: Path) -> None:
+    """Validated with ``sbatch --test-only`` before any run is pre-created: a malformed
+    extra option or an unknown partition is one line, and the logs directory stays empty."""
+    for bad in ("launcher.partition=nosuchpartition", "+launcher.additional_parameters.bogus=1"):
+        out = submit(project, "steps=range(1,200)", "--launcher", "slurm", bad, check=False)
+        assert out.returncode == 2, out.stderr
+        assert "SLURM would refuse the sweep (sbatch --test-only:" in out.stderr, out.stderr
+        assert "no run was created" in out.stderr and "Traceback" not in out.stderr
+        assert not (project / "logs").exists()  # not even the logs directory
+
+
+@slurm
+@pytest.mark.slurm
+def test_a_refusal_at_submission_marks_the_precreated_runs_failed(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sbatch can still refuse after validation (the partition went away in between): the
+    runs already pre-created end FAILED with its words, never QUEUED forever."""
+    from runlab.sweep import submission
+
+    monkeypatch.chdir(project)
+    sweep = submission.prepare(
+        "tasks/slow.py", ["steps=1,2", "launcher=slurm"], logs=project / "logs"
     )
-    assert out.returncode == 1
-    assert "sbatch refused the sweep" in out.stderr and "partition" in out.stderr.lower()
+    created = submission.create_runs(sweep)
+    created.record.launcher["partition"] = "nosuchpartition"
+    with pytest.raises(Exception, match="sbatch refused the sweep"):
+        submission.launch(sweep, created)
     infos = [info(r) for r in runs(project)]
     assert len(infos) == 2 and {i["status"] for i in infos} == {"FAILED"}
     assert "sbatch refused" in infos[0]["error"]["message"]

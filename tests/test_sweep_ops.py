@@ -430,7 +430,8 @@ def test_slurm_2500_points_become_three_arrays_and_every_run_is_accounted_for(
 def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_written(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runlab.sweep import launcher, slurm, submission
+    from runlab.sweep import launcher, submission
+    from runlab.sweep.backends import _slurm as slurm
 
     monkeypatch.chdir(project)
     limits = slurm.Limits(

@@ -426,8 +426,8 @@ def test_3_another_hosts_slurm_job_with_no_scheduler_to_ask_is_a_note_never_lost
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (note,) = [line for line in proc.stdout.splitlines() if line.startswith("note: ")]
-    assert "1 RUNNING run(s) of SLURM jobs on other hosts were not checked" in note
-    assert "squeue is not on PATH" in note
+    assert "1 RUNNING run(s) of cluster jobs on other hosts were not checked" in note
+    assert "no cluster scheduler's commands are on PATH" in note
     assert json.loads(_info(project, 1).read_text())["status"] == "RUNNING"
 
 

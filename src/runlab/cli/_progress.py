@@ -12,15 +12,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from runlab.cli._text import console
 from runlab.record.rundir import RunDir
 from runlab.status import SETTLED, Status, colour
-from runlab.sweep import ops, slurm
+from runlab.sweep import backends, ops
+from runlab.sweep.backends.base import Target
 
 
-def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) -> list[RunDir]:
+def wait(runs: Sequence[RunDir], poll_s: float = 2.0) -> list[RunDir]:
     """Show a live progress bar until every run has ended; return the runs that did not complete.
 
     Every few seconds the sweep is reconciled with the scheduler (``runlab
@@ -65,21 +65,26 @@ def wait(runs: Sequence[RunDir], handles: Sequence[Any], poll_s: float = 2.0) ->
 def _timeouts_settled(
     logs: Path, sweep_id: str, runs: Sequence[RunDir], statuses: Sequence[str]
 ) -> int:
-    """How many ``TIMEOUT`` runs will not start again: every local one (local runs are
-    never requeued), and SLURM ones whose job has left the queue (requeues used up)."""
+    """How many ``TIMEOUT`` runs will not start again: every one where the scheduler does
+    not requeue a timed-out job (local workers), else those whose job has ended."""
     timed_out = [
         int(run.run_id) for run, s in zip(runs, statuses, strict=True) if s == Status.TIMEOUT
     ]
     try:
         record = ops.load(logs, sweep_id)
+        backend = backends.get(record.launcher_name)
+        if not backend.requeues_timeouts:
+            return len(timed_out)  # a TIMEOUT is where the run stops
         located = ops.locate(record)
-        jobs = {rid: ops.job_of(*located[rid]) for rid in timed_out if rid in located}
-        if not any(jobs.values()):
-            return len(timed_out)  # local workers: a TIMEOUT is where the run stops
-        queue = slurm.queue_states(sorted({job[0] for job in jobs.values() if job}))
+        found = [
+            Target(rid, run, run.read_info(), *located[rid])
+            for rid, run in ((rid, RunDir(logs / str(rid))) for rid in timed_out)
+            if rid in located
+        ]
+        states = backend.states(record, found)
     except Exception:  # cannot tell now; the next round asks again
         return 0
-    return sum(1 for job in jobs.values() if job is None or queue.get(job) in (None, *slurm.ENDED))
+    return sum(1 for rid in timed_out if rid not in states or not states[rid].alive)
 
 
 def _describe_counts(counts: Counter[str]) -> str:

@@ -185,7 +185,7 @@ def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, l
                     "error_type": error.get("type"),
                     "error_message": error.get("message"),
                     "attempts": info.get("attempts"),
-                    "job": ops.job_label(*located[rid]) if rid in located else None,
+                    "job": ops.job_label(record, *located[rid]) if rid in located else None,
                 }
             )
     for f in failing[:limit]:

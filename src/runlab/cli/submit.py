@@ -11,7 +11,7 @@ from runlab.cli._logs import add_logs_option, logs_value
 from runlab.cli._progress import wait
 from runlab.cli._text import cell, console, m
 from runlab.errors import UserError, one_line
-from runlab.sweep import launcher, submission
+from runlab.sweep import backends, submission
 from runlab.sweep.snapshot import commit_all
 
 
@@ -25,8 +25,9 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--launcher",
-        choices=["local", "slurm"],
-        help="where jobs run (default: slurm when sbatch is on PATH, else local)",
+        choices=backends.NAMES,
+        help="where jobs run (default: the first of "
+        f"{', '.join(backends.NAMES)} whose commands are on PATH)",
     )
     add_logs_option(
         parser,
@@ -75,14 +76,14 @@ def run_submit(args: argparse.Namespace) -> int:
     runs = launched.runs
     first, last = runs[0].run_id, runs[-1].run_id
     where = launched.record.launcher_name
-    ids = {h.job_id.split("_")[0] for h in launched.handles}
+    ids = set(launched.placed.job_ids)
     err.print(
         f"submitted {len(runs)} run(s) [bold]{m(first)}..{m(last)}[/] to {m(where)} "
         f"(job {m(', '.join(sorted(ids)))}) from commit {m(sweep.code.commit[:10])}"
         f"{m(' with uncommitted changes' if sweep.code.dirty else '')}\n"
         f"logs: {m(sweep.logs)}   follow with: runlab status {m(sweep.logs)}",
     )
-    return _wait(runs, launched.handles, err) if args.wait else 0
+    return _wait(runs, err) if args.wait else 0
 
 
 def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> None:
@@ -122,10 +123,10 @@ def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> No
         )
 
 
-def _wait(runs: list[Any], handles: list[Any], err: Any) -> int:
+def _wait(runs: list[Any], err: Any) -> int:
     """``--wait``: the progress bar until every run ends, then the runs that did not
     complete (exit status 1) or that all did (0)."""
-    failed = wait(runs, handles)
+    failed = wait(runs)
     if failed:
         err.print(f"[red]{len(failed)} run(s) did not complete:[/]")
         for run in failed:
@@ -161,17 +162,8 @@ def _print_plan(sweep) -> None:
     out.print(table)
     cfg = sweep.launcher
     out.print(f"launcher: [bold]{m(cfg['name'])}[/]   logs: {m(sweep.logs)}")
-    if cfg["name"] == "slurm":
-        params = launcher.slurm_parameters(cfg)
-        out.print(
-            "submitit SlurmExecutor parameters (job arrays of at most MaxArraySize tasks each):"
-        )
-        for key, value in params.items():
-            out.print(cell(f"  {key}: {value}"))
-    else:
-        out.print(
-            f"  up to {m(cfg['max_parallel'])} processes at once, timeout {m(cfg['timeout_min'])} min"
-        )
+    for line in backends.get(cfg["name"]).describe(cfg):
+        out.print(cell(line))
     state = "clean" if not sweep.code.dirty else f"{len(sweep.code.changes)} uncommitted change(s)"
     out.print(cell(f"code: commit {sweep.code.commit[:10]} ({state})"))
     if sweep.code.skipped_problem():

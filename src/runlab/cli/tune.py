@@ -10,7 +10,7 @@ from pathlib import Path
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.cli._text import safe
 from runlab.errors import UserError
-from runlab.sweep import tune
+from runlab.sweep import backends, tune
 from runlab.sweep.expand import task_spec
 
 
@@ -38,8 +38,9 @@ def configure_tune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, help="trials running at once (2)")
     parser.add_argument(
         "--launcher",
-        choices=["local", "slurm"],
-        help="where trials run (default: slurm when sbatch is on PATH, else local)",
+        choices=backends.NAMES,
+        help="where trials run (default: the first of "
+        f"{', '.join(backends.NAMES)} whose commands are on PATH)",
     )
     parser.add_argument(
         "--study",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import time
@@ -38,8 +39,9 @@ from runlab.record.files import TEMP_SUFFIX, loads_yaml, now_iso
 from runlab.record.process import epoch, writer_alive
 from runlab.record.rundir import RunBusyError, RunDir
 from runlab.status import FINAL, Status
+from runlab.sweep import backends, study
 from runlab.sweep import record as sweep_record
-from runlab.sweep import slurm, study
+from runlab.sweep.backends.base import LauncherError
 from runlab.sweep.record import SweepRecordError
 
 #: The invariants of a logs directory: number -> one sentence. Cited by the docs and tests.
@@ -125,7 +127,7 @@ def verify(logs: Logs, *, deep: bool = False, repair: bool = False) -> Verdict:
     host = socket.gethostname()
     env = secrets.env_values()  # the credential variables' values, read once
     extra = os.environ.get(secrets.SECRET_KEYS_ENV, "")  # and the user's own key names
-    by_scheduler: list[_Run] = []  # RUNNING runs only their SLURM job can speak for
+    by_scheduler: list[_Run] = []  # RUNNING runs only their scheduler's job can speak for
     for entry, run in _read_ahead(_entries(logs), host, env, extra):
         if run is not None:
             verdict.runs += 1
@@ -196,7 +198,8 @@ class _Run:
         self.was_read = False
         self.status: Status | None = None
         self.marked_lost = False  # by --repair, in this pass
-        self.job_id: str | None = None  # RUNNING, of a SLURM job this host cannot see into
+        self.job_id: str | None = None  # RUNNING, of a cluster job this host cannot see into
+        self.launcher: str | None = None  # the scheduler its job is of, where it says
         self.lost_reason = ""  # why it is gone, when invariant 3 is broken
 
     @property
@@ -379,8 +382,10 @@ class _Run:
         live = writer_alive(self.info, self.host)  # the readers' rule too: they agree
         if live is None:  # another host, or no pid or start time to check
             job = self.info.get("job_id")
-            if job is not None and str(job).isdigit():
+            if job is not None and re.fullmatch(r"[0-9][0-9.]*", str(job)):
                 self.job_id = str(job)  # only its scheduler can say: asked after the scan
+                launcher = self.info.get("launcher")
+                self.launcher = launcher if isinstance(launcher, str) else None
             return
         if not live:
             self.lost_reason = f"its process {pid} on {self.host} is gone"
@@ -574,30 +579,40 @@ def _damaged_index_files(logs: Logs, deep: bool) -> list[str]:
 def _ask_scheduler(
     runs: list[_Run], repair: bool, deep: bool, logs: Logs, verdict: Verdict
 ) -> Iterator[Violation]:
-    """Invariant 3 for RUNNING runs of SLURM jobs on other hosts: the scheduler's word."""
-    try:
-        states = slurm.job_states([r.job_id for r in runs if r.job_id])
-    except slurm.SlurmError as exc:
-        verdict.notes.append(
-            f"{len(runs)} RUNNING run(s) of SLURM jobs on other hosts were not checked "
-            f"(not marked LOST): the scheduler cannot be asked: {exc.line()}"
-        )
-        return
+    """Invariant 3 for RUNNING runs of cluster jobs on other hosts: the scheduler's word
+    (the one the run was submitted to; for a run started by hand in a job, this machine's)."""
+    by_backend: dict[str | None, list[_Run]] = {}
+    here = backends.default()  # started by hand in a job: this machine's scheduler, if any
     for run in runs:
-        state = states.get(str(run.job_id))
-        if state is not None and state not in slurm.ENDED:
-            continue  # pending, running, suspended, completing: the job lives
-        said = f"is {state}" if state else "is known neither to squeue nor to sacct"
-        run.lost_reason = f"its SLURM job {run.job_id} {said}"
-        v = run.v(
-            3,
-            f"says RUNNING, but its SLURM job {run.job_id} {said}",
-            "verify --repair marks it LOST; `runlab retry` or reopen it to go on",
-            True,
-        )
-        if not (repair and _mark_lost(run, verdict, writer_gone=True)):
-            yield v
-        yield from _torn_after_lost(run, logs, verdict, deep)
+        name = run.launcher if run.launcher in backends.NAMES else here
+        by_backend.setdefault(name if name != backends.NAMES[-1] else None, []).append(run)
+    for name, group in by_backend.items():
+        try:
+            if name is None:
+                raise LauncherError("no cluster scheduler's commands are on PATH")
+            backend = backends.get(name)
+            states = backend.job_states([str(r.job_id) for r in group])
+        except LauncherError as exc:
+            title = backends.get(name).title if name else "cluster"
+            verdict.notes.append(
+                f"{len(group)} RUNNING run(s) of {title} jobs on other hosts were not checked "
+                f"(not marked LOST): the scheduler cannot be asked: {exc.line()}"
+            )
+            continue
+        for run in group:
+            state = states.get(str(run.job_id))
+            if state is None or state.alive:
+                continue  # pending, running, suspended, completing: the job lives
+            run.lost_reason = state.reason
+            v = run.v(
+                3,
+                f"says RUNNING, but {state.reason}",
+                "verify --repair marks it LOST; `runlab retry` or reopen it to go on",
+                True,
+            )
+            if not (repair and _mark_lost(run, verdict, writer_gone=True)):
+                yield v
+            yield from _torn_after_lost(run, logs, verdict, deep)
 
 
 def _torn_after_lost(run: _Run, logs: Logs, verdict: Verdict, deep: bool) -> list[Violation]:

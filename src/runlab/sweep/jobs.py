@@ -2,7 +2,7 @@
 
 On SLURM, submitit runs :class:`ArrayEntry` ``(JOBS_FILE, OFFSET)`` for task ``i``
 of an array: entry ``OFFSET + i`` of a sweep's jobs file (written once by
-``runlab submit``, a JSON list); ``python -m runlab.sweep.jobs local JOBS_FILE WORKER`` is a
+``runlab submit``, a JSON list); ``python -m runlab.sweep.jobs worker JOBS_FILE N`` is a
 local worker that claims queued runs one after another (an exclusive
 ``metadata/.claimed`` file per run, so workers share the queue without a
 coordinator and no run is executed twice).
@@ -358,8 +358,8 @@ def run_local(jobs_file: str, worker: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3 or argv[0] != "local":
-        print("usage: python -m runlab.sweep.jobs local JOBS_FILE WORKER", file=sys.stderr)
+    if len(argv) != 3 or argv[0] != "worker":
+        print("usage: python -m runlab.sweep.jobs worker JOBS_FILE N", file=sys.stderr)
         return 2
     return run_local(argv[1], int(argv[2]))
 

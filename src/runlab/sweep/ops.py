@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import signal
 import socket
 import sys
 import time
@@ -31,11 +30,10 @@ from typing import Any
 from runlab.record.files import dumps_json, now_iso, read_yaml, write_atomic
 from runlab.record.rundir import RunDir, live_holder
 from runlab.status import ACTIVE, Status
-from runlab.sweep import launcher, slurm
-from runlab.sweep.jobs import CLAIM, claim
+from runlab.sweep import backends
+from runlab.sweep.backends.base import Ending, JobState, LauncherError, Target
 from runlab.sweep.record import (
     FORMAT,
-    Array,
     Cancel,
     Code,
     Submission,
@@ -43,7 +41,6 @@ from runlab.sweep.record import (
     SweepOpsError,
     SweepRecord,
     SweepRecordError,
-    Worker,
     exclusive,
     folder,
     load,
@@ -145,7 +142,7 @@ def _jobs_spec(logs, record, n, log_dir, codes, run_ids, code_of, overrides) -> 
     return {
         "sweep_id": record.sweep_id,
         "submission": n,
-        "python": launcher.python_executable(),
+        "python": sys.executable,  # this environment's (pixi's, through pixi)
         "cwd": record.cwd or str(Path.cwd()),
         "timeout_min": cfg.get("timeout_min"),
         "max_num_timeout": cfg.get("max_num_timeout", 0),
@@ -153,13 +150,7 @@ def _jobs_spec(logs, record, n, log_dir, codes, run_ids, code_of, overrides) -> 
         or 1,  # ranks per run (runlab.record.distributed)
         "cpus_per_task": cfg.get("cpus_per_task"),
         "log_dir": str(log_dir),
-        "log_pattern": str(log_dir / "%A_%a_0_log"),  # submitit's stdout/stderr of task 0
-        "worker_logs": [
-            str(log_dir / f"worker-{w}.out")
-            for w in range(max(1, min(int(cfg.get("max_parallel") or 1), len(run_ids))))
-        ]
-        if record.launcher_name == "local"
-        else [],
+        **backends.get(record.launcher_name).spec_fields(cfg, log_dir, len(run_ids)),
         "codes": [{"script": c.script, "env": c.env} for c in codes],
         "jobs": [
             {
@@ -192,18 +183,15 @@ def _submit(logs, record, run_ids, codes, limits, code_of, kind, overrides) -> S
         jobs_file=str(jobs_file),
         log_dir=str(log_dir),
     )
-    if record.launcher_name == "slurm":
-        if limits is None:
-            limits = slurm.read_limits(cfg.get("account"), cfg.get("qos"))
-            try:
-                slurm.plan_arrays(len(run_ids), limits)
-            except slurm.SlurmError as exc:
-                raise SweepOpsError(str(exc)) from None
-        handles = launcher.submit_slurm(jobs_file, len(run_ids), cfg, log_dir, limits)
-        submission.arrays = [Array(str(h.job_id), h.first, h.count) for h in handles]
-    else:
-        handles = launcher.start_local(jobs_file, cfg, len(run_ids), log_dir)
-        submission.workers = [Worker(int(h.job_id)) for h in handles]
+    backend = backends.get(record.launcher_name)
+    if limits is None:  # a retry: the cluster's limits now
+        limits = backend.limits(cfg)
+        try:
+            backend.plan(len(run_ids), limits)
+        except LauncherError as exc:
+            raise SweepOpsError(exc.line()) from None
+    placed = backend.submit(jobs_file, len(run_ids), cfg, log_dir, limits)
+    submission.arrays, submission.workers = placed.arrays, placed.workers
     record.submissions.append(submission)
     save(logs, record)
     return submission
@@ -228,20 +216,9 @@ def locate(record: SweepRecord) -> dict[int, tuple[Submission, int]]:
     return where
 
 
-def job_of(sub: Submission, pos: int) -> tuple[str, int] | None:
-    """``(array_job_id, task)`` of the run at ``pos`` of a SLURM submission."""
-    for array in sub.arrays:
-        if array.first <= pos < array.first + array.count:
-            return array.job_id, pos - array.first
-    return None
-
-
-def job_label(sub: Submission, pos: int) -> str:
-    job = job_of(sub, pos)
-    if job:
-        return f"{job[0]}_{job[1]}"
-    pids = [str(w.pid) for w in sub.workers]
-    return f"local workers {', '.join(pids)}" if pids else "?"
+def job_label(record: SweepRecord, sub: Submission, pos: int) -> str:
+    """The job of the run at ``pos`` of ``sub``, as the sweep's scheduler names it."""
+    return backends.get(record.launcher_name).job_label(sub, pos)
 
 
 def log_file(logs: Path, record: SweepRecord, run_id: int, err: bool = False) -> Path | None:
@@ -250,14 +227,7 @@ def log_file(logs: Path, record: SweepRecord, run_id: int, err: bool = False) ->
     if located is None:
         return None
     sub, pos = located
-    suffix = ".err" if err else ".out"
-    log_dir = Path(sub.log_dir)
-    job = job_of(sub, pos)
-    if job:  # submitit's files: <array>_<task>_<rank>_log.out
-        path = log_dir / f"{job[0]}_{job[1]}_0_log{suffix}"
-        older = log_dir / f"{job[0]}_{job[1]}{suffix}"  # sweeps submitted before submitit
-        return older if not path.exists() and older.exists() else path
-    return log_dir / f"{run_id}{suffix}"
+    return backends.get(record.launcher_name).log_file(sub, pos, int(run_id), err)
 
 
 def sweep_of_run(logs: Path, run_id: int) -> SweepRecord | None:
@@ -294,21 +264,6 @@ def _may_be_written(run: RunDir, info: dict[str, Any]) -> bool:
     return info.get("host") == socket.gethostname() and live_holder(info)
 
 
-def pid_alive(pid: Any, marker: str = "runlab.sweep.jobs") -> bool:
-    """Whether ``pid`` is alive on this host and is a runlab process (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-    except (OSError, ValueError, TypeError):
-        try:
-            os.kill(int(pid), 0)
-        except (OSError, ValueError, TypeError):
-            return False
-        return True
-    if Path(f"/proc/{int(pid)}/stat").read_text().split(") ")[-1][:1] == "Z":
-        return False  # a zombie has ended
-    return marker.encode() in cmdline
-
-
 def _age_s(iso: str | None) -> float:
     from datetime import datetime
 
@@ -319,166 +274,85 @@ def _age_s(iso: str | None) -> float:
 
 
 # ----------------------------------------------------------------- reconcile
-def reconcile(logs: Path, record: SweepRecord, by: str = "runlab status") -> list[dict]:
-    """Close the runs whose job is gone; return ``[{run_id, status, reason}]`` for each change."""
-    logs = Path(logs)
+def targets(logs: Path, record: SweepRecord, run_ids: list[int] | None = None) -> list[Target]:
+    """The sweep's runs (or ``run_ids``) that still say ``QUEUED``/``RUNNING``/``PREEMPTED``,
+    each with the submission that placed it: what a backend is asked about."""
     located = locate(record)
-    candidates = []
-    for rid in record.runs:
+    out = []
+    for rid in run_ids if run_ids is not None else record.runs:
+        rid = int(rid)
         run = _run_dir(logs, rid)
         info = run.read_info()
         if Status.of(info.get("status")) in ACTIVE and rid in located:
-            candidates.append((rid, run, info))
-    if not candidates:
+            sub, pos = located[rid]
+            out.append(Target(rid, run, info, sub, pos))
+    return out
+
+
+def reconcile(logs: Path, record: SweepRecord, by: str = "runlab status") -> list[dict]:
+    """Close the runs whose job is gone; return ``[{run_id, status, reason}]`` for each change."""
+    logs = Path(logs)
+    found = targets(logs, record)
+    if not found:
         return []
     # Runs cancelled since their current submission (a retry after a cancel is not cancelled).
     cancelled = {
-        rid
+        t.run_id
+        for t in found
         for c in record.cancelled
-        for rid in c.runs
-        if rid in located and c.time >= located[rid][0].time
+        if t.run_id in c.runs and c.time >= t.submission.time
     }
-    if record.launcher_name == "slurm":
-        verdicts = _slurm_verdicts(candidates, located, cancelled)
-    else:
-        verdicts = _local_verdicts(candidates, located, cancelled, record)
+    backend = backends.get(record.launcher_name)
+    states = backend.states(record, found)
     changes = []
-    for rid, run, status, kind, reason, state in verdicts:
-        info = run.read_info()  # again: the job may have written since
-        if Status.of(info.get("status")) not in ACTIVE or _may_be_written(run, info):
+    for t in found:
+        state = states.get(t.run_id)
+        if state is None or state.alive:
             continue
-        run.update_info(
+        verdict = _verdict(t, state, t.run_id in cancelled, backend.vanish_grace_s)
+        if verdict is None:
+            continue
+        status, kind, reason = verdict
+        info = t.run.read_info()  # again: the job may have written since
+        if Status.of(info.get("status")) not in ACTIVE or _may_be_written(t.run, info):
+            continue
+        t.run.update_info(
             status=status,
             error={"type": kind, "message": reason},
             end_time=info.get("end_time") or now_iso(),
-            reconciled={"time": now_iso(), "by": by, "was": info.get("status"), "job": state},
+            reconciled={"time": now_iso(), "by": by, "was": info.get("status"), "job": state.word},
         )
-        changes.append({"run_id": rid, "status": status, "reason": reason})
+        changes.append({"run_id": t.run_id, "status": status, "reason": reason})
     return changes
 
 
-def _slurm_verdicts(candidates, located, cancelled) -> list[tuple]:
-    jobs = {}
-    for rid, _run, _info in candidates:
-        sub, pos = located[rid]
-        job = job_of(sub, pos)
-        if job:
-            jobs[rid] = (job, sub)
-    arrays = sorted({job[0] for job, _ in jobs.values()})
-    if not arrays:
-        return []
-    queue = slurm.queue_states(arrays)
-    missing = [rid for rid, (job, _) in jobs.items() if job not in queue]
-    acct = slurm.accounting_states(arrays) if missing else {}
-    out = []
-    for rid, run, info in candidates:
-        if rid not in jobs:
-            continue
-        (array, task), sub = jobs[rid]
-        state = queue.get((array, task)) or acct.get((array, task))
-        if state and state not in slurm.ENDED:
-            continue  # pending, running, requeued, completing: the job lives
-        label = f"job {array}_{task}"
-        was = info.get("status")
-        if not state:
-            age = _age_s(sub.time)
-            if age < VANISH_GRACE_S:
-                continue  # accounting may not list it yet
-            out.append(
-                (
-                    rid,
-                    run,
-                    Status.LOST,
-                    "JobLost",
-                    f"{label} is known neither to squeue nor to sacct ({age:.0f} s after it was "
-                    f"submitted) and the run was still {was}",
-                    "VANISHED",
-                )
-            )
-        elif state == "CANCELLED" or rid in cancelled:
+def _verdict(
+    t: Target, state: JobState, cancelled: bool, grace_s: float
+) -> tuple[Status, str, str] | None:
+    """What a run whose job has ended becomes: ``(status, error type, reason)``; ``None``
+    while a job nobody knows may still be listed (within the backend's grace)."""
+    was = t.info.get("status")
+    if state.ending == Ending.VANISHED:
+        age = _age_s(t.submission.time)
+        if age < grace_s:
+            return None  # accounting may not list it yet
+        return (
+            Status.LOST,
+            "JobLost",
+            f"{state.reason} ({age:.0f} s after it was submitted) and the run was still {was}",
+        )
+    if state.ending == Ending.CANCELLED or cancelled:
+        if state.label:
             when = "before the run started" if was == Status.QUEUED else f"while the run was {was}"
-            out.append(
-                (rid, run, Status.INTERRUPTED, "Cancelled", f"{label} was cancelled {when}", state)
-            )
-        elif state == "TIMEOUT":  # SLURM's state (its word), not the run's status
-            out.append(
-                (
-                    rid,
-                    run,
-                    Status.TIMEOUT,
-                    "JobTimeout",
-                    f"{label} reached its time limit and was not requeued; the run was {was}",
-                    state,
-                )
-            )
-        else:
-            out.append(
-                (
-                    rid,
-                    run,
-                    Status.LOST,
-                    "JobLost",
-                    f"{label} ended {state} without the run recording an end (it was {was})",
-                    state,
-                )
-            )
-    return out
-
-
-def _local_verdicts(candidates, located, cancelled, record) -> list[tuple]:
-    if record.host and record.host != socket.gethostname():
-        return []  # its workers are on another machine: nothing to check from here
-    out = []
-    for rid, run, info in candidates:
-        sub, _pos = located[rid]
-        workers = [w.pid for w in sub.workers]
-        alive = [p for p in workers if pid_alive(p)]
-        was = info.get("status")
+            return Status.INTERRUPTED, "Cancelled", f"{state.label} was cancelled {when}"
         if was == Status.QUEUED:
-            if alive:
-                continue
-            if rid in cancelled:
-                out.append(
-                    (
-                        rid,
-                        run,
-                        Status.INTERRUPTED,
-                        "Cancelled",
-                        "the sweep was cancelled before the run started",
-                        "CANCELLED",
-                    )
-                )
-            else:
-                out.append(
-                    (
-                        rid,
-                        run,
-                        Status.LOST,
-                        "JobLost",
-                        f"the local workers (pids {', '.join(map(str, workers))}) ended "
-                        "without running it",
-                        "WORKERS_GONE",
-                    )
-                )
-        else:  # RUNNING / PREEMPTED: its own process
-            pid = info.get("pid")
-            if info.get("host") != socket.gethostname() or pid is None:
-                continue
-            if pid_alive(pid, marker=""):
-                continue
-            status = Status.INTERRUPTED if rid in cancelled else Status.LOST
-            kind = "Cancelled" if rid in cancelled else "JobLost"
-            out.append(
-                (
-                    rid,
-                    run,
-                    status,
-                    kind,
-                    f"its process {pid} ended without the run recording an end (it was {was})",
-                    "PROCESS_GONE",
-                )
-            )
-    return out
+            return Status.INTERRUPTED, "Cancelled", "the sweep was cancelled before the run started"
+        return Status.INTERRUPTED, "Cancelled", state.reason
+    if state.ending == Ending.TIMEOUT:
+        return Status.TIMEOUT, "JobTimeout", state.reason
+    if state.ending == Ending.ERROR:
+        return Status.FAILED, "JobError", state.reason
+    return Status.LOST, "JobLost", state.reason
 
 
 # --------------------------------------------------------------------- cancel
@@ -487,106 +361,19 @@ def cancel(
 ) -> list[dict]:
     """Cancel the jobs of the sweep (or of ``run_ids``); returns the runs closed here."""
     logs = Path(logs)
-    located = locate(record)
-    targets = [int(r) for r in (run_ids or record.runs)]
-    active = [
-        r for r in targets if Status.of(_run_dir(logs, r).read_info().get("status")) in ACTIVE
-    ]
+    ids = [int(r) for r in (run_ids or record.runs)]
 
     def add(fresh: SweepRecord) -> SweepRecord:
-        fresh.cancelled.append(Cancel(now_iso(), targets))
+        fresh.cancelled.append(Cancel(now_iso(), ids))
         return fresh
 
+    found = targets(logs, record, ids)
     record = update(logs, record.sweep_id, add, by="runlab cancel")
-    if record.launcher_name == "slurm":
-        jobs = [job_of(*located[r]) for r in active if r in located]
-        jobs = [j for j in jobs if j]
-        if run_ids is None:  # the whole sweep: each array at once
-            ids = sorted({array for array, _task in jobs}, key=int)
-        else:
-            ids = [f"{array}_{task}" for array, task in jobs]
-        try:
-            slurm.scancel(ids)
-        except slurm.SlurmError as exc:
-            raise SweepOpsError(str(exc)) from None
-        arrays = sorted({array for array, _task in jobs})
-        deadline = time.time() + wait_s
-        while arrays and time.time() < deadline:  # until the jobs have left (KillWait)
-            states = slurm.queue_states(arrays)
-            if all(states.get(j) in slurm.ENDED or j not in states for j in jobs):
-                break
-            time.sleep(0.5)
-    else:
-        _cancel_local(logs, record, located, active, whole=run_ids is None, wait_s=wait_s)
+    try:
+        backends.get(record.launcher_name).cancel(record, found, run_ids is None, wait_s)
+    except LauncherError as exc:
+        raise SweepOpsError(exc.line()) from None
     return reconcile(logs, record, by="runlab cancel")
-
-
-def _cancel_local(logs, record, located, active, whole, wait_s) -> None:
-    stopped: list[int] = []
-    if whole:
-        for sub in record.submissions:
-            for w in sub.workers:
-                if pid_alive(w.pid):
-                    try:
-                        os.killpg(w.pid, signal.SIGTERM)  # the worker and its task
-                        stopped.append(w.pid)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-    claimed: list[int] = []  # queued runs this command took: no worker may start them now
-    for rid in active:
-        run = _run_dir(logs, rid)
-        info = run.read_info()
-        if info.get("status") == Status.QUEUED:
-            if claim(run.path):
-                claimed.append(rid)
-                continue
-            if whole:
-                continue  # its worker was stopped above, and the task with it
-            info = _started(run, wait_s)  # a worker took it a moment ago: stop its task
-            if info.get("status") == Status.QUEUED:  # its worker died, or its task is slow
-                claimed.append(rid)  # to start: a task refuses a run cancelled before it
-                continue
-        if not whole and info.get("pid") and info.get("host") == socket.gethostname():
-            try:
-                os.kill(int(info["pid"]), signal.SIGTERM)
-                stopped.append(int(info["pid"]))
-            except ProcessLookupError:
-                pass
-    deadline = time.time() + wait_s
-    while time.time() < deadline and any(pid_alive(p, marker="") for p in stopped):
-        time.sleep(0.2)
-    for rid in claimed:  # nobody else will write them
-        run = _run_dir(logs, rid)
-        info = run.read_info()
-        if info.get("status") == Status.QUEUED:
-            run.update_info(
-                status=Status.INTERRUPTED,
-                error={"type": "Cancelled", "message": "cancelled before the run started"},
-                end_time=now_iso(),
-                reconciled={
-                    "time": now_iso(),
-                    "by": "runlab cancel",
-                    "was": Status.QUEUED,
-                    "job": "CANCELLED",
-                },
-            )
-
-
-def _started(run: RunDir, wait_s: float) -> dict[str, Any]:
-    """The info of a run a worker has claimed, once its task has started (RUNNING, with
-    its pid) or ended; as it is after ``wait_s`` otherwise."""
-    deadline = time.time() + wait_s
-    info = run.read_info()
-    while info.get("status") == Status.QUEUED and time.time() < deadline:
-        try:
-            worker = int((run.metadata / CLAIM).read_text() or 0)
-        except (OSError, ValueError):
-            worker = 0
-        if worker and not pid_alive(worker):
-            break  # the worker that took it is gone: it will never start
-        time.sleep(0.2)
-        info = run.read_info()
-    return info
 
 
 # ---------------------------------------------------------------------- retry

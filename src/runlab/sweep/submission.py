@@ -24,7 +24,8 @@ from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.yamlfast import Emitter
 from runlab.status import Status, written
-from runlab.sweep import launcher, ops, slurm
+from runlab.sweep import backends, launcher, ops
+from runlab.sweep.backends.base import Placed
 from runlab.sweep.expand import Job, task_spec
 from runlab.sweep.points import expand
 from runlab.sweep.record import Code, SweepId, SweepRecord
@@ -60,7 +61,7 @@ class Launched:
 
     record: SweepRecord
     runs: list[RunDir]
-    handles: list[launcher.Handle]
+    placed: Placed
 
 
 def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[str]]:
@@ -149,15 +150,12 @@ def code_entry(code: CodeState, script: Path, logs: Path) -> Code:
 
 
 def check_limits(sweep: Sweep) -> Any:
-    """Read the scheduler's limits and plan the arrays; raise before anything is written.
-    Returns the limits (``None`` for a local sweep)."""
-    if sweep.launcher["name"] != "slurm":
-        return None
-    limits = slurm.read_limits(sweep.launcher.get("account"), sweep.launcher.get("qos"))
-    try:
-        slurm.plan_arrays(len(sweep.jobs), limits)
-    except slurm.SlurmError as exc:
-        raise launcher.LauncherError(str(exc)) from None
+    """Read the scheduler's limits, plan the arrays and have the scheduler validate the
+    submission: raise before anything is written. Returns the limits (``None``: none)."""
+    backend = backends.get(sweep.launcher["name"])
+    limits = backend.limits(sweep.launcher)
+    backend.plan(len(sweep.jobs), limits)
+    backend.validate(sweep.launcher, len(sweep.jobs), limits)
     return limits
 
 
@@ -278,10 +276,7 @@ def launch(sweep: Sweep, created: Created) -> Launched:
         ops.save(sweep.logs, created.record)
         raise
     last = record.submissions[-1]
-    handles = [launcher.Handle(a.job_id, a.first, a.count) for a in last.arrays] or [
-        launcher.Handle(str(w.pid), 0, len(created.runs), "local") for w in last.workers
-    ]
-    return Launched(record, created.runs, handles)
+    return Launched(record, created.runs, Placed(last.arrays, last.workers))
 
 
 def code_json(code: Code) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from runlab.record.names import check_name as check
 from runlab.record.rundir import RunDir, allocate
 from runlab.record.trial import TRIAL_ENV, make_pruner, number, split_metric
 from runlab.status import ACTIVE, Status
-from runlab.sweep import ops, slurm, submission, tune_space
+from runlab.sweep import backends, ops, submission, tune_space
 from runlab.sweep.expand import expand, task_spec
 from runlab.sweep.record import Code, SweepId, SweepRecord
 from runlab.sweep.study import DEFINING, StudyRecord, check_journal, repair_tail
@@ -483,12 +483,12 @@ def open_study(p: Plan, out: Any = None) -> Session:
     )
     study.set_user_attr("sessions", sessions)
     launcher = dict(record.launcher)
-    if launcher["name"] == "local":
+    if "max_parallel" in launcher:  # local workers: as many as trials in flight
         launcher["max_parallel"] = o.parallel
     record.launcher = launcher
-    limits = None
-    if launcher["name"] == "slurm":
-        limits = slurm.read_limits(launcher.get("account"), launcher.get("qos"))
+    backend = backends.get(launcher["name"])
+    limits = backend.limits(launcher)
+    backend.validate(launcher, o.parallel, limits)  # a refusal now, before any trial's run
     study_id = store.get_study_id_from_name(p.name)
     return Session(store, study, study_id, attrs, record, attrs.code, limits)
 
@@ -634,8 +634,8 @@ class Driver:
                 running.append(t)
                 continue
             ended = (info.get("error") or {}).get("type") in ("TimeoutError", "JobTimeout")
-            slurm_ = self.record.launcher_name == "slurm"
-            requeued = status == Status.TIMEOUT and slurm_ and not ended  # SLURM requeued the job
+            requeues = backends.get(self.record.launcher_name).requeues_timeouts
+            requeued = status == Status.TIMEOUT and requeues and not ended  # its job requeued
             if Status.of(status) in ACTIVE or requeued:
                 running.append(t)
                 continue

@@ -1,7 +1,7 @@
 """Talking to SLURM where submitit does not: its limits, the queue, scancel.
 
 A sweep becomes one or more job arrays, submitted through submitit
-(:func:`runlab.sweep.launcher.submit_slurm`). The sweep's job descriptions are
+(:meth:`runlab.sweep.backends.slurm.Backend.submit`). The sweep's job descriptions are
 written once (a JSON list) and task ``i`` of an array runs entry ``OFFSET + i``
 (:class:`runlab.sweep.jobs.ArrayEntry`, two fields in submitit's pickle), so submitting
 10,000 points is one file, 10,000 tiny pickles and a few ``sbatch`` calls.
@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from runlab.errors import UserError
+from runlab.sweep.backends.base import LauncherError
 
 # Job states that mean the job will not run (again) on its own.
 ENDED = {
@@ -49,7 +49,7 @@ ENDED = {
 DEFAULT_MAX_ARRAY_SIZE = 1001
 
 
-class SlurmError(UserError, RuntimeError):
+class SlurmError(LauncherError):
     """A SLURM command failed, or a limit makes the sweep impossible."""
 
 

@@ -266,7 +266,7 @@ def test_slurm_cancelled_job_ends_interrupted(project: Path) -> None:
 def test_a_submission_sbatch_would_refuse_leaves_no_run_behind(project: Path) -> None:
     """Validated with ``sbatch --test-only`` before any run is pre-created: a malformed
     extra option or an unknown partition is one line, and the logs directory stays empty."""
-    for bad in ("launcher.partition=nosuchpartition", "+launcher.additional_parameters.bogus=1"):
+    for bad in ("launcher.partition=nosuchpartition", "launcher.additional_parameters.bogus=1"):
         out = submit(project, "steps=range(1,200)", "--launcher", "slurm", bad, check=False)
         assert out.returncode == 2, out.stderr
         assert "SLURM would refuse the sweep (sbatch --test-only:" in out.stderr, out.stderr

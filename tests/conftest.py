@@ -83,6 +83,20 @@ needs_slurm = pytest.mark.skipif(
 )
 
 
+def _sge_up() -> bool:
+    import shutil
+
+    if shutil.which("qstat") is None:
+        return False
+    return subprocess.run(["qstat", "-g", "c"], capture_output=True, timeout=20).returncode == 0
+
+
+SGE_UP = _sge_up()
+needs_sge = pytest.mark.skipif(
+    not SGE_UP, reason="no Grid Engine cell is running (start one with scripts/sge-local)"
+)
+
+
 def make_project(root: Path, *files: Path) -> Path:
     """A git project at ``root/project`` holding ``files`` in ``tasks/``, committed, with
     ``logs/`` ignored: what a user's repository looks like to ``runlab submit``."""

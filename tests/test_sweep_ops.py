@@ -210,20 +210,6 @@ def test_a_read_only_logs_directory_is_one_line(project: Path, tmp_path: Path) -
     assert [s["kind"] for s in record(project)["submissions"]] == ["submit"]
 
 
-@slurm
-@pytest.mark.slurm
-def test_slurm_failed_point_shows_its_error_and_retry_after_a_fix_completes_it(
-    project: Path,
-) -> None:
-    check_fail_then_retry(project, "slurm")
-
-
-def test_local_failed_point_shows_its_error_and_retry_after_a_fix_completes_it(
-    project: Path,
-) -> None:
-    check_fail_then_retry(project, "local")
-
-
 # ----------------------------------------------------------------- reconcile, cancel
 @slurm
 @pytest.mark.slurm
@@ -275,33 +261,6 @@ def test_slurm_job_unknown_to_the_scheduler_is_lost_with_the_reason(project: Pat
     (change,) = out["reconciled"]
     assert change["status"] == "LOST"
     assert change["reason"].startswith("job 987654321_0 is known neither to squeue nor to sacct")
-
-
-@slurm
-@pytest.mark.slurm
-def test_runlab_cancel_ends_queued_and_running_runs_interrupted(project: Path) -> None:
-    runlab(
-        project,
-        "submit",
-        "tasks/slow.py",
-        "steps=100000",
-        "interval=0.05",
-        "+k=1,2",
-        "--launcher",
-        "slurm",
-        "launcher.array_parallelism=1",
-    )
-    wait_for(project, [1], {"RUNNING"})
-    out = runlab(project, "cancel", "--json")
-    result = json.loads(out.stdout)
-    assert result["counts"] == {"INTERRUPTED": 2}
-    assert info(project, 1)["error"]["type"] == "Interrupted"  # the task closed its record
-    assert info(project, 2)["error"]["message"].endswith("was cancelled before the run started")
-    array = record(project)["submissions"][0]["arrays"][0]["job_id"]
-    states = subprocess.run(
-        ["squeue", "-h", "-r", "-t", "all", "-j", array, "-o", "%T"], capture_output=True, text=True
-    ).stdout.split()
-    assert set(states) <= {"CANCELLED", "COMPLETED", "FAILED"}, states
 
 
 def test_local_cancel_and_workers_killed_are_interrupted_and_lost(project: Path) -> None:
@@ -377,56 +336,7 @@ def check_logs_follow(project: Path, launcher: str) -> None:
     assert data["status"] == "COMPLETE" and "step 39" in data["text"]
 
 
-@slurm
-@pytest.mark.slurm
-def test_slurm_logs_follow_a_running_job(project: Path) -> None:
-    check_logs_follow(project, "slurm")
-
-
-def test_local_logs_follow_a_running_job(project: Path) -> None:
-    check_logs_follow(project, "local")
-
-
 # ------------------------------------------------------------------------ scale, limits
-@slurm
-@pytest.mark.slurm
-def test_slurm_2500_points_become_three_arrays_and_every_run_is_accounted_for(
-    project: Path,
-) -> None:
-    # Held, then cancelled: 2,500 jobs never run on the shared cluster.
-    runlab(
-        project,
-        "submit",
-        "tasks/slow.py",
-        "steps=range(1,51)",
-        "ckpt_every=range(1,51)",
-        "--launcher",
-        "slurm",
-        "launcher.additional_parameters.hold=true",
-    )
-    try:
-        sweep = record(project)
-        arrays = sweep["submissions"][0]["arrays"]
-        assert [(a["first"], a["count"]) for a in arrays] == [(0, 1001), (1001, 1001), (2002, 498)]
-        assert sweep["limits"]["MaxArraySize"] == 1001
-        assert sweep["runs"] == list(range(1, 2501))
-        tasks = [line.split()[0] for a in arrays for line in squeue(a["job_id"]) if line]
-        assert len(tasks) == 2500 == len(set(tasks))
-        status = json.loads(runlab(project, "status", "--json").stdout)
-        assert status["counts"] == {"QUEUED": 2500} and status["arrays"] == [
-            a["job_id"] for a in arrays
-        ]
-        last = info(project, 2500)
-        assert last["sweep_index"] == 2499 and last["status"] == "QUEUED"
-        config = json.loads((project / "logs" / "2500" / "metadata" / "config.json").read_text())
-        assert (config["steps"], config["ckpt_every"]) == (50, 50)
-    finally:
-        out = runlab(project, "cancel", "--json", check=False)
-    assert json.loads(out.stdout)["counts"] == {"INTERRUPTED": 2500}
-    for a in arrays:
-        assert not [line for line in squeue(a["job_id"]) if "PENDING" in line]
-
-
 def test_a_limit_that_makes_the_sweep_impossible_fails_before_anything_is_written(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

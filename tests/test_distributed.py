@@ -350,7 +350,7 @@ def test_ranks_come_from_torchrun_or_slurm_and_default_to_one() -> None:
         "SLURM_STEP_NODELIST": "a",
     }
     sl = from_env(step)
-    assert (sl.rank, sl.local_rank, sl.world_size, sl.nodes, sl.source) == (2, 0, 4, 2, "slurm")
+    assert (sl.rank, sl.local_rank, sl.world_size, sl.nodes, sl.source) == (2, 0, 4, 2, "srun")
     assert sl.master_addr == "a" and sl.master_port == 20077
     # An allocation of several tasks that did not srun this process: one rank, no waiting.
     assert from_env({"SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_JOB_ID": "7"}).world_size == 1

@@ -257,23 +257,23 @@ def test_torch_version_is_read_without_import() -> None:
 
 
 def test_slurm_branches(fakes: Path) -> None:
-    assert doctor.check_slurm().verdict == "skip"
+    assert doctor.check_scheduler("slurm").verdict == "skip"
     fake(fakes, "sinfo", "printf 'gpu up\\ncpu* up\\nold down\\n'\n")
-    ok = doctor.check_slurm()
+    ok = doctor.check_scheduler("slurm")
     assert ok.verdict == "ok" and ok.detail.startswith("default partition 'cpu'")
     assert "old (down)" in ok.detail
     fake(fakes, "sinfo", "printf 'gpu up\\ncpu up\\n'\n")
-    no_default = doctor.check_slurm()
+    no_default = doctor.check_scheduler("slurm")
     assert no_default.verdict == "warn" and "launcher.partition=gpu" in no_default.fix
     fake(fakes, "sinfo", "printf 'gpu up\\ncpu* down\\n'\n")
-    assert doctor.check_slurm().verdict == "warn"
+    assert doctor.check_scheduler("slurm").verdict == "warn"
     fake(
         fakes,
         "sinfo",
         "echo 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2\n"
         "exit 1\n",
     )
-    down = doctor.check_slurm()
+    down = doctor.check_scheduler("slurm")
     assert down.verdict == "fail" and "Unable to contact" in down.detail
 
 
@@ -282,7 +282,7 @@ def test_the_real_cluster() -> None:
     probe = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10)
     if probe.returncode != 0:
         pytest.skip("sinfo is installed but the cluster is not running")
-    check = doctor.check_slurm()
+    check = doctor.check_scheduler("slurm")
     assert check.verdict in ("ok", "warn"), check
     assert "partition" in check.detail
 
@@ -321,7 +321,7 @@ def test_requirements_and_exit_code() -> None:
     checks = [
         doctor.Check(doctor.GPUS, "skip", "no driver"),
         doctor.Check(doctor.TORCH_GPU, "skip", "no GPU"),
-        doctor.Check(doctor.SLURM, "ok", "default partition debug"),
+        doctor.Check("slurm", "ok", "default partition debug"),
         doctor.Check(doctor.GIT, "warn", "dirty"),
     ]
     assert doctor.exit_code(checks) == 0
@@ -341,7 +341,7 @@ def test_require_gpu_fails_here_and_json_parses(
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True and data["unmet"] == {}
     verdicts = {c["name"]: c["verdict"] for c in data["checks"]}
-    assert verdicts[doctor.GPUS] == verdicts[doctor.SLURM] == "skip"
+    assert verdicts[doctor.GPUS] == verdicts["slurm"] == verdicts["sge"] == "skip"
     assert verdicts[doctor.TORCH_GPU] == verdicts[doctor.CUDA_VERSIONS] == "skip"
 
     assert run_doctor(doctor_args("--logs", str(logs), "--json", "--require", "gpu")) == 1

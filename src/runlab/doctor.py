@@ -45,15 +45,20 @@ GPUS = "gpus"
 CUDA_VERSIONS = "cuda versions"
 TORCH_GPU = "torch gpu"
 CUDA_OVERRIDE = "cuda override"
-SLURM = "slurm"
 LOGS = "logs"
 
-# `--require X`: the checks that must reach one of the verdicts given.
+# `--require X`: the checks that must reach one of the verdicts given (and each cluster
+# scheduler's own check: `--require slurm`, `--require sge`, see requirements()).
 REQUIREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
     "gpu": {GPUS: ("ok",), TORCH_GPU: ("ok",)},
-    "slurm": {SLURM: ("ok", "warn")},
     "pixi": {PIXI_ENV: ("ok",), PIXI_LOCK: ("ok", "warn")},
 }
+
+
+def requirements() -> dict[str, dict[str, tuple[str, ...]]]:
+    """What each ``--require`` name asks: the fixed ones, and one per cluster scheduler."""
+    return {**REQUIREMENTS, **{n: {n: ("ok", "warn")} for n in scheduler_names()}}
+
 
 TIMEOUT_S = 15.0
 PIXI_LOCK_TIMEOUT_S = 60.0
@@ -583,52 +588,21 @@ def check_cuda_override(
     )
 
 
-def check_slurm() -> Check:
-    """Is a SLURM controller reachable (``sinfo``), and which partition is the default?"""
-    sinfo = shutil.which("sinfo")
-    if sinfo is None:
-        return Check(
-            SLURM,
-            "skip",
-            "sinfo not found: no SLURM client on this machine",
-            "`runlab submit --launcher local` runs sweeps as local processes",
-        )
-    code, out, err = _run([sinfo, "--noheader", "--format=%P %a"])
-    if code != 0:
-        why = _first_line(err) or _first_line(out) or f"sinfo exited {code}"
-        return Check(
-            SLURM,
-            "fail",
-            f"SLURM unreachable: {why}",
-            "check the controller (`scontrol ping`) and SLURM_CONF; meanwhile "
-            "`runlab submit --launcher local`",
-        )
-    partitions: dict[str, str] = {}
-    default = None
-    for line in out.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        name = parts[0]
-        if name.endswith("*"):
-            name = name[:-1]
-            default = name
-        partitions[name] = parts[1] if len(parts) > 1 else "?"
-    if not partitions:
-        return Check(SLURM, "warn", "sinfo lists no partition", "ask the cluster's admins")
-    listed = ", ".join(f"{p}{'*' if p == default else ''} ({a})" for p, a in partitions.items())
-    if default is None:
-        return Check(
-            SLURM,
-            "warn",
-            f"no default partition; partitions: {listed}",
-            f"name one: `runlab submit ... launcher.partition={next(iter(partitions))}`",
-        )
-    if partitions[default] != "up":
-        others = [p for p, a in partitions.items() if a == "up"]
-        fix = f"launcher.partition={others[0]}" if others else "ask the cluster's admins"
-        return Check(SLURM, "warn", f"default partition {default!r} is {partitions[default]}", fix)
-    return Check(SLURM, "ok", f"default partition {default!r}; partitions: {listed}")
+def check_scheduler(name: str) -> Check:
+    """Can sweeps be sent to the scheduler ``name`` from here? (its backend's own check:
+    ``sinfo`` for SLURM, ``qstat -g c`` for Grid Engine)."""
+    from runlab.sweep import backends
+
+    verdict, detail, fix = backends.get(name).doctor()
+    return Check(name, verdict, detail, fix)
+
+
+def scheduler_names() -> list[str]:
+    """The cluster schedulers runlab can send sweeps to (each one a check and a
+    ``--require`` name)."""
+    from runlab.sweep import backends
+
+    return [n for n in backends.NAMES if backends.get(n).cluster]
 
 
 def check_logs(path: str | os.PathLike[str]) -> Check:
@@ -686,20 +660,21 @@ def run_checks(root: Path | None = None, logs: str | os.PathLike[str] | None = N
         check_torch_gpu(gpu, torch, cuda_env=requirement[0] if requirement else "cuda"),
         check_cuda_override(gpu, manifest),
         Check(*distributed.doctor_check(gpu.present)),  # torch.distributed, NCCL on GPUs
-        check_slurm(),
+        *(check_scheduler(name) for name in scheduler_names()),
         check_logs(logs if logs is not None else default_path()),
     ]
 
 
 def unmet_requirements(checks: Iterable[Check], required: Iterable[str]) -> dict[str, list[str]]:
-    """For each required thing (``gpu``, ``slurm``, ``pixi``), the checks that fall short."""
+    """For each required thing (``gpu``, ``pixi``, a scheduler), the checks that fall short."""
     by_name = {c.name: c for c in checks}
     unmet: dict[str, list[str]] = {}
+    known = requirements()
     for req in dict.fromkeys(required):
-        if req not in REQUIREMENTS:
-            raise ValueError(f"unknown requirement {req!r}: use one of {', '.join(REQUIREMENTS)}")
+        if req not in known:
+            raise ValueError(f"unknown requirement {req!r}: use one of {', '.join(known)}")
         short = []
-        for name, accepted in REQUIREMENTS[req].items():
+        for name, accepted in known[req].items():
             check = by_name.get(name)
             if check is None or check.verdict not in accepted:
                 short.append(f"{name}: {check.verdict if check else 'not run'}")

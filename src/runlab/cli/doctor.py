@@ -17,9 +17,10 @@ def configure_doctor(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require",
         action="append",
-        choices=["gpu", "slurm", "pixi"],
+        choices=["gpu", "pixi", *doctor.scheduler_names()],
         default=[],
-        help="exit non-zero unless these work here (repeatable: --require gpu --require slurm)",
+        help="exit non-zero unless these work here (repeatable: --require gpu --require slurm; "
+        "a scheduler's name asks that its cluster answers)",
     )
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
 

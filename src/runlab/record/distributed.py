@@ -89,7 +89,7 @@ class Dist:
     nodes: int = 1
     master_addr: str | None = None
     master_port: int | None = None
-    source: str = "single"  # single | torchrun | slurm
+    source: str = "single"  # what started the ranks: single | torchrun | srun
     backend: str | None = None  # gloo | nccl, once initialized
     hosts: list[str] = field(default_factory=list)  # rank -> host, once initialized
     pids: list[int] = field(default_factory=list)  # rank -> pid, once initialized
@@ -283,7 +283,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Dist:
             nodes=nodes,
             master_addr=env.get("MASTER_ADDR") or _first_host(env.get("SLURM_STEP_NODELIST")),
             master_port=_int(env, "MASTER_PORT") or 20000 + job % 40000,
-            source="slurm",
+            source="srun",
         )
     return Dist()
 

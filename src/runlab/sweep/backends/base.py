@@ -28,7 +28,8 @@ What a backend is asked, in the order a sweep meets it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -134,6 +135,9 @@ class Backend(Protocol):
     name: ClassVar[str]
     #: its name in sentences ("SLURM", "Grid Engine")
     title: ClassVar[str]
+    #: whether it sends jobs to a cluster's scheduler (``runlab doctor`` checks it, and
+    #: ``--require NAME`` asks for it); local processes do not
+    cluster: ClassVar[bool]
     #: the launcher settings it knows, with their defaults (``name`` among them)
     defaults: ClassVar[Mapping[str, Any]]
     #: how the scheduler asks a job to stop before it is preempted, suspended or reaches
@@ -213,3 +217,26 @@ class Backend(Protocol):
     def describe(self, cfg: Mapping[str, Any]) -> list[str]:
         """Lines for ``runlab submit --dry-run``: what would be asked of the scheduler."""
         ...
+
+    def doctor(self) -> tuple[str, str, str]:
+        """``runlab doctor``'s line: ``(verdict, detail, fix)``, verdict ``ok``, ``warn``,
+        ``fail`` or ``skip`` (its commands are not on this machine)."""
+        ...
+
+
+def probe(cmd: Sequence[str], timeout: float = 15.0) -> tuple[int | None, str, str]:
+    """``(returncode, stdout, stderr)`` of a scheduler's command that may be missing or
+    hang (``runlab doctor``); returncode ``None`` when it could not run or timed out."""
+    try:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return None, "", f"`{' '.join(cmd)}` did not answer within {timeout:g} s"
+    except OSError as exc:
+        return None, "", f"`{cmd[0]}` could not run: {exc.strerror or exc}"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -64,6 +64,7 @@ class Backend:
 
     name: ClassVar[str] = NAME
     title: ClassVar[str] = "local processes"
+    cluster: ClassVar[bool] = False
     defaults: ClassVar[Mapping[str, Any]] = {
         "name": NAME,
         "max_parallel": 2,
@@ -227,6 +228,9 @@ class Backend:
                         "job": "CANCELLED",
                     },
                 )
+
+    def doctor(self) -> tuple[str, str, str]:
+        return ("ok", "sweeps can always run as processes on this machine", "")
 
     # ------------------------------------------------------------------ output
     def log_file(self, submission: Submission, position: int, run_id: int, err: bool) -> Path:

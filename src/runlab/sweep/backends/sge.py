@@ -39,6 +39,7 @@ import getpass
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +58,9 @@ from runlab.sweep.backends.base import (
     Limits,
     Placed,
     Target,
+    first_line,
     plan_arrays,
+    probe,
 )
 from runlab.sweep.record import Array, Submission, SweepRecord
 
@@ -168,6 +171,7 @@ class Backend:
 
     name: ClassVar[str] = NAME
     title: ClassVar[str] = "Grid Engine"
+    cluster: ClassVar[bool] = True
     defaults: ClassVar[Mapping[str, Any]] = {
         "name": NAME,
         "timeout_min": 60,
@@ -439,6 +443,33 @@ class Backend:
             if not any(pair in queue for pair in tasks):
                 break
             time.sleep(0.5)
+
+    # ------------------------------------------------------------------ doctor
+    def doctor(self) -> tuple[str, str, str]:
+        """Does the cell answer (``qstat -g c``), and has it a queue with slots?"""
+        qstat = shutil.which("qstat")
+        if qstat is None:
+            return (
+                "skip",
+                "qstat not found: no Grid Engine client on this machine",
+                "`runlab submit --launcher local` runs sweeps as local processes",
+            )
+        code, out, err = probe([qstat, "-g", "c"])
+        if code != 0:
+            why = first_line(err) or first_line(out) or f"qstat exited {code}"
+            return (
+                "fail",
+                f"Grid Engine unreachable: {why}",
+                "check SGE_ROOT and SGE_CELL, and that sge_qmaster runs on the master host",
+            )
+        queues = []  # CLUSTER QUEUE  CQLOAD  USED  RES  AVAIL  TOTAL ...
+        for line in out.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5].isdigit():
+                queues.append(f"{parts[0]} ({parts[4]}/{parts[5]} slots free)")
+        if not queues:
+            return ("warn", "qstat -g c lists no cluster queue", "ask the cluster's admins")
+        return ("ok", f"queues: {', '.join(queues)}", "")
 
     # ------------------------------------------------------------------ output
     def log_file(self, submission: Submission, position: int, run_id: int, err: bool) -> Path:

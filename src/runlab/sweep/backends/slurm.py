@@ -14,6 +14,7 @@ time limit). The queries submitit does not make (limits, ``squeue``, ``sacct``,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -22,7 +23,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runlab.sweep.backends import _slurm
-from runlab.sweep.backends.base import Ending, JobState, LauncherError, Placed, Target
+from runlab.sweep.backends.base import (
+    Ending,
+    JobState,
+    LauncherError,
+    Placed,
+    Target,
+)
+from runlab.sweep.backends.base import (
+    first_line as _first_line,
+)
+from runlab.sweep.backends.base import (
+    probe as _probe,
+)
 from runlab.sweep.jobs import ArrayEntry
 from runlab.sweep.record import Array, Submission, SweepRecord
 
@@ -88,6 +101,7 @@ class Backend:
 
     name: ClassVar[str] = NAME
     title: ClassVar[str] = "SLURM"
+    cluster: ClassVar[bool] = True
     defaults: ClassVar[Mapping[str, Any]] = {
         "name": NAME,
         "partition": None,
@@ -258,6 +272,51 @@ class Backend:
             if all(states.get(j) in _slurm.ENDED or j not in states for j in jobs):
                 break
             time.sleep(0.5)
+
+    # ------------------------------------------------------------------ doctor
+    def doctor(self) -> tuple[str, str, str]:
+        """Is a SLURM controller reachable (``sinfo``), and which partition is the default?"""
+        sinfo = shutil.which("sinfo")
+        if sinfo is None:
+            return (
+                "skip",
+                "sinfo not found: no SLURM client on this machine",
+                "`runlab submit --launcher local` runs sweeps as local processes",
+            )
+        code, out, err = _probe([sinfo, "--noheader", "--format=%P %a"])
+        if code != 0:
+            why = _first_line(err) or _first_line(out) or f"sinfo exited {code}"
+            return (
+                "fail",
+                f"SLURM unreachable: {why}",
+                "check the controller (`scontrol ping`) and SLURM_CONF; meanwhile "
+                "`runlab submit --launcher local`",
+            )
+        partitions: dict[str, str] = {}
+        default = None
+        for line in out.splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            name = parts[0]
+            if name.endswith("*"):
+                name = name[:-1]
+                default = name
+            partitions[name] = parts[1] if len(parts) > 1 else "?"
+        if not partitions:
+            return ("warn", "sinfo lists no partition", "ask the cluster's admins")
+        listed = ", ".join(f"{p}{'*' if p == default else ''} ({a})" for p, a in partitions.items())
+        if default is None:
+            return (
+                "warn",
+                f"no default partition; partitions: {listed}",
+                f"name one: `runlab submit ... launcher.partition={next(iter(partitions))}`",
+            )
+        if partitions[default] != "up":
+            others = [p for p, a in partitions.items() if a == "up"]
+            fix = f"launcher.partition={others[0]}" if others else "ask the cluster's admins"
+            return ("warn", f"default partition {default!r} is {partitions[default]}", fix)
+        return ("ok", f"default partition {default!r}; partitions: {listed}", "")
 
     # ------------------------------------------------------------------ output
     def log_file(self, submission: Submission, position: int, run_id: int, err: bool) -> Path:

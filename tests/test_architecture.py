@@ -480,6 +480,20 @@ def late_attributes(package: Path) -> dict[str, list[str]]:
     return found
 
 
+def test_no_scheduler_is_named_outside_its_backend() -> None:
+    """Outside ``sweep/backends/``, no code names a scheduler (``"slurm"``, ``"sge"``,
+    ``"local"``): commands go through the backend protocol, so a new one is one file."""
+    pattern = re.compile(r"[\"'](slurm|sge|local)[\"']")
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "backends" not in path.relative_to(PACKAGE).parts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_late_attributes_are_seen(tmp_path: Path) -> None:
     """The attribute rule itself: set in ``__init__`` or declared in the body is fine; set
     first in another method is found, wherever that method stands in the class."""

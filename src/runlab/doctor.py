@@ -34,6 +34,7 @@ from typing import Any
 
 from runlab.logs import default_path
 from runlab.record import distributed
+from runlab.sweep import backends
 
 VERDICTS = ("ok", "warn", "fail", "skip")
 
@@ -591,8 +592,6 @@ def check_cuda_override(
 def check_scheduler(name: str) -> Check:
     """Can sweeps be sent to the scheduler ``name`` from here? (its backend's own check:
     ``sinfo`` for SLURM, ``qstat -g c`` for Grid Engine)."""
-    from runlab.sweep import backends
-
     verdict, detail, fix = backends.get(name).doctor()
     return Check(name, verdict, detail, fix)
 
@@ -600,8 +599,6 @@ def check_scheduler(name: str) -> Check:
 def scheduler_names() -> list[str]:
     """The cluster schedulers runlab can send sweeps to (each one a check and a
     ``--require`` name)."""
-    from runlab.sweep import backends
-
     return [n for n in backends.NAMES if backends.get(n).cluster]
 
 

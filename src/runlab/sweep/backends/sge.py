@@ -62,6 +62,7 @@ from runlab.sweep.backends.base import (
     plan_arrays,
     probe,
 )
+from runlab.sweep.jobs import TaskRun, load
 from runlab.sweep.record import Array, Submission, SweepRecord
 
 NAME = "sge"
@@ -237,8 +238,8 @@ class Backend:
         hard = int(cfg["timeout_min"]) + HARD_MARGIN_MIN
         args = ["-S", "/bin/bash", "-r", "y", "-N", str(cfg.get("job_name") or "runlab")]
         args += ["-l", f"h_rt={hard // 60}:{hard % 60:02d}:00"]
-        if log_dir is not None:
-            args += ["-o", f"{log_dir}/$JOB_ID.$TASK_ID.out"]
+        if log_dir is not None:  # -wd: a task never starts in a home that may not exist
+            args += ["-wd", str(log_dir), "-o", f"{log_dir}/$JOB_ID.$TASK_ID.out"]
             args += ["-e", f"{log_dir}/$JOB_ID.$TASK_ID.err"]
         if cfg.get("queue"):
             args += ["-q", str(cfg["queue"])]
@@ -492,8 +493,6 @@ class Backend:
 # ----------------------------------------------------------- on the compute node
 def task_main(jobs_file: str, offset: int) -> int:
     """Run task ``SGE_TASK_ID`` of an array: entry ``offset + SGE_TASK_ID - 1``."""
-    from runlab.sweep.jobs import TaskRun, load
-
     job_id = os.environ.get("JOB_ID", "")
     task = os.environ.get("SGE_TASK_ID", "undefined")
     index = int(task) - 1 if task.isdigit() else 0

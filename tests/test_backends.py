@@ -118,15 +118,44 @@ def test_a_submission_the_scheduler_would_refuse_leaves_no_run_behind(
     assert not (project / "logs").exists()
 
 
+HOLD = {
+    "slurm": "launcher.additional_parameters.hold=true",
+    "sge": "launcher.additional_parameters=[-h]",
+}
+DELETE = {"slurm": "scancel", "sge": "qdel"}
+
+
+@pytest.mark.parametrize("backend", CLUSTERS)
+def test_a_pending_array_cancelled_behind_runlabs_back_ends_interrupted(
+    project: Path, backend: str
+) -> None:
+    """Deleted with the scheduler's own command: plain ``runlab status`` closes its runs
+    (Grid Engine keeps no record of a task that never ran: once the backend's grace since
+    the submission has passed, its absence is the deletion)."""
+    runlab(project, "submit", "tasks/slow.py", "steps=1,2,3", "--launcher", backend, HOLD[backend])
+    (job,) = [a["job_id"] for a in record(project)["submissions"][0]["arrays"]]
+    before = json.loads(runlab(project, "status", "--json").stdout)
+    assert before["counts"] == {"QUEUED": 3} and before["reconciled"] == []
+    subprocess.run([DELETE[backend], job], check=True, capture_output=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        status = json.loads(runlab(project, "status", "--json").stdout)
+        if status["counts"] != {"QUEUED": 3}:
+            break
+        time.sleep(1)
+    assert status["counts"] == {"INTERRUPTED": 3}, status
+    for run_id in (1, 2, 3):
+        error = info(project, run_id)["error"]
+        assert error["type"] == "Cancelled" and "before the run started" in error["message"]
+    assert "INTERRUPTED 3" in runlab(project, "status").stdout
+
+
 @pytest.mark.parametrize("backend", CLUSTERS)
 def test_a_sweep_larger_than_the_array_limit_becomes_several_arrays(
     project: Path, backend: str, small_array_limit: int
 ) -> None:
     """Held, so that nothing runs: every point is one task of one array, then cancelled."""
-    hold = {
-        "slurm": "launcher.additional_parameters.hold=true",
-        "sge": "launcher.additional_parameters=[-h]",
-    }[backend]
+    hold = HOLD[backend]
     count = 2 * small_array_limit + 1 if backend == "sge" else 2500
     runlab(
         project, "submit", "tasks/slow.py", f"steps=range(1,{count + 1})", "--launcher",

@@ -332,10 +332,12 @@ def _verdict(
     """What a run whose job has ended becomes: ``(status, error type, reason)``; ``None``
     while a job nobody knows may still be listed (within the backend's grace)."""
     was = t.info.get("status")
-    if state.ending == Ending.VANISHED and not cancelled:
+    if state.ending in (Ending.VANISHED, Ending.DELETED) and not cancelled:
         age = _age_s(t.submission.time)
         if age < grace_s:
             return None  # accounting may not list it yet
+        if state.ending == Ending.DELETED:
+            return Status.INTERRUPTED, "Cancelled", state.reason
         return (
             Status.LOST,
             "JobLost",

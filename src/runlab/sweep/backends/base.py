@@ -53,6 +53,8 @@ class Ending(StrEnum):
     ERROR = "error"  # FAILED: the scheduler holds it in an error state (Grid Engine's Eqw)
     ENDED = "ended"  # LOST: it ended without the run recording an end
     VANISHED = "vanished"  # LOST once the backend's grace has passed: nobody knows the job
+    DELETED = "deleted"  # INTERRUPTED once the grace has passed: it left the queue before
+    # it started, and the scheduler keeps no record of a job that never ran (Grid Engine)
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,9 @@ class Backend:
         "max_num_timeout times)"
     )
     requeues_timeouts: ClassVar[bool] = True
-    vanish_grace_s: ClassVar[float] = 60.0  # qacct sees a task once accounting is flushed
+    # qacct sees an ended task once accounting is flushed (accounting_flush_time, whose
+    # default is flush_time: 15 s)
+    vanish_grace_s: ClassVar[float] = 20.0
 
     def available(self) -> bool:
         from shutil import which
@@ -383,6 +385,12 @@ class Backend:
                 return JobState(state, Ending.ERROR, said, label)
             return JobState(state, label=label)  # pending, running, suspended, rescheduled
         record = acct.get((job, task))
+        if record is None and was == Status.QUEUED:
+            said = (
+                f"{label} left the queue before the run started (deleted while pending: Grid "
+                "Engine keeps no accounting record of a task that never ran)"
+            )
+            return JobState("DELETED", Ending.DELETED, said, label)
         if record is None:
             said = f"{label} is known neither to qstat nor to qacct"
             return JobState("VANISHED", Ending.VANISHED, said, label)

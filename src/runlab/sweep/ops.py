@@ -371,11 +371,18 @@ def cancel(
 
     found = targets(logs, record, ids)
     record = update(logs, record.sweep_id, add, by="runlab cancel")
+    start = time.time()
     try:
         backends.get(record.launcher_name).cancel(record, found, run_ids is None, wait_s)
     except LauncherError as exc:
         raise SweepOpsError(exc.line()) from None
-    return reconcile(logs, record, by="runlab cancel")
+    closed = reconcile(logs, record, by="runlab cancel")
+    # The scheduler has let the jobs go, but a killed task's processes can take a moment
+    # to end (and their lock with them): ask again until they have, within wait_s.
+    while time.time() < start + wait_s and targets(logs, record, [t.run_id for t in found]):
+        time.sleep(0.5)
+        closed += reconcile(logs, record, by="runlab cancel")
+    return closed
 
 
 # ---------------------------------------------------------------------- retry

@@ -302,3 +302,24 @@ def test_sge_the_time_limit_requeues_with_exit_99_and_the_run_resumes(project: P
     assert done["status"] == "COMPLETE", done
     assert done["attempts"] >= 2 and done["timeouts"] >= 1
     assert sorted({r["step"] for r in rows(project, 1)}) == list(range(25))
+
+
+def test_a_job_the_scheduler_ran_again_may_reopen_its_run_on_another_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The earlier attempt of a rescheduled job ran on another host and left a fresh
+    heartbeat: it guards the run against a stranger, not against the job's next attempt."""
+    from runlab.record.files import now_iso
+    from runlab.record.rundir import RESTARTED_JOB_ENV, live_holder
+
+    info = {
+        "status": "RUNNING", "heartbeat": now_iso(), "heartbeat_interval_s": 15,
+        "host": "node7.example", "pid": 4242, "job_id": "12.3",
+    }  # fmt: skip
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(RESTARTED_JOB_ENV, raising=False)
+    assert live_holder(info)  # another host's writer, heard from a moment ago
+    monkeypatch.setenv(RESTARTED_JOB_ENV, "12.4")
+    assert live_holder(info)  # another task's restart says nothing of this one
+    monkeypatch.setenv(RESTARTED_JOB_ENV, "12.3")
+    assert not live_holder(info)

@@ -89,6 +89,13 @@ RUNLAB: tuple[EnvVar, ...] = (
         set_by="runlab submit, retry, tune, reproduce",
     ),
     EnvVar(
+        "RUNLAB_RESTARTED_JOB",
+        "The id of the scheduler's job a task runs in, when the scheduler runs that job "
+        "again (Grid Engine's `RESTARTED=1`): an earlier attempt recorded under this id has "
+        "ended, so its fresh heartbeat does not keep the run from being reopened.",
+        set_by="runlab's Grid Engine task",
+    ),
+    EnvVar(
         "RUNLAB_EXPECT_CONFIG",
         "The config file (`config.json`) of the run being reproduced: the rerun's task "
         "refuses to start (exit 2) when the config it composes differs from it.",

@@ -306,6 +306,11 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+#: set by a scheduler backend's task when the scheduler runs its job again (the earlier
+#: attempt of that job id has ended: see :func:`live_holder`)
+RESTARTED_JOB_ENV = "RUNLAB_RESTARTED_JOB"
+
+
 def live_holder(info: dict[str, Any]) -> bool:
     """Whether ``info`` says its run is being written by a process that may still be alive.
 
@@ -322,6 +327,9 @@ def live_holder(info: dict[str, Any]) -> bool:
         return False
     if info.get("host") == socket.gethostname():
         return info.get("pid") != os.getpid() and _pid_alive(info.get("pid"))
+    restarted = os.environ.get(RESTARTED_JOB_ENV)
+    if restarted and str(info.get("job_id")) == restarted:
+        return False  # the scheduler ran this job again: the earlier attempt has ended
     job = os.environ.get("SLURM_JOB_ID")
     if job and str(info.get("job_id")) == job:
         restarts = os.environ.get("SLURM_RESTART_COUNT", "0")

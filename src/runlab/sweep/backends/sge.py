@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runlab.record import secrets
+from runlab.record.rundir import RESTARTED_JOB_ENV
 from runlab.status import Status
 from runlab.sweep.backends.base import (
     Ending,
@@ -516,6 +517,8 @@ def task_main(jobs_file: str, offset: int) -> int:
         "array_task_id": int(task) if task.isdigit() else None,
         "sge_restarted": os.environ.get("RESTARTED") == "1" or None,
     }
+    if os.environ.get("RESTARTED") == "1":  # rescheduled, or requeued by exit 99
+        os.environ[RESTARTED_JOB_ENV] = f"{job_id}.{task}"  # the earlier attempt is gone
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGUSR2, run.on_signal)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a notice of suspension: nothing to do

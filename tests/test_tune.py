@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT, TASKS, make_project, needs_slurm, runlab_cli, task_env
+from conftest import GIT, TASKS, make_project, needs_sge, needs_slurm, runlab_cli, task_env
 
 slurm = needs_slurm
 SPACE = ["x=interval(-3, 3)", "y=interval(-4, 2)"]
@@ -70,7 +70,10 @@ def study_cmd(launcher: str, study: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("launcher", ["local", pytest.param("slurm", marks=slurm)])
+@pytest.mark.parametrize(
+    "launcher",
+    ["local", pytest.param("slurm", marks=slurm), pytest.param("sge", marks=needs_sge)],
+)
 def test_study_killed_resumed_prunes_finds_optimum_and_reproduces(
     project: Path, launcher: str
 ) -> None:

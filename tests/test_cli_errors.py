@@ -242,50 +242,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bin_with(tmp_path: Path, *programs: str) -> Path:
-    """A directory holding only symlinks to ``programs`` (``python3`` is this interpreter)."""
+    """A directory holding only symlinks to ``programs``."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name in programs:
-        target = os.path.realpath(sys.executable) if name == "python3" else shutil.which(name)
+        target = shutil.which(name)
         assert target, f"{name} is not installed"
         (bindir / name).symlink_to(target)
     return bindir
 
 
-def _template_copy(tmp_path: Path) -> Path:
-    copy = tmp_path / "clone"
-    (copy / "scripts").mkdir(parents=True)
-    for name in ("pixi.toml", "README.md", "scripts/init", "scripts/init.py"):
-        shutil.copy2(ROOT / name, copy / name)
-    return copy
-
-
-def test_init_runs_where_only_python3_exists(tmp_path: Path) -> None:
-    copy = _template_copy(tmp_path)
-    bindir = _bin_with(tmp_path, "python3", "bash", "dirname", "git")
-    env = {"PATH": str(bindir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    for command in (["bash", "scripts/init"], [str(copy / "scripts" / "init")]):
-        proc = subprocess.run(
-            [*command, "my-project"], cwd=copy, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'name = "my-project"' in (copy / "pixi.toml").read_text()
-    assert (copy / "README.md").read_text().startswith("# my-project\n")
-
-
-def test_init_without_any_python_says_so_in_one_line(tmp_path: Path) -> None:
-    copy = _template_copy(tmp_path)
-    bindir = _bin_with(tmp_path, "bash", "dirname")
+def test_init_without_copier_says_so_in_one_line(tmp_path: Path) -> None:
+    """scripts/init wraps copier: with no copier, uvx, pipx or pixi it names the fix."""
+    bindir = _bin_with(tmp_path, "bash", "dirname", "basename")
     proc = subprocess.run(
-        ["bash", "scripts/init", "my-project"],
-        cwd=copy,
+        ["bash", str(ROOT / "scripts" / "init"), str(tmp_path / "my-project")],
+        cwd=tmp_path,
         env={"PATH": str(bindir), "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0
-    assert proc.stderr.strip().count("\n") == 0 and "no python3 or python" in proc.stderr
-    assert 'name = "runlab"' in (copy / "pixi.toml").read_text()
+    assert proc.returncode == 127
+    assert proc.stderr.strip().count("\n") == 0 and "pip install copier" in proc.stderr
+    assert "running: copier copy --vcs-ref HEAD" in proc.stdout
+    assert not (tmp_path / "my-project").exists()
 
 
 def test_package_metadata_builds_without_deprecation_warnings(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def test_workspace_table() -> None:
     manifest = load_manifest()
     assert "workspace" in manifest and "project" not in manifest, "use [workspace], not [project]"
     workspace = manifest["workspace"]
-    # "runlab" in the template; whatever `pixi run init NAME` made it in a project.
+    # "runlab" here; a project made with `copier copy` names its own workspace.
     assert re.fullmatch(r"[a-z][a-z0-9_-]*", workspace["name"])
     assert workspace["channels"] == ["conda-forge"]
     requires = workspace.get("requires-pixi", "")
@@ -509,7 +509,7 @@ def test_lock_check_tells_cuda_from_cpu_linux(tmp_path: Path) -> None:
 TASK_ARGS: dict[str, list[str]] = {
     "train": ["epochs=1"],  # a Hydra override: one epoch
     "submit": ["--dry-run"],  # builds the job without a cluster; submits nothing
-    "init": ["--dry-run", "my-project"],  # shows the renames; changes nothing
+    "init": ["--dry-run", "my-project"],  # prints the copier command; runs nothing
     # The example study, cut to 2 one-epoch trials on local workers (options and
     # overrides given after the preset take precedence over it).
     "tune": ["--trials", "2", "--parallel", "2", "--launcher", "local", "epochs=1"],

@@ -287,6 +287,48 @@ def test_workflows_are_pinned_and_pass_zizmor_and_actionlint(project: Path) -> N
     assert set(uses) <= root_uses
 
 
+def test_generated_hooks_pass_offline(project: Path, tmp_path: Path) -> None:
+    """The project's pre-commit hooks (ruff, actionlint, zizmor) pass on its own files."""
+    from test_template import _tool
+
+    work = tmp_path / "copy"
+    shutil.copytree(project, work)
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        [_tool("pre-commit"), "run", "--all-files"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    passed = [line.split(".")[0] for line in proc.stdout.splitlines() if line.endswith("Passed")]
+    assert len(passed) == 4, proc.stdout  # ruff check, ruff format, actionlint, zizmor
+
+
+def test_generated_pyproject_is_installable_metadata(project: Path, tmp_path: Path) -> None:
+    """The pip path: setuptools reads the project (no packages: tasks/ are scripts)."""
+    if not _setuptools_at_least(77):
+        pytest.skip("needs setuptools >= 77 here, as the project's build-system asks")
+    work = tmp_path / "copy"
+    shutil.copytree(project, work, ignore=shutil.ignore_patterns(".git"))
+    out = tmp_path / "meta"
+    out.mkdir()
+    hook = (
+        "import sys; from setuptools import build_meta; "
+        "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", hook, str(out)], cwd=work, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    metadata = (out / proc.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert "Name: my-project" in metadata
+    assert "Requires-Dist: runlab>=0.1" in metadata
+    assert "License-Expression: MIT" in metadata
+
+
 # ------------------------------------------------------------------ scripts/init
 
 

@@ -34,6 +34,13 @@ GIT += ["-c", "init.defaultBranch=main", "-c", "tag.gpgsign=false"]
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 # The root's working instance of the template: these must equal a default render.
 SHARED_DIRS = ("tasks", "configs")
+# and so must these files: the projects' CI is the repository's own.
+SHARED_FILES = (
+    ".github/workflows/test.yml",
+    ".github/workflows/lock.yml",
+    ".gitattributes",
+    "renovate.json",
+)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -138,6 +145,13 @@ def test_root_is_a_working_instance_of_the_template(project: Path, folder: str) 
     )
     differ = [f for f in sorted(root) if (ROOT / f).read_bytes() != (project / f).read_bytes()]
     assert not differ, f"change template/{folder}/ and {folder}/ together: {differ}"
+
+
+@pytest.mark.parametrize("name", SHARED_FILES)
+def test_projects_get_the_repositorys_own_ci_files(project: Path, name: str) -> None:
+    assert (project / name).read_bytes() == (ROOT / name).read_bytes(), (
+        f"template/{name}(.jinja) and {name} differ: change them together"
+    )
 
 
 def _pixi_validator() -> Any:

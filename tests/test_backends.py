@@ -323,3 +323,28 @@ def test_a_job_the_scheduler_ran_again_may_reopen_its_run_on_another_host(
     assert live_holder(info)  # another task's restart says nothing of this one
     monkeypatch.setenv(RESTARTED_JOB_ENV, "12.3")
     assert not live_holder(info)
+
+
+@needs_sge
+def test_sge_job_scripts_pass_an_allowlist_and_never_a_credential(project: Path) -> None:
+    """Never ``-V``: the job script exports a list of names, and a credential is neither
+    exported (even under a RUNLAB_ name) nor accepted in ``launcher.env``."""
+    from conftest import runlab_cli
+
+    secret = "hunter2-do-not-copy"
+    runlab_cli(
+        project, "submit", "tasks/slow.py", "steps=1", "--launcher", "sge",
+        RUNLAB_SERVICE_TOKEN=secret, AWS_SECRET_ACCESS_KEY=secret, PLAIN_SETTING="x",
+    )  # fmt: skip
+    wait_for(project, [1], FINAL)
+    (script,) = (project / "logs" / ".sweeps").glob("*/logs/*-sge-job.sh")
+    text = script.read_text()
+    assert secret not in text and "PLAIN_SETTING" not in text, text
+    assert "export PATH=" in text
+    dry = runlab_cli(project, "submit", "tasks/slow.py", "--launcher", "sge", "--dry-run")
+    assert "-S /bin/bash -r y" in dry.stdout and " -V" not in dry.stdout
+    refused = runlab_cli(
+        project, "submit", "tasks/slow.py", "steps=1", "--launcher", "sge",
+        "launcher.env=[AWS_SECRET_ACCESS_KEY]", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "a credential" in refused.stderr, refused.stderr

@@ -280,6 +280,10 @@ ATOMIC_CALLERS: dict[str, str] = {
     "runlab.results.reproduce.rerun": "git.diff, copied from the run reproduced: " + _CODE,
     "runlab.results.reproduce._rebuild": "the patch and code record beside a rebuilt tree: "
     + _CODE,
+    "runlab.sweep.backends.sge.Backend.submit": (
+        "the Grid Engine job script: an allowlist of variables, each value passed through "
+        "secrets.find (a credential is left out), and the paths of the jobs file"
+    ),
     "runlab.sweep.ops._submit": "a submission's jobs: run ids, overrides (submit refuses credentials in them), paths",
     "runlab.sweep.record.save": "redacts: secrets.redact",
     "runlab.sweep.tune.Driver.create_run": "git.diff: " + _CODE,

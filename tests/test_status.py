@@ -31,7 +31,10 @@ KNOWN = {s.value for s in Status}
 WORD = re.compile(r"[A-Z][A-Z_]{2,}\Z")
 # Collections of scheduler words that happen to share names with statuses, each with why.
 EXEMPT = {
-    ("sweep/slurm.py", "ENDED"): "SLURM's own job states (squeue/sacct), not runlab statuses",
+    (
+        "sweep/backends/_slurm.py",
+        "ENDED",
+    ): "SLURM's own job states (squeue/sacct), not runlab statuses",
 }
 
 

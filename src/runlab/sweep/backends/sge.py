@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runlab.record import secrets
+from runlab.record.files import write_atomic
 from runlab.record.rundir import RESTARTED_JOB_ENV
 from runlab.status import Status
 from runlab.sweep.backends.base import (
@@ -230,7 +231,7 @@ class Backend:
                 shape = "a mapping NAME: VALUE" if kind is Mapping else "a list"
                 raise LauncherError(f"launcher.{key}={value!r}{where}: give {shape}")
         for name in cfg.get("env") or []:
-            if any(True for _ in secrets.find({str(name): "x"})):
+            if secrets.secret_key(str(name)):
                 raise LauncherError(
                     f"launcher.env names {name}, a credential{where}: runlab never copies one "
                     "into a job script; let the task read it on the compute node"
@@ -319,7 +320,11 @@ class Backend:
         names = [*PASSED_ENV, *(str(n) for n in cfg.get("env") or [])]
         names += sorted(n for n in os.environ if n.startswith(_ENV_PREFIX) and n not in names)
         env = {n: os.environ[n] for n in names if n in os.environ}
-        env = {n: v for n, v in env.items() if not any(True for _ in secrets.find({n: v}))}
+        env = {
+            n: v
+            for n, v in env.items()
+            if not secrets.is_secret(n, v) and not secrets.secret_key(n)
+        }
         lines = [
             "#!/bin/bash",
             "# A task of a runlab sweep: entry OFFSET + SGE_TASK_ID - 1 of the jobs file.",
@@ -334,8 +339,7 @@ class Backend:
         self, jobs_file: Path, count: int, cfg: Mapping[str, Any], log_dir: Path, limits: Any
     ) -> Placed:
         script = log_dir / f"{jobs_file.stem}-{_SCRIPT}"
-        with open(script, "w") as f:
-            f.write(self._script(cfg, jobs_file))
+        write_atomic(script, self._script(cfg, jobs_file).encode())
         args = self._qsub_args(cfg, log_dir)
         placed = Placed()
         try:

@@ -45,7 +45,7 @@ from runlab.cli._text import m, safe
 from runlab.errors import UserError
 from runlab.record.metricsfile import decode_value, parse_row, split_torn
 from runlab.record.rundir import RunDir
-from runlab.status import ACTIVE, FAILING, Status, colour
+from runlab.status import ACTIVE, FAILING, SUCCEEDED, Status, colour
 from runlab.sweep import ops
 from runlab.sweep.record import SweepRecord, SweepRecordError
 
@@ -262,10 +262,12 @@ class Watch:
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds until every run has ended, from the durations of the runs ended so far
-        (complete or not): each running run takes the mean duration (less its time so
+        (those that succeeded, if any: a run that failed early says little): each running run takes the mean duration (less its time so
         far), each queued one the whole of it, as many at a time as run now."""
         now = time.time() if now is None else now
-        durations = [d for run in self.runs.values() if (d := run.duration) is not None]
+        ended = [r for r in self.runs.values() if r.duration is not None]
+        succeeded = [r for r in ended if Status.of(r.status) in SUCCEEDED]
+        durations = [r.duration or 0.0 for r in succeeded or ended]
         if not durations:
             return None
         mean = sum(durations) / len(durations)

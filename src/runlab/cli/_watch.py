@@ -68,8 +68,8 @@ class Tail:
     offset: int = -1  # -1: never read
     ino: int = 0
 
-    def read(self, path: str, meter: Watch) -> list[dict[str, Any]]:
-        """The whole rows appended to ``path`` since the last call (none if it is missing)."""
+    def read(self, path: str, meter: Watch) -> list[bytes]:
+        """The whole lines appended to ``path`` since the last call (none if it is missing)."""
         try:
             st = os.stat(path)
         except OSError:
@@ -93,9 +93,7 @@ class Tail:
         whole, _torn = split_torn(data)
         self.offset += len(whole)
         lines = whole.split(b"\n")[:-1]
-        if first and lines:
-            lines = lines[1:]  # read from the middle of a file: its first line is a piece
-        return [row for line in lines if (row := parse_row(line)) is not None]
+        return lines[1:] if first else lines  # from the middle of a file: a piece first
 
 
 @dataclass
@@ -223,10 +221,13 @@ class Watch:
             self.metric_from = "the first metric logged"
         name, _, key = self.metric.partition(".")
         path = os.path.join(run.path, "metrics", f"{name}.jsonl")
-        for row in run.tail.read(path, self):
-            if key in row:
+        mark = key.encode() if key.isascii() and not {'"', "\\"} & set(key) else b""
+        for line in reversed(run.tail.read(path, self)):  # only the latest value is shown
+            row = parse_row(line) if mark in line else None
+            if row is not None and key in row:
                 run.value = decode_value(row[key])
                 run.step = row.get("step")
+                return
 
     def _first_metric(self, run: RunState) -> str | None:
         """``FILE.KEY`` of the first metrics file of ``run`` (by name) and its first key."""

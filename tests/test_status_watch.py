@@ -4,6 +4,7 @@ incremental reading (a refresh reads only what changed since the last one)."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
@@ -245,3 +246,58 @@ def test_reading_is_fast_enough_for_a_thousand_runs(tmp_path: Path) -> None:
         watch.refresh()
     per_refresh = (time.process_time() - start) / 5
     assert per_refresh < 0.1, per_refresh  # 10 % of a core at one refresh a second
+
+
+# ------------------------------------------------------------------ the docs' screenshot
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "status-watch.svg"
+REGENERATE = "python tests/test_status_watch.py --write"
+
+
+def screenshot_svg() -> str:
+    """The view of a sweep of 12 runs halfway through, drawn by :func:`_watch.view` from
+    fixed values and exported by rich as SVG (its web font links left out: the page
+    loads nothing from elsewhere)."""
+    from rich.console import Console
+
+    now = 1_765_000_000.0
+    watch = _watch.Watch("/nonexistent", range(1, 13), "val.acc")
+    watch.started = now - 754
+    for rid, run in watch.runs.items():
+        run.start = now - 700 + 40 * rid if rid <= 9 else None
+        if rid <= 5:
+            run.status, run.end = Status.COMPLETE, run.start + 290 + 7 * rid  # type: ignore[operator]
+            run.step, run.value = 49, 0.80 + 0.017 * rid
+        elif rid <= 9:
+            run.status, run.step, run.value = Status.RUNNING, 5 * rid, 0.61 + 0.02 * rid
+        else:
+            run.status = Status.QUEUED
+    failed = watch.runs[6]
+    failed.status, failed.end = Status.FAILED, now - 200
+    failed.error = "FloatingPointError: loss is NaN at step 17 (lr=0.3)"
+    watch.failures.append(_watch.Failure(6, failed.status, failed.error, now - 200))
+    console = Console(
+        record=True, width=92, height=24, file=io.StringIO(), color_system="truecolor",
+        force_terminal=True, legacy_windows=False,
+    )  # fmt: skip
+    title = "[bold]sweep 20261207-101500-1[/]: 12 run(s) of train.py on slurm (array 48211)"
+    footer = (
+        "[dim]refresh every 1 s   metric val.acc (study lr-search)   "
+        "Ctrl-C: leave (the runs go on)[/]"
+    )
+    console.print(_watch.view(watch, title, height=24, now=now, footer=footer))
+    svg = console.export_svg(title="runlab status --watch")
+    return re.sub(r',\s*url\("https://[^"]*"\) format\("[^"]*"\)', "", svg)
+
+
+def test_the_docs_screenshot_is_the_view_as_drawn_now() -> None:
+    assert "https://cdnjs" not in screenshot_svg()
+    assert SCREENSHOT.read_text(encoding="utf-8") == screenshot_svg(), (
+        f"{SCREENSHOT.name} is out of date: run {REGENERATE}"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit(f"usage: {REGENERATE}")
+    SCREENSHOT.write_text(screenshot_svg(), encoding="utf-8")
+    print(SCREENSHOT)

@@ -213,6 +213,16 @@ def test_ended_runs_are_not_read_again(tmp_path: Path) -> None:
     assert watch.refresh() == 0 and watch.stats - stats == 50  # info.json only
 
 
+def test_the_default_metric_is_the_first_logged_float(tmp_path: Path) -> None:
+    make_runs(tmp_path, 2, 0, status="QUEUED")
+    metrics = tmp_path / "2" / "metrics"
+    (metrics / "test.jsonl").write_bytes(b'{"step":0,"time":20.0,"epoch":0,"acc":0.5}\n')
+    (metrics / "train.jsonl").write_bytes(b'{"step":0,"time":10.0,"epoch":0,"loss":2.5}\n')
+    watch = _watch.Watch(tmp_path, [1, 2], None)
+    watch.refresh()
+    assert watch.metric == "train.loss" and watch.runs[2].value == 2.5
+
+
 def test_eta_from_the_durations_of_ended_runs() -> None:
     watch = _watch.Watch("/nonexistent", [1, 2, 3, 4], "train.loss")
     r = watch.runs

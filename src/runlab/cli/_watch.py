@@ -27,6 +27,7 @@ changed reads nothing but 1,000 to 2,000 ``stat`` results.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -230,7 +231,9 @@ class Watch:
                 return
 
     def _first_metric(self, run: RunState) -> str | None:
-        """``FILE.KEY`` of the first metrics file of ``run`` (by name) and its first key."""
+        """``FILE.KEY``: of ``run``'s metrics file whose first row was logged first, its
+        first key holding a float (a loss, an accuracy: not a counter such as ``epoch``),
+        else its first key of the task's own."""
         try:
             names = sorted(
                 e.name for e in os.scandir(os.path.join(run.path, "metrics"))
@@ -238,6 +241,7 @@ class Watch:
             )  # fmt: skip
         except OSError:
             return None
+        firsts = []
         for name in names:
             try:
                 with open(os.path.join(run.path, "metrics", name), "rb") as fh:
@@ -247,9 +251,15 @@ class Watch:
             self.bytes_read += len(line)
             row = parse_row(line) if line.endswith(b"\n") else None
             keys = [k for k in row or {} if k not in OWN_KEYS]
-            if keys:
-                return f"{name[: -len('.jsonl')]}.{keys[0]}"
-        return None
+            if row and keys:
+                when = row.get("time")
+                firsts.append((when if isinstance(when, float | int) else math.inf, name, row))
+        if not firsts:
+            return None
+        _, name, row = min(firsts, key=lambda f: f[0])
+        keys = [k for k in row if k not in OWN_KEYS]
+        key = next((k for k in keys if isinstance(decode_value(row[k]), float)), keys[0])
+        return f"{name[: -len('.jsonl')]}.{key}"
 
     # ------------------------------------------------------------ summaries
     def counts(self) -> Counter[str]:
@@ -507,8 +517,11 @@ def run(
                 done = watcher.tick()
                 live.update(_draw(watcher, console, done), refresh=True)
                 if done:
-                    return 0
+                    break
                 clock(max(0.0, opts.interval - (time.monotonic() - started)))
+        if not console.is_terminal:
+            console.line()  # a terminal's Live ends its last line itself
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write(
             f"stopped watching; the runs go on (`runlab cancel {record.sweep_id}` stops them)\n"

@@ -223,6 +223,22 @@ def test_the_default_metric_is_the_first_logged_float(tmp_path: Path) -> None:
     assert watch.metric == "train.loss" and watch.runs[2].value == 2.5
 
 
+def test_a_tune_sweep_is_ranked_by_its_study_metric(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    journal = tmp_path / ".studies" / "lr.journal"
+    journal.parent.mkdir()
+    lines = [
+        {"op_code": 0, "worker_id": "w", "study_name": "lr", "directions": [1]},
+        {"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"runlab": {"metric": "val.acc"}}},
+        {"op_code": 7, "worker_id": "w", "trial_id": 0, "user_attr": {"runlab": {"metric": "x.y"}}},
+    ]  # fmt: skip
+    journal.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    record = SimpleNamespace(tune="lr")
+    assert _watch.tune_metric(tmp_path, record) == "val.acc"  # type: ignore[arg-type]
+    assert _watch.tune_metric(tmp_path, SimpleNamespace(tune=None)) is None  # type: ignore[arg-type]
+
+
 def test_eta_from_the_durations_of_ended_runs() -> None:
     watch = _watch.Watch("/nonexistent", [1, 2, 3, 4], "train.loss")
     r = watch.runs

@@ -49,6 +49,7 @@ from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, FAILING, SUCCEEDED, Status, colour
 from runlab.sweep import ops
 from runlab.sweep.record import SweepRecord, SweepRecordError
+from runlab.sweep.tune import journal_path
 
 # The first read of a metrics file: its last bytes only (the latest value is shown).
 TAIL_WINDOW = 64 * 1024
@@ -404,12 +405,11 @@ def tune_metric(logs: Path, record: SweepRecord) -> str | None:
     ``runlab`` user attribute Optuna's journal holds), or ``None``."""
     if not record.tune:
         return None
-    path = Path(logs) / ".studies" / f"{record.tune}.journal"
     try:
-        with open(path, "rb") as fh:
-            for line in fh:
-                entry = parse_row(line)
-                attrs = (entry or {}).get("user_attr")
+        with open(journal_path(Path(logs), record.tune), "rb") as fh:
+            for line in fh:  # the attribute is set when the study is made: near the start
+                entry = parse_row(line) or {}
+                attrs = entry.get("user_attr") if "trial_id" not in entry else None
                 runlab = attrs.get("runlab") if isinstance(attrs, dict) else None
                 if isinstance(runlab, dict) and isinstance(runlab.get("metric"), str):
                     return str(runlab["metric"])
@@ -431,7 +431,7 @@ class Watcher:
             self.watch.metric_from = f"study {record.tune}"
         self.last_reconcile = 0.0
         self.record_sig = self._record_sig()
-        self.reconciled: list[dict[str, Any]] = []
+        self.timeouts_settled = False  # asked of the scheduler at the reconcile's pace
 
     def _record_sig(self) -> tuple[int, int] | None:
         try:
@@ -466,31 +466,39 @@ class Watcher:
                 self.watch.add_runs(self.record.runs)
             except (OSError, SweepRecordError):
                 pass
+        self.timeouts_settled = self._timeouts_settled()
         active = self.watch.active_ids()
         if not active:
             return
         try:
-            self.reconciled += ops.reconcile(self.logs, self.record, run_ids=active)
+            ops.reconcile(self.logs, self.record, run_ids=active)
         except Exception:  # the next round tries again; `runlab status` says what is wrong
             pass
 
     def finished(self) -> bool:
+        """Whether every run has ended: none active, and no TIMEOUT run that the
+        scheduler will requeue (SLURM does; ``submit --wait`` asks the same)."""
         w = self.watch
         if w.ended() < len(w.runs):
             return False
-        timeouts = [r for r in w.runs.values() if r.status == Status.TIMEOUT]
-        if not timeouts or not self.opts.reconcile:
+        timeouts = any(r.status == Status.TIMEOUT for r in w.runs.values())
+        return not timeouts or not self.opts.reconcile or self.timeouts_settled
+
+    def _timeouts_settled(self) -> bool:
+        runs = list(self.watch.runs.values())
+        timeouts = sum(1 for r in runs if r.status == Status.TIMEOUT)
+        if not timeouts:
             return True
-        runs = [RunDir(r.path) for r in w.runs.values()]
-        statuses = [r.status for r in w.runs.values()]
-        return _timeouts_settled(self.logs, self.record.sweep_id, runs, statuses) == len(timeouts)
+        dirs, statuses = [RunDir(r.path) for r in runs], [r.status for r in runs]
+        return _timeouts_settled(self.logs, self.record.sweep_id, dirs, statuses) == timeouts
 
     def footer(self, done: bool) -> str:
         if done:
             return "[dim]every run has ended[/]"
         metric = f"   metric {m(self.watch.metric)} ({m(self.watch.metric_from)})"
-        every = f"{self.opts.interval:g}"
-        return f"[dim]refresh every {every} s{metric if self.watch.metric else ''}   Ctrl-C: leave (the runs go on)[/]"
+        every = f"refresh every {self.opts.interval:g} s"
+        metric = metric if self.watch.metric else ""
+        return f"[dim]{every}{metric}   Ctrl-C: leave (the runs go on)[/]"
 
 
 def run(
@@ -506,11 +514,11 @@ def run(
 
     if opts.interval <= 0:
         raise UserError(f"--interval {opts.interval:g}: give a number of seconds above 0")
-    watcher = Watcher(logs, record, metric, opts)
     restore = signal.getsignal(signal.SIGINT)
     if restore is signal.SIG_IGN:  # started in the background by a shell: Ctrl-C still leaves
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        watcher = Watcher(logs, record, metric, opts)
         with Live(console=console, auto_refresh=False, transient=False) as live:
             while True:
                 started = time.monotonic()

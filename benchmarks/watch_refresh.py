@@ -10,7 +10,12 @@ directory, then times the watch model (:class:`runlab.cli._watch.Watch`):
   64 KB of every metrics file at most);
 - **warm, nothing changed**: a refresh where no file changed (the median of ``--repeat``);
 - **warm, 10 % logged**: a tenth of the runs appended one row since the last refresh;
-- **draw**: the view drawn to a 120 x 50 terminal (rich, written to a buffer).
+- **draw**: the view drawn to a 120 x 50 terminal (rich, written to a buffer);
+- with ``--process SECONDS``, the whole command too: ``runlab status --watch`` on a sweep
+  record of those runs, in a pseudo-terminal of 120 x 50, while 100 runs log one row a
+  second; its CPU time (``/proc/<pid>/stat``, after a 5 s start) over that many seconds.
+  The record has no submission, so the reconcile every 5 s reads the active runs'
+  records and asks no scheduler.
 
 Wall time (``time.perf_counter``) and CPU time (``time.process_time``) per refresh, and
 the bytes the model read. At one refresh a second, CPU seconds per refresh is the share
@@ -22,7 +27,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import pty
+import select
+import signal
 import statistics
+import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +42,8 @@ from pathlib import Path
 import orjson
 
 from runlab.cli import _watch
+from runlab.sweep import ops
+from runlab.sweep.record import SweepId
 
 ROW = b'{"step":%d,"time":1700000000.5,"loss":%f,"acc":0.5}\n'
 
@@ -54,6 +67,50 @@ def make_runs(logs: Path, n: int, rows: int) -> None:
         (run / "metrics" / "train.jsonl").write_bytes(body)
 
 
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process(logs: Path, ids: list[int], seconds: float, rows: int) -> tuple[float, float]:
+    """CPU seconds of ``runlab status --watch`` over ``seconds`` (after its start), and
+    the wall seconds measured."""
+    record = ops.new_record(SweepId.new(1), "train.py", [], logs, {"name": "local"}, ids)
+    ops.save(logs, record)
+    master, slave = pty.openpty()
+    import fcntl
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    env = dict(os.environ, RUNLAB_LOGS=str(logs), TERM="xterm-256color")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlab", "status", "--watch"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+
+    def drain(until: float) -> None:
+        while (left := until - time.monotonic()) > 0:
+            if select.select([master], [], [], min(left, 0.1))[0]:
+                os.read(master, 1 << 16)
+
+    step = rows
+    drain(time.monotonic() + 5)
+    start_cpu, start = cpu_s(proc.pid), time.monotonic()
+    while time.monotonic() - start < seconds:
+        for rid in ids[step % 10 :: 10]:
+            with open(logs / str(rid) / "metrics" / "train.jsonl", "ab") as fh:
+                fh.write(ROW % (step, 0.5))
+        step += 1
+        drain(time.monotonic() + 1)
+    used, wall = cpu_s(proc.pid) - start_cpu, time.monotonic() - start
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    os.close(master)
+    return used, wall
+
+
 def timed(fn) -> tuple[float, float, int]:
     wall, cpu = time.perf_counter(), time.process_time()
     got = fn()
@@ -65,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--process", type=float, default=0, metavar="SECONDS")
     a = p.parse_args(argv)
     from rich.console import Console
 
@@ -119,10 +177,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+        if a.process:
+            used, span = process(logs, ids, a.process, a.rows)
+
     print(f"{a.runs} runs x {a.rows} rows, median of {a.repeat} (cold: one)")
     print(f"{'refresh':<36} {'wall ms':>9} {'CPU ms':>9} {'bytes read':>12}")
     for name, wall, cpu, got in results:
         print(f"{name:<36} {wall * 1e3:>9.1f} {cpu * 1e3:>9.1f} {got:>12,}")
+    if a.process:
+        print(
+            f"runlab status --watch: {used:.2f} CPU s in {span:.1f} s, "
+            f"{100 * used / span:.1f} % of a core (100 runs logging a row a second)"
+        )
     return 0
 
 

@@ -97,8 +97,8 @@ def project(tmp_path: Path) -> Path:
 
 def test_watch_shows_a_sweep_until_it_ends(project: Path) -> None:
     runlab_cli(
-        project, "submit", "tasks/slow.py", "steps=15", "interval=0.2", "ckpt_every=5",
-        "fail_at=-1,3", "--launcher", "local",
+        project, "submit", "tasks/slow.py", "steps=30", "interval=0.2", "ckpt_every=10",
+        "fail_at=3,-1", "--launcher", "local",
     )  # fmt: skip
     screen = Screen(project)
     rc = screen.wait_exit(timeout=120)
@@ -109,7 +109,7 @@ def test_watch_shows_a_sweep_until_it_ends(project: Path) -> None:
     assert "COMPLETE 1  FAILED 1" in last and "2/2 ended (100%)  done" in last, last
     assert "ValueError: failing on purpose at step 3" in last
     assert "train.value" in last and "every run has ended" in last
-    # The failure was shown while the other run still ran.
+    # The failure was shown while the other run still ran (6 s, beside it: max_parallel 2).
     assert any("failing on purpose" in f and "RUNNING" in f for f in frames), screen.text
 
 

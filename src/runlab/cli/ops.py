@@ -1,6 +1,7 @@
 """After submitting: ``runlab status``, ``cancel``, ``retry`` and ``logs`` on a sweep.
 
     runlab status [--logs DIR] [--sweep ID | --all] [--json]
+    runlab status --watch [--interval S] [--metric FILE.KEY] [--sweep ID]
     runlab cancel [SWEEP | RUN ...] [--logs DIR] [--json]
     runlab retry [SWEEP | RUN ...] [--status FAILED,TIMEOUT,INTERRUPTED,LOST]
                  [--code submitted|current] [--dry-run] [--logs DIR] [--json]
@@ -22,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from runlab.cli import results
+from runlab.cli import _watch, results
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.cli._text import cell, console, m, output, safe
 from runlab.errors import UserError
@@ -115,9 +116,31 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON, for scripts")
     fmt.add_argument("--csv", action="store_true", help="print CSV counts, for scripts")
+    live = parser.add_argument_group("live view (--watch)")
+    live.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view of the sweep (counts, progress, ETA, the metric per run, failures) "
+        "until every run has ended; Ctrl-C leaves it (exit 130) and the runs go on",
+    )
+    live.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="with --watch: seconds between refreshes (default 1)",
+    )
+    live.add_argument(
+        "--metric",
+        metavar="FILE.KEY",
+        help="with --watch: the metric shown per run, as <metrics file>.<key> (default: the "
+        "study's metric for a tune sweep, else the first key of the first metrics file logged)",
+    )
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_status(args)
     if args.where or args.csv:
         return _runs_status(args)
     if not logs_value(args) and not Logs.resolve().path.is_dir():
@@ -133,6 +156,34 @@ def run_status(args: argparse.Namespace) -> int:
 
 def _runs_status(args: argparse.Namespace) -> int:
     return results.run_status(args)
+
+
+def _watch_status(args: argparse.Namespace) -> int:
+    """``runlab status --watch``: :mod:`runlab.cli._watch`'s live view of one sweep."""
+    clash = [o for o, given in (("--all", args.all), ("--where", args.where),
+             ("--json", args.json), ("--csv", args.csv)) if given]  # fmt: skip
+    if clash:
+        raise UserError(f"--watch follows one sweep live: leave out {clash[0]}")
+    if args.metric is not None and not _is_metric(args.metric):
+        raise UserError(
+            f"--metric {args.metric!r} is not FILE.KEY: give the metrics file and the key, "
+            "e.g. train.loss for the key 'loss' of log_metrics(..., name='train')"
+        )
+    logs = _logs(args)
+    sid = args.sweep or ops.latest(logs)
+    if sid is None:
+        raise UserError(
+            f"no sweep in {logs}: --watch follows a sweep of `runlab submit` or `runlab tune`; "
+            "pass --logs DIR (or set $RUNLAB_LOGS) to the logs directory of a sweep"
+        )
+    record = ops.load(logs, sid)
+    opts = _watch.Options(interval=args.interval, reconcile=not args.no_reconcile)
+    return _watch.run(logs, record, args.metric, opts, console(width=None))
+
+
+def _is_metric(text: str) -> bool:
+    name, _, key = text.partition(".")
+    return bool(name and key)
 
 
 def _sweep_status(args: argparse.Namespace) -> int:

@@ -289,10 +289,16 @@ def targets(logs: Path, record: SweepRecord, run_ids: list[int] | None = None) -
     return out
 
 
-def reconcile(logs: Path, record: SweepRecord, by: str = "runlab status") -> list[dict]:
-    """Close the runs whose job is gone; return ``[{run_id, status, reason}]`` for each change."""
+def reconcile(
+    logs: Path, record: SweepRecord, by: str = "runlab status", run_ids: list[int] | None = None
+) -> list[dict]:
+    """Close the runs whose job is gone; return ``[{run_id, status, reason}]`` for each change.
+
+    ``run_ids``: only these runs of the sweep are looked at (``runlab status --watch``
+    passes the ones it last saw active, so that it reads no ended run's record).
+    """
     logs = Path(logs)
-    found = targets(logs, record)
+    found = targets(logs, record, run_ids)
     if not found:
         return []
     # Runs cancelled since their current submission (a retry after a cancel is not cancelled).

@@ -82,7 +82,10 @@ def _export(args: argparse.Namespace) -> int:
     order = ("created", "written", "updated", "replaced", "unchanged")
     counts = ", ".join(f"{outcome.counts[w]} {w}" for w in order if outcome.counts[w])
     seconds = time.perf_counter() - started
-    print(f"exported {len(runs)} run(s) to {safe(outcome.where)} ({counts}) in {seconds:.1f} s")
+    print(
+        f"exported {len(runs)} run(s) to {safe(outcome.where)} ({counts}; "
+        f"{outcome.points:,} points written) in {seconds:.1f} s"
+    )
     if args.target == "tensorboard":
         print(f"  see them with: tensorboard --logdir {safe(outcome.where)}")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,20 @@ def to_mlflow(
     logs directory), one MLflow run per run, in ``experiment``."""
     tracking = require("mlflow")
     _mlflow.quiet()
+    with warnings.catch_warnings():  # the deprecations of MLflow's own dependencies
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return _to_mlflow(tracking, reader, uri, experiment, artifacts, progress)
+
+
+def _to_mlflow(
+    tracking: Any,
+    reader: Reader,
+    uri: str | None,
+    experiment: str,
+    artifacts: bool,
+    progress: Callable[[int], None] | None,
+) -> Outcome:
     local = uri is None
     if uri is None:
         uri = default_mlflow_uri(reader.logs)
@@ -119,7 +134,7 @@ def to_mlflow(
         exporter.export(run)
         if progress is not None:
             progress(1)
-    outcome.counts = exporter.counts
+    outcome.counts, outcome.points = exporter.counts, exporter.points
     return outcome
 
 

@@ -128,6 +128,7 @@ class MlflowExport:
         self.artifacts = artifacts
         self.limits = limits()
         self.counts: Counter[str] = Counter()
+        self.points = 0  # metric points sent
         self.existing = self._existing()
 
     def _existing(self) -> dict[str, Any]:
@@ -250,6 +251,7 @@ class MlflowExport:
             ):
                 ms = int(stamp) if stamp == stamp else 0
                 batch.append(Metric(key, value, ms, step))
+                self.points += 1
                 if len(batch) >= size:
                     self.client.log_batch(mlflow_id, metrics=batch)
                     batch = []

@@ -88,8 +88,6 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
         renameat2.argtypes.append(ctypes.c_uint)
         renameat2.restype = ctypes.c_int
-        done = renameat2(
-            _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
-        )
+        done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
         return bool(done == 0)
     return False

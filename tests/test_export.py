@@ -94,6 +94,7 @@ def _tb_read(folder: Path) -> dict[str, tuple[list[int], list[float], list[float
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     out = {}
+    assert sorted(acc.PluginTagToContent("scalars")) == sorted(acc.Tags()["tensors"])
     for tag in acc.Tags()["tensors"]:
         events = acc.Tensors(tag)
         values = [float(np.float32(e.tensor_proto.float_val[0])) for e in events]

@@ -28,6 +28,7 @@ from runlab.results.export._runs import Run
 MARKER = "runlab-export.json"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+QUEUE = 1 << 16  # events the writer's thread may have pending
 
 
 def write_run(out: Path, run: Run, writer_class: Any) -> bool:
@@ -41,7 +42,7 @@ def write_run(out: Path, run: Run, writer_class: Any) -> bool:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        writer = writer_class(str(tmp))
+        writer = writer_class(_output(str(tmp)))
         try:
             for s in run.series:
                 for step, value, wall in zip(
@@ -56,6 +57,49 @@ def write_run(out: Path, run: Run, writer_class: Any) -> bool:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the old directory, once swapped out
     return True
+
+
+def _output(path: str) -> Any:
+    """Where ``tensorboard.summary.Writer`` writes: its ``DirectoryOutput``, with a longer
+    queue for its writing thread and each tag's metadata on the tag's first event only
+    (as TensorFlow's writers do), which makes an export about twice as fast."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+    from tensorboard.summary import DirectoryOutput
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    class Output(DirectoryOutput):
+        def __init__(self, path: str) -> None:
+            self._ev_writer = EventFileWriter(path, max_queue_size=QUEUE)
+            self._described: set[str] = set()
+
+        def emit_scalar(
+            self,
+            *,
+            plugin_name: str,
+            tag: str,
+            data: Any,
+            step: Any,
+            wall_time: float,
+            tag_metadata: bytes | None = None,
+            description: str | None = None,
+        ) -> None:
+            event = event_pb2.Event(wall_time=wall_time, step=int(step))
+            tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[float(data)])
+            tensor.tensor_shape.SetInParent()  # a scalar: a shape with no dimensions
+            value = event.summary.value.add(tag=tag, tensor=tensor)
+            if tag not in self._described:
+                self._described.add(tag)
+                value.metadata.plugin_data.plugin_name = plugin_name
+                value.metadata.plugin_data.content = tag_metadata or b""
+                if description:
+                    value.metadata.summary_description = description
+                value.metadata.data_class = summary_pb2.DataClass.DATA_CLASS_SCALAR
+            self._ev_writer.add_event(event)
+
+    try:
+        return Output(path)
+    except Exception:  # another version of tensorboard's internals: its own output
+        return path
 
 
 def _marker(final: Path) -> dict[str, Any]:

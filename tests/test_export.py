@@ -293,3 +293,31 @@ def test_options_of_the_other_target_are_refused(
     assert "--uri" in capsys.readouterr().err
     assert main(["export", "mlflow", "--out", "x"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_mlflow_follows_a_running_run_and_an_export_stopped_halfway(
+    logs: Path, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    path = allocate(logs, 1)[0]
+    log = runlab.RunLogger(path, config={"lr": 0.1})
+    try:
+        for step in range(3):
+            log.log_metrics({"loss": 1.0 / (step + 1)}, name="train")
+        log.flush()
+        assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"created": 1}
+        client = _client(uri)
+        run = _ml_runs(client)["1"]
+        assert run.info.status == "RUNNING" and run.data.tags["runlab.status"] == "RUNNING"
+        log.log_metrics({"loss": 0.1}, name="train")
+    finally:
+        log.close()
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"updated": 1}
+    run = _ml_runs(client)["1"]
+    assert run.info.status == "FINISHED" and run.info.end_time is not None
+    assert _ml_check(client, _expected(logs)) == 4
+
+    client.set_tag(run.info.run_id, "runlab.export", "pending")  # as if stopped halfway
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"replaced": 1}
+    assert _ml_runs(client)["1"].info.run_id != run.info.run_id
+    assert _ml_check(client, _expected(logs)) == 4

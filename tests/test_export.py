@@ -321,3 +321,17 @@ def test_mlflow_follows_a_running_run_and_an_export_stopped_halfway(
     assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"replaced": 1}
     assert _ml_runs(client)["1"].info.run_id != run.info.run_id
     assert _ml_check(client, _expected(logs)) == 4
+
+
+def test_export_help_imports_neither_package_nor_polars() -> None:
+    import subprocess
+
+    code = (
+        "import sys; from runlab.cli import main\n"
+        "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('polars', 'mlflow', 'tensorboard') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -311,6 +311,7 @@ EVERY_COMMAND = {
     "doctor": (["doctor", "--require", "bogus"], False),  # doctor's only user error
     "tune": (["tune", "--show", "--study", "nope"], True),
     "verify": (["verify", "missing"], True),
+    "export": (["export", "tensorboard", "missing"], True),
 }
 
 

@@ -167,6 +167,16 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "runlab.results.report._model.write_json: write_bytes": ("the report's data", _REPORT),
     "runlab.results.report._png.write_pngs: savefig": ("the report's figures", _REPORT),
     "runlab.sweep.tune.write_plots: write_html": ("tune's plots", _REPORT),
+    "runlab.results.export._tensorboard.write_run: write_text": (
+        "runlab export tensorboard: a run's export fingerprint, beside its event files, in "
+        "the run's new directory before it is swapped in",
+        "hashes, a run id and the run's path: no user text but the path",
+    ),
+    "runlab.results.export._tensorboard._swap_in: rename": (
+        "runlab export tensorboard: a run's event files, written whole into a temporary "
+        "folder, swapped in for the old ones",
+        "renames folders; writes nothing (the event files come from the record, redacted)",
+    ),
     "runlab.sweep.tune._history_png: savefig": ("tune's plots", _REPORT),
     "runlab.results.reproduce._rebuild: rename": (
         "a run's code rebuilt from its commit under a temporary name, renamed into place",

@@ -208,6 +208,7 @@ READERS = {
     "diff": ["1", "2"],
     "tune": ["--show"],
     "verify": [],
+    "export": ["tensorboard"],
 }
 WRITERS = {"submit", "doctor"}
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "check the environment, GPUs, cluster schedulers and logs directory"),
     "verify": ("verify", "check a logs directory's invariants (--repair fixes what is safe)"),
     "tune": ("tune", "search hyperparameters with Optuna; every trial is a run (--show: best)"),
+    "export": ("export", "write runs into TensorBoard event files or an MLflow tracking server"),
 }
 
 

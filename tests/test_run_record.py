@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import signal
@@ -74,7 +75,7 @@ def test_train_writes_a_complete_record(logs: Path) -> None:
     if env["git"]["dirty"]:
         assert (meta / "git.diff").exists()
     assert env["python"]["version"] == "{}.{}.{}".format(*sys.version_info[:3])
-    assert env["packages"]["runlab"] == "0.1.0"
+    assert env["packages"]["runlab"] == importlib.metadata.version("runlab")
     assert env["torch"]["version"].startswith("2.")
     assert "cuda" in env["torch"]
 

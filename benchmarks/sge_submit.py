@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"| points | arrays | submit | runlab cancel -> status | qdel -> status | load |")
+    print("| points | arrays | submit | runlab cancel -> status | qdel -> status | load |")
     print("|---:|---:|---:|---:|---:|---:|")
     for _ in range(args.repeat):
         row = one(args.points)

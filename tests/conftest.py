@@ -126,6 +126,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "\n".join(f"  {entry}" for entry in left)
     )
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("=", "working tree changed", red=True)
         reporter.write_line(message)
     else:  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,13 @@ def run_task(
     return proc
 
 
+# Processes start_task started in the running test: ended and their pipes closed
+# after it (an open pipe is a ResourceWarning, which fails the test).
+_STARTED: list[subprocess.Popen] = []
+
+
 def start_task(script: Path, *overrides: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, str(script), *overrides],
         cwd=ROOT,
         env=task_env(**env),
@@ -56,6 +62,76 @@ def start_task(script: Path, *overrides: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    _STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _end_started_tasks() -> Iterator[None]:
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# ---------------------------------------------------- the working tree stays clean
+# No test writes into the repository: each writes under its tmp_path. The session
+# compares the working tree (untracked and ignored entries included) before and
+# after, and fails if a test left something there. Tools' caches are not counted.
+CACHES = (".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__")
+
+
+def working_tree_entries(root: Path = ROOT) -> set[str] | None:
+    """``git status`` entries of ``root``, ignored ones included, tools' caches left
+    out; None where ``root`` is not a git working tree."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return None
+    entries = set()
+    for entry in proc.stdout.split("\0"):
+        path = entry[3:].rstrip("/")
+        parts = path.split("/")
+        if not path or any(p in CACHES or p.endswith(".egg-info") for p in parts):
+            continue
+        entries.add(entry)
+    return entries
+
+
+_TREE_BEFORE: set[str] | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _TREE_BEFORE
+    _TREE_BEFORE = working_tree_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _TREE_BEFORE is None or (after := working_tree_entries()) is None:
+        return
+    left = sorted(after - _TREE_BEFORE)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "tests left these in the working tree (write under tmp_path instead):\n" + (
+        "\n".join(f"  {entry}" for entry in left)
+    )
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "working tree changed", red=True)
+        reporter.write_line(message)
+    else:  # pragma: no cover
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # ------------------------------------------------------------- projects and the CLI

@@ -82,7 +82,7 @@ def test_qacct_keeps_the_last_record_of_each_task(attempts: list[tuple[int, str]
         f"failed       0\nexit_status  {code}\n"
         for task, code in attempts
     )
-    last = {task: code for task, code in attempts}
+    last = dict(attempts)
     parsed = sge.parse_qacct(text)
     assert {k: v["exit_status"] for k, v in parsed.items()} == {
         ("9", t): c for t, c in last.items()

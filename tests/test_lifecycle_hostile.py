@@ -634,7 +634,8 @@ def test_a_reopened_run_that_starts_over_repeats_no_step(logs: Path) -> None:
     proc.communicate()
     rows_before = (logs / "1" / "metrics" / "train.jsonl").read_bytes()
     run_task(SLOW, "steps=300", "interval=0.01", "ckpt_every=100000", "runlab.run_id=1")
-    steps = [json.loads(line)["step"] for line in (logs / "1" / "metrics" / "train.jsonl").open()]
+    lines = (logs / "1" / "metrics" / "train.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
     assert steps == list(range(300))
     assert (logs / "1" / "metrics" / ".previous" / "1" / "train.jsonl").read_bytes() == rows_before
     info = read_info(logs / "1")
@@ -789,7 +790,10 @@ def test_a_task_piped_to_head_ends_interrupted_not_failed(
     assert proc.stdout is not None
     assert "step 0" in "".join(proc.stdout.readline() for _ in range(3 if both else 1))
     proc.stdout.close()  # head -1 exits
-    err = proc.stderr.read() if proc.stderr else ""
+    err = ""
+    if proc.stderr is not None:
+        err = proc.stderr.read()
+        proc.stderr.close()
     assert proc.wait(timeout=60) == 128 + signal.SIGPIPE, err
     if not both:
         assert "interrupted: its output was closed" in err

@@ -33,7 +33,7 @@ def steps(path: Path) -> list[int]:
 
 
 def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 # --------------------------------------------------------------------------- names

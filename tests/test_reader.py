@@ -23,7 +23,14 @@ from runlab.record.files import now_iso, write_record, write_yaml
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import RunDir, allocate
 from runlab.results.query import QueryError
-from runlab.results.reader import INDEX_DIR, CorruptRunWarning, Reader, runs, wait_for_index
+from runlab.results.reader import (
+    INDEX_DIR,
+    CorruptRunWarning,
+    IndexDamagedWarning,
+    Reader,
+    runs,
+    wait_for_index,
+)
 
 ENV = {
     "git": {"commit": "abc123", "branch": "main", "dirty": False},
@@ -110,9 +117,10 @@ def test_one_row_per_run_with_flattened_columns(sweep: Path) -> None:
     (sweep / "notes").mkdir()  # not a run: not a number
     (sweep / ".snapshots").mkdir()
     (sweep / "README.txt").write_text("hello")
-    r = Reader(sweep)
-    assert len(r) == 12 and r.run_ids == list(range(1, 13))
-    df = r.df
+    with pytest.warns(CorruptRunWarning, match="'notes'"):
+        r = Reader(sweep)
+        assert len(r) == 12 and r.run_ids == list(range(1, 13))
+        df = r.df
     assert df["run_id"].dtype == pl.Int64
     assert df.columns[0] == "run_id"
     for col in (
@@ -145,7 +153,8 @@ def test_one_row_per_run_with_flattened_columns(sweep: Path) -> None:
     assert searchable["train.loss.last"] == "Float64"
     assert searchable["config.method"] == "String"
     assert (sweep / INDEX_DIR / "runs.json").exists()
-    assert runs(sweep).run_ids == r.run_ids
+    with pytest.warns(CorruptRunWarning, match="'notes'"):
+        assert runs(sweep).run_ids == r.run_ids
 
 
 def test_default_logs_and_missing_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,9 +398,10 @@ def test_damaged_index_is_rebuilt_and_read_only_mode(sweep: Path) -> None:
     for data in (sweep / INDEX_DIR).rglob("*.parquet"):  # data files damaged in place
         data.chmod(0o644)
         data.write_bytes(b"PAR1 nonsense")
-    r = Reader(sweep)
-    assert r.stats["meta_parsed"] == 12
-    assert r.curves("train.loss").height == STEPS
+    with pytest.warns(IndexDamagedWarning, match="is damaged"):
+        r = Reader(sweep)
+        assert r.stats["meta_parsed"] == 12
+        assert r.curves("train.loss").height == STEPS
     other = sweep.parent / "other"
     make_run(other, {"a": 1}, [{"loss": 1.0}])
     r = Reader(other, write_index=False)

@@ -369,7 +369,10 @@ def test_a_run_of_text_metric_values_does_not_turn_the_others_to_text(sweep: Pat
         assert r.df.schema["train.loss.last"] == pl.Float64, attempt
         assert r.df.filter(pl.col("run_id") == 7)["train.loss.last"].to_list() == [None]
         assert len(warned) == 1 and str(odd.path) in warned[0], attempt
-        rows = r.metrics("train").collect().sort("run_id", "step")
+        with warnings.catch_warnings(record=True) as caught:  # the same run named again
+            warnings.simplefilter("always", CorruptRunWarning)
+            rows = r.metrics("train").collect().sort("run_id", "step")
+        assert all(str(odd.path) in str(w.message) for w in caught), attempt
         assert rows.schema["loss"] == pl.Float64
         assert r.group_by("config.lr").curves("train.loss")["count"].max() == 2
         frames[attempt] = (r.df.drop("problem"), rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import signal
@@ -74,7 +75,7 @@ def test_train_writes_a_complete_record(logs: Path) -> None:
     if env["git"]["dirty"]:
         assert (meta / "git.diff").exists()
     assert env["python"]["version"] == "{}.{}.{}".format(*sys.version_info[:3])
-    assert env["packages"]["runlab"] == "0.1.0"
+    assert env["packages"]["runlab"] == importlib.metadata.version("runlab")
     assert env["torch"]["version"].startswith("2.")
     assert "cuda" in env["torch"]
 
@@ -98,7 +99,7 @@ def test_run_ids_are_distinct_under_200_concurrent_processes(tmp_path: Path) -> 
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(logs), str(i)]) for i in range(200)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
-    runs = [p for p in logs.iterdir()]
+    runs = list(logs.iterdir())
     assert sorted(int(p.name) for p in runs) == list(range(1, 201))
     owners = sorted(int((p / "owner").read_text()) for p in runs)
     assert owners == list(range(200))  # every process got its own directory, none lost

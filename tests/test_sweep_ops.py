@@ -326,6 +326,9 @@ def check_logs_follow(project: Path, launcher: str) -> None:
     status_at_first_line = info(project, 1)["status"]
     rest = proc.stdout.read()  # to the end: `logs -f` exits when the run has ended
     err = proc.stderr.read() if proc.stderr else ""
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
     assert proc.wait(timeout=60) == 0, err
     assert status_at_first_line == "RUNNING"  # it printed while the job ran
     steps = [line for line in [first, *rest.splitlines()] if line.startswith("step")]

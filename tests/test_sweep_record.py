@@ -524,7 +524,7 @@ ATTRS = {
     "pruner": "none",
     "seed": 3,
     "sweep_id": "20261201-120000-tune-s",
-    "code": {k: v for k, v in current()["submissions"][0]["code"][0].items()},
+    "code": dict(current()["submissions"][0]["code"][0].items()),
     "logs": "/logs",
     "created": "2026-12-01T12:00:00+00:00",
     "command": ["runlab", "tune"],

@@ -92,13 +92,14 @@ def test_permissions_are_least_privilege_per_job() -> None:
                 writers.add((wf.name, name))
                 allowed = WRITERS.get((wf.name, name))
                 assert allowed is not None and perms == allowed, (wf.name, name, perms)
-    assert writers == set(WRITERS), "only the lock job and the Pages deployment may write"
+    assert writers == set(WRITERS), "only the lock job, Pages and the PyPI release may write"
 
 
 # The only jobs that may write, and exactly what each may write.
 WRITERS = {
     ("lock.yml", "pixi-lock"): {"contents": "write", "pull-requests": "write"},
     ("docs.yml", "deploy"): {"pages": "write", "id-token": "write"},
+    ("release.yml", "publish"): {"id-token": "write"},  # PyPI's trusted publishing
 }
 
 

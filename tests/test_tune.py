@@ -98,6 +98,8 @@ def test_study_killed_resumed_prunes_finds_optimum_and_reproduces(
     assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    if driver.stderr is not None:
+        driver.stderr.close()
     before = trial_runs(project, study)
     assert 4 <= len(before) < 16
 

@@ -518,6 +518,9 @@ TASK_ARGS: dict[str, list[str]] = {
     # its configuration and imports every test module. The suite's own results
     # are this very pytest run's.
     "test": ["--collect-only", "-q"],
+    # Its default is reports/latest of the working directory, here the repository:
+    # written under the test's folder instead ({tmp}: the folder that holds RUNLAB_LOGS).
+    "report": ["--out", "{tmp}/reports/latest"],
 }
 TASK_TIMEOUT_S = {"train": 900}
 DEFAULT_TIMEOUT_S = 600
@@ -606,7 +609,9 @@ def test_task_command_works(name: str, task_environ: dict[str, str]) -> None:
         if command is None:
             continue
         if step == name and TASK_ARGS.get(name):
-            command = f"{command} {shlex.join(TASK_ARGS[name])}"
+            tmp = str(Path(task_environ["RUNLAB_LOGS"]).parent)
+            args = [arg.replace("{tmp}", tmp) for arg in TASK_ARGS[name]]
+            command = f"{command} {shlex.join(args)}"
         timeout = TASK_TIMEOUT_S.get(step, DEFAULT_TIMEOUT_S)
         try:
             proc = subprocess.run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"
 
 __all__ = ["Context", "Dist", "Reader", "RunLogger", "launch", "runs"]
 

@@ -11,6 +11,7 @@ from runlab.cli._logs import add_logs_option, logs_from, split_positional
 from runlab.cli._text import cell, console, m
 from runlab.record import secrets
 from runlab.record.files import read_yaml
+from runlab.record.metricsfile import read_rows
 from runlab.results import reproduce
 from runlab.status import Status
 
@@ -248,8 +249,8 @@ def run_diff(args: argparse.Namespace) -> int:
         {p.name for p in ra.metrics.glob("*.jsonl")} | {p.name for p in rb.metrics.glob("*.jsonl")}
     )
     for name in names:
-        rows_a = reproduce.read_rows(ra.metrics / name) if (ra.metrics / name).exists() else []
-        rows_b = reproduce.read_rows(rb.metrics / name) if (rb.metrics / name).exists() else []
+        rows_a = read_rows(ra.metrics / name) if (ra.metrics / name).exists() else []
+        rows_b = read_rows(rb.metrics / name) if (rb.metrics / name).exists() else []
         keys = sorted({k for r in rows_a + rows_b for k in r} - {"time", "step"})
         for key in keys:
             metrics.add_row(

@@ -254,21 +254,24 @@ def export_commit(
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        for mode, _sha, name in blobs:
-            header = proc.stdout.readline().split()
-            size = int(header[2])
-            data = proc.stdout.read(size)
-            proc.stdout.read(1)  # the newline after each object
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if mode == SYMLINK:
-                os.symlink(os.fsdecode(data), target)
-            else:
-                target.write_bytes(data)
-                if mode == EXECUTABLE:
-                    target.chmod(0o755)
-        feeder.join()
-        proc.wait()
+        try:
+            for mode, _sha, name in blobs:
+                header = proc.stdout.readline().split()
+                size = int(header[2])
+                data = proc.stdout.read(size)
+                proc.stdout.read(1)  # the newline after each object
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if mode == SYMLINK:
+                    os.symlink(os.fsdecode(data), target)
+                else:
+                    target.write_bytes(data)
+                    if mode == EXECUTABLE:
+                        target.chmod(0o755)
+            feeder.join()
+        finally:
+            proc.stdout.close()  # on an error too: git, writing to it, then ends
+            proc.wait()
     for mode, sha, name in entries:
         if mode != GITLINK:
             continue

@@ -102,7 +102,7 @@ class Emitter:
             return "[]"
         return self._scalar(value)
 
-    def _mapping(self, data: dict, indent: int) -> str:
+    def _mapping(self, data: dict[Any, Any], indent: int) -> str:
         memo = self._memo.get((id(data), indent))
         if memo is not None and memo[0] is data:
             return memo[1]
@@ -118,7 +118,7 @@ class Emitter:
         self._memo[(id(data), indent)] = (data, text)
         return text
 
-    def _sequence(self, data: list, indent: int) -> str:
+    def _sequence(self, data: list[Any], indent: int) -> str:
         memo = self._memo.get((id(data), indent))
         if memo is not None and memo[0] is data:
             return memo[1]

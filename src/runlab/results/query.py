@@ -72,7 +72,9 @@ class QueryError(UserError, ValueError):
         super().__init__(head)
         self.args = (self.render(),)  # str(): the message, then the query with a caret
 
-    def __reduce__(self):  # picklable with its query and caret, not only the message
+    def __reduce__(
+        self,
+    ) -> tuple[Any, ...]:  # picklable with its query and caret, not only the message
         return (type(self), (self.message, self.query, self.start, self.end, self.suggestions))
 
     @property

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -126,8 +127,8 @@ def environment_differences(env: dict[str, Any]) -> list[str]:
     if then_pixi.get("lock_sha256") != now_pixi.get("lock_sha256"):
         lines.append("pixi.lock: its sha256 differs from the recorded one")
     then_py = (env.get("python") or {}).get("version")
-    if then_py and then_py != environment.platform.python_version():
-        lines.append(f"python: {then_py} -> {environment.platform.python_version()}")
+    if then_py and then_py != platform.python_version():
+        lines.append(f"python: {then_py} -> {platform.python_version()}")
     then_pkgs = env.get("packages") or {}
     now_pkgs = environment.python_packages()
     for name in sorted(set(then_pkgs) | set(now_pkgs), key=str.lower):

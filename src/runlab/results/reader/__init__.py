@@ -41,9 +41,10 @@ The package, one job per module:
 
 from __future__ import annotations
 
+from runlab.logs import INDEX as INDEX_DIR
 from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
 from runlab.results.reader._files import iso_epoch as _iso_epoch
-from runlab.results.reader._index import INDEX_DIR, IndexDamagedWarning, wait_for_index
+from runlab.results.reader._index import IndexDamagedWarning, wait_for_index
 from runlab.results.reader._run import NoSuchRun, read_run
 from runlab.results.reader._store import LOST_AFTER_S
 

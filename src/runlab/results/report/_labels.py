@@ -112,7 +112,9 @@ def labels_of(keys: pl.DataFrame, by: list[str]) -> tuple[list[str], list[str]]:
     return _distinct(labels, keys, order, names), full
 
 
-def _distinct(labels: list[str], keys: pl.DataFrame, order: list[str], names: dict) -> list[str]:
+def _distinct(
+    labels: list[str], keys: pl.DataFrame, order: list[str], names: dict[str, str]
+) -> list[str]:
     """Labels that two groups share get the keys those groups differ in: a key that only
     some runs have (``label_smoothing``, unset elsewhere), or values equal at 4 digits."""
     seen: dict[str, list[int]] = {}

@@ -294,14 +294,14 @@ def test_sge_the_time_limit_requeues_with_exit_99_and_the_run_resumes(project: P
     """At timeout_min the run stops at its checkpoint (TIMEOUT) and exits 99: Grid
     Engine runs the task again, which resumes; so on, until the run completes."""
     runlab(
-        project, "submit", "tasks/slow.py", "steps=25", "interval=0.2", "ckpt_every=1",
-        "--launcher", "sge", "launcher.timeout_min=0.05", "launcher.max_num_timeout=10",
-    )  # fmt: skip
-    wait_for(project, [1], {"COMPLETE", "FAILED", "LOST", "INTERRUPTED"}, timeout=180)
+        project, "submit", "tasks/slow.py", "steps=40", "interval=0.2", "ckpt_every=1",
+        "--launcher", "sge", "launcher.timeout_min=0.1", "launcher.max_num_timeout=20",
+    )  # fmt: skip  # 8 s of steps against 6 s per attempt: one requeue at least
+    wait_for(project, [1], {"COMPLETE", "FAILED", "LOST", "INTERRUPTED"}, timeout=300)
     done = info(project, 1)
     assert done["status"] == "COMPLETE", done
     assert done["attempts"] >= 2 and done["timeouts"] >= 1
-    assert sorted({r["step"] for r in rows(project, 1)}) == list(range(25))
+    assert sorted({r["step"] for r in rows(project, 1)}) == list(range(40))
 
 
 def test_a_job_the_scheduler_ran_again_may_reopen_its_run_on_another_host(

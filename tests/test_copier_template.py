@@ -321,6 +321,20 @@ def test_generated_hooks_pass_offline(project: Path, tmp_path: Path) -> None:
     assert len(passed) == 4, proc.stdout  # ruff check, ruff format, actionlint, zizmor
 
 
+def test_generated_project_passes_repo_review(project: Path, tmp_path: Path) -> None:
+    """The Scientific Python guide's checks: each one passes or is explained in the
+    project's own `[tool.repo-review] ignore` (repo-review exits 3 on any other)."""
+    from test_template import _tool
+
+    work = tmp_path / "copy"
+    shutil.copytree(project, work)
+    proc = subprocess.run(
+        [_tool("repo-review"), "--show", "err", str(work)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All checks passed" in proc.stdout
+
+
 def test_generated_pyproject_is_installable_metadata(project: Path, tmp_path: Path) -> None:
     """The pip path: setuptools reads the project (no packages: tasks/ are scripts)."""
     if not _setuptools_at_least(77):

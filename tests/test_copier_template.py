@@ -164,7 +164,7 @@ def _pixi_validator() -> Any:
 
 
 SOURCES = {
-    "pypi": ({}, ">=0.1"),
+    "pypi": ({}, ">=0.5,<0.6"),
     "git": (
         {"runlab_git_url": "https://github.com/runlab/runlab", "runlab_git_tag": "v0.3.0"},
         {"git": "https://github.com/runlab/runlab", "tag": "v0.3.0"},
@@ -216,10 +216,9 @@ def test_pixi_manifest_validates_and_pins_runlab(
     if source == "git":
         assert runlab_dep == "runlab @ git+https://github.com/runlab/runlab@v0.3.0"
     elif source == "pypi":
-        assert runlab_dep == "runlab>=0.1"
+        assert runlab_dep == "runlab>=0.5,<0.6"
     assert pyproject["dependency-groups"]["test"]
     assert pyproject["project"]["requires-python"] == ">=3.12"
-    assert pyproject["tool"]["ruff"]["target-version"] == "py312"
     # The schema really checks: a misspelt key is refused.
     manifest["workspace"]["platfroms"] = manifest["workspace"].pop("platforms")
     assert not validator.is_valid(manifest)
@@ -353,7 +352,7 @@ def test_generated_pyproject_is_installable_metadata(project: Path, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     metadata = (out / proc.stdout.strip().splitlines()[-1] / "METADATA").read_text()
     assert "Name: my-project" in metadata
-    assert "Requires-Dist: runlab>=0.1" in metadata
+    assert "Requires-Dist: runlab<0.6,>=0.5" in metadata
     assert "License-Expression: MIT" in metadata
 
 

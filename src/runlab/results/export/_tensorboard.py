@@ -67,7 +67,7 @@ def _output(path: str) -> Any:
     from tensorboard.summary import DirectoryOutput
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    class Output(DirectoryOutput):
+    class Output(DirectoryOutput):  # type: ignore[misc]  # tensorboard ships no type hints
         def __init__(self, path: str) -> None:
             self._ev_writer = EventFileWriter(path, max_queue_size=QUEUE)
             self._described: set[str] = set()

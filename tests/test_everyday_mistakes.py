@@ -160,3 +160,34 @@ def test_ctrl_c_on_submit_wait_says_the_runs_go_on(project: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         runlab_cli(project, "cancel", check=False)
+
+
+# ------------------------------------------------------------- a misspelt metric in report
+def test_report_suggests_the_metric_meant(tmp_path: Path) -> None:
+    for steps in ("steps=3", "steps=4"):
+        run_task(TASKS / "slow.py", steps, "interval=0", RUNLAB_LOGS=str(tmp_path / "logs"))
+    out = str(tmp_path / "report")
+    bad = runlab_cli(
+        tmp_path, "report", "--all", "--metric", "train.valeu", "--out", out, check=False
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    (line,) = bad.stderr.strip().splitlines()
+    assert "none of the 2 selected runs logged 'train.valeu'; did you mean 'train.value'?" in line
+    assert not Path(out).exists()
+    # One of two misspelt: the report is made, and the note says what was meant.
+    half = runlab_cli(
+        tmp_path, "report", "--all", "--metric", "train.value,trian.wall", "--out", out
+    )
+    assert "never logged trian.wall; did you mean 'train.wall'?" in half.stderr, half.stderr
+    ranked = runlab_cli(
+        tmp_path,
+        "report",
+        "--all",
+        "--metric",
+        "train.value",
+        "--rank",
+        "train.valu:max",
+        "--out",
+        out,
+    )
+    assert "never logged train.valu; did you mean 'train.value'?" in ranked.stderr, ranked.stderr

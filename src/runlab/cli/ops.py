@@ -494,7 +494,8 @@ class _Attempt:
             self.path = ops.log_file(logs, record, run_id, err)
             self.job = ops.job_label(record, sub, pos)
             started = _started_by(info, sub.time)
-        attempts = int(info.get("attempts") or 0)
+        attempts = info.get("attempts")  # a number unless the record was damaged
+        attempts = attempts if isinstance(attempts, int) and attempts > 0 else 0
         self.attempt = attempts if started and attempts else attempts + 1
         if self.path is None or not self.path.exists():
             # Where the task said it writes: only an attempt of the latest submission's,
@@ -517,7 +518,7 @@ def _started_by(info: dict[str, Any], submitted: str | None) -> bool:
         return bool(began)
     try:
         return datetime.fromisoformat(str(began)) >= datetime.fromisoformat(str(submitted))
-    except ValueError:
+    except (ValueError, TypeError):  # a damaged time, or one without its zone
         return True
 
 

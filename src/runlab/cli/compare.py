@@ -7,7 +7,7 @@ One column per run: its status, duration and commit, the config keys whose value
 differ among the runs (``--all-keys``: every key), then the final (last logged) and
 best value of each metric. The best is the smallest for a metric whose name says
 it is a loss or an error (``loss``, ``err``, ``mse``, ``mae``, ``nll``, ``perplexity``
-in its key), the largest otherwise; ``--best min|max`` sets it for every metric.
+in its key, or ``regret``), the largest otherwise; ``--best min|max`` sets it for every metric.
 Everything comes from the reader's run table (``runlab.results.reader``): its
 metric summaries (``<file>.<key>.last``/``.min``/``.max``), never the files again.
 Exit status: 0; 1 for a run that is not there; 2 for a bad query or metric.
@@ -58,7 +58,7 @@ def configure_compare(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "min", "max"),
         default="auto",
         help="which value of a metric is best (default auto: min for a name holding "
-        "loss, err, mse, mae, nll or perplexity, max otherwise)",
+        "loss, err, mse, mae, nll, perplexity or regret, max otherwise)",
     )
     parser.add_argument(
         "--all-keys", action="store_true", help="every config key, not only those that differ"

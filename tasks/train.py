@@ -11,18 +11,39 @@ the same run directory continues from that checkpoint, bit for bit on the CPU.
 The same code runs on 1 or N ranks: each rank trains on its share of every
 epoch's shuffled batches (`batch_size` is the global batch), DDP averages the
 gradients, and rank 0 logs the metrics summed over the ranks.
+
+`TrainConfig` declares the types of configs/train.yaml's keys (the values stay in
+the YAML): `lr=abc` or `epochs=1.5` is one line naming the key and its type.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 import runlab
+
+
+@dataclass
+class TrainConfig:
+    """The types of configs/train.yaml's keys; no defaults: the values are the YAML's."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    test_fraction: float
+    device: str
+    deterministic: bool
+    model: Any  # configs/model/*.yaml: their keys differ (a field typed Any is not checked)
+    optimizer: Any
+    runlab: Any
 
 
 def pick_device(name: str, dist: runlab.Dist) -> torch.device:
@@ -103,7 +124,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss, acc
 
 
-@runlab.launch(config_path="../configs", config_name="train")
+@runlab.launch(config_path="../configs", config_name="train", schema=TrainConfig)
 def main(ctx: runlab.Context) -> float:
     cfg, dist = ctx.config, ctx.dist  # dist: rank, world_size, is_main (one process: 0 of 1)
     make_determinism(cfg.seed, cfg.deterministic, dist.rank)

@@ -308,6 +308,7 @@ EVERY_COMMAND = {
     "report": (["report", "missing"], True),
     "reproduce": (["reproduce", "logs", "99"], True),
     "diff": (["diff", "logs", "1", "2"], True),
+    "compare": (["compare", "abc"], True),
     "doctor": (["doctor", "--require", "bogus"], False),  # doctor's only user error
     "tune": (["tune", "--show", "--study", "nope"], True),
     "verify": (["verify", "missing"], True),

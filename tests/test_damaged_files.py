@@ -31,6 +31,8 @@ COMMANDS = [
     ["logs", "1"],
     ["logs", "1", "--err"],
     ["diff", "1", "2"],
+    ["compare", "1", "2"],
+    ["ls", "--metrics", "train.value"],
     ["verify"],
     ["report", "--all", "-o", "{report}"],
 ]

@@ -206,6 +206,7 @@ READERS = {
     "report": [],
     "reproduce": ["1"],
     "diff": ["1", "2"],
+    "compare": ["1", "2"],
     "tune": ["--show"],
     "verify": [],
     "export": ["tensorboard"],

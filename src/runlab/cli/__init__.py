@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "draw curves and tables of runs into an HTML page and PNGs"),
     "reproduce": ("reproduce", "re-run a finished run exactly and compare its metrics"),
     "diff": ("reproduce", "config, environment, code and metric differences of two runs"),
+    "compare": ("compare", "runs side by side: the config keys that differ, metrics, status"),
     "doctor": ("doctor", "check the environment, GPUs, cluster schedulers and logs directory"),
     "verify": ("verify", "check a logs directory's invariants (--repair fixes what is safe)"),
     "tune": ("tune", "search hyperparameters with Optuna; every trial is a run (--show: best)"),

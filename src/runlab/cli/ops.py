@@ -528,15 +528,49 @@ def run_logs(args: argparse.Namespace) -> int:
     return _logs_command(args)
 
 
-def _log_path(logs: Path, run_id: int, err: bool) -> tuple[Path | None, dict[str, Any]]:
-    info = RunDir(logs / str(run_id)).read_info()
-    record = ops.sweep_of_run(logs, run_id)
-    path = ops.log_file(logs, record, run_id, err) if record else None
-    if path is None or not path.exists():
-        recorded = info.get("log_err" if err else "log_out")
-        if isinstance(recorded, str) and recorded and Path(recorded).exists():
-            path = Path(recorded)
-    return path, info
+class _Attempt:
+    """The job output ``runlab logs`` shows: the latest attempt's (after a ``retry``, the
+    retried job's, which may not have written yet), which attempt it is and its job."""
+
+    def __init__(self, logs: Path, run_id: int, err: bool) -> None:
+        self.run_id = run_id
+        self.info = info = RunDir(logs / str(run_id)).read_info()
+        record = ops.sweep_of_run(logs, run_id)
+        located = ops.locate(record).get(run_id) if record else None
+        self.path: Path | None = None
+        self.job: str | None = None
+        started = True  # the run's current attempt is the latest submission's job
+        if record and located:
+            sub, pos = located
+            self.path = ops.log_file(logs, record, run_id, err)
+            self.job = ops.job_label(record, sub, pos)
+            started = _started_by(info, sub.time)
+        attempts = info.get("attempts")  # a number unless the record was damaged
+        attempts = attempts if isinstance(attempts, int) and attempts > 0 else 0
+        self.attempt = attempts if started and attempts else attempts + 1
+        if self.path is None or not self.path.exists():
+            # Where the task said it writes: only an attempt of the latest submission's,
+            # never a cancelled attempt's file when its retry has not started yet.
+            recorded = info.get("log_err" if err else "log_out")
+            if started and isinstance(recorded, str) and recorded and Path(recorded).exists():
+                self.path = Path(recorded)
+
+    def header(self) -> str:
+        job = "" if not self.job else f" ({self.job})" if " " in self.job else f" (job {self.job})"
+        return f"[runlab] run {self.run_id}, attempt {self.attempt}{job}: {self.path}"
+
+
+def _started_by(info: dict[str, Any], submitted: str | None) -> bool:
+    """Whether the run's latest attempt began after ``submitted`` (a submission's time)."""
+    from datetime import datetime
+
+    began = info.get("attempt_start_time") or info.get("start_time")
+    if not began or not submitted:
+        return bool(began)
+    try:
+        return datetime.fromisoformat(str(began)) >= datetime.fromisoformat(str(submitted))
+    except (ValueError, TypeError):  # a damaged time, or one without its zone
+        return True
 
 
 def _logs_command(args: argparse.Namespace) -> int:
@@ -550,7 +584,8 @@ def _logs_command(args: argparse.Namespace) -> int:
         raise UserError(
             f"no run {run_id} in {logs}: see `runlab status`, or pass --logs DIR", code=1
         )
-    path, info = _log_path(logs, run_id, args.err)
+    attempt = _Attempt(logs, run_id, args.err)
+    path, info = attempt.path, attempt.info
     status = info.get("status")
     stream = "stderr" if args.err else "stdout"
     if path is None:
@@ -576,6 +611,7 @@ def _logs_command(args: argparse.Namespace) -> int:
         text = path.read_text(errors="replace") if path.exists() else None
         _print_json({"run_id": run_id, "path": str(path), "status": status, "text": text})
         return 0
+    print(output(attempt.header()), file=sys.stderr, flush=True)
     if not args.follow:
         stream = _Stream(path)
         stream.pump()
@@ -631,13 +667,21 @@ def _follow(logs: Path, run_id: int, path: Path, err: bool) -> int:
     run = RunDir(logs / str(run_id))
     stream = _Stream(path)
     ended_at = None
-    last_check = 0.0
+    last_check = last_look = 0.0
     try:
         while True:
             stream.pump()
             status = run.read_info().get("status")
             if Status.of(status) in ACTIVE:
                 ended_at = None
+                if time.time() - last_look > 2:  # a retry while following: its job's output
+                    last_look = time.time()
+                    latest = _Attempt(logs, run_id, err)
+                    if latest.path is not None and latest.path != stream.path:
+                        stream.finish()
+                        print(output(latest.header()), file=sys.stderr, flush=True)
+                        stream = _Stream(latest.path)
+                        continue
                 if time.time() - last_check > 10:  # a job that vanished ends the follow too
                     last_check = time.time()
                     record = ops.sweep_of_run(logs, run_id)

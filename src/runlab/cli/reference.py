@@ -326,7 +326,8 @@ LOGS_FOLDERS: tuple[tuple[str, str, str, str], ...] = (
     (
         f"{SWEEPS}/<sweep_id>/logs/",
         "the jobs (submitit on SLURM, the local workers)",
-        "while they run: stdout and stderr (`<run_id>.out`/`.err`, `worker-<k>.out`, "
+        "while they run: stdout and stderr (`<run_id>.out`/`.err`, a retry's "
+        "`<run_id>.<n>.out`/`.err`, `worker-<k>.out`, "
         "or submitit's `<array>_<task>_<rank>_log.out`/`.err`, sbatch scripts and pickles); "
         "what `runlab logs` shows",
         "",

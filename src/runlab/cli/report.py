@@ -24,7 +24,7 @@ from runlab.cli._logs import logs_from
 from runlab.cli._text import safe
 from runlab.cli.results import _logs_argument, _run, _where_argument, query_error
 from runlab.errors import UserError
-from runlab.results.query import QueryError
+from runlab.results.query import QueryError, suggest
 from runlab.sweep import tune
 
 
@@ -122,7 +122,7 @@ def _report(args: argparse.Namespace) -> int:
     if study:  # Optuna's figures on the page itself, and as files beside it below
         report.study = {"name": str(study), "figures": tune.study_figures(logs, str(study))}
     written = reports.write_report(report, Path(args.out))
-    _notes(report, scope, logs, args.all)
+    _notes(report, scope, logs, args.all, runs)
     _summary(report, scope, written, started)
     if study:
         for path in tune.write_plots(logs, study, Path(args.out)):
@@ -148,14 +148,19 @@ def _build(reports: Any, args: argparse.Namespace, runs: Any, scope: dict, logs:
             top=args.top,
         )
     except reports.NoRunsError as exc:
-        raise UserError(f"{exc} ({scope['text']} of {logs}); no report written", code=1) from None
+        named = [*_split(args.metric), *([args.rank.rsplit(":", 1)[0]] if args.rank else [])]
+        hints = _metric_hints(runs, named)  # the names typed (not the default train.loss)
+        hint = "".join(f"; {h}" if len(hints) == 1 else f"; {m!r}: {h}" for m, h in hints.items())
+        raise UserError(
+            f"{exc}{hint} ({scope['text']} of {logs}); no report written", code=1
+        ) from None
     except QueryError as exc:
         raise query_error(exc, "") from None
     except ValueError as exc:  # a --rank that is not METRIC[:max|min]
         raise UserError(f"--{exc}") from None
 
 
-def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
+def _notes(report: Any, scope: dict, logs: Path, all_runs: bool, runs: Any = None) -> None:
     """What the report left out, on stderr: runs outside the scope, runs neither plotted
     nor ranked, metrics some runs never logged."""
     if scope["outside"] and not all_runs:  # with --all, only --where left them out
@@ -174,13 +179,33 @@ def _notes(report: Any, scope: dict, logs: Path, all_runs: bool) -> None:
         )
     if report.skipped:
         print(f"runlab: note: skipped: {safe('; '.join(report.skipped))}", file=sys.stderr)
+    nobody = [
+        m for m, lacking in report.missing.items() if lacking and len(lacking) >= report.plotted
+    ]
+    hints = _metric_hints(runs, nobody) if nobody and runs is not None else {}
     for metric, lacking in report.missing.items():
         if lacking:
+            hint = f"; {hints[metric]}" if metric in hints else ""
             print(
                 f"runlab: note: {len(lacking)} of {report.plotted} plotted run(s) never "
-                f"logged {safe(metric)}",
+                f"logged {safe(metric)}{safe(hint)}",
                 file=sys.stderr,
             )
+
+
+def _metric_hints(runs: Any, metrics: list[str]) -> dict[str, str]:
+    """``did you mean 'train.loss'?`` for each of ``metrics`` that none of ``runs`` logged
+    and that is close to one they did (a misspelt name), as ``--where`` says for a key."""
+    try:
+        known = {c[: -len(".last")] for c in runs.df.columns if c.endswith(".last")}
+    except Exception:  # the hint is a courtesy: never an error of its own
+        return {}
+    out = {}
+    for metric in metrics:
+        names = [] if metric in known else suggest(metric, sorted(known))
+        if names:
+            out[metric] = f"did you mean {' or '.join(repr(n) for n in names)}?"
+    return out
 
 
 def _summary(report: Any, scope: dict, written: dict, started: float) -> None:

@@ -1,6 +1,7 @@
 """``runlab ls``, ``runlab show`` and ``runlab status``: the runs of a logs directory.
 
-    runlab ls [--logs DIR] [--where QUERY] [--columns COL,...] [--sort [-]COL,...] [--json|--csv]
+    runlab ls [--logs DIR] [--where QUERY] [--columns COL,...] [--metrics M,...] [--sort [-]COL,...]
+              [--json|--csv]
     runlab show [--logs DIR] RUN_ID [--json]
     runlab status [--logs DIR] [--where QUERY] [--json|--csv]
 
@@ -60,6 +61,14 @@ def configure_ls(parser: argparse.ArgumentParser) -> None:
         metavar="COL,...",
         help="columns to show (patterns allowed: 'config.*'; metric summaries such as "
         "train.loss.last); default: status, times and the config keys that vary",
+    )
+    parser.add_argument(
+        "-m",
+        "--metrics",
+        action="append",
+        metavar="M,...",
+        help="add a column of each metric's final value, as <metrics file>.<key> "
+        "(train.loss: the column train.loss.last)",
     )
     parser.add_argument(
         "-s",
@@ -269,6 +278,20 @@ def _expand(runs: Any, patterns: list[str]) -> list[str]:
     return out
 
 
+def _metric_columns(runs: Any, metrics: list[str]) -> list[str]:
+    """``ls --metrics``: the final-value column (``<metric>.last``) of each metric; a metric
+    no run logged is an error with the closest one they did log."""
+    if not metrics:
+        return []
+    known = sorted({c[: -len(".last")] for c in runs.df.columns if c.endswith(".last")})
+    for metric in metrics:
+        if metric not in known:
+            names = suggest(metric.removesuffix(".last"), known)
+            hint = f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
+            raise UserError(f"no run logged metric {metric!r}{hint}")
+    return [f"{metric}.last" for metric in dict.fromkeys(metrics)]
+
+
 def run_ls(args: argparse.Namespace) -> int:
     return _run(_ls, args)
 
@@ -288,6 +311,7 @@ def _ls(args: argparse.Namespace) -> int:
         print(_no_runs(logs, args.where))
         return 0
     columns = _expand(runs, _split(args.columns)) if args.columns else _default_columns(runs)
+    columns += [c for c in _metric_columns(runs, _split(args.metrics)) if c not in columns]
     if "run_id" not in columns and not (args.json or args.csv):  # the table always shows it
         columns = ["run_id", *columns]
     sort = _split(args.sort)

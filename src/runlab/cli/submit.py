@@ -83,7 +83,33 @@ def run_submit(args: argparse.Namespace) -> int:
         f"{m(' with uncommitted changes' if sweep.code.dirty else '')}\n"
         f"logs: {m(sweep.logs)}   follow with: runlab status {m(sweep.logs)}",
     )
-    return _wait(runs, err) if args.wait else 0
+    if not args.wait:
+        return 0
+    try:
+        return _wait(runs, err)
+    except KeyboardInterrupt:
+        _interrupted(runs, launched.record.sweep_id, Path(sweep.logs), err)
+        return 130
+
+
+def _interrupted(runs: list[Any], sweep_id: str, logs: Path, err: Any) -> None:
+    """Ctrl-C on ``--wait`` stops the waiting, never the jobs: say so, and how to stop them."""
+    from runlab.logs import default_path
+    from runlab.status import ACTIVE, Status
+
+    going = [r for r in runs if Status.of(r.read_info().get("status")) in (*ACTIVE, None)]
+    try:
+        where = "" if default_path().resolve() == logs.resolve() else f" --logs {logs}"
+    except OSError:
+        where = f" --logs {logs}"
+    err.print(
+        f"\n[yellow]stopped waiting:[/] {len(going)} of the {len(runs)} run(s) of sweep "
+        f"{m(sweep_id)} go on without this command.\n"
+        f"  follow them: runlab status{m(where)}\n"
+        f"  cancel them: runlab cancel {m(sweep_id)}{m(where)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _pin_code(sweep: submission.Sweep, args: argparse.Namespace, err: Any) -> None:

@@ -83,6 +83,7 @@ def launch(
     config_path: str | None = None,
     config_name: str | None = None,
     version_base: str | None = "1.3",
+    schema: type | None = None,
 ) -> Callable[[Callable[[Context], Any]], Callable[..., Any]]:
     """Decorate ``task(ctx)`` into a Hydra command-line app that records each run.
 
@@ -92,6 +93,14 @@ def launch(
     directory up holding ``pixi.toml``, ``pyproject.toml`` or ``.git``: see
     `runlab.logs`); ``runlab.run_id=N`` reopens run ``N`` so that the task can
     resume from its last checkpoint.
+
+    ``schema``, a dataclass, declares the config's types (an OmegaConf structured
+    config): the composed config is merged into it before anything else, so a value of
+    the wrong type (``lr=abc``, ``epochs=1.5``) or a key it does not declare is one line
+    naming the key and the type, exit 2, before a run directory is made. The task gets
+    the typed config (``lr=1`` is ``1.0``). Fields without a default take their values
+    from the YAML files, which stay the one place of the values (``runlab submit``
+    composes them without the task); a field typed ``Any`` is not checked.
     """
 
     def decorator(task_fn: Callable[[Context], Any]) -> Callable[..., Any]:
@@ -102,7 +111,7 @@ def launch(
 
         @functools.wraps(task_fn)
         def hydra_task(cfg: Any) -> Any:
-            return _run(task_fn, cfg, task_file)
+            return _run(task_fn, _typed(cfg, schema), task_file)
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
@@ -287,6 +296,51 @@ def resolve_run_dir(
 def _fail(message: str, code: int) -> SystemExit:
     print(f"runlab: error: {message}", file=sys.stderr, flush=True)
     return SystemExit(code)
+
+
+def _typed(cfg: Any, schema: type | None) -> Any:
+    """``cfg`` merged into the structured config ``schema`` (``None``: ``cfg`` as it is);
+    a value of the wrong type or an undeclared key is one line and exit 2."""
+    if schema is None:
+        return cfg
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    except ValidationError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise _fail(_type_error(exc, schema), 2) from None
+    except ConfigKeyError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        key = exc.full_key or exc.key
+        raise _fail(
+            f"config key {key!r} is not declared in {schema.__name__}: "
+            "check its spelling, or add it to the dataclass",
+            2,
+        ) from None
+    OmegaConf.set_struct(typed, bool(OmegaConf.is_struct(cfg)))  # as Hydra gave it
+    return typed
+
+
+_TYPE_NAMES = {"Float": "float", "Integer": "int", "Boolean": "bool", "String": "str"}
+
+
+def _type_error(exc: Exception, schema: type) -> str:
+    """OmegaConf's ValidationError as one line: the key, the value, the expected type."""
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    value = getattr(exc, "value", None)
+    msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+    want = msg.rsplit(" to ", 1)[-1] if "could not be converted to" in msg else ""
+    want = _TYPE_NAMES.get(want, want)
+    if want:
+        return (
+            f"config key {key!r}: {value!r} is not a valid {want} "
+            f"({schema.__name__} declares {key} as {want}; fix the override or the config file)"
+        )
+    return f"config key {key!r}: {msg} (declared in {schema.__name__})"
 
 
 def _config_differs(container: dict[str, Any], expected: Path) -> str | None:

@@ -319,6 +319,14 @@ def claim(run_dir: Path | str) -> bool:
     return True
 
 
+def local_log_name(run_id: int | str, submission: int, err: bool = False) -> str:
+    """The file a local worker writes a run's stdout (stderr) to: ``<run_id>.out`` for
+    the sweep's first submission, ``<run_id>.<n>.out`` for the n-th (a retry), so that
+    each attempt's output is its own and ``runlab logs`` shows the latest one."""
+    suffix = ".err" if err else ".out"
+    return f"{run_id}{suffix}" if submission <= 1 else f"{run_id}.{submission}{suffix}"
+
+
 def run_local(jobs_file: str, worker: int) -> int:
     spec = load(jobs_file)
     log_dir = Path(spec.get("log_dir") or Path(jobs_file).parent)
@@ -339,7 +347,8 @@ def run_local(jobs_file: str, worker: int) -> int:
         if not claim(entry["run_dir"]):
             continue
         run_id = Path(entry["run_dir"]).name
-        out, err = log_dir / f"{run_id}.out", log_dir / f"{run_id}.err"
+        n = int(spec.get("submission") or 1)
+        out, err = log_dir / local_log_name(run_id, n), log_dir / local_log_name(run_id, n, True)
         job = TaskRun(spec, entry, str(out), str(err))
         job.extra = {"local_workers": spec.get("worker_logs") or None, "worker_pid": os.getpid()}
         current[:] = [job]

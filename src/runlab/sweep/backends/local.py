@@ -3,7 +3,8 @@
 Each worker (``python -m runlab.sweep.jobs worker JOBS_FILE N``) claims queued runs one
 after another through an exclusive ``metadata/.claimed`` file per run, so workers need
 no coordinator and no run is executed twice. A worker's output is
-``<log_dir>/worker-N.out``; each run's own is ``<log_dir>/<run_id>.out``/``.err``.
+``<log_dir>/worker-N.out``; each run's own is ``<log_dir>/<run_id>.out``/``.err``, a
+retry's ``<run_id>.<n>.out``/``.err`` (``n``: the sweep's n-th submission).
 There is no queue to ask: a job's state is whether its processes are alive.
 """
 
@@ -30,7 +31,7 @@ from runlab.sweep.backends.base import (
     Target,
     plan_arrays,
 )
-from runlab.sweep.jobs import CLAIM, claim
+from runlab.sweep.jobs import CLAIM, claim, local_log_name
 from runlab.sweep.record import Submission, SweepRecord, Worker
 
 NAME = "local"
@@ -234,7 +235,7 @@ class Backend:
 
     # ------------------------------------------------------------------ output
     def log_file(self, submission: Submission, position: int, run_id: int, err: bool) -> Path:
-        return Path(submission.log_dir) / f"{run_id}{'.err' if err else '.out'}"
+        return Path(submission.log_dir) / local_log_name(run_id, submission.n, err)
 
     def job_label(self, submission: Submission, position: int) -> str:
         pids = [str(w.pid) for w in submission.workers]

@@ -35,6 +35,7 @@ from runlab.cli.results import (
 from runlab.errors import UserError
 from runlab.logs import is_run_id
 from runlab.results.query import suggest
+from runlab.status import colour
 
 # A metric whose key says it is a loss or an error is best when smallest.
 _SMALLER_IS_BETTER = re.compile(r"loss|err|mse|mae|nll|perplexity|regret", re.IGNORECASE)
@@ -193,8 +194,6 @@ def _duration(value: Any) -> str:
 
 def _print_table(data: dict[str, Any], limit: int) -> None:
     from rich.table import Table
-
-    from runlab.status import colour
 
     runs = data["runs"][:limit]
     out = Table(box=None, header_style="bold", pad_edge=False)

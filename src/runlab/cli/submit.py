@@ -11,6 +11,8 @@ from runlab.cli._logs import add_logs_option, logs_value
 from runlab.cli._progress import wait
 from runlab.cli._text import cell, console, m
 from runlab.errors import UserError, one_line
+from runlab.logs import default_path
+from runlab.status import ACTIVE, Status
 from runlab.sweep import backends, submission
 from runlab.sweep.snapshot import commit_all
 
@@ -94,9 +96,6 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def _interrupted(runs: list[Any], sweep_id: str, logs: Path, err: Any) -> None:
     """Ctrl-C on ``--wait`` stops the waiting, never the jobs: say so, and how to stop them."""
-    from runlab.logs import default_path
-    from runlab.status import ACTIVE, Status
-
     going = [r for r in runs if Status.of(r.read_info().get("status")) in (*ACTIVE, None)]
     try:
         where = "" if default_path().resolve() == logs.resolve() else f" --logs {logs}"

@@ -128,25 +128,7 @@ def launch(
                 )(hydra_task)
                 if cfg_passthrough is not None:
                     return app(cfg_passthrough)
-                first = _check_overrides(argv[1:]) + 1  # where the user's overrides begin
-                _check_sweep(argv[1:])
-                if path is not None and "://" not in path:
-                    _check_yaml(Path(path))
-                given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
-                extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
-                if "hydra.sweep.dir" not in given:
-                    # A sweep writes multirun.yaml into its sweep dir: keep it out of the tree.
-                    # Only a sweep makes it (a single run never does); a killed sweep's is
-                    # removed by a later one after a day.
-                    sweep_dir = _sweep_dir()
-                    extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
-                    extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
-                global _COMMAND, _INJECTED
-                _COMMAND = [sys.executable, *argv]
-                _INJECTED = list(extra)
-                # Beside the user's overrides: Hydra takes them as one positional list, so
-                # a flag after them (`steps=2 -m`, `--cfg job`) still parses.
-                sys.argv = [*argv[:first], *extra, *argv[first:]]
+                sys.argv, sweep_dir = _hydra_argv(argv, path)
                 return app()
             except Interrupted as exc:  # before a run was made, or between a sweep's runs
                 print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
@@ -165,6 +147,32 @@ def launch(
         return main
 
     return decorator
+
+
+def _hydra_argv(argv: list[str], path: str | None) -> tuple[list[str], str | None]:
+    """The command line Hydra gets, once the user's overrides, sweep and YAML files are
+    checked: runlab's defaults beside the user's overrides; and the sweep folder made
+    for it (removed when the command ends), if any."""
+    global _COMMAND, _INJECTED
+    first = _check_overrides(argv[1:]) + 1  # where the user's overrides begin
+    _check_sweep(argv[1:])
+    if path is not None and "://" not in path:
+        _check_yaml(Path(path))
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
+    extra = [f"{k}={v}" for k, v in _HYDRA_DEFAULTS.items() if k not in given]
+    sweep_dir = None
+    if "hydra.sweep.dir" not in given:
+        # A sweep writes multirun.yaml into its sweep dir: keep it out of the tree.
+        # Only a sweep makes it (a single run never does); a killed sweep's is
+        # removed by a later one after a day.
+        sweep_dir = _sweep_dir()
+        extra = [e for e in extra if not e.startswith("hydra.sweep.dir=")]
+        extra.append(f"hydra.sweep.dir='{_quote(sweep_dir)}'")
+    _COMMAND = [sys.executable, *argv]
+    _INJECTED = list(extra)
+    # Beside the user's overrides: Hydra takes them as one positional list, so a flag
+    # after them (`steps=2 -m`, `--cfg job`) still parses.
+    return [*argv[:first], *extra, *argv[first:]], sweep_dir
 
 
 # Hydra's own options that take a value in the next argument.

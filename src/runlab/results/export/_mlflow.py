@@ -43,21 +43,25 @@ from typing import Any
 
 from runlab.results.export._names import NameMap
 from runlab.results.export._runs import Run, param_text, short_hash
+from runlab.status import ACTIVE, Status
 
 KEY_TAG = "runlab.key"
 LOGS_TAG = "runlab.logs_key"
 STATE_TAG = "runlab.export"
 PENDING = "pending"
-STATUS = {
-    "COMPLETE": "FINISHED",
-    "FAILED": "FAILED",
-    "LOST": "FAILED",
-    "TIMEOUT": "FAILED",
-    "CORRUPT": "FAILED",
-    "INTERRUPTED": "KILLED",
-    "PREEMPTED": "KILLED",
-    "PRUNED": "KILLED",
-}
+
+
+def mlflow_state(status: Status | None) -> str:
+    """runlab's status as MLflow's run state: RUNNING while the run may go on (queued,
+    running, preempted and to be resumed), FINISHED when complete, KILLED when stopped on
+    purpose (cancelled, pruned), FAILED otherwise."""
+    if status is None or status in ACTIVE:
+        return "RUNNING"
+    if status is Status.COMPLETE:
+        return "FINISHED"
+    if status is Status.INTERRUPTED or status is Status.PRUNED:
+        return "KILLED"
+    return "FAILED"
 
 
 @dataclass(frozen=True)
@@ -301,7 +305,7 @@ class MlflowExport:
 
     def _status(self, mlflow_id: str, run: Run, old: Any) -> bool:
         """The MLflow run's status, as runlab's; whether it changed."""
-        status = STATUS.get(str(run.facts.get("status")), "RUNNING")
+        status = mlflow_state(Status.of(run.facts.get("status")))
         if old is not None and old.info.status == status:
             return False
         if status == "RUNNING":

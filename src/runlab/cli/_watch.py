@@ -44,7 +44,7 @@ import orjson
 from runlab.cli._progress import _timeouts_settled
 from runlab.cli._text import m, safe
 from runlab.errors import UserError
-from runlab.record.metricsfile import decode_value, parse_row, split_torn
+from runlab.record.metricsfile import complete_lines, decode_value, parse_row, split_torn
 from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, FAILING, SUCCEEDED, Status, colour
 from runlab.sweep import ops
@@ -250,7 +250,8 @@ class Watch:
             except OSError:
                 continue
             self.bytes_read += len(line)
-            row = parse_row(line) if line.endswith(b"\n") else None
+            whole = complete_lines(line)  # a torn first line is no row yet
+            row = parse_row(whole[0]) if whole else None
             keys = [k for k in row or {} if k not in OWN_KEYS]
             if row and keys:
                 when = row.get("time")

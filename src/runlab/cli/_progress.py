@@ -88,7 +88,7 @@ def _timeouts_settled(
 
 
 def _describe_counts(counts: Counter[str]) -> str:
-    parts = []
+    parts: list[str] = []
     for status in Status:
         if counts.get(status) and f"{counts[status]} {status.lower()}" not in " ".join(parts):
             parts.append(f"[{colour(status)}]{counts[status]} {status.lower()}[/]")

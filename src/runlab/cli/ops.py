@@ -21,15 +21,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runlab.cli import _watch, results
 from runlab.cli._logs import add_logs_option, logs_from, logs_value
 from runlab.cli._text import cell, console, m, output, safe
 from runlab.errors import UserError
-from runlab.logs import Logs, NoLogsError
+from runlab.logs import Logs, NoLogsError, is_run_id
 from runlab.record.files import tail
-from runlab.record.rundir import RunDir, is_run_id
+from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, FAILING, RETRYABLE, Status, colour, names
 from runlab.sweep import ops
 from runlab.sweep.record import Code, SweepRecord, SweepRecordError
@@ -188,7 +188,8 @@ def _is_metric(text: str) -> bool:
 
 def _sweep_status(args: argparse.Namespace) -> int:
     logs = _logs(args)
-    ids = ops.sweep_ids(logs) if args.all else [args.sweep or ops.latest(logs)]
+    # without --all: a sweep is named, or run_status saw one in logs
+    ids = ops.sweep_ids(logs) if args.all else [cast(str, args.sweep or ops.latest(logs))]
     reports = []
     for sid in ids:
         try:
@@ -228,7 +229,7 @@ def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, l
         status = status if isinstance(status, str) and status else Status.CORRUPT.value
         counts[status] += 1
         if Status.of(status) in FAILING:
-            error = info.get("error") if isinstance(info.get("error"), dict) else {}
+            error = got if isinstance(got := info.get("error"), dict) else {}
             failing.append(
                 {
                     "run_id": int(rid),
@@ -473,7 +474,7 @@ def _retry_in(
             print(f"  {r['run_id']:>6}  {safe(r['status']):<11}  {safe(r['error'] or '')}")
         return 0
     sub = ops.retry(logs, record, picked, current=current).submissions[-1]
-    jobs = [a.job_id for a in sub.arrays] or [w.pid for w in sub.workers]
+    jobs: list[str | int] = [a.job_id for a in sub.arrays] or [w.pid for w in sub.workers]
     if args.json:
         _print_json(
             {
@@ -613,9 +614,9 @@ def _logs_command(args: argparse.Namespace) -> int:
         return 0
     print(output(attempt.header()), file=sys.stderr, flush=True)
     if not args.follow:
-        stream = _Stream(path)
-        stream.pump()
-        stream.finish()
+        out = _Stream(path)
+        out.pump()
+        out.finish()
         return 0
     return _follow(logs, run_id, path, args.err)
 

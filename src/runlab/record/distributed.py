@@ -51,7 +51,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -438,7 +438,7 @@ def _write_failure(
 
 def failures(run: RunDir | Path) -> list[dict[str, Any]]:
     """The failures other ranks recorded in this attempt, first first."""
-    folder = Path(getattr(run, "path", run)) / RANKS
+    folder = (run.path if isinstance(run, RunDir) else Path(run)) / RANKS
     out = []
     try:
         paths = list(folder.glob("rank*.failed.json"))
@@ -454,7 +454,7 @@ def failures(run: RunDir | Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: (d.get("time") or 0, d.get("rank") or 0))
 
 
-def rank_outcome(run: RunDir) -> tuple[str, dict[str, Any], str] | None:
+def rank_outcome(run: RunDir) -> tuple[Status, dict[str, Any], str] | None:
     """For rank 0's end: ``(status, error, traceback)`` when another rank ended the job
     (the first that raised or was stopped; else one lost without a word), else None."""
     _Watcher.stop_all()
@@ -470,7 +470,7 @@ def rank_outcome(run: RunDir) -> tuple[str, dict[str, Any], str] | None:
 
 def _lost_rank(
     run: RunDir, dist: Dist | None, wait_s: float = 1.0
-) -> tuple[str, dict[str, Any], str] | None:
+) -> tuple[Status, dict[str, Any], str] | None:
     """``(FAILED, error, text)`` for a rank of this host whose process is gone without
     ``ranks/rank<k>.end.json`` (``os._exit``, SIGKILL, a crash): the job failed with it.
     A rank still alive is given ``wait_s`` to end or to say how it ends."""
@@ -561,7 +561,7 @@ class _Watcher(threading.Thread):
             return self.rundir.read_info().get("status") in (Status.FAILED, Status.INTERRUPTED)
         return False
 
-    def run(self) -> None:  # type: ignore[override]
+    def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             if self._peer_ended():
                 if self._stop_event.is_set():
@@ -575,7 +575,7 @@ class _Watcher(threading.Thread):
 class _Tee(io.TextIOBase):
     """A text stream that writes to the original stream and to a file."""
 
-    def __init__(self, stream: Any, path: Path) -> None:
+    def __init__(self, stream: TextIO, path: Path) -> None:
         self.stream = stream
         self.file = open(path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
 
@@ -642,7 +642,7 @@ class PeerLogger(RunLogger):
     def _remove_temporaries(self) -> None:
         pass  # rank 0's checkpoint and artifact writes in flight: never touch them
 
-    def log_metrics(  # type: ignore[override]
+    def log_metrics(
         self,
         metrics: Mapping[str, Any],
         name: str = "train",
@@ -761,7 +761,7 @@ class RankGroup:
 
         self.store = free_store()
         self.run_dir = env.get(RUN_DIR_ENV)
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[Any]] = []  # text or bytes: as **popen says
         port = int(self.store.port)
         # As torchrun: one thread per rank unless told (cpus_per_task, or OMP_NUM_THREADS).
         threads = threads or (None if env.get("OMP_NUM_THREADS") else 1)
@@ -844,7 +844,7 @@ def slurm_rank_env(run: RunDir) -> dict[str, str]:
         store = free_store("0.0.0.0")
         _STORES.append(store)
         marker.parent.mkdir(exist_ok=True)
-        addr = {"addr": socket.gethostname(), "port": int(store.port)}
+        addr: dict[str, Any] = {"addr": socket.gethostname(), "port": int(store.port)}
         write_atomic(marker, orjson.dumps(addr))
     else:
         deadline = time.time() + float(env.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
@@ -893,7 +893,7 @@ def doctor_check(gpus_present: bool) -> tuple[str, str, str, str]:
     if not dist.is_available():
         return (
             name,
-            "fail" if gpus_present else "warn",
+            "fail",
             f"torch {torch.__version__} was built without torch.distributed: one rank per run",
             "install an official torch build (pip install torch)",
         )
@@ -905,8 +905,13 @@ def doctor_check(gpus_present: bool) -> tuple[str, str, str, str]:
             "install a CUDA build of torch (pixi run -e cuda, or pip: "
             "https://pytorch.org/get-started/locally/)",
         )
-    version = ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else "?"
-    return name, "ok", f"available (gloo, nccl {version}): runs on GPUs use NCCL"
+    version = (
+        # torch.cuda.nccl.version has no annotations
+        ".".join(map(str, torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]
+        if torch.cuda.is_available()
+        else "?"
+    )
+    return name, "ok", f"available (gloo, nccl {version}): runs on GPUs use NCCL", ""
 
 
 def _first_line(exc: BaseException) -> str:

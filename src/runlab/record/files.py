@@ -29,13 +29,13 @@ try:  # the C emitter/loader is ~10x faster; fall back quietly where libyaml is 
     from yaml import CSafeDumper as _Dumper
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover
-    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeDumper as _Dumper
+    from yaml import SafeLoader as _Loader
 
 from runlab.status import Status
 
 
-class _RecordDumper(_Dumper):  # type: ignore[misc, valid-type]
+class _RecordDumper(_Dumper):  # type: ignore[misc]  # PyYAML ships no type hints: its classes are Any
     """The safe dumper, writing a :class:`Status` as its plain text (files stay plain YAML)."""
 
 
@@ -121,7 +121,7 @@ def remove_temporaries(folder: Path) -> list[Path]:
 
     Only call this while no other process writes into ``folder``.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -151,7 +151,9 @@ def overwrite_in_place(path: Path, data: bytes) -> None:
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_RecordDumper, sort_keys=False, default_flow_style=False)
+    # PyYAML ships no type hints: dump() is Any, a str when no stream is given
+    text: str = yaml.dump(data, Dumper=_RecordDumper, sort_keys=False, default_flow_style=False)
+    return text
 
 
 def write_yaml(path: Path, data: Any) -> None:

@@ -70,7 +70,7 @@ from runlab.status import Status
 # The signals that stop a run, and the status each one leaves. SIGUSR2 is what
 # SLURM (through submitit) sends before a preemption or the time limit. SIGINT
 # (Ctrl-C) raises KeyboardInterrupt in the task, as Python's own handler does.
-_STOP_SIGNALS = {
+_STOP_SIGNALS: dict[int, Status] = {
     signal.SIGTERM: Status.INTERRUPTED,
     signal.SIGINT: Status.INTERRUPTED,
     signal.SIGUSR2: Status.PREEMPTED,
@@ -103,7 +103,7 @@ class _Guard:
     pending: int | None = None  # the signal that came while deferred
     stopping = False  # a stop is under way: further signals change nothing...
     stopped_at = 0.0  # ...for RESTOP_S after it began (time.monotonic())
-    first = signal.SIGTERM  # the signal that began it
+    first: int = signal.SIGTERM  # the signal that began it
 
 
 # A stop signal's exception can be swallowed on its way out of the task (a library's
@@ -276,7 +276,7 @@ class RunSession:
         _Guard.pending = None
         _Guard.defer = True  # until the run has its first info record
         try:
-            self._open()
+            run = self._open()
         except BaseException as exc:
             _Guard.defer = False
             _Guard.pending = None
@@ -290,13 +290,13 @@ class RunSession:
         _Guard.defer = False
         try:
             _raise_pending()
-            write_record(self.run.config_file, self.config)
-            write_yaml(self.run.metadata / "overrides.yaml", self.overrides)
-            if self.inputs is not None and not (self.run.metadata / INPUTS_FILE).exists():
-                write_record(self.run.metadata / INPUTS_FILE, dict(self.inputs))
+            write_record(run.config_file, self.config)
+            write_yaml(run.metadata / "overrides.yaml", self.overrides)
+            if self.inputs is not None and not (run.metadata / INPUTS_FILE).exists():
+                write_record(run.metadata / INPUTS_FILE, dict(self.inputs))
             self._write_env()
             # A later attempt resumes from the last checkpoint, or starts over (see RunLogger).
-            self.logger = RunLogger(self.run, resume=int(self._info.get("attempts") or 1) > 1)
+            self.logger = RunLogger(run, resume=int(self._info.get("attempts") or 1) > 1)
             if self.trial:  # a trial of `runlab tune`: report, maybe prune
                 attach(self.logger, self._info)
             self._beat = threading.Thread(
@@ -323,8 +323,9 @@ class RunSession:
     def _fields(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         return start_fields(previous, self.command, self.heartbeat_s, task=self.task)
 
-    def _open(self) -> None:
-        """Make or reopen the run directory and write its first RUNNING record."""
+    def _open(self) -> RunDir:
+        """Make or reopen the run directory and write its first RUNNING record; return it
+        (``self.run`` from then on)."""
         self._started = time.time()
         if self.run is None:
             assert self.logs is not None
@@ -353,10 +354,12 @@ class RunSession:
         if self._announce is not None:
             self._announce(self.run)
         self.run.reserve_space()
+        return self.run
 
     def _write_env(self) -> None:
         # capture() records each part on its own and lists what it could not record in
         # env["problems"]; each problem is also a warning on stderr now, at run start.
+        assert self.run is not None
         try:
             # The logs directory is never part of the patch (issue 19, family 3).
             env, diff = environment.capture(self.code_path, exclude=(self.run.path.parent,))
@@ -417,7 +420,10 @@ class RunSession:
             saved, given = read_yaml(self.run.config_file) or {}, _plain(config)
         else:
             return
-        strip = lambda c: {k: v for k, v in c.items() if k != "runlab"}  # noqa: E731
+
+        def strip(c: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in c.items() if k != "runlab"}
+
         if strip(saved) != strip(given):
             raise ConfigMismatchError(
                 f"{self.run.path} already holds a run with a different config "
@@ -441,9 +447,11 @@ class RunSession:
         if run is None or not self._opened:
             return False
         self._opened = False
-        closed = isinstance(exc, BrokenPipeError) and _drop_closed_output()
-        if closed:  # `task.py | head`: the run ends as a SIGPIPE would end it (OutputClosed)
-            cause, exc, tb = exc, OutputClosed(), None
+        closed = (
+            OutputClosed() if isinstance(exc, BrokenPipeError) and _drop_closed_output() else None
+        )
+        if closed is not None:  # `task.py | head`: the run ends as a SIGPIPE would (OutputClosed)
+            cause, exc, tb = exc, closed, None
         _Guard.defer = True  # a signal now waits until the status is written
         try:
             close_error = self._finish(run, exc, tb)
@@ -458,8 +466,8 @@ class RunSession:
             _raise_pending()  # asked to stop while the status was written: stop now
         if close_error is not None and exc is None:
             raise close_error
-        if closed:
-            raise exc from cause
+        if closed is not None:
+            raise closed from cause
         return isinstance(exc, Pruned)  # a pruned trial ends normally, with its status
 
     def _finish(self, run: RunDir, exc: BaseException | None, tb: Any) -> RecordError | None:

@@ -106,7 +106,7 @@ import weakref
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -931,8 +931,9 @@ class _Sink:
     """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch
     raises its own ``RuntimeError`` instead, which never says the disk is full."""
 
-    def __init__(self, fh: Any) -> None:
-        self.fh, self.error = fh, None
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:

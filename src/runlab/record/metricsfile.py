@@ -50,7 +50,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -307,7 +307,8 @@ def _increasing(rows: list[dict[str, Any]]) -> bool:
     steps = [row.get("step") for row in rows]
     if any(type(s) is not int for s in steps):
         return False
-    return all(a < b for a, b in itertools.pairwise(steps))
+    ints = cast(list[int], steps)  # each one checked just above
+    return all(a < b for a, b in itertools.pairwise(ints))
 
 
 def twin_sum(hashes: Any) -> str:

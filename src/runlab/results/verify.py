@@ -270,6 +270,7 @@ class _Run:
         entries = self.listed.get("metrics")
         if not entries:
             return
+        assert self.info is not None  # checked by the caller before the metrics
         end = epoch(self.info.get("end_time")) if self.status in FINAL else None
         names = {e.name for e in entries}
         for e in entries:
@@ -563,7 +564,9 @@ def _damaged_index_files(logs: Logs, deep: bool) -> list[str]:
     found = []
     for path in pointers:
         data = _load(path) if path.is_file() else None
-        file = data.get("file") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            continue
+        file = data.get("file")
         if not isinstance(file, str) or "/" in file or "sum" not in data:
             continue
         try:
@@ -584,7 +587,7 @@ def _ask_scheduler(
     by_backend: dict[str | None, list[_Run]] = {}
     here = backends.default()  # started by hand in a job: this machine's scheduler, if any
     for run in runs:
-        name = run.launcher if run.launcher in backends.NAMES else here
+        name: str | None = run.launcher if run.launcher in backends.NAMES else here
         by_backend.setdefault(name if name != backends.NAMES[-1] else None, []).append(run)
     for name, group in by_backend.items():
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runlab.errors import UserError
 from runlab.record.launch import override_key
@@ -58,7 +58,8 @@ def task_spec(script: Path | str) -> TaskSpec:
     try:
         tree = ast.parse(source, filename=str(script))
     except (SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source
-        where = f"{script}, line {exc.lineno}" if getattr(exc, "lineno", None) else str(script)
+        lineno = getattr(exc, "lineno", None)  # a SyntaxError's
+        where = f"{script}, line {lineno}" if lineno else str(script)
         why = getattr(exc, "msg", None) or str(exc)
         raise SweepError(
             f"{where}: {why}: fix the task's Python (`python {script.name}` shows the same error)"
@@ -135,7 +136,8 @@ def expand_with(spec: TaskSpec, arguments: list[str], build: Any) -> list[Job]:
                         f"invalid override {argument!r}: " + "\n".join(lines)
                     ) from None
             parsed = parser.parse_overrides(arguments)
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            # input_line: the text the parser read it from, always set by parse_overrides
+            fixed = [cast(str, o.input_line) for o in parsed if not o.is_sweep_override()]
             base = compose(spec.config_name, overrides=fixed, return_hydra_config=True)
             params = OmegaConf.select(base, "hydra.sweeper.params") or {}
             lines = [f"{k}={v}" for k, v in params.items()] + list(arguments)
@@ -224,7 +226,8 @@ def _job(spec, overrides, parser, loader, composed, compose) -> Job:
     except Exception as exc:
         raise SweepError(f"job {' '.join(overrides)}: {exc}") from None
     assert isinstance(container, dict)
-    return Job(overrides=list(overrides), config=container)
+    # a task's config: its keys are names (Hydra's YAML and overrides)
+    return Job(overrides=list(overrides), config=cast(dict[str, Any], container))
 
 
 _MISSING = object()

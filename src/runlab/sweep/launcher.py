@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runlab.sweep import backends
 from runlab.sweep.backends.base import LauncherError
@@ -24,29 +24,30 @@ def default_launcher() -> str:
 
 def load_config(name: str, config_dir: Path | None, overrides: Sequence[str]) -> dict[str, Any]:
     """The launcher's settings: defaults, then its YAML file, then ``launcher.*`` overrides."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     defaults = backends.get(name).defaults
     cfg = OmegaConf.create(dict(defaults))
     path = config_dir / "launcher" / f"{name}.yaml" if config_dir else None
     if path is not None and path.exists():
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.load(path)))  # as the first
         except Exception as exc:
             raise LauncherError(f"bad launcher file {path}: {exc}") from None
     if overrides:
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
         except Exception as exc:
             raise LauncherError(f"bad launcher override {' '.join(overrides)}: {exc}") from None
-    unknown = set(cfg.keys()) - set(defaults)
+    unknown: set[Any] = set(cfg.keys()) - set(defaults)  # a YAML key may be no str
     if unknown:
         raise LauncherError(
             f"unknown {name} launcher setting(s) {', '.join(sorted(unknown))}"
             f"{f' in {path}' if path and path.exists() else ''}; known: {', '.join(defaults)}"
         )
-    out = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(out, dict)
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(raw, dict)
+    out = cast(dict[str, Any], raw)  # its keys are those of the defaults (checked above)
     check_launcher(out, path if path is not None and path.exists() else None)
     return out
 

@@ -99,6 +99,7 @@ def _typed(cfg: Any) -> bool:
     stack = [cfg]
     while stack:
         node = stack.pop()
+        children: list[object]  # nodes, or a DictConfig's list of them: told apart below
         if isinstance(node, DictConfig):
             if node._metadata.object_type not in (None, dict):
                 return True

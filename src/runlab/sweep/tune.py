@@ -46,9 +46,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from runlab.errors import UserError
 from runlab.logs import STUDIES
@@ -450,7 +451,8 @@ def _create(p: Plan, store: Any, out: Any) -> tuple[StudyRecord, SweepRecord, in
         command=["runlab", *sys.argv[1:]],
         launcher=p.sweep.launcher["name"],
     )
-    optuna.create_study(study_name=p.name, storage=store, direction=o.direction).set_user_attr(
+    direction = cast(Literal["minimize", "maximize"], o.direction)  # checked by plan()
+    optuna.create_study(study_name=p.name, storage=store, direction=direction).set_user_attr(
         ATTR, attrs.to_json()
     )
     say(f"study {p.name}: {journal_path(p.logs, p.name)} (seed {seed})", out)
@@ -783,7 +785,8 @@ def summary(logs: Path, name: str | None, top: int = 10) -> dict[str, Any]:
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    done.sort(key=lambda t: t.value, reverse=attrs.direction == "maximize")
+    # each of them has a value (just checked)
+    done.sort(key=lambda t: cast(float, t.value), reverse=attrs.direction == "maximize")
 
     def row(t: Any) -> dict[str, Any]:
         return {
@@ -843,7 +846,10 @@ def write_plots(logs: Path, name: str, out: Path) -> list[Path]:
     study = optuna.load_study(study_name=name, storage=storage(logs, name))
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    figures = {"history": vis.plot_optimization_history, "importance": vis.plot_param_importances}
+    figures: dict[str, Callable[[optuna.Study], Any]] = {
+        "history": vis.plot_optimization_history,
+        "importance": vis.plot_param_importances,
+    }
     for stem, plot in figures.items():
         try:
             fig = plot(study)
@@ -872,10 +878,13 @@ def _history_png(study: Any, path: Path) -> list[Path]:
             ax = mvis.plot_optimization_history(study)
         except (ValueError, RuntimeError):
             return []
-    ax.figure.set_size_inches(7, 4)
-    ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=110)
+    from matplotlib.figure import Figure
+
+    fig = cast(Figure, ax.figure)  # a plot of its own: a Figure, not a SubFigure
+    fig.set_size_inches(7, 4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 
-    plt.close(ax.figure)
+    plt.close(fig)
     return [path]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 from runlab.errors import UserError
 
@@ -93,7 +93,8 @@ def distribution(key: str, text: str) -> Any:
                 raise SpaceError(f"{where}: choices must be numbers, strings or booleans")
         if not choices:
             raise SpaceError(f"{where}: no choices")
-        return CategoricalDistribution(choices)
+        # each choice checked above: a number, a string, a boolean or None
+        return CategoricalDistribution(cast(list[str | int | float | bool | None], choices))
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step or 1
         if start is None or stop is None or not start < stop or step <= 0:

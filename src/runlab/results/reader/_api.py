@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -147,7 +147,7 @@ class Reader:
             self._note([p for r in self.run_ids for p in bad.get(r, ())], "metric files")
         return names
 
-    def _check_name(self, name: str, argument: str) -> str:
+    def _check_name(self, name: object, argument: str) -> str:
         """``name`` if it is a metric file name the writer allows (see
         :func:`runlab.record.names.check_name`), or one of a selected run's files
         (written by another tool); else ValueError naming ``argument``."""
@@ -259,7 +259,7 @@ class Reader:
         """The run-table columns known without reading metric files (no summaries)."""
         return self._public(self._table).columns
 
-    def select(self, *columns: str) -> pl.DataFrame:
+    def select(self, *columns: str | Iterable[str]) -> pl.DataFrame:
         """These columns of the run table; metric files are read only for the summaries named."""
         flat = [c for col in columns for c in ([col] if isinstance(col, str) else col)]
         table = self._resolve_table(flat)
@@ -359,7 +359,7 @@ class Reader:
             suggest(f"{head}.<key>", known),
         )
 
-    def group_by(self, *keys: str) -> Grouped:
+    def group_by(self, *keys: str | Iterable[str]) -> Grouped:
         """Group the selected runs by run-table columns (e.g. ``config.method``)."""
         flat: list[str] = []
         for k in keys:
@@ -417,7 +417,8 @@ def _curves_numpy(
     out = _reduce_runs(parts, rows.schema[x], x, ddof)
     if groups is not None:
         which = np.concatenate([np.full(p[1].size, p[0], dtype=np.int64) for p in parts])
-        position = np.empty(int(groups["_g"].max()) + 1, dtype=np.int64)
+        most = cast(int, groups["_g"].max())  # the row index of a non-empty frame
+        position = np.empty(int(most) + 1, dtype=np.int64)
         position[groups["_g"].to_numpy()] = np.arange(groups.height)
         out = pl.concat([groups.select(keys)[position[which]], out], how="horizontal")
     return out

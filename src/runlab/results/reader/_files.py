@@ -20,14 +20,14 @@ import orjson
 import yaml
 
 from runlab.errors import UserError
-from runlab.record.rundir import is_run_id
+from runlab.logs import is_run_id
 from runlab.results.reader._columns import plain
 from runlab.status import Status
 
 try:
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _Loader
 
 RECORDS = ("config", "info", "env")
 _SCALARS = frozenset((str, int, float, bool, type(None)))
@@ -152,7 +152,8 @@ def _checked(data: Any, raw: bytes, file: str, skip: Sequence[str]) -> Mapping[s
         raise Refused(f"{file}: nested deeper than {MAX_DEPTH} levels: not read")
     if skip:
         data = {k: v for k, v in data.items() if k not in skip}
-    return data
+    checked: Mapping[str, Any] = data
+    return checked
 
 
 def load_record(
@@ -292,7 +293,7 @@ class MetaReader:
     """Reads the metadata of runs into flat rows; ``env`` parsed once per distinct file."""
 
     def __init__(self) -> None:
-        self._envs: dict[bytes, dict[str, Any] | str] = {}
+        self._envs: dict[bytes, dict[str, Any] | str | None] = {}
 
     def _env(self, run: str) -> dict[str, Any] | str | None:
         try:

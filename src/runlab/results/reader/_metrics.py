@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import polars as pl
 
@@ -109,7 +110,9 @@ def _intact(df: pl.DataFrame, group: list[_Twin]) -> list[bool]:
     counts = np.array([t[2] for t in group], dtype=np.int64)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     hashes = df.hash_rows(seed=0).to_numpy()
-    sums = np.add.reduceat(hashes, starts, dtype=np.uint64) if len(hashes) else []
+    sums: npt.NDArray[np.uint64] | list[int] = (
+        np.add.reduceat(hashes, starts, dtype=np.uint64) if len(hashes) else []
+    )
     return [str(int(s)) == t[5] for s, t in zip(sums, group, strict=True)]
 
 

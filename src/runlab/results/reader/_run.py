@@ -54,8 +54,8 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
         # The JSON twin, else the YAML with bounded cost (an alias bomb is refused).
         try:
             if name == "overrides":  # a list, without a JSON twin
-                file = f"metadata/{name}.yaml"
-                data = load_yaml_file(str(path / file), file)
+                rel = f"metadata/{name}.yaml"
+                data = load_yaml_file(str(path / rel), rel)
             else:
                 data = dict(load_record(str(path), name)[0])
         except FileNotFoundError:
@@ -75,7 +75,7 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
                 if isinstance(data.get(key), dict):
                     data[key] = f"{len(data[key])} packages (see metadata/env.yaml)"
         record[name] = data
-    info = record.get("info") if isinstance(record.get("info"), dict) else {}
+    info = got if isinstance(got := record.get("info"), dict) else {}
     status = info.get("status") if info else Status.CORRUPT.value
     if status == Status.RUNNING and _gone(info):
         status = Status.LOST.value

@@ -176,7 +176,7 @@ def _not_numbers(reader: Reader, metric: str) -> str | None:
 def _select(reader: Reader, where: str | None) -> _Selection:
     """The runs that are plotted: the readable ones that did not fail (unless the query
     is about the status, or nothing else is left); the others, and why, in ``left_out``."""
-    info_cols = [
+    info_cols: list[str] = [
         c for c in ("info.status", "info.start_time", "info.duration_s") if c in reader.columns
     ]
     every = reader.select("run_id", *info_cols)

@@ -26,7 +26,7 @@ def record_html(record: dict[str, Any], group: str | None) -> str:
         + (f" &middot; {esc(group)}" if group else "")
         + "</summary>"
     )
-    info = record.get("info") if isinstance(record.get("info"), dict) else {}
+    info = got if isinstance(got := record.get("info"), dict) else {}
     parts = [summary, "<dl>", *_facts(record, info), "</dl>"]
     error = info.get("error")
     if isinstance(error, dict):

@@ -25,7 +25,6 @@ from conftest import ROOT, TASKS, make_project, run_task, runlab_cli, task_env
         ("lr=abc", "lr", "float"),
         ("epochs=1.5", "epochs", "int"),
         ("deterministic=maybe", "deterministic", "bool"),
-        ("+lr_decay=0.1", "lr_decay", "not declared in TrainConfig"),
     ],
 )
 def test_example_task_wrong_type_is_one_line(

@@ -96,7 +96,7 @@ def launch(
 
     ``schema``, a dataclass, declares the config's types (an OmegaConf structured
     config): the composed config is merged into it before anything else, so a value of
-    the wrong type (``lr=abc``, ``epochs=1.5``) or a key it does not declare is one line
+    the wrong type (``lr=abc``, ``epochs=1.5``) is one line
     naming the key and the type, exit 2, before a run directory is made. The task gets
     the typed config (``lr=1`` is ``1.0``). Fields without a default take their values
     from the YAML files, which stay the one place of the values (``runlab submit``
@@ -308,14 +308,18 @@ def _fail(message: str, code: int) -> SystemExit:
 
 def _typed(cfg: Any, schema: type | None) -> Any:
     """``cfg`` merged into the structured config ``schema`` (``None``: ``cfg`` as it is);
-    a value of the wrong type or an undeclared key is one line and exit 2."""
+    a value of the wrong type is one line and exit 2."""
     if schema is None:
         return cfg
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigKeyError, ValidationError
 
+    base = OmegaConf.structured(schema)
+    # Keys the dataclass does not declare pass (`+tag=x` adds one, as Hydra lets it); a
+    # misspelt override of a declared key is refused by Hydra itself, before this.
+    OmegaConf.set_struct(base, False)
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        typed = OmegaConf.merge(base, cfg)
     except ValidationError as exc:
         if os.environ.get(DEBUG_ENV):
             raise

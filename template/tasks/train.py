@@ -32,8 +32,11 @@ import runlab
 
 @dataclass
 class TrainConfig:
-    """The types of configs/train.yaml's keys; no defaults: the values are the YAML's."""
+    """The types of configs/train.yaml's keys, in its order (the defaults list's groups
+    first); no defaults: the values are the YAML's."""
 
+    model: Any  # configs/model/*.yaml: their keys differ (a field typed Any is not checked)
+    optimizer: Any
     seed: int
     epochs: int
     batch_size: int
@@ -41,8 +44,6 @@ class TrainConfig:
     test_fraction: float
     device: str
     deterministic: bool
-    model: Any  # configs/model/*.yaml: their keys differ (a field typed Any is not checked)
-    optimizer: Any
     runlab: Any
 
 

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from runlab.cli._progress import _timeouts_settled
-from runlab.cli._text import m, safe
+from runlab.cli._text import cell, m, safe
 from runlab.errors import UserError
 from runlab.record.metricsfile import complete_lines, decode_value, parse_row, split_torn
 from runlab.record.rundir import RunDir
@@ -365,10 +365,11 @@ def _progress_line(watch: Watch, total: int, ended: int, now: float) -> Any:
     pct = 100 * ended / total if total else 100.0
     eta = watch.eta(now) if ended < total else 0.0
     when = "done" if ended == total else ("ETA " + _clock(eta) if eta is not None else "ETA ?")
-    grid.add_row(
+    cells = [  # a bar (no user text), and runlab's own figures as text
         ProgressBar(total=max(total, 1), completed=ended, width=40),
-        f"{ended}/{total} ended ({pct:.0f}%)  {when}  elapsed {_clock(now - watch.started)}",
-    )
+        cell(f"{ended}/{total} ended ({pct:.0f}%)  {when}  elapsed {_clock(now - watch.started)}"),
+    ]
+    grid.add_row(*cells)
     return grid
 
 
@@ -383,13 +384,14 @@ def _metric_table(watch: Watch, room: int, table_type: Any) -> Any:
     shown = runs[:room] if len(runs) > room else runs
     for run in shown:
         table.add_row(
-            str(run.run_id),
-            f"[{colour(run.status)}]{m(run.status)}[/]",
-            _value(run.step),
-            _value(run.value),
+            cell(run.run_id),
+            cell(run.status, style=colour(run.status) or ""),
+            cell(_value(run.step)),
+            cell(_value(run.value)),
         )
     if len(runs) > len(shown):
-        table.add_row("", f"[dim]... {len(runs) - len(shown)} more[/]", "", "")
+        more = f"... {len(runs) - len(shown)} more"
+        table.add_row(cell(""), cell(more, style="dim"), cell(""), cell(""))
     return table
 
 

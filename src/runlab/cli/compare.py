@@ -201,8 +201,8 @@ def _print_table(data: dict[str, Any], limit: int) -> None:
     for run in runs:
         out.add_column(cell(f"run {run['run_id']}"), overflow="fold", max_width=32)
 
-    def row(label: Any, values: list[Any], style: str = "") -> None:
-        out.add_row(cell(label, style=style), *values)
+    def row(label: Any, cells: list[Any], style: str = "") -> None:
+        out.add_row(cell(label, style=style), *cells)
 
     row("status", [cell(r["status"], style=colour(r["status"]) or "") for r in runs], "bold")
     row("duration", [cell(_duration(r["duration_s"])) for r in runs], "bold")
@@ -226,7 +226,7 @@ def _print_table(data: dict[str, Any], limit: int) -> None:
     keys = "every config key" if data["all_keys"] else "the config keys that differ"
     if not data["keys"] and not data["all_keys"]:
         keys = "no config key differs"
-    console.print(f"[dim]{total} run(s) in {m(data['logs'])}; {keys}{m(more)}[/]")
+    console.print(f"[dim]{m(total)} run(s) in {m(data['logs'])}; {m(keys)}{m(more)}[/]")
 
 
 def _number(value: Any, column: list[Any], way: str) -> Any:

@@ -624,8 +624,10 @@ def test_moves_then_two_retries_at_once_then_a_move_and_logs_finds_the_output(
     os.rename(logs, new)
     out = runlab(project, new, "logs", "1")
     assert out.returncode == 0, out.stderr
-    # The submit's job, then the retry's, resumed from the checkpoint of step 0.
-    assert "start 0\nstep 0\nstart 1" in out.stdout, out.stdout
+    # The retry's own output (the latest attempt, named on stderr), resumed from the
+    # checkpoint of step 0; the file found in the moved logs directory.
+    assert out.stdout.startswith("start 1"), out.stdout
+    assert "attempt 2" in out.stderr and str(new) in out.stderr, out.stderr
     assert not (tmp_path / "moved-2").joinpath("logs").exists()  # nothing written there
 
 

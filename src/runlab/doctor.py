@@ -23,11 +23,10 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 from runlab.logs import default_path
 from runlab.record import distributed
 from runlab.sweep import backends
+from runlab.sweep.backends.base import first_line as _first_line
+from runlab.sweep.backends.base import probe as _run
 
 VERDICTS = ("ok", "warn", "fail", "skip")
 
@@ -61,7 +62,6 @@ def requirements() -> dict[str, dict[str, tuple[str, ...]]]:
     return {**REQUIREMENTS, **{n: {n: ("ok", "warn")} for n in scheduler_names()}}
 
 
-TIMEOUT_S = 15.0
 PIXI_LOCK_TIMEOUT_S = 60.0
 
 
@@ -114,28 +114,6 @@ class TorchCuda:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _run(cmd: Sequence[str], cwd: Path | None = None, timeout: float = TIMEOUT_S) -> tuple:
-    """``(returncode, stdout, stderr)``; returncode None when it could not run or timed out."""
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return None, "", f"`{' '.join(cmd)}` did not answer within {timeout:g} s"
-    except OSError as exc:
-        return None, "", f"`{cmd[0]}` could not run: {exc.strerror or exc}"
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:

@@ -226,12 +226,19 @@ class Backend(Protocol):
         ...
 
 
-def probe(cmd: Sequence[str], timeout: float = 15.0) -> tuple[int | None, str, str]:
-    """``(returncode, stdout, stderr)`` of a scheduler's command that may be missing or
-    hang (``runlab doctor``); returncode ``None`` when it could not run or timed out."""
+def probe(
+    cmd: Sequence[str], cwd: Path | None = None, timeout: float = 15.0
+) -> tuple[int | None, str, str]:
+    """``(returncode, stdout, stderr)`` of a command that may be missing or hang (the
+    checks of ``runlab doctor``); returncode ``None`` when it could not run or timed out."""
     try:
         proc = subprocess.run(
-            list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            list(cmd),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return None, "", f"`{' '.join(cmd)}` did not answer within {timeout:g} s"

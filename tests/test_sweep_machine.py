@@ -631,6 +631,34 @@ def test_moves_then_two_retries_at_once_then_a_move_and_logs_finds_the_output(
     assert not (tmp_path / "moved-2").joinpath("logs").exists()  # nothing written there
 
 
+def test_logs_after_a_retry_cancelled_while_queued_shows_the_attempt_that_ran(
+    project: Path, tmp_path: Path
+) -> None:
+    """The broad search's case (seed 0), replayed: a one-run sweep whose run ended,
+    the logs directory moved, `runlab retry` then `runlab cancel` at once, so the retry's
+    job never starts. On the old code `runlab logs 1` said "run 1 ended INTERRUPTED and its
+    job wrote no stdout": the retry's file, which nothing will write. The output is the
+    last attempt that ran, and the header says why."""
+    logs = project / "logs"
+    args = ["tasks/slow.py", "steps=3", "interval=0", "fail_at=1", "+k=range(1)"]
+    runlab(project, logs, "submit", *args, "--launcher", "local", "launcher.max_parallel=1")
+    assert wait_ended(logs, 1)["status"] == "FAILED"
+    new = tmp_path / "moved-1" / "logs"
+    new.parent.mkdir()
+    os.rename(logs, new)
+    logs = new
+    # The cancel follows the retry at once: its worker has rarely claimed the run by then.
+    runlab(project, logs, "retry", "1", "--json")
+    runlab(project, logs, "cancel", "--json")
+    info = wait_ended(logs, 1)
+    out = runlab(project, logs, "logs", "1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("start "), out.stdout
+    if info.get("attempts") == 1:  # the cancel came first: attempt 2 never started
+        assert "attempt 1 " in out.stderr and "before its job started" in out.stderr, out.stderr
+    assert str(new) in out.stderr, out.stderr
+
+
 def test_logs_of_an_ended_run_whose_job_wrote_no_stdout_says_it_ended(project: Path) -> None:
     """A run that has ended with no job output (here the job's file was removed) is not
     waiting for one: on the old code `runlab logs 1` said "run 1 is COMPLETE: its job has

@@ -549,16 +549,31 @@ class _Attempt:
         attempts = info.get("attempts")  # a number unless the record was damaged
         attempts = attempts if isinstance(attempts, int) and attempts > 0 else 0
         self.attempt = attempts if started and attempts else attempts + 1
+        self.note = ""
         if self.path is None or not self.path.exists():
             # Where the task said it writes: only an attempt of the latest submission's,
             # never a cancelled attempt's file when its retry has not started yet.
             recorded = info.get("log_err" if err else "log_out")
             if started and isinstance(recorded, str) and recorded and Path(recorded).exists():
                 self.path = Path(recorded)
+        if record and not started and Status.of(info.get("status")) not in ACTIVE:
+            self._last_that_ran(record, err, attempts)
+
+    def _last_that_ran(self, record: SweepRecord, err: bool, attempts: int) -> None:
+        """A retry that ended before its job started (cancelled while queued) wrote
+        nothing: show the output of the last attempt that did run, and say so."""
+        for path, job in ops.earlier_outputs(record, self.run_id, err):
+            if path.exists():
+                self.note = (
+                    f"; attempt {self.attempt} ended {self.info.get('status')} before its "
+                    f"job started, so this is attempt {attempts}'s output"
+                )
+                self.path, self.job, self.attempt = path, job, attempts
+                return
 
     def header(self) -> str:
         job = "" if not self.job else f" ({self.job})" if " " in self.job else f" (job {self.job})"
-        return f"[runlab] run {self.run_id}, attempt {self.attempt}{job}: {self.path}"
+        return f"[runlab] run {self.run_id}, attempt {self.attempt}{job}: {self.path}{self.note}"
 
 
 def _started_by(info: dict[str, Any], submitted: str | None) -> bool:

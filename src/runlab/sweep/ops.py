@@ -216,6 +216,21 @@ def locate(record: SweepRecord) -> dict[int, tuple[Submission, int]]:
     return where
 
 
+def earlier_outputs(record: SweepRecord, run_id: int, err: bool = False) -> list[tuple[Path, str]]:
+    """Where the run's earlier attempts wrote their stdout (or stderr), newest first, with
+    each one's job: the submissions before :func:`locate`'s that handed the run over."""
+    backend = backends.get(record.launcher_name)
+    placed = []
+    for sub in record.submissions:
+        runs = sub.runs if sub.runs is not None else record.runs
+        if int(run_id) in runs:
+            placed.append((sub, runs.index(int(run_id))))
+    return [
+        (backend.log_file(sub, pos, int(run_id), err), backend.job_label(sub, pos))
+        for sub, pos in reversed(placed[:-1])
+    ]
+
+
 def job_label(record: SweepRecord, sub: Submission, pos: int) -> str:
     """The job of the run at ``pos`` of ``sub``, as the sweep's scheduler names it."""
     return backends.get(record.launcher_name).job_label(sub, pos)

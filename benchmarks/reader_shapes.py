@@ -90,11 +90,14 @@ DATA: dict[str, dict[str, Any]] = {
         "files": {"train": 1000, "val": 100, "test": 10},
     },
     "one-huge-1x2000000": {"methods": 1, "stds": 1, "seeds": 1, "files": {"train": 2_000_000}},
+    # 7 x 5 x 2,858 = 100,030 runs of 100 rows: a sweep of tiny runs
+    "tiny-100000x100": {"methods": 7, "stds": 5, "seeds": 2858, "files": {"train": 100}},
 }
 
 TARGET_1050 = {"cold_s": 0.5, "warm_s": 0.15}
 TARGET_10500 = {"cold_s": 5.0, "peak_mb": 2048}
 TARGET_2M = {"cold_s": 1.5, "peak_mb": 500}
+TARGET_100K = {"cold_s": 5.0, "warm_s": 1.0, "peak_mb": 4096}
 
 GROUP = ("config.method", "config.std")
 SHAPES: dict[str, dict[str, Any]] = {
@@ -161,6 +164,15 @@ SHAPES: dict[str, dict[str, Any]] = {
         "group": ("config.method",),
         "metrics": ["train.loss"],
         "target": TARGET_2M,
+    },
+    "tiny": {
+        "data": "tiny-100000x100",
+        "label": "100,030 x 100",
+        "query": COMPLETE,
+        "group": GROUP,
+        "metrics": ["train.loss"],
+        "final": True,  # the finals too: filter, group, final and curves
+        "target": TARGET_100K,
     },
 }
 DEFAULT_SHAPES = ["paper", "issue", "few-long", "many-short", "wide", "multi-file", "one-huge"]
@@ -382,6 +394,8 @@ def worker(logs: str, shape: str, profile: str = "") -> dict[str, Any]:
     selected = runs.filter(spec["query"])
     grouped = selected.group_by(*spec["group"])
     outs = [grouped.curves(metric) for metric in spec["metrics"]]
+    if spec.get("final"):
+        outs += [grouped.final(metric) for metric in spec["metrics"]]
     done = time.perf_counter()
     ru1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     if profiler is not None:

@@ -23,6 +23,12 @@ Machine load changes the figures: the load average is printed with each row. So 
 the number of job records SLURM's controller holds when the sweep starts: cancelled and
 ended jobs stay there for ``MinJobAge`` (300 s here), and a busy controller answers
 ``sbatch`` more slowly. ``--drain`` waits until it holds fewer than 100 before each sweep.
+
+``--busy N`` makes the controller busy first: N other jobs, held (arrays of 1,000 of
+``sbatch --hold --wrap true``), stay in the queue while every sweep is measured, and
+are cancelled at the end. ``--points 10000 50000 --busy 10000 --peer-points`` gives
+the scale targets' rows: 10,000 points on a controller already holding 10,000 jobs,
+and 50,000 points (several arrays).
 """
 
 from __future__ import annotations
@@ -99,6 +105,26 @@ def drain(timeout: float = 420.0) -> None:
     start = time.perf_counter()
     while in_controller() >= 100 and time.perf_counter() - start < timeout:
         time.sleep(5)
+
+
+def make_busy(jobs: int) -> list[str]:
+    """Queue ``jobs`` held jobs that never run (arrays of 1,000); their job ids."""
+    ids = []
+    for first in range(0, jobs, 1000):
+        size = min(1000, jobs - first)
+        out = subprocess.run(
+            [
+                *("sbatch", "--parsable", "--hold", f"--array=0-{size - 1}"),
+                *("-J", "runlab-busy", "-o", "/dev/null", "--wrap", "true"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        ids.append(out.stdout.strip().split(";")[0])
+    while queued(["-j", ",".join(ids)]) < jobs:
+        time.sleep(0.2)
+    return ids
 
 
 def bench_runlab(points: int) -> dict:
@@ -215,6 +241,9 @@ def main() -> None:
     parser.add_argument(
         "--drain", action="store_true", help="wait for an almost empty controller before each"
     )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="N other held jobs in the queue while measuring"
+    )
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         sys.exit("no sbatch on PATH: start the local cluster with scripts/slurm-local")
@@ -229,15 +258,22 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     results = []
-    for n in args.points:
-        if args.drain:
-            drain()
-        results.append(bench_runlab(n))
-    if args.peer_points:
-        for n in args.peer_points:
-            if args.drain:
+    if args.drain:
+        drain()
+    busy = make_busy(args.busy) if args.busy else []
+    try:
+        for n in args.points:
+            if args.drain and not busy:
                 drain()
-            results.append(bench_hydra(n, args.peer_timeout))
+            results.append(bench_runlab(n))
+        if args.peer_points:
+            for n in args.peer_points:
+                if args.drain and not busy:
+                    drain()
+                results.append(bench_hydra(n, args.peer_timeout))
+    finally:
+        if busy:
+            subprocess.run(["scancel", *busy], check=False)
     for r in results:
         if r.get("error"):
             print(

@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from runlab.cli import _text
 from runlab.cli._text import output, safe
 from runlab.record.files import write_record
 from runlab.record.logger import RunLogger
@@ -261,6 +262,41 @@ def test_the_renderer_escapes_what_a_terminal_would_act_on() -> None:
     assert safe("x" * 5000) == "x" * 2000 + "... (3000 more characters)"
     assert safe("déjà vu 学习 🙂") == "déjà vu 学习 🙂"
     assert output("a\r\nb\rc\td\x1b[0m") == "a\nb\nc\td\\x1b[0m"
+
+
+def _escaped_one_by_one(text: str, keep: str) -> str:
+    """The renderer's rule, a character at a time: what :func:`safe` must equal."""
+    out = []
+    for ch in text:
+        if ch in keep or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}:
+            out.append(ch)
+        elif ch in "\t\n\r":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[ch])
+        else:
+            code = ord(ch)
+            width = 2 if code < 0x100 else 4 if code < 0x10000 else 8
+            out.append(f"\\{'x' if width == 2 else 'u' if width == 4 else 'U'}{code:0{width}x}")
+    return "".join(out)
+
+
+@given(
+    text=st.text(st.characters(exclude_categories=()), max_size=60),
+    keep=st.sampled_from(["", "\n\t"]),
+)
+@settings(max_examples=400, deadline=None)
+@example(text="\U000e0001\U0010fffd\u13438\u13439\ufffe\ud800", keep="")
+def test_the_one_expression_escapes_exactly_the_hidden_categories(text: str, keep: str) -> None:
+    """:func:`safe` finds hidden characters with one regular expression built from a table of
+    code point ranges (fast over gigabytes of job output): any text comes out as the
+    character-by-character rule of ``unicodedata`` says, keeping ``keep``."""
+    assert safe(text, limit=None, keep=keep) == _escaped_one_by_one(text, keep)
+
+
+def test_the_table_of_hidden_characters_is_this_pythons_unicodedata() -> None:
+    """The table kept for this Python's Unicode version is what ``unicodedata`` says."""
+    version = unicodedata.unidata_version
+    assert version in _text.HIDDEN_RANGES, f"add Unicode {version}'s ranges to HIDDEN_RANGES"
+    assert _text.HIDDEN_RANGES[version] == _text.hidden_ranges_of_unicodedata()
 
 
 # ----------------------------------------------------------------------- one path

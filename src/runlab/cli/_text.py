@@ -50,18 +50,79 @@ def _escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def _visible(ch: str, keep: str) -> str:
-    if ch in keep:
-        return ch
-    if ch.isascii() and ch.isprintable():  # the common case, without a table look-up
-        return ch
-    return _escape_char(ch) if unicodedata.category(ch) in _HIDDEN else ch
+# The characters of those categories as code point ranges, per Unicode version of Python
+# 3.11 (14.0.0), 3.12 (15.0.0) and 3.13 (15.1.0): one regular expression then finds them at
+# the regex engine's speed (gigabytes of job output in ``runlab logs``). Another version's
+# ranges are read from ``unicodedata`` once, when first needed (tests/test_render.py checks
+# the running version's table against it).
+_COMMON = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C),
+    (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E),
+    (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+    (0xD800, 0xF8FF), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+)  # fmt: skip
+_TAIL = (
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0xF0000, 0xFFFFD), (0x100000, 0x10FFFD),
+)  # fmt: skip
+HIDDEN_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
+    "14.0.0": (*_COMMON, (0x13430, 0x13438), *_TAIL),
+    "15.0.0": (*_COMMON, (0x13430, 0x1343F), *_TAIL),
+    "15.1.0": (*_COMMON, (0x13430, 0x1343F), *_TAIL),
+}
+
+
+def hidden_ranges_of_unicodedata() -> tuple[tuple[int, int], ...]:
+    """The code point ranges of the hidden categories in this Python's ``unicodedata``
+    (every code point looked up: about half a second)."""
+    ranges: list[tuple[int, int]] = []
+    start = None
+    for code in range(0x110000):
+        hidden = unicodedata.category(chr(code)) in _HIDDEN
+        if hidden and start is None:
+            start = code
+        elif not hidden and start is not None:
+            ranges.append((start, code - 1))
+            start = None
+    if start is not None:
+        ranges.append((start, 0x10FFFF))
+    return tuple(ranges)
 
 
 @functools.cache
-def _unusual(keep: str) -> re.Pattern[str]:
-    """Runs of characters other than printable ASCII and ``keep``."""
-    return re.compile(f"[^\\x20-\\x7e{re.escape(keep)}]+")
+def _hidden(keep: str) -> re.Pattern[str]:
+    """Runs of characters of the hidden categories, but for those of ``keep``."""
+    ranges = HIDDEN_RANGES.get(unicodedata.unidata_version) or hidden_ranges_of_unicodedata()
+    kept = sorted(ord(c) for c in set(keep))
+    parts = []
+    for first, last in ranges:
+        for code in kept:  # cut the characters kept out of the range
+            if first <= code <= last:
+                if first < code:
+                    parts.append((first, code - 1))
+                first = code + 1
+        if first <= last:
+            parts.append((first, last))
+    body = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in parts
+    )
+    return re.compile(f"[{body}]+")
+
+
+def _printable(text: str, keep: str) -> bool:
+    """Whether ``text`` holds no character to escape, at C speed: every hidden character is
+    one ``str.isprintable`` refuses (it refuses some harmless ones too, such as a no-break
+    space: then the regular expression looks, and finds nothing)."""
+    for ch in keep:
+        if ch in text:  # a search is cheaper than a copy
+            text = text.replace(ch, "")
+    return text.isprintable()
+
+
+def _escape_run(run: re.Match[str]) -> str:
+    return "".join(map(_escape_char, run[0]))
 
 
 def safe(value: Any, *, limit: int | None = LIMIT, keep: str = "") -> str:
@@ -77,10 +138,8 @@ def safe(value: Any, *, limit: int | None = LIMIT, keep: str = "") -> str:
     more = 0
     if limit is not None and len(text) > limit:
         text, more = text[:limit], len(text) - limit
-    if not (text.isascii() and text.isprintable()):
-        # only the runs of characters outside printable ASCII (and ``keep``) are looked at
-        # one by one: job output is mostly ASCII lines, megabytes of it (runlab logs)
-        text = _unusual(keep).sub(lambda run: "".join(_visible(c, keep) for c in run[0]), text)
+    if not _printable(text, keep):
+        text = _hidden(keep).sub(_escape_run, text)
     return f"{text}... ({more} more characters)" if more else text
 
 
@@ -124,5 +183,6 @@ def output(text: str) -> str:
     """A job's output as a terminal may show it: its lines and tabs kept, a carriage return
     (a progress bar redrawing itself) as a new line, every other control character (colours,
     title changes, cursor moves) and bidi override as a visible escape. Not cut."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return safe(text, limit=None, keep="\n\t")

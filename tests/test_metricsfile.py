@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runlab.record import metricsfile
@@ -264,3 +264,68 @@ def test_a_logged_run_reads_the_same_with_and_without_its_twin(
     plain = Reader(logs, index=False)
     assert rows.equals(plain.metrics("train").collect())
     assert plain.stats.get("metric_twins", 0) == 0
+
+
+def _twin_columns_value_by_value(rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """The twin's column kinds, by the rule written one value at a time: what the
+    column-at-a-time code (C speed for a column of one type) must give."""
+    kind = metricsfile._kind
+    order = list(dict.fromkeys([*rows[0], *rows[-1]]))
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in row.items():
+            k = kind(value)
+            if k is not None:
+                kinds.setdefault(key, set()).add(k)
+    if metricsfile.RUN_ID in kinds or set(kinds) - set(order):
+        return None
+    out: dict[str, str] = {}
+    for key in order:
+        ends = {kind(rows[0].get(key)), kind(rows[-1].get(key))} - {None}
+        got = kinds.get(key, set())
+        if not ends or "other" in got:
+            return None
+        if got <= {"int", "float"}:
+            out[key] = "float" if "float" in got else "int"
+        elif len(got) == 1:
+            out[key] = got.pop()
+        else:
+            return None
+    return out
+
+
+_CELL = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(sorted(metricsfile.NONFINITE)),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(
+    rows=st.lists(
+        st.dictionaries(st.sampled_from(["step", "loss", "acc", "run_id", "x"]), _CELL),
+        min_size=1,
+        max_size=8,
+    )
+)
+@settings(max_examples=500, deadline=None)
+@example(rows=[{"step": 0, "loss": 1}, {"step": 1, "loss": 2**63}])
+@example(rows=[{"step": 0, "loss": "NaN"}, {"step": 1, "loss": "x"}, {"step": 2, "loss": 1.0}])
+def test_twin_columns_follow_the_value_by_value_rule(rows: list[dict[str, Any]]) -> None:
+    """Any rows (every type a line can hold, missing keys, big integers, non-finite
+    spellings, the reserved run_id): the twin's columns are the ones the one-value-at-a-time
+    rule gives, and its frame holds the values decoded."""
+    kinds = metricsfile._twin_columns(rows)
+    assert kinds == _twin_columns_value_by_value(rows)
+    if kinds:
+        df = metricsfile._twin_frame(rows, kinds)
+        for key, k in kinds.items():
+            want = [row.get(key) for row in rows]
+            if k == "float":
+                want = [None if v is None else float(metricsfile.decode_value(v)) for v in want]
+            got = df[key].to_list()
+            assert [str(v) for v in got] == [str(v) for v in want], key

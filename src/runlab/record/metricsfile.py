@@ -263,22 +263,45 @@ def _kind(value: Any) -> str | None:
     return "other"
 
 
+def _kinds(values: list[Any]) -> set[str]:
+    """The kinds of a column's values (:func:`_kind` of each, without null), found a type
+    at a time: a column of one type, the common case, is looked at at C speed."""
+    types = set(map(type, values))
+    types.discard(type(None))
+    out: set[str] = set()
+    for t in types:
+        if t is bool or t is float:
+            out.add(t.__name__)
+        elif t is int:
+            ints = [v for v in values if type(v) is int]
+            out.add("int" if min(ints) in _INT64 and max(ints) in _INT64 else "other")
+        elif t is str:
+            texts = {v for v in values if type(v) is str}
+            if not texts.isdisjoint(NONFINITE):
+                out.add("float")
+            if not texts <= NONFINITE.keys():
+                out.add("str")
+        else:
+            out.add("other")
+    return out
+
+
 def _twin_columns(rows: list[dict[str, Any]]) -> dict[str, str] | None:
     """Each column's kind (in the reader's order: the first row's keys, then the last
     row's), or ``None`` where the file is not one a twin may hold (module docstring)."""
     order = list(dict.fromkeys([*rows[0], *rows[-1]]))
-    kinds: dict[str, set[str]] = {}
-    for row in rows:
-        for key, value in row.items():
-            k = _kind(value)
-            if k is not None:
-                kinds.setdefault(key, set()).add(k)
-    if RUN_ID in kinds or set(kinds) - set(order):
+    known = set(order)
+    for row in rows:  # a key of the middle rows only, with a value: no twin
+        if not known.issuperset(row) and any(
+            v is not None for k, v in row.items() if k not in known
+        ):
+            return None
+    if RUN_ID in known and any(row.get(RUN_ID) is not None for row in rows):
         return None
     out: dict[str, str] = {}
     for key in order:
         ends = {_kind(rows[0].get(key)), _kind(rows[-1].get(key))} - {None}
-        got = kinds.get(key, set())
+        got = _kinds([row.get(key) for row in rows])
         if not ends or "other" in got:
             return None
         if got <= {"int", "float"}:
@@ -297,7 +320,7 @@ def _twin_frame(rows: list[dict[str, Any]], kinds: dict[str, str]) -> Any:
     cols = []
     for key, k in kinds.items():
         vals = [row.get(key) for row in rows]
-        if k == "float":
+        if k == "float" and not set(map(type, vals)) <= {float, type(None)}:
             vals = [None if v is None else float(decode_value(v)) for v in vals]
         cols.append(pl.Series(key, vals, dtype=types[k]))
     return pl.DataFrame(cols)

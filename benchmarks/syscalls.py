@@ -114,7 +114,9 @@ def main() -> None:
     )
     print("|---|---:|---|---:|---:|---:|---:|")
     for shape in args.shapes.split(","):
-        logs, _ = reader_shapes.ensure(args.workdir, reader_shapes.SHAPES[shape]["data"], args.procs)
+        logs, _ = reader_shapes.ensure(
+            args.workdir, reader_shapes.SHAPES[shape]["data"], args.procs
+        )
         runs = sum(1 for p in logs.iterdir() if p.name.isdigit())
         for label in ("cold", "warm"):
             if label == "cold":

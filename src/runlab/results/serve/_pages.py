@@ -32,7 +32,7 @@ def frame(title: str, page: str, body: str, *, scripts: tuple[str, ...] = ()) ->
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title>"
-        '<link rel=stylesheet href="/static/serve.css"></head>'
+        '<link rel=icon href="data:,"><link rel=stylesheet href="/static/serve.css"></head>'
         f'<body data-page="{_e(page)}"><header><strong>runlab serve</strong> {links}'
         "<span id=live class=dim></span></header>"
         f"<main>{body}</main>{tags}</body></html>\n"

@@ -138,6 +138,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "runlab-serve"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body in two writes: no 40 ms delayed ACK
     close_connection: bool  # http.server's own: set by each request
     want_body: bool = True  # not for HEAD
     set_cookie: bool = False  # the request gave the token in its query: set the cookie

@@ -318,6 +318,8 @@ def new_rows(
             got = _file_rows(table, run, name, since.get(str(rid), {}).get(name))
             if got is not None:
                 files[name] = got
+        if not files:  # nothing new: the page has all of it
+            continue
         index, label = groups.get(rid, (0, "all runs"))
         out[str(rid)] = {
             "group": index,

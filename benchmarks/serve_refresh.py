@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,6 +40,7 @@ ROW = b'{"step":%d,"time":1700000000.5,"loss":%f,"acc":0.5}\n'
 
 
 def make_runs(logs: Path, n: int, rows: int) -> None:
+    beat = datetime.now(UTC).isoformat()  # a live heartbeat: not LOST
     body = b"".join(ROW % (i, 1.0 / (i + 1)) for i in range(rows))
     for rid in range(1, n + 1):
         run = logs / str(rid)
@@ -50,7 +52,8 @@ def make_runs(logs: Path, n: int, rows: int) -> None:
             "start_time": "2026-12-07T03:00:00+00:00",
             "host": "node1",
             "pid": 1000 + rid,
-            "heartbeat": "2026-12-07T03:00:15+00:00",
+            "heartbeat": beat,
+            "heartbeat_interval_s": 3600,
         }
         config = {"lr": [0.1, 0.01, 0.001][rid % 3], "seed": rid % 5, "model": "mlp"}
         (run / "metadata" / "info.json").write_bytes(orjson.dumps(info))

@@ -16,6 +16,7 @@ import html
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +35,17 @@ from hypothesis import strategies as st
 from conftest import ROOT, make_project, run_task, runlab_cli, start_task, task_env
 from runlab.logs import INDEX
 from runlab.record.metricsfile import Tail
-from runlab.results.serve import Meter, Server, host_name, is_loopback, new_rows
+from runlab.results.serve import (
+    Meter,
+    RunTable,
+    Server,
+    host_name,
+    is_loopback,
+    new_rows,
+    runs_json,
+)
 from runlab.results.serve._pages import run_page
+from runlab.status import Status
 
 TASK = """
 import time
@@ -284,7 +294,7 @@ def test_curves_send_only_the_rows_after_the_offset(site: dict[str, Any]) -> Non
     assert got["values"]["loss"] == pytest.approx([1 / 4, 1 / 5, 1 / 6])
     assert table.meter.bytes_read - before == len(raw) - third
     caught_up = {"3": {"train": [len(raw), first["ino"]]}}
-    assert new_rows(table, "config.steps == 6", caught_up)["runs"]["3"]["files"] == {}
+    assert new_rows(table, "config.steps == 6", caught_up)["runs"] == {}  # nothing new
     other_file = {"3": {"train": [third, first["ino"] + 1]}}  # replaced: from its start
     again = new_rows(table, "config.steps == 6", other_file)["runs"]["3"]["files"]["train"]
     assert again["reset"] and again["step"] == [0, 1, 2, 3, 4, 5]
@@ -303,6 +313,16 @@ def test_a_refresh_of_ended_runs_reads_nothing_new(site: dict[str, Any]) -> None
     before = table.meter.bytes_read
     get(site["server"], "/api/runs")
     assert table.meter.bytes_read == before
+
+
+def test_a_running_run_whose_writer_is_gone_is_lost(site: dict[str, Any], tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    shutil.copytree(site["logs"] / "3", logs / "3")
+    path = logs / "3" / "metadata" / "info.json"
+    info = orjson.loads(path.read_bytes())
+    info.update(status=Status.RUNNING.value, end_time=None)  # its process has ended
+    path.write_bytes(orjson.dumps(info))
+    assert runs_json(RunTable(logs), None, None)["runs"][0]["status"] == Status.LOST
 
 
 def test_zz_nothing_is_written_under_the_logs_but_the_index(site: dict[str, Any]) -> None:

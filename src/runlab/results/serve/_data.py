@@ -31,7 +31,7 @@ import polars as pl
 
 from runlab.logs import Logs
 from runlab.record.metricsfile import SUFFIX, Tail, decode_value, parse_row
-from runlab.results.reader import Reader, read_run
+from runlab.results.reader import Reader, read_run, writer_gone
 from runlab.results.reader._files import Refused, load_record
 from runlab.results.report._format import palette
 from runlab.results.report._labels import differences, labels_of
@@ -46,6 +46,8 @@ KEY_COLUMNS = 6
 MAX_CURVE_RUNS = 200
 # The run page shows at most this much of the end of the run's job output.
 LOG_TAIL = 64 * 1024
+# A RUNNING run's writer: asked whether it lives at most this often (runlab.record.process).
+LOST_EVERY_S = 5.0
 # runlab's own keys in a metrics row.
 OWN_KEYS = frozenset({"step", "time"})
 
@@ -71,11 +73,23 @@ class RunRow:
     keys: dict[str, list[str]] = field(default_factory=dict)  # file -> keys of its 1st row
     tails: dict[str, Tail] = field(default_factory=dict)  # metric -> its tail
     values: dict[str, Any] = field(default_factory=dict)  # metric -> latest value
+    lost: bool = False  # RUNNING, but its writer is gone (the reader's rule): LOST
+    checked: float = float("-inf")  # when ``lost`` was last asked (time.monotonic)
 
     @property
     def status(self) -> str:
         status = self.info.get("status")
-        return status if isinstance(status, str) and status else Status.CORRUPT.value
+        if not isinstance(status, str) or not status:
+            return Status.CORRUPT.value
+        return Status.LOST.value if self.lost and status == Status.RUNNING else status
+
+    def check_writer(self, now: float) -> None:
+        """Whether a RUNNING run's writer is gone, asked at most every :data:`LOST_EVERY_S`."""
+        if self.info.get("status") != Status.RUNNING:
+            self.lost = False
+        elif now - self.checked >= LOST_EVERY_S:
+            self.checked = now
+            self.lost = writer_gone(self.info)
 
     @property
     def active(self) -> bool:
@@ -139,8 +153,11 @@ class RunTable:
         for rid in set(self.runs) - ids:
             del self.runs[rid]
             self.version += 1
+        now = time.monotonic()
         for run in self.runs.values():
-            if self._read_info(run) or run.active or not run.files:
+            changed = self._read_info(run)
+            run.check_writer(now)
+            if changed or run.active or not run.files:
                 self._scan_metrics(run)
 
     def _read_info(self, run: RunRow) -> bool:
@@ -155,6 +172,7 @@ class RunTable:
             return False
         run.sig = sig
         run.info = _load(run.path, "info") or {}
+        run.checked = float("-inf")  # a new record: its writer asked again
         self.meter.bytes_read += sig[1] if sig else 0
         if run.config is None:
             run.config = flatten(_load(run.path, "config") or {})

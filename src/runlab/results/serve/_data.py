@@ -104,13 +104,16 @@ def _epoch(value: Any) -> float | None:
 
 
 def duration(info: dict[str, Any], now: float) -> float | None:
-    """Seconds the run ran (so far, while active)."""
+    """Seconds the run ran: so far while active, else its record's ``duration_s`` (or its
+    end less its start); None where the record cannot say."""
     start = _epoch(info.get("attempt_start_time") or info.get("start_time"))
-    if start is None:
-        return None
+    if Status.of(info.get("status")) in ACTIVE:
+        return max(0.0, now - start) if start is not None else None
+    recorded = info.get("duration_s")
+    if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+        return float(recorded)
     end = _epoch(info.get("end_time"))
-    active = Status.of(info.get("status")) in ACTIVE
-    return max(0.0, (now if active or end is None else end) - start)
+    return max(0.0, end - start) if start is not None and end is not None else None
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

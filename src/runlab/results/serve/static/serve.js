@@ -165,7 +165,7 @@ function panel(metric) {
   plot.dataset.metric = metric;
   box.append(plot);
   document.getElementById("panels").append(box);
-  Plotly.newPlot(plot, [], {margin: {l: 60, r: 20, t: 10, b: 40}, height: 320,
+  Plotly.newPlot(plot, [], {margin: {l: 60, r: 20, t: 32, b: 40}, height: 340,
     xaxis: {title: {text: "step"}}, showlegend: true, legend: {font: {size: 11}}},
     {displaylogo: false, responsive: true});
   p = curves.panels[metric] = {plot: plot, traces: {}};

@@ -4,6 +4,10 @@
 
 const POLL_MS = 1000;
 const params = new URLSearchParams(location.search);
+if (params.has("token")) {  // the cookie carries it now: out of the address bar and history
+  params.delete("token");
+  history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+}
 const state = {where: params.get("where") || "", metric: params.get("metric") || "",
                sort: null, desc: false, polls: 0, busy: false};
 window.runlab = state;  // for the tests: state.polls counts the answers received

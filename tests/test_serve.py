@@ -295,6 +295,13 @@ def test_curves_send_only_the_rows_after_the_offset(site: dict[str, Any]) -> Non
     assert table.meter.bytes_read - before == len(raw) - third
     caught_up = {"3": {"train": [len(raw), first["ino"]]}}
     assert new_rows(table, "config.steps == 6", caught_up)["runs"] == {}  # nothing new
+    for damaged in ([None, "x"], ["1", 2, 3], [{}, []]):  # from the start, never a 500
+        got = new_rows(table, None, {"3": {"train": damaged}})["runs"]["3"]["files"]["train"]
+        assert got["step"] == [0, 1, 2, 3, 4, 5]
+    status, _, body = get(
+        server, "/api/curves?since=%7B%223%22%3A%7B%22train%22%3A%5B%22x%22%5D%7D%7D"
+    )
+    assert status == 200 and orjson.loads(body)["runs"]["3"]["files"]["train"]["reset"]
     other_file = {"3": {"train": [third, first["ino"] + 1]}}  # replaced: from its start
     again = new_rows(table, "config.steps == 6", other_file)["runs"]["3"]["files"]["train"]
     assert again["reset"] and again["step"] == [0, 1, 2, 3, 4, 5]

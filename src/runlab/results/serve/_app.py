@@ -205,12 +205,10 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/", "/curves"):
             self._page(path, where or "")
         elif path == "/api/runs":
-            with self.server.table.lock:
-                self._json(lambda: runs_json(self.server.table, where, query.get("metric")))
+            self._json(lambda: runs_json(self.server.table, where, query.get("metric")))
         elif path == "/api/curves":
             since = _since(query.get("since", ""))
-            with self.server.table.lock:
-                self._json(lambda: new_rows(self.server.table, where, since))
+            self._json(lambda: new_rows(self.server.table, where, since))
         elif (match := _RUN_PATH.match(path)) is not None:
             self._run(int(match[1]))
         elif path.startswith("/static/"):
@@ -233,8 +231,11 @@ class Handler(BaseHTTPRequestHandler):
         self._send(400 if error else 200, make(logs, where, error).encode(), "text/html")
 
     def _json(self, make: Any) -> None:
+        """The JSON ``make()`` returns, made under the table's lock (one refresh at a time),
+        sent after it."""
         try:
-            data, status = make(), 200
+            with self.server.table.lock:
+                data, status = make(), 200
         except QueryError as exc:
             data, status = {"error": f"invalid query: {exc.line()}"}, 400
         self._send(status, orjson.dumps(data), "application/json")

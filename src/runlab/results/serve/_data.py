@@ -356,7 +356,10 @@ def _file_rows(
     table: RunTable, run: RunRow, name: str, mark: list[int] | None
 ) -> dict[str, Any] | None:
     """The rows of one metrics file after ``mark`` ([offset, inode]); None if none."""
-    offset, ino = (int(mark[0]), int(mark[1])) if mark and len(mark) == 2 else (-1, 0)
+    try:  # what the browser sent back; anything else: from the start
+        offset, ino = (int(mark[0]), int(mark[1])) if mark and len(mark) == 2 else (-1, 0)
+    except (TypeError, ValueError):
+        offset, ino = -1, 0
     tail = Tail(offset, ino)
     lines = tail.read(os.path.join(run.path, "metrics", name + SUFFIX), table.meter, window=None)
     if not lines and not tail.restarted:

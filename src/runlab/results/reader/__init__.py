@@ -45,7 +45,7 @@ from runlab.logs import INDEX as INDEX_DIR
 from runlab.results.reader._api import CorruptRunWarning, Grouped, Reader, runs, to_pandas
 from runlab.results.reader._files import iso_epoch as _iso_epoch
 from runlab.results.reader._index import IndexDamagedWarning, wait_for_index
-from runlab.results.reader._run import NoSuchRun, read_run, writer_gone
+from runlab.results.reader._run import NoSuchRun, read_run
 from runlab.results.reader._store import LOST_AFTER_S
 
 __all__ = [
@@ -59,6 +59,5 @@ __all__ = [
     "to_pandas",
     "wait_for_index",
 ]
-# Also importable, for runlab's own commands: INDEX_DIR, LOST_AFTER_S, _iso_epoch, writer_gone
-# (whether a RUNNING run's writer is gone: runlab serve shows it LOST, as the reader does).
-_ = (INDEX_DIR, LOST_AFTER_S, _iso_epoch, writer_gone)
+# Also importable, for runlab's own commands: INDEX_DIR, LOST_AFTER_S, _iso_epoch.
+_ = (INDEX_DIR, LOST_AFTER_S, _iso_epoch)

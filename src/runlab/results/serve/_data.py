@@ -31,8 +31,9 @@ import polars as pl
 
 from runlab.logs import Logs
 from runlab.record.metricsfile import SUFFIX, Tail, decode_value, parse_row
-from runlab.results.reader import Reader, read_run, writer_gone
+from runlab.results.reader import Reader, read_run
 from runlab.results.reader._files import Refused, load_record
+from runlab.results.reader._run import writer_gone
 from runlab.results.report._format import palette
 from runlab.results.report._labels import differences, labels_of
 from runlab.status import ACTIVE, Status, hex_colour

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -438,6 +439,30 @@ def test_the_command_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert err.strip() == "runlab serve: stopped"
     assert match[2] not in err + out
     assert not (logs / INDEX).exists() or list(logs.iterdir()) == [logs / INDEX]
+
+
+def test_another_host_is_said_with_a_warning(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runlab", "serve", str(tmp_path), "--host", "0.0.0.0"],
+        cwd=ROOT,
+        env=task_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)] if proc.stdout else []
+        assert lines[0].startswith("warning: listening on 0.0.0.0, not only this machine")
+        match = re.search(r"http://\S+:(\d+)/\?token=([\w-]+)", "".join(lines))
+        assert match, lines
+        conn = http.client.HTTPConnection("127.0.0.1", int(match[1]), timeout=30)
+        conn.request("GET", f"/api/runs?token={match[2]}", headers={"Host": socket.gethostname()})
+        assert conn.getresponse().status == 200  # this machine's own name, with --host
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
 
 
 def test_the_command_refuses_a_missing_logs_directory(tmp_path: Path) -> None:

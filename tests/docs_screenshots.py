@@ -10,6 +10,10 @@ self-contained ``index.html``: template, styles, scripts, Plotly and data inline
 temporary directory's path replaced; tests/test_docs_screenshots.py renders it again and
 fails if the digest differs, so a change to the report cannot leave the docs behind.
 
+``SERVE_SHOTS``: ``runlab serve``'s pages over the same kind of data, drawn the same way;
+their digest covers what the browser receives (the page, its script and style, and the
+JSON it fetches, inodes, byte offsets and paths left out).
+
 docs/images/tune-history.png is hand-made (Optuna's plot of a real study; a study of the
 example task takes minutes), so it has no sidecar.
 """
@@ -34,10 +38,17 @@ IMAGES = ROOT / "docs" / "images"
 if str(TESTS) not in sys.path:  # run as a script: report_data and cdp sit beside it
     sys.path.insert(0, str(TESTS))
 
+import http.client  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+import orjson  # noqa: E402
 import report_data  # noqa: E402
 from cdp import Browser  # noqa: E402
 
 from runlab.cli import main  # noqa: E402
+from runlab.results.serve import Server  # noqa: E402
 
 REGENERATE = "python tests/docs_screenshots.py --write"
 HAND_MADE = {"tune-history.png"}
@@ -58,6 +69,85 @@ SHOTS: dict[str, Shot] = {
     # Three weeks of mixed runs: header, leaderboard and the first curves.
     "report-heterogeneous": Shot(report_data.heterogeneous, "train.loss,test.acc", 1400, 1180),
 }
+
+
+@dataclass(frozen=True)
+class ServeShot:
+    data: Callable[[Path], list[int]]  # writes the logs directory
+    page: str  # the dashboard's page: "/" or "/curves"
+    ready: str  # a JavaScript expression, true once the page has drawn its data
+    width: int
+    height: int
+
+
+SERVE_SHOTS: dict[str, ServeShot] = {
+    # The example sweep's curves, live: one panel per metric, one line per run by group.
+    "serve": ServeShot(
+        report_data.clean_sweep,
+        "/curves",
+        "document.querySelectorAll('.runlab-plot').length >= 2 && window.runlab.polls >= 2",
+        1200,
+        580,
+    ),
+}
+
+
+@contextmanager
+def serving(name: str, work: Path) -> Iterator[Server]:
+    """The data of serve screenshot ``name`` under ``work``, and a server over it."""
+    SERVE_SHOTS[name].data(work / "logs")
+    server = Server(work / "logs")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _fetch(server: Server, path: str) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", f"{path}{'&' if '?' in path else '?'}token={server.token}")
+    body = conn.getresponse().read()
+    conn.close()
+    return body
+
+
+def serve_digest(name: str, server: Server, work: Path) -> str:
+    """sha256 of what the browser gets for ``name``: the page, its script and style, and
+    the JSON of both endpoints (inodes and offsets dropped: the rows' logging times make
+    the files' sizes vary; ``work``'s path as ``<work>``)."""
+    curves = orjson.loads(_fetch(server, "/api/curves"))
+    for run in curves["runs"].values():
+        for got in run["files"].values():
+            got.pop("ino"), got.pop("offset")  # where the files are, and their byte sizes
+    parts = [
+        _fetch(server, SERVE_SHOTS[name].page),
+        _fetch(server, "/static/serve.js"),
+        _fetch(server, "/static/serve.css"),
+        _fetch(server, "/api/runs"),
+        orjson.dumps(curves, option=orjson.OPT_SORT_KEYS),
+    ]
+    text = b"\0".join(parts).decode("utf-8")
+    text = text.replace(str(work.resolve()), "<work>").replace(str(work), "<work>")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def serve_screenshot(browser: Browser, name: str, server: Server, png: Path) -> Path:
+    """The dashboard's page at ``name``'s viewport, once drawn, as a PNG at ``png``."""
+    shot = SERVE_SHOTS[name]
+    url = f"http://127.0.0.1:{server.port}{shot.page}?token={server.token}"
+    page = browser.open(url, width=shot.width, height=shot.height)
+    page.wait_for(shot.ready, timeout=60)
+    page.evaluate("document.getElementById('live').textContent = 'live'")  # not the time
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    if page.errors:
+        raise RuntimeError(f"{name}: the page reported errors: {page.errors}")
+    data = page.send("Page.captureScreenshot", {"format": "png"})["data"]
+    png.write_bytes(base64.b64decode(data))
+    return png
 
 
 def render(name: str, work: Path) -> Path:
@@ -107,10 +197,30 @@ def sidecar(name: str) -> Path:
     return IMAGES / f"{name}.png.json"
 
 
+def write_serve(browser: Browser, name: str) -> None:
+    work = Path(tempfile.gettempdir()) / "runlab-docs"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        with serving(name, work) as server:
+            png = serve_screenshot(browser, name, server, IMAGES / f"{name}.png")
+            shot = SERVE_SHOTS[name]
+            record = {
+                "sha256": serve_digest(name, server, work),
+                "viewport": [shot.width, shot.height],
+                "made_by": REGENERATE,
+            }
+        sidecar(name).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{png.relative_to(ROOT)}  {record['sha256'][:12]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_all(names: list[str]) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with Browser() as browser:
-        for name in names:
+        for name in [n for n in names if n in SERVE_SHOTS]:
+            write_serve(browser, name)
+        for name in [n for n in names if n in SHOTS]:
             # One fixed folder, so the path in the header is the same on every run and an
             # unchanged page gives the same PNG.
             work = Path(tempfile.gettempdir()) / "runlab-docs"
@@ -133,14 +243,17 @@ def write_all(names: list[str]) -> None:
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="regenerate docs/images/*.png")
-    parser.add_argument("names", nargs="*", help=f"some of {', '.join(SHOTS)} (default: all)")
+    parser.add_argument(
+        "names", nargs="*", help=f"some of {', '.join([*SHOTS, *SERVE_SHOTS])} (default: all)"
+    )
     args = parser.parse_args(argv)
     if not args.write:
         parser.error("nothing to do: pass --write to regenerate the screenshots")
-    unknown = sorted(set(args.names) - set(SHOTS))
+    known = [*SHOTS, *SERVE_SHOTS]
+    unknown = sorted(set(args.names) - set(known))
     if unknown:
-        parser.error(f"no screenshot named {', '.join(unknown)}; known: {', '.join(SHOTS)}")
-    write_all(args.names or list(SHOTS))
+        parser.error(f"no screenshot named {', '.join(unknown)}; known: {', '.join(known)}")
+    write_all(args.names or known)
     return 0
 
 

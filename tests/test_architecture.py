@@ -71,6 +71,7 @@ ALLOWED_FUNCTION_IMPORTS: dict[str, str] = {
     "runlab.cli.report._report -> runlab.results.report": _POLARS,
     "runlab.cli.results._reader -> runlab.results.reader": _POLARS,
     "runlab.cli.results._record -> runlab.results.reader": _POLARS,
+    "runlab.cli.serve._serve -> runlab.results.serve": _POLARS,
 }
 
 # Functions over MAX_LINES lines: "module.Class.function".

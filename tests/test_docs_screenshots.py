@@ -90,9 +90,20 @@ def test_screenshot_is_a_png_of_the_viewport_and_not_blank(name: str) -> None:
     assert colours > 1, f"{name}.png is blank"
 
 
+@pytest.mark.parametrize("name", list(shots.SERVE_SHOTS))
+def test_serve_screenshot_matches_the_dashboard(name: str, tmp_path: Path) -> None:
+    record = json.loads(shots.sidecar(name).read_text())
+    with shots.serving(name, tmp_path) as server:
+        assert shots.serve_digest(name, server, tmp_path) == record["sha256"], MESSAGE
+    shot = shots.SERVE_SHOTS[name]
+    assert record["viewport"] == [shot.width, shot.height], MESSAGE
+    width, height, colours = png_size_and_colours(shots.IMAGES / f"{name}.png")
+    assert (width, height) == (shot.width, shot.height) and colours > 1
+
+
 def test_every_image_in_docs_images_is_made_or_declared_hand_made() -> None:
     pngs = {p.name for p in shots.IMAGES.glob("*.png")}
-    made = {f"{name}.png" for name in shots.SHOTS}
+    made = {f"{name}.png" for name in [*shots.SHOTS, *shots.SERVE_SHOTS]}
     assert pngs == made | shots.HAND_MADE
     assert {p.name for p in shots.IMAGES.glob("*.json")} == {f"{p}.json" for p in made}
 
@@ -124,3 +135,8 @@ def test_screenshots_draw_at_the_viewport(tmp_path: Path) -> None:
             png = shots.screenshot(browser, name, report, tmp_path / f"{name}.png")
             width, height, colours = png_size_and_colours(png)
             assert (width, height) == (shot.width, shot.height) and colours > 1
+        for name, served in shots.SERVE_SHOTS.items():
+            with shots.serving(name, tmp_path / name) as server:
+                png = shots.serve_screenshot(browser, name, server, tmp_path / f"{name}.png")
+            width, height, colours = png_size_and_colours(png)
+            assert (width, height) == (served.width, served.height) and colours > 1

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "check a logs directory's invariants (--repair fixes what is safe)"),
     "tune": ("tune", "search hyperparameters with Optuna; every trial is a run (--show: best)"),
     "export": ("export", "write runs into TensorBoard event files or an MLflow tracking server"),
+    "serve": ("serve", "a live dashboard of runs and curves in the browser (read-only, local)"),
 }
 
 

@@ -16,8 +16,8 @@ the offset reached in the metrics file of the ranking metric. A refresh:
 - for the runs still active (and those whose info just changed), ``stat``\\ s the
   ranking metric's ``metrics/<name>.jsonl`` and reads only the bytes appended since
   the last refresh, up to the last whole line (a torn last line is read again next
-  time, :func:`runlab.record.metricsfile.split_torn`). The first read of a file
-  takes only its last :data:`TAIL_WINDOW` bytes (the latest value is what is shown);
+  time, :class:`runlab.record.metricsfile.Tail`, shared with ``runlab serve``). The first
+  read of a file takes only its last :data:`TAIL_WINDOW` bytes (the latest value is what is shown);
   a file that shrank or was replaced is read again from its end in the same way.
 
 Every byte read is counted in :attr:`Watch.bytes_read` (the tests and
@@ -44,17 +44,20 @@ import orjson
 from runlab.cli._progress import _timeouts_settled
 from runlab.cli._text import cell, m, safe
 from runlab.errors import UserError
-from runlab.record.metricsfile import complete_lines, decode_value, parse_row, split_torn
+from runlab.record.metricsfile import (
+    READ_CAP,
+    TAIL_WINDOW,
+    Tail,
+    complete_lines,
+    decode_value,
+    parse_row,
+)
 from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, FAILING, SUCCEEDED, Status, colour
 from runlab.sweep import ops
 from runlab.sweep.record import SweepRecord, SweepRecordError
 from runlab.sweep.tune import journal_path
 
-# The first read of a metrics file: its last bytes only (the latest value is shown).
-TAIL_WINDOW = 64 * 1024
-# At most this much of a file is read in one refresh (the rest in the next ones).
-READ_CAP = 4 << 20
 # The reconcile with the scheduler: at most this often.
 RECONCILE_S = 5.0
 # runlab's own keys in a metrics row (never the ranking metric by default).
@@ -63,39 +66,8 @@ EXIT_INTERRUPTED = 130
 
 
 # ------------------------------------------------------------------------ model
-@dataclass
-class Tail:
-    """A metrics file read a piece at a time: the offset reached, and the file it is in."""
-
-    offset: int = -1  # -1: never read
-    ino: int = 0
-
-    def read(self, path: str, meter: Watch) -> list[bytes]:
-        """The whole lines appended to ``path`` since the last call (none if it is missing)."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return []
-        meter.stats += 1
-        if st.st_ino != self.ino or st.st_size < self.offset or self.offset < 0:
-            self.ino = st.st_ino
-            self.offset = max(0, st.st_size - TAIL_WINDOW)  # a first read: its end
-            first = self.offset > 0
-        else:
-            first = False
-        if st.st_size == self.offset:
-            return []
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(min(st.st_size - self.offset, READ_CAP))
-        except OSError:
-            return []
-        meter.bytes_read += len(data)
-        whole, _torn = split_torn(data)
-        self.offset += len(whole)
-        lines = whole.split(b"\n")[:-1]
-        return lines[1:] if first else lines  # from the middle of a file: a piece first
+# Re-exported: the tests and the benchmark read them here.
+__all__ = ["READ_CAP", "TAIL_WINDOW", "Tail", "Watch", "view"]
 
 
 @dataclass

@@ -49,8 +49,9 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -122,6 +123,67 @@ def decode_value(value: Any) -> Any:
     if type(value) is str and value in NONFINITE:
         return NONFINITE[value]
     return value
+
+
+# ------------------------------------------------------------- reading as it grows
+# The first read of a file by a live view: its last bytes only (the latest value is shown).
+TAIL_WINDOW = 64 * 1024
+# At most this much of a file is read in one call (the rest in the next ones).
+READ_CAP = 4 << 20
+
+
+class Meter(Protocol):
+    """What a reader of growing files counts: every ``stat`` and every byte read."""
+
+    stats: int
+    bytes_read: int
+
+
+@dataclass
+class Tail:
+    """A metrics file read a piece at a time: the offset reached, and the file it is in.
+
+    The one incremental reader of metrics files, shared by ``runlab status --watch``
+    (one :class:`Tail` per run, kept between refreshes) and ``runlab serve`` (a
+    :class:`Tail` made from the offset and inode a browser sends back). ``restarted``:
+    whether the last :meth:`read` began again (a first read, a file that shrank or was
+    replaced), so what came before is to be dropped.
+    """
+
+    offset: int = -1  # -1: never read
+    ino: int = 0
+    restarted: bool = False
+
+    def read(self, path: str, meter: Meter, window: int | None = TAIL_WINDOW) -> list[bytes]:
+        """The whole lines appended to ``path`` since the last call (none if it is missing).
+
+        A first read (or a restart) takes only the last ``window`` bytes (``None``: the
+        whole file, from its start); at most :data:`READ_CAP` bytes are read per call.
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            return []
+        meter.stats += 1
+        first = False
+        self.restarted = st.st_ino != self.ino or st.st_size < self.offset or self.offset < 0
+        if self.restarted:
+            self.ino = st.st_ino
+            self.offset = max(0, st.st_size - window) if window is not None else 0
+            first = self.offset > 0
+        if st.st_size == self.offset:
+            return []
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(min(st.st_size - self.offset, READ_CAP))
+        except OSError:
+            return []
+        meter.bytes_read += len(data)
+        whole, _torn = split_torn(data)
+        self.offset += len(whole)
+        lines = whole.split(b"\n")[:-1]
+        return lines[1:] if first else lines  # from the middle of a file: a piece first
 
 
 # ----------------------------------------------------------------- parsing

@@ -25,7 +25,7 @@ class NoSuchRun(UserError, LookupError):
     """No run directory of that id in the logs directory."""
 
 
-def _gone(info: dict[str, Any]) -> bool:
+def writer_gone(info: dict[str, Any]) -> bool:
     """Whether a RUNNING run's writer is gone, by the reader's rule: on this host its
     process decides (:func:`writer_alive`, as ``runlab verify``), elsewhere its heartbeat."""
     live = writer_alive(info)
@@ -77,7 +77,7 @@ def read_run(logs: Path, run_id: int) -> dict[str, Any]:
         record[name] = data
     info = got if isinstance(got := record.get("info"), dict) else {}
     status = info.get("status") if info else Status.CORRUPT.value
-    if status == Status.RUNNING and _gone(info):
+    if status == Status.RUNNING and writer_gone(info):
         status = Status.LOST.value
     record["status"] = status
     metrics: dict[str, Any] = {}

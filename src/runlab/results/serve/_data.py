@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from runlab.logs import Logs
-from runlab.record.metricsfile import SUFFIX, Tail, decode_value, parse_row
+from runlab.record.metricsfile import SUFFIX, Tail, complete_lines, decode_value, parse_row
 from runlab.results.reader import Reader, read_run
 from runlab.results.reader._files import Refused, load_record
 from runlab.results.reader._run import writer_gone
@@ -204,7 +204,8 @@ class RunTable:
         except OSError:
             return []
         self.meter.bytes_read += len(line)
-        row = parse_row(line) if line.endswith(b"\n") else None
+        whole = complete_lines(line)  # a torn first line has no keys yet
+        row = parse_row(whole[0]) if whole else None
         return [k for k in row or {} if k not in OWN_KEYS]
 
     # ------------------------------------------------------------ what is shown

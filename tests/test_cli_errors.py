@@ -313,6 +313,7 @@ EVERY_COMMAND = {
     "tune": (["tune", "--show", "--study", "nope"], True),
     "verify": (["verify", "missing"], True),
     "export": (["export", "tensorboard", "missing"], True),
+    "serve": (["serve", "missing"], True),
 }
 
 

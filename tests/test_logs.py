@@ -210,6 +210,7 @@ READERS = {
     "tune": ["--show"],
     "verify": [],
     "export": ["tensorboard"],
+    "serve": [],
 }
 WRITERS = {"submit", "doctor"}
 

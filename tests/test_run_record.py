@@ -305,3 +305,33 @@ class TestLogger:
             logger.log_metrics({"x": 5})
         rows = read_rows(tmp_path / "run" / "metrics" / "train.jsonl")
         assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_runs_last_line_is_a_line_of_its_own(
+    signum: int, logs: Path, tmp_path: Path
+) -> None:
+    # A stop signal can come between a print's text and its newline; where stdout and
+    # stderr are one file (`task.py > run.out 2>&1`), runlab's last line still stands alone.
+    task = tmp_path / "half.py"
+    task.write_text(
+        "import os, signal, sys, time\n"
+        "import runlab\n\n"
+        "@runlab.launch(config_path=None)\n"
+        "def main(ctx):\n"
+        "    sys.stdout.write('half a line')\n"
+        "    sys.stdout.flush()\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
+        "    time.sleep(30)\n\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n"
+    )
+    out = tmp_path / "run.out"
+    with out.open("wb") as fh:
+        code = subprocess.run(
+            [sys.executable, str(task)], stdout=fh, stderr=subprocess.STDOUT, timeout=60
+        ).returncode
+    lines = out.read_text().splitlines()
+    assert code == (130 if signum == signal.SIGINT else 128 + signum)
+    assert "half a line" in lines
+    assert re.fullmatch(r"\[runlab\] run 1 (preempted|interrupted)(: received SIG\w+)?", lines[-1])

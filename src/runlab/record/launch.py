@@ -13,6 +13,7 @@ print one line and exit with status 2; ``RUNLAB_DEBUG=1`` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -301,6 +302,35 @@ def resolve_run_dir(
     return None, logs
 
 
+def _say_stopped(message: str) -> None:
+    """Print a stopped run's last line on stderr, on a line of its own.
+
+    A stop signal's exception can leave the task's last ``print`` half done: its text
+    written, its newline not (unbuffered output writes them apart). Where stdout and
+    stderr are one file (``task.py > run.out 2>&1``, a scheduler's output file), the
+    message would be glued to that text; a file that does not end a line gets one first.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+        stat = os.fstat(err)
+        glued = os.path.samestat(os.fstat(out), stat) and stat.st_size > 0
+        if glued and _last_byte(err, stat.st_size) != b"\n":
+            sys.stderr.write("\n")
+    print(message, file=sys.stderr, flush=True)
+
+
+def _last_byte(fd: int, size: int) -> bytes:
+    """The last byte of the regular file open at ``fd``, even where ``fd`` is write-only
+    (a shell's ``> file``): then through ``/proc/self/fd``, which opens the file anew."""
+    try:
+        return os.pread(fd, 1, size - 1)
+    except OSError:
+        with open(f"/proc/self/fd/{fd}", "rb") as fh:
+            fh.seek(size - 1)
+            return fh.read(1)
+
+
 def _fail(message: str, code: int) -> SystemExit:
     print(f"runlab: error: {message}", file=sys.stderr, flush=True)
     return SystemExit(code)
@@ -470,11 +500,11 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
         return result
     except Interrupted as exc:
         run_id = session.run.run_id if session and session.run else "?"
-        print(f"[runlab] run {run_id} {exc.status.lower()}: {exc}", file=sys.stderr)
+        _say_stopped(f"[runlab] run {run_id} {exc.status.lower()}: {exc}")
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:
         run_id = session.run.run_id if session and session.run else "?"
-        print(f"[runlab] run {run_id} interrupted", file=sys.stderr)
+        _say_stopped(f"[runlab] run {run_id} interrupted")
         raise SystemExit(130) from None
     except RecordError as exc:  # the run ended, its record could not be completed
         if debug:

@@ -8,6 +8,11 @@ environment capture runs its git calls for real. The figure is the wall time
 from process start to exit (``subprocess.run`` around a fresh interpreter),
 median of ``--runs`` runs each, after one untimed warm-up run of each (page
 cache, ``.pyc`` files). runlab's overhead is the difference of the medians.
+
+The apps run as a user's Python runs them: writing and reusing bytecode, so
+``PYTHONDONTWRITEBYTECODE`` is dropped from their environment. Where it is set
+(some CI images set it), every start compiles runlab's modules from source again;
+``--no-bytecode`` keeps it, to measure that case.
 """
 
 from __future__ import annotations
@@ -93,11 +98,19 @@ def time_once(script: Path, env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each app")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="run the apps with PYTHONDONTWRITEBYTECODE=1 (every start compiles the sources)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="runlab-startup-") as tmp:
         root = Path(tmp)
         bare, with_runlab = make_apps(root)
         env = {**os.environ, "RUNLAB_LOGS": str(root / "logs")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if args.no_bytecode:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         apps = {"bare Hydra": bare, "@runlab.launch": with_runlab}
         wall: dict[str, list[float]] = {name: [] for name in apps}
         cpu: dict[str, list[float]] = {name: [] for name in apps}
@@ -113,6 +126,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"load average at the end: {load:.1f}")
+    print("bytecode: " + ("not written (PYTHONDONTWRITEBYTECODE=1)" if args.no_bytecode else "cached"))
     print(f"{'app':<16} {'wall median s':>14} {'min':>7} {'max':>7} {'CPU median s':>13}")
     for name in apps:
         w, c = wall[name], cpu[name]

@@ -524,5 +524,5 @@ def test_generated_project_passes_its_tests_against_the_built_wheel(
     # Nothing of the above left the project's tree changed.
     assert git(project, "status", "--porcelain") == ""
     timings["total"] = time.monotonic() - started
+    # Shown with -s; the figure against the 2-minute target is benchmarks/template_project.py's.
     print("generated project against the wheel:", {k: round(v, 1) for k, v in timings.items()})
-    assert timings["tests"] + timings["train"] + timings["dry-run"] < 120

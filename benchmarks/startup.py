@@ -126,7 +126,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"load average at the end: {load:.1f}")
-    print("bytecode: " + ("not written (PYTHONDONTWRITEBYTECODE=1)" if args.no_bytecode else "cached"))
+    print(
+        "bytecode: " + ("not written (PYTHONDONTWRITEBYTECODE=1)" if args.no_bytecode else "cached")
+    )
     print(f"{'app':<16} {'wall median s':>14} {'min':>7} {'max':>7} {'CPU median s':>13}")
     for name in apps:
         w, c = wall[name], cpu[name]

@@ -135,3 +135,22 @@ def test_ls_metrics_adds_final_values(project: Path) -> None:
     assert bad.stderr.strip() == (
         "runlab ls: error: no run logged metric 'train.lss'; did you mean 'train.loss'?"
     )
+
+
+def test_a_diverged_run_shows_nan_not_an_empty_cell(tmp_path: Path) -> None:
+    import math
+
+    import runlab
+    from runlab.record.rundir import allocate
+
+    logs = tmp_path / "logs"
+    for last in (0.5, math.nan):
+        with runlab.RunLogger(allocate(logs, 1)[0], config={"lr": last}) as log:
+            for loss in (1.0, last):
+                log.log_metrics({"loss": loss}, name="train")
+    table = lines(runlab_cli(tmp_path, "compare", "1", "2", "--logs", str(logs)).stdout)
+    assert table["train.loss final"] == ["0.5", "nan"]
+    data = json.loads(
+        runlab_cli(tmp_path, "compare", "1", "2", "--logs", str(logs), "--json").stdout
+    )
+    assert data["runs"][1]["metrics"]["train.loss"]["final"] is None  # JSON has no NaN

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,90 @@ def test_export_help_imports_neither_package_nor_polars() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- what an audit found
+def test_a_long_name_keeps_its_readable_start() -> None:
+    name = "train/" + "L" * 300
+    mapped = NameMap(250)(name)
+    assert accepted(mapped, 250) and len(mapped) <= 250
+    assert mapped.startswith("train/LLLL"), mapped
+
+
+def test_mlflow_a_run_with_many_metrics_is_unchanged_when_exported_again(
+    logs: Path, tmp_path: Path
+) -> None:
+    # 250 metrics: their export state is longer than a tag holds, so only a fingerprint
+    # of every point is kept; exported again, the run is still unchanged, not replaced.
+    with runlab.RunLogger(allocate(logs, 1)[0]) as log:
+        for step in range(3):
+            log.log_metrics({f"layer{k}.grad_norm": step + k for k in range(250)}, name="train")
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"created": 1}
+    client = _client(uri)
+    first = _ml_runs(client)["1"].info.run_id
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"unchanged": 1}
+    assert _ml_runs(client)["1"].info.run_id == first
+    with runlab.RunLogger(logs / "1") as log:
+        log.log_metrics({"layer0.grad_norm": 9.0}, name="train", step=3)
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"replaced": 1}
+    assert _ml_check(client, _expected(logs)) == 751
+
+
+@pytest.mark.parametrize("stamp", ["Infinity", "-Infinity", "1e300", "NaN"])
+def test_mlflow_a_time_out_of_range_is_sent_as_0(logs: Path, tmp_path: Path, stamp: str) -> None:
+    path = _make_runs(logs, n=1, steps=2)[0]
+    with (path / "metrics" / "test.jsonl").open("a") as fh:  # a hand-edited row
+        fh.write(f'{{"step": 7, "time": {stamp}, "acc": 0.25}}\n')
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"created": 1}
+    client = _client(uri)
+    run = _ml_runs(client)["1"]
+    history = {m.step: m for m in client.get_metric_history(run.info.run_id, "test/acc")}
+    assert history[7].value == 0.25 and history[7].timestamp == 0
+
+
+def test_mlflow_logs_reached_through_a_link_are_the_same_runs(logs: Path, tmp_path: Path) -> None:
+    _make_runs(logs, n=2, steps=2)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    assert export.to_mlflow(runlab.Reader(logs), uri).counts == {"created": 2}
+    link = tmp_path / "link"
+    link.symlink_to(logs)
+    before = {k: r.info.run_id for k, r in _ml_runs(_client(uri)).items()}
+    counts = export.to_mlflow(runlab.Reader(link), uri).counts  # the path tag follows
+    assert counts == {"updated": 2}, counts
+    assert {k: r.info.run_id for k, r in _ml_runs(_client(uri)).items()} == before
+
+
+@pytest.mark.parametrize("uri", ["bogus://x", "http://127.0.0.1:1"])
+def test_mlflow_an_unusable_uri_is_the_users_one_line(
+    made: Path, uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    assert main(["export", "mlflow", "--uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    assert err.startswith("runlab export: error: MLflow cannot use this tracking URI: "), err
+    assert "internal error" not in err
+
+
+def test_tensorboard_a_killed_exports_temporary_directory_is_removed(made: Path) -> None:
+    import subprocess
+
+    out = made / ".exports" / "tensorboard"
+    assert main(["export", "tensorboard"]) == 0
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)  # a process that has ended
+    for name in (f".1.tmp-{pid}", f".2.old-{pid}"):
+        (out / name).mkdir()
+        (out / name / "events.out.tfevents.1.host.1.0").write_bytes(b"half")
+    live = out / f".3.tmp-{os.getppid()}"  # a process still running: left alone
+    live.mkdir()
+    assert main(["export", "tensorboard"]) == 0  # nothing changed: the stale ones go anyway
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [live.name]

@@ -362,6 +362,13 @@ def test_user_text_reaches_the_terminal_through_the_renderer() -> None:
                 built = isinstance(arg, ast.Call) and getattr(arg.func, "id", "") == "cell"
                 if not (starred or built):
                     problems.append(f"{where}:{call.lineno}: a table cell not built by cell()")
+        # Column headers: runlab's own words (a literal), or built by cell().
+        for call in _calls(tree, "add_column"):
+            for arg in [*call.args[:1], *(k.value for k in call.keywords if k.arg == "header")]:
+                literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                built = isinstance(arg, ast.Call) and getattr(arg.func, "id", "") == "cell"
+                if not (literal or built):
+                    problems.append(f"{where}:{call.lineno}: a column header not built by cell()")
     assert not problems, "\n".join(problems)
 
 

@@ -263,6 +263,27 @@ def test_the_view_renders(tmp_path: Path) -> None:
     assert "train.loss" in text and "more" in text and len(text.splitlines()) <= 20
 
 
+@pytest.mark.parametrize(
+    "name", ["acc[/top1]", "[red]loss", "[bold]x[/bold]", "a\x1b[31mb", "l\u202eoss", ":smile:"]
+)
+def test_a_metric_name_is_drawn_as_text(tmp_path: Path, name: str) -> None:
+    # The logger accepts any metric name; the view's column header shows it as written.
+    make_runs(tmp_path, 2, 0)
+    row = orjson.dumps({"step": 0, "time": 1.0, name: 0.5}) + b"\n"
+    (tmp_path / "1" / "metrics" / "train.jsonl").write_bytes(row)
+    watch = _watch.Watch(tmp_path, [1, 2], None)
+    watch.refresh()
+    assert watch.metric == f"train.{name}"
+    from rich.console import Console
+
+    console = Console(width=100, height=20, record=True, color_system="truecolor")
+    console.print(_watch.view(watch, "sweep X", height=20, footer=""))
+    text = console.export_text(styles=False)
+    shown = name.replace("\x1b", "\\x1b").replace("\u202e", "\\u202e")
+    assert f"train.{shown}" in text, text
+    assert "\x1b" not in console.export_text(styles=False)
+
+
 def test_reading_is_fast_enough_for_a_thousand_runs(tmp_path: Path) -> None:
     make_runs(tmp_path, 1000, 50)
     watch = _watch.Watch(tmp_path, range(1, 1001), "train.loss")

@@ -351,7 +351,7 @@ def _metric_table(watch: Watch, room: int, table_type: Any) -> Any:
     table.add_column("run", justify="right")
     table.add_column("status")
     table.add_column("step", justify="right")
-    table.add_column(safe(metric, limit=60), justify="right")
+    table.add_column(cell(metric, limit=60), justify="right")
     runs = _order(watch)
     shown = runs[:room] if len(runs) > room else runs
     for run in shown:

@@ -25,7 +25,6 @@ from runlab.cli._text import cell, m
 from runlab.cli.results import (
     _cell,
     _console,
-    _jsonable,
     _print_json,
     _reader,
     _run,
@@ -177,7 +176,7 @@ def _data(
         "run_ids": [r["run_id"] for r in records],
         "keys": [k.removeprefix("config.") for k in keys],
         "best": {metric: direction(metric, best) for metric in metrics},
-        "runs": _jsonable(runs),
+        "runs": runs,  # NaN kept for the table; --json turns it into null
     }
 
 

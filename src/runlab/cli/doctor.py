@@ -44,7 +44,7 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     table = Table(title="runlab doctor", title_justify="left")
     for column in ("check", "verdict", "detail", "fix"):
-        table.add_column(column, overflow="fold")
+        table.add_column(cell(column), overflow="fold")
     for c in checks:
         table.add_row(
             cell(c.name), cell(c.verdict, style=STYLES[c.verdict]), cell(c.detail), cell(c.fix)

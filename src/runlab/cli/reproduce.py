@@ -205,8 +205,8 @@ def run_diff(args: argparse.Namespace) -> int:
     def table(title: str, rows: list[tuple[str, object, object]]) -> None:
         t = Table(title=title, title_justify="left")
         t.add_column("key")
-        t.add_column(f"run {args.a}")
-        t.add_column(f"run {args.b}")
+        t.add_column(cell(f"run {args.a}"))
+        t.add_column(cell(f"run {args.b}"))
         for key, x, y in rows:
             t.add_row(cell(key), cell(x), cell(y))
         out.print(t if rows else f"[bold]{m(title)}[/]: no difference")
@@ -243,8 +243,8 @@ def run_diff(args: argparse.Namespace) -> int:
 
     metrics = Table(title="metrics (last value; min)", title_justify="left")
     metrics.add_column("metric")
-    metrics.add_column(f"run {args.a}", justify="right")
-    metrics.add_column(f"run {args.b}", justify="right")
+    metrics.add_column(cell(f"run {args.a}"), justify="right")
+    metrics.add_column(cell(f"run {args.b}"), justify="right")
     names = sorted(
         {p.name for p in ra.metrics.glob("*.jsonl")} | {p.name for p in rb.metrics.glob("*.jsonl")}
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runlab.errors import UserError
+from runlab.errors import UserError, one_line
 from runlab.results.export import _mlflow, _tensorboard
 from runlab.results.export._runs import iter_runs
 
@@ -115,8 +115,17 @@ def _to_mlflow(
     if uri is None:
         uri = default_mlflow_uri(reader.logs)
         (reader.logs / EXPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    client = tracking.MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
+    from mlflow.exceptions import MlflowException
+
+    try:  # the first calls: an address MLflow cannot use, or a server not answering
+        client = tracking.MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as exc:
+        raise UserError(
+            f"MLflow cannot use this tracking URI: {one_line(str(exc))}",
+            where=uri,
+            todo="check --uri, or start the tracking server (`mlflow server`)",
+        ) from None
     if found is None:
         where = (reader.logs / EXPORTS_DIR / "mlartifacts").absolute().as_uri() if local else None
         experiment_id = client.create_experiment(experiment, artifact_location=where)

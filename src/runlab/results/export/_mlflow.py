@@ -17,7 +17,8 @@ One MLflow run per runlab run, in one experiment:
   KILLED; QUEUED and RUNNING are RUNNING.
 
 **Exporting again updates, never duplicates.** Each MLflow run holds ``runlab.key``, a
-hash of the run directory's absolute path (which ends in the run id), and is found by it
+hash of the run directory's absolute path, symbolic links resolved (it ends in the run
+id), and is found by it
 (one search of the experiment, on the tag ``runlab.logs_key``). Its tag ``runlab.export``
 records, for each metric, how many points were sent and a hash of them. On a later export:
 
@@ -28,6 +29,10 @@ records, for each metric, how many points were sent and a hash of them. On a lat
   earlier export stopped halfway (``runlab.export`` is ``pending`` while points are
   sent): the MLflow run is deleted (MLflow's soft delete: ``mlflow gc`` purges it, and
   it can be restored) and the run is logged again whole, into a new MLflow run.
+
+A run with more metrics than one tag can list records only a fingerprint of all its
+points: exported again, it is unchanged when the fingerprint is, and logged again whole
+when not.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ KEY_TAG = "runlab.key"
 LOGS_TAG = "runlab.logs_key"
 STATE_TAG = "runlab.export"
 PENDING = "pending"
+# The export state of a run with too many metrics for one tag: its fingerprint alone.
+WHOLE = "*"
+# Milliseconds MLflow's stores take (a signed 64-bit integer), with room to spare; a time
+# beyond them (a hand-edited row, inf) is sent as 0, as a missing time is.
+_MAX_MS = 2**62
 
 
 def mlflow_state(status: Status | None) -> str:
@@ -102,10 +112,12 @@ def _ms(value: Any) -> int | None:
         return None
     try:
         if isinstance(value, str):
-            return int(datetime.fromisoformat(value).timestamp() * 1000)
-        return int(float(value) * 1000)
+            ms = int(datetime.fromisoformat(value).timestamp() * 1000)
+        else:
+            ms = int(float(value) * 1000)
     except (ValueError, OverflowError):
         return None
+    return ms if abs(ms) < _MAX_MS else None
 
 
 def _clip(text: str, limit: int) -> str:
@@ -128,7 +140,7 @@ class MlflowExport:
     ) -> None:
         self.client = client
         self.experiment_id = experiment_id
-        self.logs_key = short_hash(str(logs), 32)
+        self.logs_key = short_hash(str(logs.resolve()), 32)  # one key, however reached
         self.artifacts = artifacts
         self.limits = limits()
         self.counts: Counter[str] = Counter()
@@ -163,7 +175,7 @@ class MlflowExport:
         """Export ``run``: ``created``, ``updated``, ``replaced`` or ``unchanged``."""
         from mlflow.entities import Param
 
-        key = short_hash(str(run.path), 32)
+        key = short_hash(str(run.path.resolve()), 32)
         names = NameMap(self.limits.key).add([s.tag for s in run.series])
         params = self._params(run)
         old = self.existing.get(key)
@@ -217,6 +229,10 @@ class MlflowExport:
         if not isinstance(state, dict):
             return None
         series = {names(s.tag): s for s in run.series}
+        if set(state) == {WHOLE}:  # too many metrics for the state: all sent, or none
+            if state[WHOLE] != [0, run.fingerprint()]:
+                return None
+            return {name: len(s) for name, s in series.items()}
         starts: dict[str, int] = {}
         for name, sent in state.items():
             s = series.get(name)
@@ -253,7 +269,7 @@ class MlflowExport:
             for step, value, stamp in zip(
                 s.steps[n:].tolist(), s.values[n:].tolist(), stamps, strict=True
             ):
-                ms = int(stamp) if stamp == stamp else 0
+                ms = int(stamp) if abs(stamp) < _MAX_MS else 0  # NaN, inf, out of range
                 batch.append(Metric(key, value, ms, step))
                 self.points += 1
                 if len(batch) >= size:
@@ -277,7 +293,7 @@ class MlflowExport:
         state = {names(s.tag): [len(s), s.digest()] for s in run.series}
         text = json.dumps(state, sort_keys=True)
         if len(text) > self.limits.tag_value:  # too many metrics to record: never appended
-            text = json.dumps({"*": [0, run.fingerprint()]})
+            text = json.dumps({WHOLE: [0, run.fingerprint()]})
         facts = run.facts
         commit = facts.get("commit") or facts.get("code_commit")
         tags = {

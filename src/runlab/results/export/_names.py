@@ -33,7 +33,7 @@ def _mapped(name: str, limit: int) -> str:
     parts = [("_" + p[1:] if p.startswith(".") else p) or "_" for p in text.split("/")]
     text = "/".join(parts)
     if len(text) > limit:
-        text = text[: limit - 9].rstrip("/") + "~" + short_hash(name)
+        text = text[: limit - 9].rstrip("/") + "-" + short_hash(name)
     return text if accepted(text, limit) else "runlab_" + short_hash(name, 16)
 
 
@@ -57,7 +57,7 @@ class NameMap:
             return self.names[name]
         out = name if accepted(name, self.limit) else _mapped(name, self.limit)
         if out in self._used:
-            out = _mapped(f"{out[: self.limit - 9]}~{short_hash(name)}", self.limit)
+            out = _mapped(f"{out[: self.limit - 9]}-{short_hash(name)}", self.limit)
         self.names[name] = out
         self._used.add(out)
         return out

@@ -8,7 +8,10 @@ before the first ``/``: one section per metrics file).
 Exporting again never duplicates: a run's directory is written whole into a
 temporary directory beside it, then swapped in (an atomic exchange of the two names
 where Linux offers it, ``renameat2(RENAME_EXCHANGE)``; else two renames), and the old
-one removed. A run whose exported data did not change is left as it is: its directory
+one removed. While a run is written, TensorBoard may list its temporary directory
+(``.<id>.tmp-<pid>``) as a run of its own; one left by an export that was killed is
+removed by the next export of that run. A run whose exported data did not change is
+left as it is: its directory
 holds ``runlab-export.json`` (ignored by TensorBoard) with the fingerprint of what was
 written.
 """
@@ -35,6 +38,7 @@ def write_run(out: Path, run: Run, writer_class: Any) -> bool:
     """Write ``run``'s directory under ``out`` unless it holds this data already; whether
     it was written."""
     final = out / str(run.run_id)
+    _remove_stale(out, run.run_id)
     fingerprint = run.fingerprint()
     if _marker(final).get("fingerprint") == fingerprint:
         return False
@@ -100,6 +104,27 @@ def _output(path: str) -> Any:
         return Output(path)
     except Exception:  # another version of tensorboard's internals: its own output
         return path
+
+
+def _remove_stale(out: Path, run_id: int) -> None:
+    """Remove the temporary directories of ``run_id`` that an export killed halfway left
+    (``.<id>.tmp-<pid>``, ``.<id>.old-<pid>``, their process gone): TensorBoard would
+    list each as a run of its own."""
+    for pattern in (f".{run_id}.tmp-*", f".{run_id}.old-*"):
+        for folder in out.glob(pattern):
+            pid = folder.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _marker(final: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@ a result or a one-line error, never an internal error, and still shows the other
 
 A small logs directory (a local sweep of two runs) is made once; each generated example
 copies it, damages one file of run 1 (cut short, random bytes, invalid UTF-8, a YAML
-tab, JSON of the wrong type, emptied, removed) and runs each reading command as a
+tab, JSON of the wrong type, emptied, removed, a link to ``/dev/zero``) and runs each reading command as a
 real process.
 """
 
@@ -34,6 +34,7 @@ COMMANDS = [
     ["compare", "1", "2"],
     ["ls", "--metrics", "train.value"],
     ["verify"],
+    ["verify", "--deep"],
     ["report", "--all", "-o", "{report}"],
 ]
 
@@ -47,6 +48,7 @@ DAMAGES = [
     "empty",
     "delete",
     "retyped",
+    "endless",  # a link to /dev/zero: a file with no end (reading it whole never returns)
 ]
 
 # Examples: few by default (each runs eight commands); RUNLAB_DAMAGE_EXAMPLES=500 searches widely.
@@ -106,6 +108,8 @@ def retyped(raw: bytes, k: int) -> bytes:
 
 def damage(path: Path, how: str, k: int, noise: bytes) -> None:
     """Damage the file at ``path`` the way ``how`` names (``k``: where to cut)."""
+    if how == "endless" and path.parent.name == "logs":  # a job's output, not a record:
+        how = "random"  # `runlab logs` copies it as `cat` would, without end for this one
     raw = path.read_bytes()
     data = {
         "truncate": raw[: k % (len(raw) + 1)],
@@ -117,7 +121,10 @@ def damage(path: Path, how: str, k: int, noise: bytes) -> None:
         "empty": b"",
         "retyped": retyped(raw, k) if how == "retyped" else b"",
     }.get(how)
-    if data is None:
+    if how == "endless":
+        path.unlink()
+        path.symlink_to("/dev/zero")
+    elif data is None:
         path.unlink()
     else:
         path.write_bytes(data)
@@ -168,6 +175,9 @@ def run_all(project: Path, report: Path) -> list[tuple[str, subprocess.Completed
 @example(pick=-2, how="random", k=0, noise=bytes(range(256)), alone=True)
 @example(pick=-3, how="retyped", k=0, noise=b"x", alone=True)
 @example(pick=-4, how="retyped", k=1, noise=b"x", alone=False)
+@example(pick=-4, how="endless", k=0, noise=b"x", alone=False)  # verify read it forever
+@example(pick=-5, how="endless", k=0, noise=b"x", alone=False)
+@example(pick=-6, how="endless", k=0, noise=b"x", alone=False)  # diff, verify --deep: forever
 def test_reading_commands_survive_one_damaged_file(
     made: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -186,6 +196,8 @@ def test_reading_commands_survive_one_damaged_file(
         -2: "1/metadata/info.yaml",
         -3: "1/metadata/env.yaml",
         -4: "1/metadata/info.json",
+        -5: "1/metadata/config.json",
+        -6: "1/metrics/test.jsonl",
     }
     target = named.get(pick) or files[pick % len(files)]
     twin = (logs / target).with_suffix(

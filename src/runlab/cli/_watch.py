@@ -51,6 +51,7 @@ from runlab.record.metricsfile import (
     complete_lines,
     decode_value,
     parse_row,
+    read_sized,
 )
 from runlab.record.rundir import RunDir
 from runlab.status import ACTIVE, FAILING, SUCCEEDED, Status, colour
@@ -180,7 +181,7 @@ class Watch:
     def _load_info(self, path: str, run: RunState) -> dict[str, Any]:
         try:
             with open(path, "rb") as fh:
-                data = fh.read()
+                data = read_sized(fh)
             self.bytes_read += len(data)
             info = orjson.loads(data)
         except (OSError, orjson.JSONDecodeError):

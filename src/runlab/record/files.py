@@ -175,15 +175,31 @@ def damaged(path: Path, exc: BaseException) -> DamagedFile:
     )
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file (``None`` for an empty one).
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of the file at ``path``; :class:`DamagedFile` where it holds more than
+    ``limit`` (a record that size was damaged, and reading it whole could take all of
+    the memory; a link to ``/dev/zero`` has no end)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        # Not read(limit + 1): that would allocate the whole limit for every small file.
+        data = b"" if size > limit else fh.read(size + 65536)
+    if size > limit or len(data) > limit:
+        reason = ValueError(f"over the {limit >> 20} MiB limit of a record: not read")
+        raise damaged(path, reason)
+    return data
 
-    A file that does not parse (invalid YAML, bytes that are not UTF-8) raises
-    :class:`DamagedFile`, a :class:`UserError` naming it: such a file was edited by
-    hand or damaged, which the user can fix, not a fault of runlab's.
+
+def read_yaml(path: Path, limit: int | None = None) -> Any:
+    """Parse a YAML file (``None`` for an empty one), of at most ``limit`` bytes if given.
+
+    A file that does not parse (invalid YAML, bytes that are not UTF-8), or is over the
+    limit, raises :class:`DamagedFile`, a :class:`UserError` naming it: such a file was
+    edited by hand or damaged, which the user can fix, not a fault of runlab's.
     """
     with open(path, "rb") as fh:
         try:
+            if limit is not None:
+                return yaml.load(read_capped(path, limit), Loader=_Loader)
             return yaml.load(fh, Loader=_Loader)
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
             raise damaged(path, exc) from None

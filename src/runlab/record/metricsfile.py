@@ -239,13 +239,26 @@ def parse_rows(data: bytes) -> tuple[list[dict[str, Any]], list[int]]:
     return rows, bad
 
 
+# Bytes read past a file's size when it was opened: what a live writer appended since.
+_SLACK = 1 << 16
+
+
+def read_sized(fh: Any) -> bytes:
+    """The rest of the open file ``fh``, as much as its size said (and what a writer
+    appended in the meantime, up to 64 KiB more): bounded where ``read()`` is not, for a
+    file with no end (a link to ``/dev/zero`` reads as its first 64 KiB)."""
+    size = os.fstat(fh.fileno()).st_size
+    data: bytes = fh.read(max(0, size - fh.tell()) + _SLACK)
+    return data
+
+
 def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The complete rows of a metrics file (damaged lines and a torn last line left out).
 
     Raises ``OSError`` where the file cannot be read.
     """
     with open(path, "rb") as fh:
-        return parse_rows(fh.read())[0]
+        return parse_rows(read_sized(fh))[0]
 
 
 def values(rows: Iterable[dict[str, Any]], key: str) -> list[Any]:
@@ -264,7 +277,7 @@ def last_row(path: str | os.PathLike[str], window: int = 65536) -> dict[str, Any
         size = fh.tell()
         start = max(0, size - window)
         fh.seek(start)
-        lines = fh.read().split(b"\n")
+        lines = read_sized(fh).split(b"\n")
     if start:
         lines = lines[1:]  # the first may be a part of a line
     for line in reversed(lines):

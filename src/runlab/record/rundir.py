@@ -33,11 +33,13 @@ import orjson
 from runlab.errors import UserError
 from runlab.logs import MAX_RUN_ID, is_run_id
 from runlab.record.files import (
+    DamagedFile,
     dumps_json,
     file_mode,
     now_iso,
     open_dir,
     overwrite_record,
+    read_capped,
     read_yaml,
     write_record,
 )
@@ -46,6 +48,8 @@ from runlab.status import Status, written
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
 DEFAULT_HEARTBEAT_S = 15.0
+# The most bytes of info.json or info.yaml read: runlab writes well under a kilobyte.
+MAX_INFO = 16 << 20
 
 
 class RunDirError(UserError, RuntimeError):
@@ -397,12 +401,18 @@ class RunDir:
         return self
 
     def read_info(self) -> dict[str, Any]:
-        """The run's info mapping: from ``info.json``, else ``info.yaml``, else empty."""
+        """The run's info mapping: from ``info.json``, else ``info.yaml``, else empty.
+
+        Each file is read up to :data:`MAX_INFO` bytes (:class:`DamagedFile` beyond): a
+        record runlab writes is under a kilobyte, and a damaged one (a huge file, a link
+        to ``/dev/zero``) must not take the memory of whatever reads it (a dashboard, a
+        sweep's status).
+        """
         twin = self.info_file.with_suffix(".json")
         try:
-            data = orjson.loads(twin.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            data = read_yaml(self.info_file) if self.info_file.exists() else None
+            data = orjson.loads(read_capped(twin, MAX_INFO))
+        except (OSError, orjson.JSONDecodeError, DamagedFile):
+            data = read_yaml(self.info_file, MAX_INFO) if self.info_file.exists() else None
         return data if isinstance(data, dict) else {}
 
     def update_info(self, *, final: bool = False, **fields: Any) -> dict[str, Any]:

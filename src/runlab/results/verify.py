@@ -64,6 +64,7 @@ _READERS = 16
 _BATCH = 512
 _SLOW_S = 4e-4  # seconds of reads a run: slower, they waited on a disk (see _read_ahead)
 _CHUNK = 1 << 16  # bytes per read of a record (most are read whole in one)
+_MAX_RECORD = 16 << 20  # the most bytes of one record read, as the reader's limit
 #: A run's folders that verify lists (with the run folder itself): each is read once.
 _SUBDIRS = ("metadata", "metrics", "artifacts", "checkpoints")
 
@@ -296,7 +297,8 @@ class _Run:
                 yield from self._twin(e.name)
 
     def _rows(self, path: Path) -> Iterator[Violation]:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = metricsfile.read_sized(fh)
         lines = data.split(b"\n")
         torn = lines.pop() if lines else b""
         if torn and self.status is not Status.RUNNING:
@@ -340,7 +342,7 @@ class _Run:
             with open(path, "rb") as fh:
                 size = fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, size - (1 << 16)))
-                tail = fh.read()
+                tail = metricsfile.read_sized(fh)
             torn = metricsfile.split_torn(tail)[1]
             if torn:
                 found.append(self._torn(path.name, len(torn)))
@@ -443,15 +445,18 @@ def _scan(folder: str) -> list[os.DirEntry[str]]:
 
 def _read(path: str) -> bytes | None:
     """A small file's bytes (``None`` if it cannot be read): open, read to the end, close,
-    and no other system call (``open()`` adds a ``stat`` or two and a terminal check)."""
+    and no other system call (``open()`` adds a ``stat`` or two and a terminal check).
+    Reading stops past :data:`_MAX_RECORD` (a damaged record, a link to ``/dev/zero``):
+    the bytes so far, cut, do not parse, and the file is reported damaged."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, _CHUNK):
+        chunks, size = [], 0
+        while size <= _MAX_RECORD and (chunk := os.read(fd, _CHUNK)):
             chunks.append(chunk)
+            size += len(chunk)
         return b"".join(chunks)
     except OSError:
         return None

@@ -12,6 +12,7 @@ Chromium: a curve grows and a new run appears without a reload.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import http.client
 import os
@@ -333,6 +334,86 @@ def test_a_running_run_whose_writer_is_gone_is_lost(site: dict[str, Any], tmp_pa
     assert runs_json(RunTable(logs), None, None)["runs"][0]["status"] == Status.LOST
 
 
+@contextlib.contextmanager
+def serving(logs: Path) -> Iterator[Server]:
+    server = Server(logs)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_hand_edited_values_json_cannot_hold_are_no_500(
+    site: dict[str, Any], tmp_path: Path
+) -> None:
+    # An integer beyond 64 bits, bare NaN, YAML's !!binary and !!set: the pages still answer.
+    logs = tmp_path / "logs"
+    shutil.copytree(site["logs"] / "3", logs / "3")
+    with open(logs / "3" / "metrics" / "train.jsonl", "ab") as fh:
+        fh.write(b'{"step":9,"loss":NaN,"big":123456789012345678901234567890}\n')
+    meta = logs / "3" / "metadata"
+    (meta / "config.json").unlink()
+    (meta / "config.yaml").write_text("bin: !!binary aGVsbG8=\nbag: !!set {x, y}\nn: 1" + "0" * 30)
+    with serving(logs) as server:
+        for path in ("/api/runs", "/api/runs?metric=train.big", "/api/curves", "/run/3", "/"):
+            status, _, body = get(server, path)
+            assert status == 200, (path, body[:300])
+        curves = orjson.loads(get(server, "/api/curves")[2])
+        big = curves["runs"]["3"]["files"]["train"]["values"]["big"]
+        assert big[-1] == pytest.approx(1.2345678901234568e29)
+
+
+def test_a_metric_whose_first_row_came_late_is_listed(tmp_path: Path) -> None:
+    # The runs page lists the metrics of each file's first row; a file that held only
+    # half a row when first scanned gets its keys at a later refresh.
+    run = tmp_path / "logs" / "1"
+    (run / "metadata").mkdir(parents=True)
+    (run / "metrics").mkdir()
+    info = {"run_id": 1, "status": "RUNNING", "start_time": "2026-12-07T03:00:00+00:00"}
+    (run / "metadata" / "info.json").write_bytes(orjson.dumps(info))
+    metrics = run / "metrics" / "val.jsonl"
+    metrics.write_bytes(b'{"step":0,"acc"')
+    table = RunTable(tmp_path / "logs")
+    assert "val.acc" not in runs_json(table, None, None)["metrics"]
+    with open(metrics, "ab") as fh:
+        fh.write(b':0.5}\n{"step":1,"acc":0.7}\n')
+    assert "val.acc" in runs_json(table, None, None)["metrics"]
+
+
+def test_a_silent_client_is_let_go_and_a_broken_one_leaves_no_traceback(
+    site: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    from runlab.results.serve import _app
+
+    monkeypatch.setattr(_app.Handler, "timeout", 0.5)
+    with serving(site["logs"]) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        silent.sendall(b"GET / HTTP/1.1\r\n")  # half a request, then nothing
+        silent.settimeout(10)
+        assert silent.recv(1024) == b""  # the server closed it
+        silent.close()
+        for _ in range(5):  # ask for plotly (large) and reset the connection at once
+            rude = socket.create_connection(("127.0.0.1", server.port))
+            rude.sendall(f"GET /static/plotly.min.js?token={server.token} HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{server.port}\r\n\r\n".encode())  # fmt: skip
+            rude.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            rude.close()
+        assert get(server, "/api/runs")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+
+
 def test_zz_nothing_is_written_under_the_logs_but_the_index(site: dict[str, Any]) -> None:
     # the module's last test: every request above has been made
     assert snapshot(site["logs"]) == site["before"]
@@ -406,6 +487,29 @@ def test_tail_from_the_start_and_after_a_replacement(tmp_path: Path) -> None:
     path.unlink()
     path.write_bytes(b'{"step":9}\n')
     assert tail.read(str(path), meter, window=None) == [b'{"step":9}'] and tail.restarted
+
+
+def test_tail_skips_a_line_longer_than_one_read(tmp_path: Path) -> None:
+    # One row over READ_CAP (a hand-written one, a huge string value) is skipped as a
+    # damaged line; the rows after it still arrive, from the start or a window.
+    from runlab.record.metricsfile import READ_CAP
+
+    path = tmp_path / "m.jsonl"
+    long = b'{"step":0,"s":"' + b"x" * (READ_CAP + 10) + b'"}\n'
+    path.write_bytes(long + b"".join(b'{"step":%d}\n' % i for i in range(1, 50)))
+    tail, meter = Tail(), Meter()
+    got: list[bytes] = []
+    for _ in range(3):
+        got += tail.read(str(path), meter, window=None)
+    assert got == [b'{"step":%d}' % i for i in range(1, 50)]
+    assert tail.offset == path.stat().st_size
+    with open(path, "ab") as fh:  # a long line still being written: waited for
+        fh.write(b'{"step":50,"s":"' + b"y" * (READ_CAP + 10))
+    assert tail.read(str(path), meter, window=None) == []
+    with open(path, "ab") as fh:
+        fh.write(b'"}\n{"step":51}\n')
+    assert tail.read(str(path), meter, window=None) == []  # the long one, skipped
+    assert tail.read(str(path), meter, window=None) == [b'{"step":51}']
 
 
 # ------------------------------------------------------------------ the command

@@ -177,13 +177,28 @@ class Tail:
             with open(path, "rb") as fh:
                 fh.seek(self.offset)
                 data = fh.read(min(st.st_size - self.offset, READ_CAP))
+                meter.bytes_read += len(data)
+                whole, _torn = split_torn(data)
+                if not whole and len(data) == READ_CAP:  # a line longer than one read:
+                    self.offset = _past_line(fh, meter)  # skipped, as a damaged line is
+                    return []
         except OSError:
             return []
-        meter.bytes_read += len(data)
-        whole, _torn = split_torn(data)
         self.offset += len(whole)
         lines = whole.split(b"\n")[:-1]
         return lines[1:] if first else lines  # from the middle of a file: a piece first
+
+
+def _past_line(fh: Any, meter: Meter) -> int:
+    """The offset after the end of the line ``fh`` is in the middle of (where it ends in
+    a newline; else where ``fh`` started: the line is still being written)."""
+    start = fh.tell()
+    while chunk := fh.read(READ_CAP):
+        meter.bytes_read += len(chunk)
+        end = chunk.find(b"\n")
+        if end >= 0:
+            return int(fh.tell() - len(chunk) + end + 1)
+    return int(start - READ_CAP)  # the line has no end yet: read again from its start
 
 
 # ----------------------------------------------------------------- parsing

@@ -17,11 +17,13 @@ inline), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` a
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import re
 import secrets
 import socket
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -114,6 +116,14 @@ class Server(ThreadingHTTPServer):
         self.cookie = f"runlab_token_{self.port}"
         self._plotly: bytes | None = None
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or stayed silent is no error; anything else is told in
+        one line on stderr (never the request line: it may hold the token)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        print(f"runlab serve: a request failed: {type(exc).__name__}", file=sys.stderr)
+
     @property
     def url(self) -> str:
         """The address to open, with the token."""
@@ -131,6 +141,29 @@ class Server(ThreadingHTTPServer):
         return self._plotly
 
 
+def dumps(data: Any) -> bytes:
+    """``data`` as JSON, whatever a hand-edited file put in it: a value JSON cannot hold
+    (bytes, a set, a date from YAML) as its text, an integer beyond 64 bits as a float
+    (the browser's numbers are floats), a key that is not a string as its text."""
+    try:
+        return orjson.dumps(data, default=str)
+    except TypeError:
+        return orjson.dumps(_plain(data), default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        try:
+            return float(value)
+        except OverflowError:  # beyond a float too
+            return str(value)
+    return value
+
+
 class Handler(BaseHTTPRequestHandler):
     """One request: guarded, then routed to a page, a JSON endpoint or a static file."""
 
@@ -139,9 +172,13 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body in two writes: no 40 ms delayed ACK
+    # A connection silent this long is closed: a client that opens sockets and sends
+    # nothing (or half a request) cannot hold the server's threads for ever.
+    timeout = 60.0
     close_connection: bool  # http.server's own: set by each request
     want_body: bool = True  # not for HEAD
     set_cookie: bool = False  # the request gave the token in its query: set the cookie
+    sent: bool = False  # this request's answer has begun
 
     def log_message(self, format: str, *args: Any) -> None:
         """Nothing is logged: a request line would hold the token."""
@@ -190,15 +227,22 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ routes
     def _handle(self) -> None:
+        self.sent = False
         if not self._guard():
             return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
             self._route(url.path, query)
+        except ConnectionError:  # the browser went away (a reload, a closed tab)
+            self.close_connection = True
         except Exception as exc:  # one short line, never a traceback to the browser
+            if self.sent:  # the answer had begun: cut it short rather than add a second
+                self.close_connection = True
+                return
             line = f"internal error: {type(exc).__name__}"
-            self._send(500, line.encode() + b"\n", "text/plain")
+            with contextlib.suppress(ConnectionError):
+                self._send(500, line.encode() + b"\n", "text/plain")
 
     def _route(self, path: str, query: dict[str, str]) -> None:
         where = query.get("where", "").strip() or None
@@ -238,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
                 data, status = make(), 200
         except QueryError as exc:
             data, status = {"error": f"invalid query: {exc.line()}"}, 400
-        self._send(status, orjson.dumps(data), "application/json")
+        self._send(status, dumps(data), "application/json")
 
     def _run(self, run_id: int) -> None:
         try:
@@ -261,6 +305,7 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         if ";" not in kind:
             kind += "; charset=utf-8"
+        self.sent = True
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))

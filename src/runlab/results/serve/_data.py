@@ -161,7 +161,8 @@ class RunTable:
         for run in self.runs.values():
             changed = self._read_info(run)
             run.check_writer(now)
-            if changed or run.active or not run.files:
+            keyless = any(not run.keys.get(name) for name in run.files)
+            if changed or run.active or not run.files or keyless:
                 self._scan_metrics(run)
 
     def _read_info(self, run: RunRow) -> bool:
@@ -194,7 +195,7 @@ class RunTable:
             return
         run.files = names
         for name in names:
-            if name not in run.keys:
+            if not run.keys.get(name):  # none yet (an empty file, a first row half-written)
                 run.keys[name] = self._first_keys(os.path.join(folder, name + SUFFIX))
 
     def _first_keys(self, path: str) -> list[str]:
@@ -390,6 +391,11 @@ def _number(value: Any) -> Any:
     """A value a curve can draw: numbers (NaN and inf as gaps), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if isinstance(value, int):  # the browser's numbers are floats (one beyond: a gap)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     return value if value == value and abs(value) != float("inf") else None
 
 

@@ -333,9 +333,30 @@ def run_page(root: Path, page: str, copy: Path, pixi: bool = False, seen: tuple 
 
 def check_page(root: Path, page: str, pixi: bool = False) -> int:
     """Run one page in a fresh copy of ``root``; the number of blocks that ran."""
-    with tempfile.TemporaryDirectory(prefix="runlab-docs-") as tmp:
-        copy = make_copy(root, Path(tmp) / "project")
+    tmp = Path(tempfile.mkdtemp(prefix="runlab-docs-"))
+    try:
+        copy = make_copy(root, tmp / "project")
         return run_page(root, page, copy, pixi)
+    finally:
+        _remove(tmp)
+
+
+def _remove(folder: Path, patience: float = 60.0) -> None:
+    """Remove a page's folder. A process its blocks started may still be making its last
+    writes: a local sweep's task writes its end status to ``info.json``, which a block's
+    ``runlab status --watch`` reads, then the ``info.yaml`` twin. So removal is tried
+    again while something still writes into the folder."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:

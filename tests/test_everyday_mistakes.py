@@ -190,3 +190,100 @@ def test_report_suggests_the_metric_meant(tmp_path: Path) -> None:
         out,
     )
     assert "never logged train.valu; did you mean 'train.value'?" in ranked.stderr, ranked.stderr
+
+
+# ------------------------------------------------ a schema's other cases (found by an audit)
+WIDE_TASK = """
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import runlab
+
+
+class Colour(enum.Enum):
+    red = 1
+    blue = 2
+
+
+@dataclass
+class Config:
+    width: int
+    name: str
+    runlab: Any
+    colour: Colour = Colour.red
+    seed: int = 7  # a default the YAML does not hold
+    extra: list[int] = field(default_factory=list)
+
+
+@runlab.launch(config_path=".", config_name="conf", schema=Config)
+def main(ctx):
+    print(type(ctx.config.width).__name__, ctx.config.width, ctx.config.colour.name, ctx.run_id)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.fixture
+def typed_project(tmp_path: Path) -> Path:
+    task = tmp_path / "src" / "typed.py"
+    task.parent.mkdir()
+    task.write_text(WIDE_TASK)
+    conf = tmp_path / "src" / "conf.yaml"
+    conf.write_text("width: 3\nname: a\nrunlab:\n  logs: null\n  run_id: null\n")
+    project = make_project(tmp_path / "p", task, conf)
+    (project / "tasks" / "conf.yaml").write_text(conf.read_text())
+    return project
+
+
+def test_a_submitted_job_of_a_typed_task_runs_as_the_task_run_directly(
+    typed_project: Path,
+) -> None:
+    # submit composes the config without the schema ("1", no seed); the job types it as
+    # a direct run would, and the run completes with the typed config in its record.
+    runlab_cli(typed_project, "submit", "tasks/typed.py", "width='1'", "--launcher", "local",
+               "--wait")  # fmt: skip
+    record = json.loads((typed_project / "logs" / "1" / "metadata" / "config.json").read_text())
+    assert info(typed_project, 1)["status"] == "COMPLETE"
+    assert record["width"] == 1 and record["seed"] == 7 and record["colour"] == "red"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["width=${name}"], "runlab: error: config key 'width': 'a' is not a valid int"),
+        (
+            ["width=${oc.env:NO_SUCH_VARIABLE_HERE}"],
+            "runlab: error: config key 'width' does not resolve",
+        ),
+        (["~width"], "runlab: error: config key 'width' has no value"),
+        (["name='a\u2028b'", "width='x\u2028y'"], "runlab: error: config key 'width': "),
+        (["name='\x1b[31mred'", "width='\x1b[31m'"], "runlab: error: config key 'width': "),
+    ],
+)
+def test_a_typed_config_error_is_one_printable_line(
+    typed_project: Path, logs: Path, args: list[str], expected: str
+) -> None:
+    proc = run_task(typed_project / "tasks" / "typed.py", *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().split("\n")
+    assert len(lines) == 1 and lines[0].isprintable(), repr(proc.stderr)
+    assert lines[0].startswith(expected), lines[0]
+    assert not logs.exists() or not any(logs.iterdir()), "a run directory was made"
+
+
+def test_enums_and_a_runlab_section_left_unset(typed_project: Path, logs: Path) -> None:
+    ok = run_task(typed_project / "tasks" / "typed.py", "+colour=blue")
+    assert ok.stdout.split() == ["int", "3", "blue", "1"], ok.stdout
+    assert json.loads((logs / "1" / "metadata" / "config.json").read_text())["colour"] == "blue"
+    bare = run_task(typed_project / "tasks" / "typed.py", "~runlab")  # `runlab: Any`, unset
+    assert bare.stdout.split()[-1] == "2", bare.stdout
+
+
+def test_a_schema_that_is_not_a_dataclass_is_said_when_the_task_is_defined() -> None:
+    import runlab
+
+    with pytest.raises(TypeError, match="takes a dataclass"):
+        runlab.launch(schema={"a": int})  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -104,6 +104,9 @@ def launch(
     composes them without the task); a field typed ``Any`` is not checked.
     """
 
+    if schema is not None:
+        _check_schema(schema)
+
     def decorator(task_fn: Callable[[Context], Any]) -> Callable[..., Any]:
         task_file = Path(inspect.getfile(task_fn)).resolve()
         path = config_path
@@ -112,7 +115,7 @@ def launch(
 
         @functools.wraps(task_fn)
         def hydra_task(cfg: Any) -> Any:
-            return _run(task_fn, _typed(cfg, schema), task_file)
+            return _run(task_fn, _typed(cfg, schema), task_file, schema)
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
@@ -295,7 +298,8 @@ def resolve_run_dir(
     if run_dir:
         run = run_dir_from_env(run_dir)
         return run, run.path.parent
-    section = config.get("runlab") or {}
+    section = config.get("runlab")
+    section = section if isinstance(section, dict) else {}  # none, or `runlab: Any` unset
     logs = Path(section.get("logs") or default_path())
     if section.get("run_id") is not None:
         return existing_run(logs, section["run_id"]), logs
@@ -332,13 +336,87 @@ def _last_byte(fd: int, size: int) -> bytes:
 
 
 def _fail(message: str, code: int) -> SystemExit:
-    print(f"runlab: error: {message}", file=sys.stderr, flush=True)
+    """runlab's error line for a task's command line: one line of printable text, whatever
+    the config held (a control character, a line separator, an escape sequence is shown
+    as its escape)."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
+    print(f"runlab: error: {text}", file=sys.stderr, flush=True)
     return SystemExit(code)
+
+
+def _check_schema(schema: Any) -> None:
+    """A ``schema`` OmegaConf can type a config with: a dataclass (or attrs) class, whose
+    field types it supports. A task's own mistake: said when the task is defined."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(schema, type) or not (
+        dataclasses.is_dataclass(schema) or hasattr(schema, "__attrs_attrs__")
+    ):
+        raise TypeError(
+            f"runlab.launch(schema=...) takes a dataclass (the class, not an instance), "
+            f"not {schema!r}"
+        )
+    try:
+        OmegaConf.structured(schema)
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TypeError(f"runlab.launch(schema={schema.__name__}): {first}") from None
+
+
+def _resolved(cfg: Any, typing: bool = False) -> Any:
+    """The config as plain values, interpolations resolved (enums as their names); a value
+    that does not resolve (``${nope}``, an unset ``${oc.env:X}``) is one line and exit 2.
+    With ``typing``, a wrong type through an interpolation is raised
+    (``ValidationError``) for :func:`_typed` to say."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException, ValidationError
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except ValidationError:
+        if typing:
+            raise
+        if os.environ.get(DEBUG_ENV):
+            raise
+        exc = sys.exc_info()[1]
+        key = getattr(exc, "full_key", None) or "?"
+        first = str(getattr(exc, "msg", exc)).strip().split("\n")[0]
+        raise _fail(f"config key {key!r}: {first}", 2) from None
+    except OmegaConfBaseException as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        key = getattr(exc, "full_key", None) or "?"
+        first = str(getattr(exc, "msg", exc)).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _fail(f"config key {key!r} does not resolve: {first}", 2) from None
+
+
+def _retyped(schema: type) -> Callable[[Mapping[str, Any]], Any]:
+    """How a saved config is read to compare it with the config of a task with ``schema``:
+    typed as the task typed its own (a run ``runlab submit`` made holds the config it
+    composed without the task; ``epochs='1'`` there is ``1`` here). A saved config the
+    schema cannot type is compared as it is."""
+
+    def retype(saved: Mapping[str, Any]) -> Any:
+        from omegaconf import OmegaConf
+
+        try:
+            base = OmegaConf.structured(schema)
+            OmegaConf.set_struct(base, False)
+            typed = OmegaConf.merge(base, OmegaConf.create(dict(saved)))
+            return OmegaConf.to_container(typed, resolve=True, enum_to_str=True)
+        except Exception:
+            return saved
+
+    return retype
 
 
 def _typed(cfg: Any, schema: type | None) -> Any:
     """``cfg`` merged into the structured config ``schema`` (``None``: ``cfg`` as it is);
-    a value of the wrong type is one line and exit 2."""
+    a value of the wrong type, or a declared key left without a value (``???``), is one
+    line and exit 2."""
     if schema is None:
         return cfg
     from omegaconf import OmegaConf
@@ -350,6 +428,7 @@ def _typed(cfg: Any, schema: type | None) -> Any:
     OmegaConf.set_struct(base, False)
     try:
         typed = OmegaConf.merge(base, cfg)
+        _resolved(typed, typing=True)  # a wrong type through an interpolation (${name})
     except ValidationError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -363,6 +442,13 @@ def _typed(cfg: Any, schema: type | None) -> Any:
             "check its spelling, or add it to the dataclass",
             2,
         ) from None
+    missing = sorted(k for k in OmegaConf.missing_keys(typed) if not k.startswith("runlab"))
+    if missing:
+        raise _fail(
+            f"config key {missing[0]!r} has no value (??? in {schema.__name__} or the "
+            f"config files): give it, e.g. {missing[0]}=VALUE",
+            2,
+        )
     OmegaConf.set_struct(typed, bool(OmegaConf.is_struct(cfg)))  # as Hydra gave it
     return typed
 
@@ -374,7 +460,7 @@ def _type_error(exc: Exception, schema: type) -> str:
     """OmegaConf's ValidationError as one line: the key, the value, the expected type."""
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
     value = getattr(exc, "value", None)
-    msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+    msg = str(getattr(exc, "msg", exc)).split("\n")[0]  # not splitlines: U+2028 is text
     want = msg.rsplit(" to ", 1)[-1] if "could not be converted to" in msg else ""
     want = _TYPE_NAMES.get(want, want)
     if want:
@@ -448,12 +534,13 @@ def _checked_inputs(cfg: Any, container: dict[str, Any], task_file: Path) -> dic
     return _inputs(cfg, task_file) if HydraConfig.initialized() else None
 
 
-def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
+def _run(
+    task_fn: Callable[[Context], Any], cfg: Any, task_file: Path, schema: type | None = None
+) -> Any:
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = _resolved(cfg)
     assert isinstance(resolved, dict)
     container = cast(dict[str, Any], resolved)  # a config's keys are text
     debug = bool(os.environ.get(DEBUG_ENV))
@@ -491,6 +578,7 @@ def _run(task_fn: Callable[[Context], Any], cfg: Any, task_file: Path) -> Any:
             announce=announce,
             trial=bool(job_env.get(TRIAL_ENV)),
             inputs=run_inputs,
+            same_config=_retyped(schema) if schema is not None else None,
         )
         with session as s:
             assert s.logger is not None and s.run is not None

@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -240,11 +240,15 @@ class RunSession:
         announce: Any = None,
         trial: bool | None = None,
         inputs: Mapping[str, Any] | None = None,
+        same_config: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> None:
         """``run`` is the directory to (re)open; with ``run=None`` a new one is made in ``logs``.
 
         ``trial``: the run is a trial of ``runlab tune`` (``None``: when ``RUNLAB_TRIAL``
-        is set, which the session then takes out of ``os.environ``: it was this run's)."""
+        is set, which the session then takes out of ``os.environ``: it was this run's).
+        ``same_config``: how a reopened run's saved config is read before it is compared
+        with ``config`` (a task's schema types it as it typed ``config``)."""
+        self.same_config = same_config
         if trial is None:
             trial = bool(os.environ.pop(TRIAL_ENV, None))
         self.trial = trial
@@ -415,9 +419,13 @@ class RunSession:
         config = secrets.redact(self.config)
         if twin.exists():  # the twin is what readers trust; compared in its own encoding
             saved = orjson.loads(twin.read_bytes()) or {}
+            if self.same_config is not None and isinstance(saved, dict):
+                saved = record_form(self.same_config(saved))
             given = record_form(self.config)
         elif self.run.config_file.exists():  # a record from before the JSON twins
             saved, given = read_yaml(self.run.config_file) or {}, _plain(config)
+            if self.same_config is not None and isinstance(saved, dict):
+                saved = _plain(self.same_config(saved))
         else:
             return
 

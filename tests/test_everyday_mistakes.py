@@ -287,3 +287,49 @@ def test_a_schema_that_is_not_a_dataclass_is_said_when_the_task_is_defined() -> 
 
     with pytest.raises(TypeError, match="takes a dataclass"):
         runlab.launch(schema={"a": int})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ Ctrl-C while submit makes runs and queues jobs
+# In this process, the local launcher's workers are children of the test (the command
+# would leave them running as it exits): their Popen objects go with the test, unwaited.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("when", ["making the runs", "queueing the jobs"])
+def test_ctrl_c_during_submit_leaves_every_run_accounted_for(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], when: str
+) -> None:
+    # Stopped in the middle, submit would leave runs QUEUED in no sweep record (status,
+    # cancel and retry could not see them) or a job queued whose id nobody kept.
+    import os
+
+    from runlab.cli import main
+    from runlab.sweep import submission
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("RUNLAB_LOGS", str(project / "logs"))
+    name = "create_runs" if when == "making the runs" else "launch"
+    original = getattr(submission, name)
+
+    def interrupted(*args: object) -> object:
+        out = original(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the terminal sends it
+        return out
+
+    monkeypatch.setattr(submission, name, interrupted)
+    args = ["submit", "tasks/slow.py", "steps=400", "interval=0.1,0.11", "--launcher", "local"]
+    try:
+        assert main(args) == 130
+        err = capsys.readouterr().err
+        sweep_id = info(project, 1)["sweep_id"]
+        assert (project / "logs" / ".sweeps" / f"{sweep_id}.json").is_file()  # on record
+        if when == "making the runs":
+            assert "no job was queued" in err, err
+            assert {info(project, r)["status"] for r in (1, 2)} == {"INTERRUPTED"}
+            retried = runlab_cli(project, "retry", "--dry-run").stdout
+            assert "2 run(s)" in retried or "1, 2" in retried or "1..2" in retried, retried
+        else:
+            assert f"2 of the 2 run(s) of sweep {sweep_id} go on" in err, err
+            assert f"cancel them: runlab cancel {sweep_id}" in err, err
+            wait_until(lambda: steps_logged(project, 1) >= 2, what="run 1 running")
+    finally:
+        runlab_cli(project, "cancel", check=False)

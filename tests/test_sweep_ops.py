@@ -419,3 +419,57 @@ def test_bad_input_is_one_line_without_traceback(project: Path) -> None:
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (args, out.stderr)
         assert lines[0].startswith(f"runlab {args[0]}: error: ") and "Traceback" not in out.stderr
+
+
+def test_a_second_job_of_a_run_leaves_the_live_runs_status_alone(tmp_path: Path) -> None:
+    # A scheduler that runs a job twice (a requeue released while the first still runs):
+    # the second job's task is turned away by the run's lock and ends with exit 2; its
+    # wrapper must not write FAILED over the RUNNING of the job that writes the run.
+    import socket
+
+    from runlab.record.files import now_iso
+    from runlab.record.rundir import RunDir, allocate
+    from runlab.status import Status
+    from runlab.sweep.jobs import TaskRun
+
+    writer = subprocess.Popen(["sleep", "60"])
+    try:
+        time.sleep(0.05)
+        run = RunDir(allocate(tmp_path / "logs", 1)[0]).create()
+        run.update_info(status="RUNNING", pid=writer.pid, host=socket.gethostname(),
+                        start_time=now_iso(), attempt_start_time=now_iso())  # fmt: skip
+        spec = {"codes": [{"script": "task.py"}], "python": sys.executable}
+        job = TaskRun(spec, {"run_dir": str(run.path), "overrides": []})
+        assert job.outcome(2) == Status.RUNNING
+        assert run.read_info()["status"] == "RUNNING"
+        writer.kill()
+        writer.wait()
+        assert job.outcome(2) == Status.FAILED  # the writer is gone: the run ended badly
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def _launcher_settings() -> list[tuple[str, str]]:
+    from runlab.sweep import backends
+
+    settings = ["timeout_min=abc", "timeout_min=-5", "timeout_min=0", "array_parallelism=0",
+                "max_num_timeout=-1", "array_parallelism=x"]  # fmt: skip
+    return [
+        (name, s)
+        for name in ("local", "slurm", "sge")
+        for s in settings
+        if s.split("=")[0] in backends.get(name).defaults
+    ]
+
+
+@pytest.mark.parametrize(("backend", "setting"), _launcher_settings())
+def test_a_launcher_setting_out_of_range_is_one_line(backend: str, setting: str) -> None:
+    # A string reached a backend's int() (an internal error); a negative time limit was
+    # taken by SLURM as none at all, and by Grid Engine as none left.
+    from runlab.sweep import launcher
+
+    key = setting.split("=")[0]
+    with pytest.raises(launcher.LauncherError, match=f"launcher.{key}="):
+        launcher.load_config(backend, None, [setting])

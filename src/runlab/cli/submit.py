@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +69,30 @@ def run_submit(args: argparse.Namespace) -> int:
         return 0
 
     _pin_code(sweep, args, err)
-    created = submission.create_runs(sweep)
-    try:
-        launched = submission.launch(sweep, created)
-    except Exception as exc:  # runlab.cli prints it in one line (exit 1)
-        raise UserError(
-            one_line(str(exc)),
-            todo=f"the {len(created.runs)} pre-created runs in {sweep.logs} "
-            "were marked FAILED with this reason",
-            code=1,
-        ) from exc
+    # Ctrl-C while runs are made and jobs queued waits for the end of that step: stopped
+    # in the middle, it would leave runs no record holds, or a job whose id is lost.
+    with _ctrl_c_deferred() as stop:
+        created = submission.create_runs(sweep)
+        if stop.came():
+            submission.abandon(
+                sweep, created, "runlab submit was stopped (Ctrl-C) before any job was queued"
+            )
+            err.print(
+                f"[yellow]stopped:[/] no job was queued; the {len(created.runs)} run(s) made "
+                f"are INTERRUPTED (runlab retry runs them)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 130
+        try:
+            launched = submission.launch(sweep, created)
+        except Exception as exc:  # runlab.cli prints it in one line (exit 1)
+            raise UserError(
+                one_line(str(exc)),
+                todo=f"the {len(created.runs)} pre-created runs in {sweep.logs} "
+                "were marked FAILED with this reason",
+                code=1,
+            ) from exc
     runs = launched.runs
     first, last = runs[0].run_id, runs[-1].run_id
     where = launched.record.launcher_name
@@ -85,6 +103,9 @@ def run_submit(args: argparse.Namespace) -> int:
         f"{m(' with uncommitted changes' if sweep.code.dirty else '')}\n"
         f"logs: {m(sweep.logs)}   follow with: runlab status {m(sweep.logs)}",
     )
+    if stop.came():  # Ctrl-C while the jobs were queued: they are, and go on
+        _interrupted(runs, launched.record.sweep_id, Path(sweep.logs), err, "stopped")
+        return 130
     if not args.wait:
         return 0
     try:
@@ -94,7 +115,38 @@ def run_submit(args: argparse.Namespace) -> int:
         return 130
 
 
-def _interrupted(runs: list[Any], sweep_id: str, logs: Path, err: Any) -> None:
+class _Stop:
+    """Whether Ctrl-C came (asked, not stored: it comes between two looks)."""
+
+    def __init__(self) -> None:
+        self._came = False
+
+    def came(self) -> bool:
+        return self._came
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[_Stop]:
+    """Ctrl-C (SIGINT) is noted, not raised, for the duration (in the main thread; else
+    nothing changes)."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        stop._came = True
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(
+    runs: list[Any], sweep_id: str, logs: Path, err: Any, what: str = "stopped waiting"
+) -> None:
     """Ctrl-C on ``--wait`` stops the waiting, never the jobs: say so, and how to stop them."""
     going = [r for r in runs if Status.of(r.read_info().get("status")) in (*ACTIVE, None)]
     try:
@@ -102,7 +154,7 @@ def _interrupted(runs: list[Any], sweep_id: str, logs: Path, err: Any) -> None:
     except OSError:
         where = f" --logs {logs}"
     err.print(
-        f"\n[yellow]stopped waiting:[/] {len(going)} of the {len(runs)} run(s) of sweep "
+        f"\n[yellow]{what}:[/] {len(going)} of the {len(runs)} run(s) of sweep "
         f"{m(sweep_id)} go on without this command.\n"
         f"  follow them: runlab status{m(where)}\n"
         f"  cancel them: runlab cancel {m(sweep_id)}{m(where)}",

@@ -36,6 +36,7 @@ import orjson
 
 from runlab.errors import UserError
 from runlab.record import distributed
+from runlab.record.process import writer_alive
 from runlab.record.rundir import RUN_DIR_ENV, RunDir
 from runlab.status import ACTIVE, Status
 
@@ -91,6 +92,13 @@ class TaskRun:
                 self.proc.send_signal(signum)  # every rank; the task ignores a second one
             except ProcessLookupError:
                 pass
+
+    def _written_by_another(self) -> bool:
+        """Whether a live process other than this job's task writes the run: a second job
+        of the same run (a scheduler that ran it twice), whose task the lock turned away."""
+        info = self.run.read_info()
+        mine = self.proc.pid if self.proc is not None else None
+        return info.get("pid") != mine and writer_alive(info) is True
 
     def timed_out(self) -> bool:
         # submitit's rule: past 80% of the time limit (or within 10 minutes of it).
@@ -177,6 +185,8 @@ class TaskRun:
             return status or Status.TIMEOUT
         if code == 0 and status == Status.COMPLETE:
             return status
+        if status == Status.RUNNING and self._written_by_another():
+            return status  # this job's task was turned away: the run is another's to end
         if status in (None, Status.QUEUED, Status.RUNNING):
             if self.stop_signal == signal.SIGTERM:
                 status, kind = Status.INTERRUPTED, "Cancelled"

@@ -68,4 +68,18 @@ def check_launcher(cfg: Mapping[str, Any], path: Path | None = None) -> None:
             )
         if key != "mem_gb" and int(value) != value:
             raise LauncherError(f"launcher.{key}={value!r}{where}: give an integer")
+    # Time and counts: a string would fail inside a backend, a negative time would be
+    # taken by SLURM as no limit at all and by Grid Engine as none left.
+    time_limit = cfg.get("timeout_min")
+    if time_limit is not None and (
+        isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+        or not time_limit > 0
+    ):  # fmt: skip
+        raise LauncherError(f"launcher.timeout_min={time_limit!r}{where}: give minutes > 0")
+    for key, low in (("array_parallelism", 1), ("max_num_timeout", 0)):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise LauncherError(f"launcher.{key}={value!r}{where}: give an integer >= {low}")
     backends.get(str(cfg["name"])).check(cfg, where)

@@ -279,6 +279,15 @@ def launch(sweep: Sweep, created: Created) -> Launched:
     return Launched(record, created.runs, Placed(last.arrays, last.workers))
 
 
+def abandon(sweep: Sweep, created: Created, reason: str) -> None:
+    """Close runs pre-created for a submission that will not happen (the user stopped
+    ``runlab submit`` before any job was queued): ``INTERRUPTED`` with ``reason``, in a
+    saved sweep record, so that ``runlab status`` shows them and ``runlab retry`` runs them."""
+    for run in created.runs:
+        run.update_info(status=Status.INTERRUPTED, error={"type": "Interrupted", "message": reason})
+    ops.save(sweep.logs, created.record)
+
+
 def code_json(code: Code) -> dict[str, Any]:
     """A code entry as plain data (a tune study keeps it in its journal)."""
     return asdict(code)

@@ -399,7 +399,11 @@ class Backend:
         if record is None:
             said = f"{label} is known neither to qstat nor to qacct"
             return JobState("VANISHED", Ending.VANISHED, said, label)
-        exit_status, failed = record.get("exit_status", "?"), record.get("failed", "0")
+        # qacct pads its columns: "137                  (Killed)" reads "137 (Killed)"
+        exit_status, failed = (
+            " ".join(str(record.get(k, d)).split())
+            for k, d in (("exit_status", "?"), ("failed", "0"))
+        )
         word = f"exit {exit_status}, failed {failed}"
         if "h_rt" in failed or "h_rt" in record.get("deleted_by", ""):
             said = f"{label} reached its hard time limit (h_rt) ({word}); the run was {was}"

@@ -231,6 +231,33 @@ def test_no_scheduler_submits_to_local_processes(template_repo: Path, tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("answer", "value"),
+    [
+        ("project_name", "a-"),  # a PEP 508 name ends in a letter or digit
+        ("project_name", "abc\n"),  # $ would have let the newline through
+        ("project_name", "runlab"),  # the project would depend on itself
+        ("project_name", "My Project"),
+        ("cuda_version", "12.9\n"),
+        ("runlab_version", "0.5"),  # read as the name runlab0.5: another package
+        ("runlab_version", "latest"),
+    ],
+)
+def test_an_answer_that_would_break_the_project_is_refused(
+    template_repo: Path, tmp_path: Path, answer: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match=r"[Vv]alidation"):
+        render(template_repo, tmp_path / "p", **{answer: value})
+    assert not (tmp_path / "p" / "pyproject.toml").exists()
+
+
+@pytest.mark.parametrize("version", [">=0.5,<0.6", "==0.5.0", "~=0.5", ">=0.5, <0.7"])
+def test_a_version_range_is_taken(template_repo: Path, tmp_path: Path, version: str) -> None:
+    project = render(template_repo, tmp_path / "p", runlab_version=version)
+    deps = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"runlab{version}" in deps
+
+
+@pytest.mark.parametrize(
     ("license_id", "first_line"),
     [
         ("MIT", "MIT License"),

@@ -154,7 +154,7 @@ def _interrupted(
     except OSError:
         where = f" --logs {logs}"
     err.print(
-        f"\n[yellow]{what}:[/] {len(going)} of the {len(runs)} run(s) of sweep "
+        f"\n[yellow]{m(what)}:[/] {len(going)} of the {len(runs)} run(s) of sweep "
         f"{m(sweep_id)} go on without this command.\n"
         f"  follow them: runlab status{m(where)}\n"
         f"  cancel them: runlab cancel {m(sweep_id)}{m(where)}",

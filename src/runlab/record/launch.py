@@ -540,9 +540,7 @@ def _run(
     from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    resolved = _resolved(cfg)
-    assert isinstance(resolved, dict)
-    container = cast(dict[str, Any], resolved)  # a config's keys are text
+    container = cast(dict[str, Any], _resolved(cfg))  # a mapping, whose keys are text
     debug = bool(os.environ.get(DEBUG_ENV))
     run_inputs = _checked_inputs(cfg, container, task_file)
 
@@ -586,12 +584,11 @@ def _run(
             dist.meet()  # the other ranks end their task before the run's status is written
         ended_well = True
         return result
-    except Interrupted as exc:
+    except (Interrupted, KeyboardInterrupt) as exc:
         run_id = session.run.run_id if session and session.run else "?"
-        _say_stopped(f"[runlab] run {run_id} {exc.status.lower()}: {exc}")
-        raise SystemExit(128 + exc.signum) from None
-    except KeyboardInterrupt:
-        run_id = session.run.run_id if session and session.run else "?"
+        if isinstance(exc, Interrupted):
+            _say_stopped(f"[runlab] run {run_id} {exc.status.lower()}: {exc}")
+            raise SystemExit(128 + exc.signum) from None
         _say_stopped(f"[runlab] run {run_id} interrupted")
         raise SystemExit(130) from None
     except RecordError as exc:  # the run ended, its record could not be completed

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A shell starts a background job (`.ci/run &` in a script) with SIGINT ignored, and an
+# ignored signal stays ignored in every process started from it: the tasks these tests
+# start would not see the Ctrl-C they send. Restored here, the children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = Path(__file__).resolve().parent / "tasks"

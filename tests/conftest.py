@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +229,21 @@ def repository_files() -> list[str]:
         check=True,
     )
     return sorted({f for f in proc.stdout.split("\0") if f and (ROOT / f).is_file()})
+
+
+@contextmanager
+def serving(logs: Path) -> Iterator[Any]:
+    """``runlab serve``'s server over ``logs``, answering in a thread of this process."""
+    import threading
+
+    from runlab.results.serve import Server
+
+    server = Server(logs)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -39,7 +39,6 @@ if str(TESTS) not in sys.path:  # run as a script: report_data and cdp sit besid
     sys.path.insert(0, str(TESTS))
 
 import http.client  # noqa: E402
-import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
@@ -47,6 +46,7 @@ import orjson  # noqa: E402
 import report_data  # noqa: E402
 from cdp import Browser  # noqa: E402
 
+import conftest  # noqa: E402
 from runlab.cli import main  # noqa: E402
 from runlab.results.serve import Server  # noqa: E402
 
@@ -96,15 +96,8 @@ SERVE_SHOTS: dict[str, ServeShot] = {
 def serving(name: str, work: Path) -> Iterator[Server]:
     """The data of serve screenshot ``name`` under ``work``, and a server over it."""
     SERVE_SHOTS[name].data(work / "logs")
-    server = Server(work / "logs")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
+    with conftest.serving(work / "logs") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _fetch(server: Server, path: str) -> bytes:

@@ -12,7 +12,6 @@ Chromium: a curve grows and a new run appears without a reload.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import http.client
 import os
@@ -22,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -34,7 +32,7 @@ from cdp import CHROMIUM, Browser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, make_project, run_task, runlab_cli, start_task, task_env
+from conftest import ROOT, make_project, run_task, runlab_cli, serving, start_task, task_env
 from runlab.logs import INDEX
 from runlab.record.metricsfile import Tail
 from runlab.results.serve import (
@@ -107,15 +105,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     run_task(project / "tasks" / "live.py", f"note='{SCRIPT}'", "fail=true", check=False, **env)
     run_task(project / "tasks" / "live.py", "steps=6", **env)
     before = snapshot(logs)
-    server = Server(logs)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
+    with serving(logs) as server:
         yield {"server": server, "logs": logs, "before": before, "project": project}
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def get(
@@ -332,19 +323,6 @@ def test_a_running_run_whose_writer_is_gone_is_lost(site: dict[str, Any], tmp_pa
     info.update(status=Status.RUNNING.value, end_time=None)  # its process has ended
     path.write_bytes(orjson.dumps(info))
     assert runs_json(RunTable(logs), None, None)["runs"][0]["status"] == Status.LOST
-
-
-@contextlib.contextmanager
-def serving(logs: Path) -> Iterator[Server]:
-    server = Server(logs)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_hand_edited_values_json_cannot_hold_are_no_500(
@@ -588,36 +566,28 @@ def test_in_chromium_a_curve_grows_and_a_new_run_appears(tmp_path: Path) -> None
     logs.mkdir()
     env = {"RUNLAB_LOGS": str(logs)}
     start_task(task, "steps=200", "interval=0.3", **env)
-    server = Server(logs)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        with Browser() as browser:
-            url = f"http://127.0.0.1:{server.port}"
-            page = browser.open(f"{url}/curves?token={server.token}", width=1200, height=800)
-            page.evaluate("window.notReloaded = true")
-            page.wait_for(f"{POINTS} >= 2", timeout=30)
-            seen = page.evaluate(POINTS)
-            page.wait_for(f"{POINTS} >= {seen + 3}", timeout=30)
-            assert page.evaluate("window.notReloaded === true")
-            assert server.token not in page.evaluate("location.href")  # the cookie has it
-            runs = browser.open(f"{url}/", width=1200, height=800)  # the cookie: no token
-            runs.evaluate("window.notReloaded = true")
-            rows = "document.querySelectorAll('#runs tbody tr').length"
-            runs.wait_for(f"{rows} === 1", timeout=30)
-            start_task(task, "steps=3", "interval=0.1", **env)
-            runs.wait_for(
-                "document.querySelector('#runs tbody tr[data-run=\"2\"]') !== null", timeout=30
-            )
-            assert runs.evaluate("window.notReloaded === true")
-            status = runs.evaluate(
-                "document.querySelector('#runs tbody tr[data-run=\"1\"] .status').textContent"
-            )
-            assert status == "RUNNING"
-            shot = page.screenshot(tmp_path / "serve-curves.png")
-            assert shot.stat().st_size > 10_000
-            assert page.errors == [] and runs.errors == [], page.errors + runs.errors
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(logs) as server, Browser() as browser:
+        url = f"http://127.0.0.1:{server.port}"
+        page = browser.open(f"{url}/curves?token={server.token}", width=1200, height=800)
+        page.evaluate("window.notReloaded = true")
+        page.wait_for(f"{POINTS} >= 2", timeout=30)
+        seen = page.evaluate(POINTS)
+        page.wait_for(f"{POINTS} >= {seen + 3}", timeout=30)
+        assert page.evaluate("window.notReloaded === true")
+        assert server.token not in page.evaluate("location.href")  # the cookie has it
+        runs = browser.open(f"{url}/", width=1200, height=800)  # the cookie: no token
+        runs.evaluate("window.notReloaded = true")
+        rows = "document.querySelectorAll('#runs tbody tr').length"
+        runs.wait_for(f"{rows} === 1", timeout=30)
+        start_task(task, "steps=3", "interval=0.1", **env)
+        runs.wait_for(
+            "document.querySelector('#runs tbody tr[data-run=\"2\"]') !== null", timeout=30
+        )
+        assert runs.evaluate("window.notReloaded === true")
+        status = runs.evaluate(
+            "document.querySelector('#runs tbody tr[data-run=\"1\"] .status').textContent"
+        )
+        assert status == "RUNNING"
+        shot = page.screenshot(tmp_path / "serve-curves.png")
+        assert shot.stat().st_size > 10_000
+        assert page.errors == [] and runs.errors == [], page.errors + runs.errors

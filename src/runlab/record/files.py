@@ -196,13 +196,13 @@ def read_yaml(path: Path, limit: int | None = None) -> Any:
     limit, raises :class:`DamagedFile`, a :class:`UserError` naming it: such a file was
     edited by hand or damaged, which the user can fix, not a fault of runlab's.
     """
-    with open(path, "rb") as fh:
-        try:
-            if limit is not None:
-                return yaml.load(read_capped(path, limit), Loader=_Loader)
+    try:
+        if limit is not None:
+            return yaml.load(read_capped(path, limit), Loader=_Loader)
+        with open(path, "rb") as fh:
             return yaml.load(fh, Loader=_Loader)
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-            raise damaged(path, exc) from None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        raise damaged(path, exc) from None
 
 
 def loads_yaml(text: str | bytes) -> Any:

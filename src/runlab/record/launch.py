@@ -376,21 +376,14 @@ def _resolved(cfg: Any, typing: bool = False) -> Any:
 
     try:
         return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    except ValidationError:
-        if typing:
+    except OmegaConfBaseException as exc:
+        typed = isinstance(exc, ValidationError)
+        if (typed and typing) or os.environ.get(DEBUG_ENV):
             raise
-        if os.environ.get(DEBUG_ENV):
-            raise
-        exc = sys.exc_info()[1]
         key = getattr(exc, "full_key", None) or "?"
         first = str(getattr(exc, "msg", exc)).strip().split("\n")[0]
-        raise _fail(f"config key {key!r}: {first}", 2) from None
-    except OmegaConfBaseException as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        key = getattr(exc, "full_key", None) or "?"
-        first = str(getattr(exc, "msg", exc)).strip().splitlines()[0] if str(exc).strip() else ""
-        raise _fail(f"config key {key!r} does not resolve: {first}", 2) from None
+        what = "" if typed else " does not resolve"
+        raise _fail(f"config key {key!r}{what}: {first}", 2) from None
 
 
 def _retyped(schema: type) -> Callable[[Mapping[str, Any]], Any]:

@@ -12,7 +12,12 @@ child counted), as that script queries it (``Reader(logs)``, ``filter``,
 
 - **cold**: the reader's index (``<logs>/.runlab-index``) removed first, so every run's
   files are read and the index is written;
-- **warm**: right after, with that index: what a second look costs.
+- **warm**: right after, with that index: what a second look costs (every run's files
+  are checked against the index with a ``stat``);
+- **changes**: ``Reader(logs, refresh="changes")`` after one such read has stamped the
+  index: only the runs not ended, new, or whose end changed are looked at;
+- **changes, N% ended again**: the same after ``--changed`` percent of the runs had a
+  new ending written through runlab's writer (``RunDir.update_info``).
 
 The metadata calls counted are ``open``/``openat``, the ``stat`` family (``stat``,
 ``lstat``, ``newfstatat``, ``statx``, ``access``), ``getdents64`` (listing a folder),
@@ -69,7 +74,7 @@ QUERY = """
 import sys
 import runlab.results.reader as r
 spec = {spec!r}
-runs = r.Reader(sys.argv[1])
+runs = r.Reader(sys.argv[1], refresh={refresh!r})
 grouped = runs.filter(spec["query"]).group_by(*spec["group"])
 for metric in spec["metrics"]:
     grouped.curves(metric)
@@ -80,7 +85,7 @@ r.wait_for_index()
 IMPORT_ONLY = "import polars, runlab.results.reader\n"
 
 
-def count(logs: Path, shape: str | None) -> dict[str, int]:
+def count(logs: Path, shape: str | None, refresh: bool | str = True) -> dict[str, int]:
     """Calls by name of one query of ``shape`` over ``logs`` in a fresh, traced process
     (no ``shape``: the imports alone)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +94,7 @@ def count(logs: Path, shape: str | None) -> dict[str, int]:
             script.write_text(IMPORT_ONLY)
         else:
             spec = {k: reader_shapes.SHAPES[shape][k] for k in ("query", "group", "metrics")}
-            script.write_text(QUERY.format(spec=spec))
+            script.write_text(QUERY.format(spec=spec, refresh=refresh))
         summary = Path(tmp) / "strace.txt"
         subprocess.run(
             ["strace", "-f", "-c", "-o", str(summary), sys.executable, str(script), str(logs)],
@@ -105,12 +110,25 @@ def count(logs: Path, shape: str | None) -> dict[str, int]:
         return calls
 
 
+def end_again(logs: Path, percent: float) -> None:
+    """Write a new ending into ``percent`` % of the runs, as a retry that ran again would."""
+    from runlab.record.rundir import RunDir
+
+    ids = sorted(int(p.name) for p in logs.iterdir() if p.name.isdigit())
+    step = max(1, round(100 / percent)) if percent > 0 else len(ids) + 1
+    for rid in ids[::step]:
+        run = RunDir(logs / str(rid))
+        run.update_info(status="RUNNING")
+        run.update_info(status="COMPLETE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "rl-bench")
     parser.add_argument("--shapes", default="paper,many-short")
     parser.add_argument("--ms", type=float, default=1.0, help="ms per metadata call")
     parser.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--changed", type=float, default=1.0, help="percent of runs ended again")
     args = parser.parse_args()
     if shutil.which("strace") is None:
         sys.exit("strace is not installed: apt-get install strace")
@@ -127,10 +145,15 @@ def main() -> None:
             args.workdir, reader_shapes.SHAPES[shape]["data"], args.procs
         )
         runs = sum(1 for p in logs.iterdir() if p.name.isdigit())
-        for label in ("cold", "warm"):
+        again = f"changes, {args.changed:g}% ended again"
+        for label in ("cold", "warm", "changes", again):
             if label == "cold":
                 shutil.rmtree(logs / ".runlab-index", ignore_errors=True)
-            calls = count(logs, shape)
+            if label == "changes":
+                count(logs, shape, "changes")  # the first read in this mode stamps the index
+            if label == again:
+                end_again(logs, args.changed)
+            calls = count(logs, shape, "changes" if label != "cold" and label != "warm" else True)
             meta = sum(n for name, n in calls.items() if name in METADATA)
             data = sum(n for name, n in calls.items() if name in DATA_CALLS)
             print(

@@ -451,6 +451,37 @@ def test_a_second_job_of_a_run_leaves_the_live_runs_status_alone(tmp_path: Path)
             writer.wait()
 
 
+def test_a_job_whose_run_was_retried_meanwhile_leaves_the_new_attempt_alone(
+    tmp_path: Path,
+) -> None:
+    # A task that recorded FAILED is still shutting down when `runlab retry` requeues its
+    # run: the old job's wrapper then saw QUEUED and wrote FAILED ("exit code 1 before
+    # recording an end") over the retry, which a second retry then ran again.
+    from runlab.record.rundir import RunDir, allocate
+    from runlab.status import Status
+    from runlab.sweep.jobs import TaskRun
+
+    run = RunDir(allocate(tmp_path / "logs", 1)[0]).create()
+    run.update_info(status="QUEUED")
+    task = tmp_path / "task.py"
+    task.write_text("import sys, time\ntime.sleep(0.5)\nsys.exit(1)\n")
+    spec = {"codes": [{"script": str(task)}], "python": sys.executable}
+    job = TaskRun(spec, {"run_dir": str(run.path), "overrides": []})
+    job.start()
+    run.update_info(status="FAILED", error={"type": "ValueError", "message": "by the task"})
+    run.update_info(status="QUEUED", error=None, retries=1)  # `runlab retry`, meanwhile
+    code = job.wait()
+    assert code == 1
+    assert job.outcome(code) == Status.QUEUED
+    info = run.read_info()
+    assert info["status"] == "QUEUED" and info.get("error") is None, info
+    # the same job, with no retry in between, still records the ending it saw
+    again = TaskRun(spec, {"run_dir": str(run.path), "overrides": []})
+    again.start()
+    assert again.outcome(again.wait()) == Status.FAILED
+    assert run.read_info()["error"]["type"] == "JobError"
+
+
 def _launcher_settings() -> list[tuple[str, str]]:
     from runlab.sweep import backends
 

@@ -16,6 +16,9 @@ Layout::
     <logs>/.studies/<name>/   a tune study's journal
     <logs>/.snapshots/<hash>/ the code a sweep was submitted with
     <logs>/.runlab-index/     the reader's cache: safe to delete
+    <logs>/.runlab-index/changed/<run_id>
+                              touched when a run's record reaches or leaves an end
+                              (``Reader(refresh="changes")`` rereads just those runs)
     <logs>/.aside/<time>/     what `runlab verify --repair` moved aside (never deleted)
 
 Hidden folders are never runs; every module asks this one for their names.
@@ -41,6 +44,7 @@ SNAPSHOTS = ".snapshots"
 INDEX = ".runlab-index"
 ASIDE = ".aside"  # what `runlab verify --repair` moved out of the way (never deleted)
 HIDDEN = (SWEEPS, STUDIES, SNAPSHOTS, INDEX, ASIDE)
+CHANGED = "changed"  # inside INDEX: one empty file per run whose end changed (note_change)
 
 WHERE_HINT = "pass --logs DIR, or set RUNLAB_LOGS"
 
@@ -78,6 +82,29 @@ def default_path(start: str | os.PathLike[str] | None = None) -> Path:
     root = project_root(start)
     base = root if root is not None else Path(start if start is not None else os.getcwd())
     return (base / DEFAULT_NAME).absolute()
+
+
+def note_change(run_path: str | os.PathLike[str]) -> None:
+    """Touch ``<logs>/.runlab-index/changed/<run_id>`` after the record of the run at
+    ``run_path`` reached an end or left one (its ``info`` written with a status outside
+    the active ones before or after).
+
+    A reader that trusts its index for the runs that have ended (``refresh="changes"``)
+    rereads those whose file was touched since its index was built. It exists only
+    where such a reader made the folder: nothing is created here, and a folder that
+    cannot be written is left alone (that reader then documents what it may miss).
+    The file's time is set by the file system's own clock (``utime`` with no times),
+    which is what the reader compares it with.
+    """
+    path = os.path.join(os.path.dirname(os.fspath(run_path)), INDEX, CHANGED)
+    if not os.path.isdir(path):
+        return
+    marker = os.path.join(path, os.path.basename(os.fspath(run_path)))
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o666))
+        os.utime(marker)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)

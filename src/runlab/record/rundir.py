@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
-from runlab.logs import MAX_RUN_ID, is_run_id
+from runlab.logs import MAX_RUN_ID, is_run_id, note_change
 from runlab.record.files import (
     DamagedFile,
     dumps_json,
@@ -43,7 +43,7 @@ from runlab.record.files import (
     read_yaml,
     write_record,
 )
-from runlab.status import Status, written
+from runlab.status import ACTIVE, Status, written
 
 RUN_DIR_ENV = "RUNLAB_RUN_DIR"
 HEARTBEAT_ENV = "RUNLAB_HEARTBEAT_S"
@@ -187,6 +187,7 @@ def _claim_with_info(logs: Path, path: Path, info: dict[str, Any]) -> bool:
         run = RunDir(staging).create()
         write_record(run.info_file, info)
         if _rename_noreplace(staging, path):
+            note_change(path)  # a new run under an id an index may have known
             return True
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -428,6 +429,7 @@ class RunDir:
             fields["status"] = written(fields["status"])
         with self._lock:
             info = self.read_info()
+            before = info.get("status")
             for key, value in fields.items():
                 if value is None:
                     info.pop(key, None)
@@ -445,6 +447,8 @@ class RunDir:
                     if again.errno not in (errno.ENOSPC, errno.EDQUOT):
                         raise
                     overwrite_record(self.info_file, info)
+            if not (_active(before) and _active(info.get("status"))):
+                note_change(self.path)  # after the write: a reader that saw it rereads
             return info
 
     # ------------------------------------------------------------ disk space
@@ -550,6 +554,11 @@ class RunDir:
 
     def heartbeat(self) -> None:
         self.update_info(heartbeat=now_iso())
+
+
+def _active(status: Any) -> bool:
+    """Whether ``status`` (as read: any JSON value) is one of a run not yet ended."""
+    return isinstance(status, str) and status in ACTIVE
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

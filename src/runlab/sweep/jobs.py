@@ -81,6 +81,7 @@ class TaskRun:
         self.extra: dict[str, Any] = {}
         self.tasks = int(spec.get("tasks_per_node") or 1)  # local: ranks per run (distributed)
         self.threads = spec.get("cpus_per_task")
+        self.retries = _retries(self.run.read_info())  # which attempt this job is for
 
     # ---------------------------------------------------------------- signals
     def on_signal(self, signum: int, frame: Any = None) -> None:
@@ -163,7 +164,12 @@ class TaskRun:
     def outcome(self, code: int, requeue: Any = None) -> Status:
         """The run's status after the child ended; requeues a preempted SLURM job."""
         run = self.run
-        status = Status.of(run.read_info().get("status"))
+        info = run.read_info()
+        status = Status.of(info.get("status"))
+        if _retries(info) != self.retries:
+            # `runlab retry` requeued the run while this job's task was ending: the run
+            # is the new attempt's now, and this job neither writes it nor requeues it.
+            return status or Status.QUEUED
         if self.stop_signal == signal.SIGUSR2:
             timed_out = self.timed_out() or requeue is None
             if status is None or status in ACTIVE or status == Status.TIMEOUT:
@@ -196,6 +202,14 @@ class TaskRun:
                 reason = f"the task process ended with {_describe(code)} before recording an end"
             run.update_info(status=status, error={"type": kind, "message": reason})
         return status or Status.FAILED
+
+
+def _retries(info: dict[str, Any]) -> int:
+    """How many times ``runlab retry`` has requeued the run whose ``info`` this is."""
+    try:
+        return int(info.get("retries") or 0)
+    except (TypeError, ValueError):  # a hand-edited record: counted as none
+        return 0
 
 
 def _describe(code: int) -> str:

@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -54,8 +54,16 @@ class Reader:
 
     ``Reader(logs)`` reads (and refreshes) the index at once; metric files are
     read only when their rows or summaries are asked for, and only those of the
-    selected runs. ``refresh=False`` trusts an existing index without looking at
-    the run directories; ``write_index=False`` never writes into ``logs``;
+    selected runs. By default every run's files are checked against the index
+    (a ``stat`` of each record and metric file read), so a file edited by hand is
+    never answered from a stale index. ``refresh="changes"``, for a logs directory
+    on a shared file system, where each of those calls is a round trip: only the
+    runs that have not ended, the new ones, and those whose end changed since the
+    index was built (runlab's writers touch a file for each: see
+    :func:`runlab.logs.note_change`) are looked at; a file of an ended run edited by
+    hand, or by a tool other than runlab, is not seen until ``refresh=True``.
+    ``refresh=False`` trusts an existing index without looking at the run
+    directories at all; ``write_index=False`` never writes into ``logs``;
     ``index=False`` neither reads nor writes the index (every file is parsed).
     """
 
@@ -63,10 +71,12 @@ class Reader:
         self,
         logs: str | os.PathLike[str] | None = None,
         *,
-        refresh: bool = True,
+        refresh: bool | Literal["changes"] = True,
         write_index: bool = True,
         index: bool = True,
     ) -> None:
+        if refresh not in (True, False, "changes"):
+            raise ValueError(f"refresh={refresh!r}: give True, False or 'changes'")
         if logs is None:
             logs = default_path()
         path = Path(logs).expanduser().absolute()

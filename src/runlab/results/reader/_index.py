@@ -9,8 +9,11 @@ Layout of ``<logs>/.runlab-index/`` (format 3)::
     metrics/<name>/<block>.json      pointer: {"format": 3, "file": "<block>.<uid>.parquet",
                                                "sum": <digest of that file>,
                                                "runs": {run_id: {sig, rows, inc, problem,
-                                                                 summary}}}
+                                                                 summary, meta}}}
     metrics/<name>/<block>.<uid>.parquet   the rows of those runs (256 runs per block)
+    changed/<run_id>                 touched by runlab.logs.note_change when the run's end
+                                     changed; read by ``refresh="changes"``, whose stamp
+                                     runs.json keeps as "changes": {time, ino, dev}
 
 Data files are immutable: each is written once under a fresh unique name and
 never changed. A pointer is small JSON replaced atomically (``os.replace``), so
@@ -50,6 +53,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from runlab.logs import CHANGED, is_run_id
 from runlab.logs import INDEX as INDEX_DIR
 from runlab.record.files import write_atomic
 
@@ -57,6 +61,29 @@ FORMAT = 3
 BLOCK = 256  # runs per metrics block
 GRACE_S = 120.0  # how long a retired data file stays readable
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\Z")
+# A change is looked for from this long before the index's stamp: clocks of the hosts
+# writing runs and the file server's may differ, and a slow read may still be writing.
+CHANGE_MARGIN_S = 600.0
+# A read that took longer than this (from its stamp to its index write) records no stamp:
+# the change files it may need could be pruned meanwhile (they are kept for the margin).
+MAX_READ_S = CHANGE_MARGIN_S / 2
+
+
+class Stamp:
+    """The change folder's clock when a read began: its mtime (the file system's time),
+    its identity (a folder deleted and made again has lost its files), and this
+    process's monotonic time, to refuse recording a stamp older than half the margin."""
+
+    __slots__ = ("dev", "ino", "mono", "time")
+
+    def __init__(self, time_: float, ino: int, dev: int, mono: float) -> None:
+        self.time, self.ino, self.dev, self.mono = time_, ino, dev, mono
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.mono < MAX_READ_S
+
+    def fields(self) -> dict[str, Any]:
+        return {"time": self.time, "ino": self.ino, "dev": self.dev}
 
 
 def _remove(path: Path | str) -> None:
@@ -192,7 +219,9 @@ class Index:
         self.root = logs / INDEX_DIR
 
     # ------------------------------------------------------------ run table
-    def read_runs(self) -> tuple[pl.DataFrame, set[str]] | None:
+    def read_runs(self) -> tuple[pl.DataFrame, set[str], dict[str, Any]] | None:
+        """The run table, its mixed columns and its pointer (``None`` where there is none
+        that can be used)."""
         for _ in range(3):  # a data file retired between the two reads: look again
             pointer = _pointer(self.root / "runs.json")
             if pointer is None or not isinstance(pointer.get("file"), str):
@@ -209,18 +238,19 @@ class Index:
                 return None
             if "run_id" not in df.columns or "_sig" not in df.columns:
                 return None
-            return df, set(pointer.get("mixed") or [])
+            return df, set(pointer.get("mixed") or []), pointer
         return None
 
-    def write_runs(self, df: pl.DataFrame, mixed: set[str]) -> bool:
+    def write_runs(self, df: pl.DataFrame, mixed: set[str], since: Stamp | None = None) -> bool:
         """Write a new generation of the run table; whether it was written (never raises
-        for the file system: see the module docstring)."""
+        for the file system: see the module docstring). ``since``: the change folder's
+        stamp taken before the runs were read (:meth:`stamp`), for ``refresh="changes"``."""
         try:
-            return self._write_runs(df, mixed)
+            return self._write_runs(df, mixed, since)
         except OSError:
             return False
 
-    def _write_runs(self, df: pl.DataFrame, mixed: set[str]) -> bool:
+    def _write_runs(self, df: pl.DataFrame, mixed: set[str], since: Stamp | None) -> bool:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -230,12 +260,68 @@ class Index:
             return False
         name, digest = written
         old = _pointer(self.root / "runs.json")
-        pointer = {"format": FORMAT, "file": name, "sum": digest, "mixed": sorted(mixed)}
+        pointer: dict[str, Any] = {"format": FORMAT, "file": name, "sum": digest}
+        pointer["mixed"] = sorted(mixed)
+        if since is not None and since.fresh():
+            pointer["changes"] = since.fields()
         if not _write_atomic(self.root / "runs.json", orjson.dumps(pointer)):
             _remove(self.root / name)
             return False
         _retire(self.root, "runs", (old or {}).get("file"), name)
         return True
+
+    def advance(self, pointer: Mapping[str, Any], since: Stamp) -> bool:
+        """Point the same run table at a newer change stamp (nothing in it changed)."""
+        if not since.fresh():
+            return False
+        return _write_atomic(
+            self.root / "runs.json", orjson.dumps({**pointer, "changes": since.fields()})
+        )
+
+    # ------------------------------------------------------------ changes
+    def stamp(self) -> Stamp | None:
+        """Make the change folder (``note_change`` touches a file there per run whose end
+        changed) and take its clock: its mtime, set by the file system, and its identity.
+        ``None`` where it cannot be made (the reader then checks every run)."""
+        folder = self.root / CHANGED
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.utime(folder)
+            st = os.stat(folder)
+        except OSError:
+            return None
+        return Stamp(st.st_mtime, st.st_ino, st.st_dev, time.monotonic())
+
+    def changed(self, pointer: Mapping[str, Any], now: Stamp, prune: bool) -> set[int] | None:
+        """The runs whose end changed since the index was built (``pointer``'s stamp, less
+        :data:`CHANGE_MARGIN_S`), or ``None`` when that cannot be known: no stamp, or a
+        change folder made again since (the files of the runs changed between are lost).
+        With ``prune``, files older than both stamps by the margin are deleted: every
+        index written from now on was read after them."""
+        held = pointer.get("changes")
+        if not isinstance(held, dict) or [held.get("ino"), held.get("dev")] != [now.ino, now.dev]:
+            return None
+        since = held.get("time")
+        if not isinstance(since, (int, float)):
+            return None
+        out: set[int] = set()
+        old = min(float(since), now.time) - CHANGE_MARGIN_S
+        try:
+            with os.scandir(self.root / CHANGED) as it:
+                for entry in it:
+                    if not is_run_id(entry.name):
+                        continue
+                    try:
+                        mtime = entry.stat().st_mtime
+                    except OSError:
+                        continue
+                    if mtime >= float(since) - CHANGE_MARGIN_S:
+                        out.add(int(entry.name))
+                    elif prune and mtime < old:
+                        _remove(entry.path)
+        except OSError:
+            return None
+        return out
 
     # -------------------------------------------------------------- metrics
     def _folder(self, name: str) -> Path:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -31,9 +31,10 @@ from runlab.results.reader._columns import (
 from runlab.results.reader._files import read_metas, run_sig, scan
 from runlab.results.reader._index import BLOCK, Index, background, wait_for_index
 from runlab.results.reader._metrics import Parsed, read_metric_files, summaries
-from runlab.status import Status
+from runlab.status import ACTIVE, Status
 
 LOST_AFTER_S = 60.0
+Refresh = bool | Literal["changes"]
 _META = ("config", "info", "env")
 
 
@@ -45,6 +46,16 @@ def _utf8(name: str) -> bool:
     return True
 
 
+def _ended(table: pl.DataFrame) -> set[int]:
+    """The runs of an index's table whose recorded status is one of a run that ended:
+    only ``note_change`` can tell that one of them changed (see ``refresh="changes"``)."""
+    if "info.status" not in table.columns:
+        return set()
+    ended = [s.value for s in Status if s not in ACTIVE]
+    status = pl.col("info.status").cast(pl.String, strict=False)
+    return set(table.filter(status.is_in(ended))["run_id"].to_list())
+
+
 def _empty_ids() -> pl.DataFrame:
     return pl.DataFrame({"run_id": pl.Series([], dtype=pl.Int64)})
 
@@ -52,13 +63,15 @@ def _empty_ids() -> pl.DataFrame:
 class Store:
     """The run table of ``logs`` (read now) and the metric rows loaded on demand."""
 
-    def __init__(self, logs: Path, refresh: bool, write: bool, use_index: bool = True) -> None:
+    def __init__(self, logs: Path, refresh: Refresh, write: bool, use_index: bool = True) -> None:
         wait_for_index()  # this process's pending index writes first
         self.logs = logs
         self.index = Index(logs)
         self.use_index = use_index
         self.write = write and use_index
         self.stats: Counter[str] = Counter()
+        self.trusted: set[int] = set()  # ended runs answered from the index unchecked
+        self._meta_sig: dict[int, str] | None = None
         self.now = time.time()
         self.ignored: list[str] = []
         self.meta = self._load_meta(refresh)
@@ -71,18 +84,26 @@ class Store:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ run table
-    def _load_meta(self, refresh: bool) -> pl.DataFrame:
+    def _load_meta(self, refresh: Refresh) -> pl.DataFrame:
         cached = self.index.read_runs() if self.use_index else None
-        old, old_mixed = cached if cached is not None else (None, set())
-        if old is not None and not refresh:
+        old, old_mixed, pointer = cached if cached is not None else (None, set(), {})
+        if old is not None and refresh is False:
             self.stats["meta_reused"] += old.height
             return self._finish(old, old_mixed)
+        stamp = self.index.stamp() if refresh == "changes" and self.write else None
+        changed = (
+            self.index.changed(pointer, stamp, self.write) if stamp and old is not None else None
+        )
         root = str(self.logs)
         ids, self.ignored = scan(root)
-        sigs = [run_sig(f"{root}/{rid}") for rid in ids]
         known: dict[int, str] = {}
         if old is not None:
             known = dict(zip(old["run_id"].to_list(), old["_sig"].to_list(), strict=True))
+        if changed is not None and old is not None:
+            self.trusted = _ended(old) - changed
+            self.stats["changes_noted"] += len(changed)
+        sigs = [known[r] if r in self.trusted else run_sig(f"{root}/{r}") for r in ids]
+        self.stats["runs_checked"] += sum(1 for r in ids if r not in self.trusted)
         keep = [rid for rid, sig in zip(ids, sigs, strict=True) if known.get(rid) == sig]
         todo = [
             (rid, f"{root}/{rid}", sig)
@@ -105,9 +126,11 @@ class Store:
         if todo:
             df = df.sort("run_id")
         df = self._order(df)
-        changed = bool(todo) or old is None or len(keep) != old.height
-        if changed and self.write and self.index.write_runs(df, mixed):
+        differs = bool(todo) or old is None or len(keep) != old.height
+        if differs and self.write and self.index.write_runs(df, mixed, stamp):
             self.stats["index_writes"] += 1
+        elif stamp is not None and self.write and (changed or changed is None):
+            self.index.advance(pointer, stamp)  # the same table, checked up to now
         return self._finish(df, mixed)
 
     def _finish(self, df: pl.DataFrame, mixed: set[str]) -> pl.DataFrame:
@@ -260,6 +283,10 @@ class Store:
         """
         root = str(self.logs)
         remaining: dict[int, str] = {}
+        trusted = [rid for rid in run_ids if rid in self.trusted]
+        if trusted:  # ended runs no change was noted for: their index entry, unchecked
+            run_ids = self._entries(name, trusted, remaining, run_ids)
+        self.stats["metric_files_checked"] += len(run_ids)
         for rid in run_ids:
             try:
                 st = os.stat(f"{root}/{rid}/metrics/{name}.jsonl")
@@ -293,6 +320,31 @@ class Store:
             out.add_chunk(self.parse(name, list(remaining), live), list(remaining))
         return out
 
+    def _entries(
+        self, name: str, trusted: list[int], sigs: dict[int, str], run_ids: Sequence[int]
+    ) -> list[int]:
+        """Put into ``sigs`` the signature the index holds for each of ``trusted`` (no
+        ``stat``); return ``run_ids`` less those found (the others are looked at)."""
+        found: set[int] = set()
+        meta = self._meta_sigs()
+        for rid in trusted:
+            entry = (self._pointer(name, rid // BLOCK).get("runs") or {}).get(str(rid))
+            # only an entry made while the run's records were as they are now
+            if isinstance(entry, dict) and entry.get("meta") == meta.get(rid):
+                sigs[rid] = entry["sig"]
+                found.add(rid)
+        return [rid for rid in run_ids if rid not in found]
+
+    def _meta_sigs(self) -> dict[int, str]:
+        """``run_id ->`` the signature of its records as this read found them."""
+        with self._lock:
+            if self._meta_sig is None:
+                t = self.meta
+                sigs = t["_sig"].to_list() if "_sig" in t.columns else [""] * t.height
+                made: dict[int, str] = dict(zip(t["run_id"].to_list(), sigs, strict=True))
+                self._meta_sig = made
+            return self._meta_sig
+
     def parse(self, name: str, rids: list[int], live: set[int]) -> Chunk:
         """Read the metric files of ``rids`` (and cache the settled ones)."""
         root = str(self.logs)
@@ -319,6 +371,7 @@ class Store:
             by_block.setdefault(rid // BLOCK, []).append(rid)
         summary = chunk.summary()
         summ = {r["run_id"]: r for r in summary.iter_rows(named=True)} if summary.height else {}
+        meta = self._meta_sigs()
         rows = chunk.rows
         if rows.height and len(settled) < len(chunk.files):
             rows = rows.filter(pl.col("run_id").is_in(settled))
@@ -357,6 +410,7 @@ class Store:
                     "inc": rec["inc"],
                     "problem": rec["problem"],
                     "summary": json_safe(summary_row),
+                    "meta": meta.get(rid),  # the run's records when these rows were read
                 }
             if block in new_rows:
                 parts.append(new_rows[block])

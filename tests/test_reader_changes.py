@@ -1,0 +1,192 @@
+"""``Reader(logs, refresh="changes")``: a warm read that looks only at the runs that
+have not ended, the new ones, and those whose end changed (``runlab.logs.note_change``),
+and answers every other run from the index, for a logs directory on a shared file
+system. Its invariant: after any sequence of runlab's own writes, it answers what a
+read of every file answers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from polars.testing import assert_frame_equal
+from test_reader import make_run
+
+from runlab.logs import CHANGED, INDEX
+from runlab.record.files import write_record
+from runlab.record.logger import RunLogger
+from runlab.record.rundir import RunDir
+from runlab.results.reader import Reader, _index, wait_for_index
+
+
+def read(logs: Path, refresh: Any = "changes") -> Reader:
+    reader = Reader(logs, refresh=refresh)
+    if any(logs.glob("*/metrics/train.jsonl")):
+        reader.final("train.loss")  # the metric files too
+    wait_for_index()
+    return reader
+
+
+def rows(reader: Reader) -> pl.DataFrame:
+    """Every row of the runs' ``train`` metric files (the columns all runs share)."""
+    out = reader.metrics("train").collect()
+    return out.select("run_id", "step", "loss").sort("run_id", "step")
+
+
+def attempt(run: RunDir, values: list[float], end: str = "COMPLETE") -> None:
+    """A new attempt of an ended run, as a retried task writes it: RUNNING, rows, its end."""
+    run.update_info(status="RUNNING")
+    with RunLogger(run) as logger:
+        for v in values:
+            logger.log_metrics({"loss": v}, name="train")
+    run.update_info(status=end)
+
+
+def test_a_warm_read_looks_only_at_the_runs_whose_end_changed(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    for seed in range(6):
+        make_run(logs, {"seed": seed}, [{"loss": float(seed)}, {"loss": seed / 2}])
+    read(logs, True)  # the default: every run's files checked, no change folder made
+    assert not (logs / INDEX / CHANGED).exists()
+
+    first = read(logs)  # the first read in this mode checks every run once
+    assert first.stats["runs_checked"] == 6
+    warm = read(logs)
+    assert warm.stats["runs_checked"] == 0 and warm.stats["metric_files_checked"] == 0
+    assert warm.stats["meta_reused"] == 6 and warm.stats["metric_files_cached"] == 6
+
+    attempt(RunDir(logs / "4"), [9.0])  # a retry that ran again: its end changed
+    make_run(logs, {"seed": 6}, [{"loss": 6.0}])  # a new run
+    shutil.rmtree(logs / "2")  # a deleted one
+    after = read(logs)
+    assert after.stats["runs_checked"] == 2  # runs 4 and 7
+    assert after.stats["metric_files_checked"] == 2
+    assert after.run_ids == [1, 3, 4, 5, 6, 7]
+    assert rows(after).filter(pl.col("run_id") == 4)["loss"].to_list() == [3.0, 1.5, 9.0]
+
+    # A record edited by hand is not a change runlab notes: this mode keeps the index's
+    # answer, and the default mode (a stat of every file) sees it.
+    info = RunDir(logs / "5").read_info()
+    write_record(RunDir(logs / "5").info_file, {**info, "note": "by hand"})
+    assert "info.note" not in read(logs).df.columns
+    assert read(logs, True).filter("info.note == 'by hand'").run_ids == [5]
+
+    # The change folder deleted (its files with it): every run is checked again.
+    shutil.rmtree(logs / INDEX / CHANGED)
+    assert read(logs).stats["runs_checked"] == 6
+    assert read(logs).stats["runs_checked"] == 0
+
+
+def test_refresh_takes_three_values(tmp_path: Path) -> None:
+    make_run(tmp_path / "logs", {"seed": 1}, [{"loss": 1.0}])
+    with pytest.raises(ValueError, match="refresh='sometimes'"):
+        Reader(tmp_path / "logs", refresh="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_read_only_reader_checks_every_run(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    make_run(logs, {"seed": 1}, [{"loss": 1.0}])
+    read(logs)
+    read(logs)
+    quiet = Reader(logs, refresh="changes", write_index=False)  # cannot stamp a folder
+    assert quiet.stats["runs_checked"] == 1
+
+
+class ChangesMatchAFullRead(RuleBasedStateMachine):
+    """Runs made, appended to, ended, run again, retried and deleted through runlab's
+    writers, in any order, with warm reads in between: the warm read in ``changes``
+    mode always answers what a read of every file (no index) answers."""
+
+    @initialize()
+    def setup(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="runlab-changes-"))
+        self.logs = self.dir / "logs"
+        self.logs.mkdir()
+        self.saved = (_index.CHANGE_MARGIN_S, _index.MAX_READ_S)
+        # No margin: a change a moment after a read is looked for exactly from its stamp.
+        _index.CHANGE_MARGIN_S, _index.MAX_READ_S = 0.0, 60.0
+        self.values = 0.0
+
+    def teardown(self) -> None:
+        if hasattr(self, "saved"):
+            _index.CHANGE_MARGIN_S, _index.MAX_READ_S = self.saved
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _runs(self, status: set[str] | None = None) -> list[int]:
+        out = []
+        for p in sorted(self.logs.iterdir()):
+            if p.name.isdigit() and (status is None or RunDir(p).read_info()["status"] in status):
+                out.append(int(p.name))
+        return out
+
+    def _next(self) -> float:
+        self.values += 1.0
+        return self.values
+
+    @rule(end=st.sampled_from(["COMPLETE", "FAILED", "RUNNING"]), rows=st.integers(0, 3))
+    def new_run(self, end: str, rows: int) -> None:
+        make_run(
+            self.logs, {"seed": len(self._runs())}, [{"loss": self._next()}] * rows, status=end
+        )
+
+    @rule(pick=st.integers(0, 50), end=st.sampled_from(["COMPLETE", "FAILED", "INTERRUPTED"]))
+    def run_again(self, pick: int, end: str) -> None:
+        ended = self._runs({"COMPLETE", "FAILED", "INTERRUPTED"})
+        if ended:
+            attempt(RunDir(self.logs / str(ended[pick % len(ended)])), [self._next()], end)
+
+    @rule(pick=st.integers(0, 50), end=st.sampled_from([None, "COMPLETE", "FAILED"]))
+    def running_run_logs(self, pick: int, end: str | None) -> None:
+        running = self._runs({"RUNNING"})
+        if running:
+            run = RunDir(self.logs / str(running[pick % len(running)]))
+            with RunLogger(run) as logger:
+                logger.log_metrics({"loss": self._next()}, name="train")
+            run.update_info(status="RUNNING")  # a new attempt leaves it RUNNING
+            if end:
+                run.update_info(status=end)
+
+    @rule(pick=st.integers(0, 50))
+    def retry(self, pick: int) -> None:
+        failed = self._runs({"FAILED"})
+        if failed:
+            RunDir(self.logs / str(failed[pick % len(failed)])).update_info(status="QUEUED")
+
+    @rule(pick=st.integers(0, 50))
+    def delete(self, pick: int) -> None:
+        runs = self._runs()
+        if runs:
+            shutil.rmtree(self.logs / str(runs[pick % len(runs)]))
+
+    @rule()
+    def warm_read(self) -> None:
+        read(self.logs)
+
+    @invariant()
+    def answers_what_every_file_says(self) -> None:
+        if not hasattr(self, "logs") or not self._runs():
+            return
+        warm = read(self.logs)
+        full = Reader(self.logs, index=False)
+        assert warm.run_ids == full.run_ids
+        cols = [c for c in full.df.columns if c.startswith(("config.", "info.status", "train."))]
+        assert_frame_equal(warm.df.select("run_id", *cols), full.df.select("run_id", *cols))
+        if any(self.logs.glob("*/metrics/train.jsonl")):
+            assert_frame_equal(rows(warm), rows(full))
+
+
+TestChangesMatchAFullRead = ChangesMatchAFullRead.TestCase
+TestChangesMatchAFullRead.settings = settings(
+    max_examples=25,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, settings
@@ -40,12 +41,20 @@ def rows(reader: Reader) -> pl.DataFrame:
 
 
 def attempt(run: RunDir, values: list[float], end: str = "COMPLETE") -> None:
-    """A new attempt of an ended run, as a retried task writes it: RUNNING, rows, its end."""
-    run.update_info(status="RUNNING")
+    """A new attempt of an ended run: rows logged into it (the logger counts an attempt),
+    then its new end."""
     with RunLogger(run) as logger:
         for v in values:
             logger.log_metrics({"loss": v}, name="train")
     run.update_info(status=end)
+
+
+def append_row(run: RunDir, value: float) -> None:
+    """A row written by the live writer of a RUNNING run (whose lock it holds)."""
+    path = run.metrics / "train.jsonl"
+    step = len(path.read_text().splitlines()) if path.exists() else 0
+    with open(path, "a") as fh:
+        fh.write(orjson.dumps({"step": step, "time": 1.0, "loss": value}).decode() + "\n")
 
 
 def test_a_warm_read_looks_only_at_the_runs_whose_end_changed(tmp_path: Path) -> None:
@@ -148,9 +157,7 @@ class ChangesMatchAFullRead(RuleBasedStateMachine):
         running = self._runs({"RUNNING"})
         if running:
             run = RunDir(self.logs / str(running[pick % len(running)]))
-            with RunLogger(run) as logger:
-                logger.log_metrics({"loss": self._next()}, name="train")
-            run.update_info(status="RUNNING")  # a new attempt leaves it RUNNING
+            append_row(run, self._next())
             if end:
                 run.update_info(status=end)
 
@@ -167,20 +174,25 @@ class ChangesMatchAFullRead(RuleBasedStateMachine):
             shutil.rmtree(self.logs / str(runs[pick % len(runs)]))
 
     @rule()
-    def warm_read(self) -> None:
-        read(self.logs)
+    def rows_match(self) -> None:
+        """The metric rows, read in this mode (and cached), are every file's rows."""
+        if any(self.logs.glob("*/metrics/train.jsonl")):
+            warm = Reader(self.logs, refresh="changes")
+            assert_frame_equal(rows(warm), rows(Reader(self.logs, index=False)))
+            wait_for_index()
 
     @invariant()
-    def answers_what_every_file_says(self) -> None:
+    def the_table_is_what_every_file_says(self) -> None:
+        """After every step, a read of the run table alone (which moves the index's stamp
+        on, while the metric rows it holds may be older)."""
         if not hasattr(self, "logs") or not self._runs():
             return
-        warm = read(self.logs)
+        warm = Reader(self.logs, refresh="changes")
+        wait_for_index()
         full = Reader(self.logs, index=False)
         assert warm.run_ids == full.run_ids
-        cols = [c for c in full.df.columns if c.startswith(("config.", "info.status", "train."))]
+        cols = [c for c in full.df.columns if c.startswith(("config.", "info.status"))]
         assert_frame_equal(warm.df.select("run_id", *cols), full.df.select("run_id", *cols))
-        if any(self.logs.glob("*/metrics/train.jsonl")):
-            assert_frame_equal(rows(warm), rows(full))
 
 
 TestChangesMatchAFullRead = ChangesMatchAFullRead.TestCase
@@ -190,3 +202,53 @@ TestChangesMatchAFullRead.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_runlab_refresh_sets_the_default_of_every_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from conftest import task_env
+
+    logs = tmp_path / "logs"
+    make_run(logs, {"seed": 1}, [{"loss": 1.0}])
+    monkeypatch.setenv("RUNLAB_REFRESH", "changes")
+    read(logs)
+    assert Reader(logs).stats["runs_checked"] == 0
+    assert Reader(logs, refresh=True).stats["runs_checked"] == 1
+    monkeypatch.setenv("RUNLAB_REFRESH", "all")
+    assert Reader(logs).stats["runs_checked"] == 1
+    out = subprocess.run(
+        [sys.executable, "-m", "runlab", "ls", str(logs)],
+        env=task_env(RUNLAB_REFRESH="sometimes"),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "RUNLAB_REFRESH='sometimes' is not a way to read runs" in line
+    assert "set it to 'changes' or 'all'" in line
+
+
+def test_rows_cached_before_a_change_are_not_answered_for_a_trusted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows of run 2 are cached; it runs again; reads of the run table alone take the
+    # change in and move the stamp on, so that run 2 is trusted again: its cached rows
+    # are older than its records, and must not be answered.
+    monkeypatch.setattr(_index, "CHANGE_MARGIN_S", 0.0)
+    monkeypatch.setattr(_index, "MAX_READ_S", 60.0)
+    logs = tmp_path / "logs"
+    for seed in range(3):
+        make_run(logs, {"seed": seed}, [{"loss": float(seed)}])
+    read(logs)
+    read(logs)  # stamped, rows cached
+    attempt(RunDir(logs / "2"), [7.0])
+    for _ in range(2):
+        Reader(logs, refresh="changes")
+        wait_for_index()
+    warm = Reader(logs, refresh="changes")
+    assert warm.stats["runs_checked"] == 0  # run 2 is trusted again
+    assert rows(warm).filter(pl.col("run_id") == 2)["loss"].to_list() == [1.0, 7.0]

@@ -35,6 +35,14 @@ RUNLAB: tuple[EnvVar, ...] = (
         "`pyproject.toml` or `.git`), else `./logs`",
     ),
     EnvVar(
+        "RUNLAB_REFRESH",
+        "`changes`: every read of runs (`runlab ls`, `report`, `serve`, `Reader(logs)`) "
+        "looks only at the runs not ended, the new ones and those whose end changed since "
+        "its index was built, for a logs directory on NFS or Lustre; a file of an ended run "
+        "edited by hand is then not seen. `all`: every run's files are checked.",
+        "`all`",
+    ),
+    EnvVar(
         "RUNLAB_DEBUG",
         "`1`: an error of a command or a task prints its full traceback, not one line.",
         "unset (one line)",

@@ -35,6 +35,7 @@ from pathlib import Path
 from runlab.errors import UserError
 
 LOGS_ENV = "RUNLAB_LOGS"
+REFRESH_ENV = "RUNLAB_REFRESH"  # `changes`: readers look only at runs whose end changed
 DEFAULT_NAME = "logs"
 PROJECT_MARKERS = ("pixi.toml", "pyproject.toml", ".git")
 

@@ -12,7 +12,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import polars as pl
 
-from runlab.logs import default_path
+from runlab.errors import UserError
+from runlab.logs import REFRESH_ENV, default_path
 from runlab.record.names import check_name
 from runlab.results.query import Node, QueryError, compile_query, keys_of, parse, suggest
 from runlab.results.reader._files import first_line
@@ -49,6 +50,19 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _refresh_from_env() -> bool | Literal["changes"]:
+    """``refresh`` when none is given: ``$RUNLAB_REFRESH`` (``changes`` or ``all``)."""
+    value = os.environ.get(REFRESH_ENV, "").strip()
+    if value in ("", "all"):
+        return True
+    if value == "changes":
+        return "changes"
+    raise UserError(
+        f"{REFRESH_ENV}={value!r} is not a way to read runs",
+        todo="set it to 'changes' or 'all', or unset it",
+    )
+
+
 class Reader:
     """The runs of a logs directory as a Polars table; immutable, each ``filter`` a new one.
 
@@ -60,8 +74,10 @@ class Reader:
     on a shared file system, where each of those calls is a round trip: only the
     runs that have not ended, the new ones, and those whose end changed since the
     index was built (runlab's writers touch a file for each: see
-    :func:`runlab.logs.note_change`) are looked at; a file of an ended run edited by
+    `runlab.logs.note_change`) are looked at; a file of an ended run edited by
     hand, or by a tool other than runlab, is not seen until ``refresh=True``.
+    Left out, ``refresh`` is ``"changes"`` where ``RUNLAB_REFRESH=changes`` is set (so
+    every command that reads runs uses it), else ``True``.
     ``refresh=False`` trusts an existing index without looking at the run
     directories at all; ``write_index=False`` never writes into ``logs``;
     ``index=False`` neither reads nor writes the index (every file is parsed).
@@ -71,10 +87,12 @@ class Reader:
         self,
         logs: str | os.PathLike[str] | None = None,
         *,
-        refresh: bool | Literal["changes"] = True,
+        refresh: bool | Literal["changes"] | None = None,
         write_index: bool = True,
         index: bool = True,
     ) -> None:
+        if refresh is None:
+            refresh = _refresh_from_env()
         if refresh not in (True, False, "changes"):
             raise ValueError(f"refresh={refresh!r}: give True, False or 'changes'")
         if logs is None:

@@ -702,6 +702,27 @@ def test_a_config_file_that_is_not_yaml_is_one_line(logs: Path, tmp_path: Path) 
     assert not logs.exists()
 
 
+def test_the_yaml_check_reads_the_config_folder_not_the_runs_under_it(
+    logs: Path, tmp_path: Path
+) -> None:
+    # A task whose config folder is the project root, with logs/ inside it: the check
+    # of the config files parsed every run's YAML records at each start (slower with
+    # every run), and a damaged record of one run stopped every new run.
+    shutil.copy(SLOW, tmp_path / "slow.py")
+    shutil.copy(TASKS / "slow.yaml", tmp_path / "slow.yaml")
+    run_task(tmp_path / "slow.py", "steps=1", "interval=0")
+    (logs / "1" / "metadata" / "info.yaml").write_text("status: [COMPLETE\n")  # damaged
+    hidden = tmp_path / ".venv" / "lib"
+    hidden.mkdir(parents=True)
+    (hidden / "broken.yaml").write_text("a: [\n")  # a package's file, not a config
+    run_task(tmp_path / "slow.py", "steps=1", "interval=0")
+    assert read_info(logs / "2")["status"] == "COMPLETE"
+    (tmp_path / "group").mkdir()
+    (tmp_path / "group" / "bad.yaml").write_text("a: [\n")  # a config group's file
+    proc = run_task(tmp_path / "slow.py", check=False)
+    assert_one_line_error(proc, "bad.yaml:", "not valid YAML")
+
+
 def test_sys_exit_while_the_run_ends_still_writes_its_final_status(tmp_path: Path) -> None:
     """``sys.exit(3)`` raised while the session closes the logger (found by the fault
     matrix, cell main-exit-close): the run ends FAILED and the exit goes on; it stayed

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from runlab.logs import LOGS_ENV, default_path
+from runlab.logs import INDEX, LOGS_ENV, SWEEPS, default_path, is_run_id
 from runlab.record import distributed, environment, inputs
 from runlab.record import logger as _logger
 from runlab.record.files import record_form
@@ -226,16 +226,42 @@ def _check_sweep(flags: list[str]) -> None:
         )
 
 
+def _config_files(config_dir: Path, limit: int, max_dirs: int = 2000) -> list[Path]:
+    """The YAML files Hydra may read under ``config_dir`` (at most ``limit``, in order),
+    leaving out what is not config: hidden folders (``.git``, ``.venv``), a logs
+    directory (the default one, or any holding runlab's ``.runlab-index`` or
+    ``.sweeps``) and run folders. A config folder that is the project root holds the
+    logs: their records are no config, and a damaged one must not stop new runs.
+    At most ``max_dirs`` folders are looked at."""
+    skip = {os.path.realpath(default_path())}
+
+    def keep(root: str, name: str) -> bool:
+        path = os.path.join(root, name)
+        if name.startswith(".") or os.path.realpath(path) in skip:
+            return False
+        if is_run_id(name) and os.path.isdir(os.path.join(path, "metadata")):
+            return False
+        return not any(os.path.isdir(os.path.join(path, h)) for h in (INDEX, SWEEPS))
+
+    out: list[Path] = []
+    for seen, (root, dirs, files) in enumerate(os.walk(config_dir)):
+        if seen >= max_dirs:
+            break
+        dirs[:] = sorted(d for d in dirs if keep(root, d))
+        out += [Path(root, f) for f in sorted(files) if f.endswith(".yaml")]
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
 def _check_yaml(config_dir: Path, limit: int = 500) -> None:
     """A config file that is not YAML is one line and exit 2 (Hydra prints a traceback
-    of some 70 lines for it). Reads at most ``limit`` files of under 1 MB."""
+    of some 70 lines for it). Reads at most ``limit`` files of under 1 MB
+    (:func:`_config_files`), with libyaml's parser where it is installed."""
     import yaml
 
-    try:
-        files = sorted(config_dir.rglob("*.yaml"))[:limit]
-    except OSError:
-        return
-    for file in files:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for file in _config_files(config_dir, limit):
         try:
             if file.stat().st_size > 1 << 20:
                 continue
@@ -243,7 +269,7 @@ def _check_yaml(config_dir: Path, limit: int = 500) -> None:
         except (OSError, UnicodeDecodeError):
             continue  # Hydra says what is wrong with a file it cannot read
         try:
-            yaml.safe_load(text)
+            yaml.load(text, Loader=loader)  # a safe loader: C or Python
         except yaml.constructor.ConstructorError:
             continue  # a tag Hydra's loader may know
         except yaml.YAMLError as exc:

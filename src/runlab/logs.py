@@ -101,11 +101,15 @@ def note_change(run_path: str | os.PathLike[str]) -> None:
     if not os.path.isdir(path):
         return
     marker = os.path.join(path, os.path.basename(os.fspath(run_path)))
-    try:
-        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o666))
-        os.utime(marker)
-    except OSError:
-        pass
+    for _ in range(2):  # a reader may prune an old file between the two calls: again
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o666))
+            os.utime(marker)
+            return
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -301,22 +301,11 @@ class Store:
                 out.add_chunk(chunk, hit)
                 for r in hit:
                     del remaining[r]
-        blocks: dict[int, list[int]] = {}
-        for rid in remaining:
-            blocks.setdefault(rid // BLOCK, []).append(rid)
-        for block, rids in blocks.items():
-            entries = self._pointer(name, block).get("runs") or {}
-            fresh = []
-            for rid in rids:
-                entry = entries.get(str(rid))
-                if isinstance(entry, dict) and entry.get("sig") == remaining[rid]:
-                    fresh.append(rid)
-                    out.add_entry(rid, entry)
-            if fresh:
-                self.stats["metric_files_cached"] += len(fresh)
-                out.add_block(block, fresh, any(entries[str(r)].get("rows") for r in fresh))
-                for r in fresh:
-                    del remaining[r]
+        # the index's entry of each file unchanged since (same size and mtime)
+        for r in self._cached(
+            name, list(remaining), out, lambda r, e: e.get("sig") == remaining[r]
+        ):
+            del remaining[r]
         if remaining:
             out.add_chunk(self.parse(name, list(remaining), live), list(remaining))
         return out
@@ -326,29 +315,41 @@ class Store:
     ) -> list[int]:
         """Add to ``out`` the index's entries of the ``trusted`` runs (no ``stat``);
         return ``run_ids`` less those found (the others are looked at)."""
-        found: set[int] = set()
         meta = self._meta_sigs()
+
+        def usable(rid: int, entry: dict[str, Any]) -> bool:
+            # only an entry made while the run's records were as they are now
+            return entry.get("meta") == meta.get(rid) and isinstance(entry.get("sig"), str)
+
+        found = self._cached(name, trusted, out, usable)
+        return [rid for rid in run_ids if rid not in found]
+
+    def _cached(
+        self,
+        name: str,
+        rids: list[int],
+        out: Loaded,
+        usable: Callable[[int, dict[str, Any]], bool],
+    ) -> set[int]:
+        """Add to ``out`` the index's entry (and block) of each of ``rids`` whose entry is
+        ``usable``; return those runs."""
         by_block: dict[int, list[int]] = {}
-        for rid in trusted:
+        for rid in rids:
             by_block.setdefault(rid // BLOCK, []).append(rid)
-        for block, rids in by_block.items():
+        found: set[int] = set()
+        for block, members in by_block.items():
             entries = self._pointer(name, block).get("runs") or {}
             fresh = []
-            for rid in rids:
+            for rid in members:
                 entry = entries.get(str(rid))
-                # only an entry made while the run's records were as they are now
-                if (
-                    isinstance(entry, dict)
-                    and entry.get("meta") == meta.get(rid)
-                    and isinstance(entry.get("sig"), str)
-                ):
+                if isinstance(entry, dict) and usable(rid, entry):
                     fresh.append(rid)
                     out.add_entry(rid, entry)
             if fresh:
                 self.stats["metric_files_cached"] += len(fresh)
                 out.add_block(block, fresh, any(entries[str(r)].get("rows") for r in fresh))
                 found.update(fresh)
-        return [rid for rid in run_ids if rid not in found]
+        return found
 
     def _meta_sigs(self) -> dict[int, str]:
         """``run_id ->`` the signature of its records as this read found them."""

@@ -723,6 +723,41 @@ def test_the_yaml_check_reads_the_config_folder_not_the_runs_under_it(
     assert_one_line_error(proc, "bad.yaml:", "not valid YAML")
 
 
+@pytest.mark.parametrize(
+    ("text", "starts"),
+    [
+        ("steps: 1\ninterval: 0\n\ufeffnote: x\n", True),  # a BOM inside: OmegaConf reads it
+        ("steps: 1\ninterval: 0\nwhen: 2001-13-45\n", True),  # not a date: a string
+        ("steps:\t1\ninterval: 0\n", False),  # a tab: Hydra refuses it
+    ],
+)
+def test_the_yaml_check_agrees_with_hydra(
+    logs: Path, tmp_path: Path, text: str, starts: bool
+) -> None:
+    shutil.copy(SLOW, tmp_path / "slow.py")
+    (tmp_path / "slow.yaml").write_text(
+        (TASKS / "slow.yaml").read_text().replace("steps: 50\ninterval: 0.01\n", text)
+    )
+    proc = run_task(tmp_path / "slow.py", check=False)
+    if starts:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert_one_line_error(proc, "slow.yaml:", "not valid YAML")
+
+
+def test_the_yaml_check_finds_a_config_group_beside_a_big_folder(
+    logs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(SLOW, tmp_path / "slow.py")
+    shutil.copy(TASKS / "slow.yaml", tmp_path / "slow.yaml")
+    for i in range(3000):  # a data folder, sorted before the config group
+        (tmp_path / "aaa" / str(i)).mkdir(parents=True)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "bad.yaml").write_text("a: [\n")
+    proc = run_task(tmp_path / "slow.py", check=False)
+    assert_one_line_error(proc, "bad.yaml:", "not valid YAML")
+
+
 def test_sys_exit_while_the_run_ends_still_writes_its_final_status(tmp_path: Path) -> None:
     """``sys.exit(3)`` raised while the session closes the logger (found by the fault
     matrix, cell main-exit-close): the run ends FAILED and the exit goes on; it stayed

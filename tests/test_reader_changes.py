@@ -252,3 +252,58 @@ def test_rows_cached_before_a_change_are_not_answered_for_a_trusted_run(
     warm = Reader(logs, refresh="changes")
     assert warm.stats["runs_checked"] == 0  # run 2 is trusted again
     assert rows(warm).filter(pl.col("run_id") == 2)["loss"].to_list() == [1.0, 7.0]
+
+
+def test_runs_a_submit_makes_are_read_even_under_ids_an_index_knew(tmp_path: Path) -> None:
+    # `runlab submit` writes its runs' records itself (not through update_info): runs 1
+    # and 2 deleted, their ids taken again by a new sweep, showed the old, ended runs.
+    from conftest import TASKS, make_project, runlab_cli
+
+    project = make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
+    logs = project / "logs"
+    for seed in range(2):
+        make_run(logs, {"seed": seed}, [{"loss": 1.0}])
+    read(logs)
+    read(logs)
+    shutil.rmtree(logs / "1")
+    shutil.rmtree(logs / "2")
+    runlab_cli(project, "submit", "tasks/slow.py", "steps=100", "interval=0.2", "fail_at=-1,-2",
+               "--launcher", "local")  # fmt: skip
+    try:
+        warm = Reader(logs, refresh="changes")
+        assert warm.run_ids == [1, 2]
+        assert set(warm.df["info.status"].to_list()) <= {"QUEUED", "RUNNING"}
+        assert warm.df["info.sweep_id"].null_count() == 0
+    finally:
+        runlab_cli(project, "cancel", check=False)
+
+
+@pytest.mark.filterwarnings("ignore::runlab.results.reader.CorruptRunWarning")
+def test_a_run_read_before_its_record_was_written_is_read_again(tmp_path: Path) -> None:
+    # A read between a run's folder and its record (CORRUPT then) kept it CORRUPT.
+    from runlab.record.rundir import allocate
+
+    logs = tmp_path / "logs"
+    make_run(logs, {"seed": 0}, [{"loss": 1.0}])
+    read(logs)
+    (path,) = allocate(logs, 1)
+    assert read(logs).df.filter(pl.col("run_id") == 2)["info.status"].item() == "CORRUPT"
+    write_record(RunDir(path).create().info_file, {"status": "QUEUED"})  # as submit writes it
+    RunDir(path).update_info(status="RUNNING")  # an active status to an active one
+    assert read(logs).df.filter(pl.col("run_id") == 2)["info.status"].item() == "RUNNING"
+
+
+def test_a_warm_read_speaks_only_of_the_runs_it_selected(tmp_path: Path) -> None:
+    # Runs 1 and 2 logged text where run 3 logs numbers: the values set to null are
+    # named for the runs selected, not for every run of the index's block.
+    logs = tmp_path / "logs"
+    make_run(logs, {"seed": 1}, [{"acc": "a"}, {"acc": "b"}])
+    make_run(logs, {"seed": 2}, [{"acc": "c"}])
+    Reader(logs).metrics("train").collect()
+    wait_for_index()  # runs 1 and 2 in the index's block
+    make_run(logs, {"seed": 3}, [{"acc": 0.5}], status="RUNNING")
+    selected = Reader(logs).filter("config.seed != 1")
+    with pytest.warns(UserWarning, match="could not be read fully"):
+        rows_read = selected.metrics("train").collect()
+    assert sorted(set(rows_read["run_id"].to_list())) == [2, 3]
+    assert [Path(p).parent.name for p, _ in selected.problems] == ["2"]

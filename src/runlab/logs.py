@@ -16,8 +16,8 @@ Layout::
     <logs>/.studies/<name>/   a tune study's journal
     <logs>/.snapshots/<hash>/ the code a sweep was submitted with
     <logs>/.runlab-index/     the reader's cache: safe to delete
-    <logs>/.runlab-index/changed/<run_id>
-                              touched when a run's record reaches or leaves an end
+    <logs>/.runlab-index/changed/<run_id>.<time_ns>.<pid>.<hex>
+                              made when a run's record reaches or leaves an end
                               (``Reader(refresh="changes")`` rereads just those runs)
     <logs>/.aside/<time>/     what `runlab verify --repair` moved aside (never deleted)
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ SNAPSHOTS = ".snapshots"
 INDEX = ".runlab-index"
 ASIDE = ".aside"  # what `runlab verify --repair` moved out of the way (never deleted)
 HIDDEN = (SWEEPS, STUDIES, SNAPSHOTS, INDEX, ASIDE)
-CHANGED = "changed"  # inside INDEX: one empty file per run whose end changed (note_change)
+CHANGED = "changed"  # inside INDEX: one empty file per change of a run's end (note_change)
 
 WHERE_HINT = "pass --logs DIR, or set RUNLAB_LOGS"
 
@@ -86,30 +87,34 @@ def default_path(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def note_change(run_path: str | os.PathLike[str]) -> None:
-    """Touch ``<logs>/.runlab-index/changed/<run_id>`` after the record of the run at
-    ``run_path`` reached an end or left one (its ``info`` written with a status outside
-    the active ones before or after).
+    """Say that the record of the run at ``run_path`` reached an end or left one (its
+    ``info`` written with a status outside the active ones before or after): a new empty
+    file ``<logs>/.runlab-index/changed/<run_id>.<time_ns>.<pid>.<random>``.
 
     A reader that trusts its index for the runs that have ended (``refresh="changes"``)
-    rereads those whose file was touched since its index was built. It exists only
-    where such a reader made the folder: nothing is created here, and a folder that
-    cannot be written is left alone (that reader then documents what it may miss).
-    The file's time is set by the file system's own clock (``utime`` with no times),
-    which is what the reader compares it with.
+    rereads those named by a file whose time is past its index's stamp. The folder
+    exists only where such a reader made it: nothing is made here when it is absent, and
+    a folder that cannot be written is left alone. Each change is a file of its own,
+    never touched again, so a reader may delete old ones without a race with a writer.
     """
     path = os.path.join(os.path.dirname(os.fspath(run_path)), INDEX, CHANGED)
     if not os.path.isdir(path):
         return
-    marker = os.path.join(path, os.path.basename(os.fspath(run_path)))
-    for _ in range(2):  # a reader may prune an old file between the two calls: again
-        try:
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o666))
-            os.utime(marker)
-            return
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return
+    run_id = os.path.basename(os.fspath(run_path))
+    name = f"{run_id}.{time.time_ns()}.{os.getpid()}.{os.urandom(3).hex()}"
+    try:
+        os.close(os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError:
+        pass
+
+
+def changed_file(name: str) -> tuple[int, float] | None:
+    """``(run id, time in seconds)`` of a file ``note_change`` made, from its name;
+    ``None`` for any other name."""
+    parts = name.split(".")
+    if len(parts) != 4 or not is_run_id(parts[0]) or not parts[1].isdigit():
+        return None
+    return int(parts[0]), int(parts[1]) / 1e9
 
 
 @dataclass(frozen=True)

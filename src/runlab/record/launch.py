@@ -226,17 +226,16 @@ def _check_sweep(flags: list[str]) -> None:
         )
 
 
-def _config_files(config_dir: Path, limit: int, max_dirs: int = 2000) -> list[Path]:
-    """The YAML files Hydra may read under ``config_dir`` (at most ``limit``, in order),
-    leaving out what is not config: hidden folders (``.git``, ``.venv``), a logs
-    directory (the default one, or any holding runlab's ``.runlab-index`` or
-    ``.sweeps``) and run folders. A config folder that is the project root holds the
-    logs: their records are no config, and a damaged one must not stop new runs.
-    At most ``max_dirs`` folders are looked at."""
+def _config_files(config_dir: Path, limit: int, budget: int = 5000) -> list[Path]:
+    """The YAML files Hydra may read under ``config_dir`` (at most ``limit``), leaving
+    out what is not config: hidden folders (``.git``, ``.venv``), a logs directory (the
+    default one, or any holding runlab's ``.runlab-index`` or ``.sweeps``) and run
+    folders. A config folder that is the project root holds the logs: their records are
+    no config, and a damaged one must not stop new runs. Folders are taken level by
+    level (the config groups first) and at most ``budget`` entries are looked at."""
     skip = {os.path.realpath(default_path())}
 
-    def keep(root: str, name: str) -> bool:
-        path = os.path.join(root, name)
+    def keep(path: str, name: str) -> bool:
         if name.startswith(".") or os.path.realpath(path) in skip:
             return False
         if is_run_id(name) and os.path.isdir(os.path.join(path, "metadata")):
@@ -244,23 +243,37 @@ def _config_files(config_dir: Path, limit: int, max_dirs: int = 2000) -> list[Pa
         return not any(os.path.isdir(os.path.join(path, h)) for h in (INDEX, SWEEPS))
 
     out: list[Path] = []
-    for seen, (root, dirs, files) in enumerate(os.walk(config_dir)):
-        if seen >= max_dirs:
-            break
-        dirs[:] = sorted(d for d in dirs if keep(root, d))
-        out += [Path(root, f) for f in sorted(files) if f.endswith(".yaml")]
-        if len(out) >= limit:
-            break
+    level = [str(config_dir)]
+    while level and budget > 0 and len(out) < limit:
+        deeper: list[str] = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries[:budget]:
+                budget -= 1
+                if entry.is_dir(follow_symlinks=False):
+                    if keep(entry.path, entry.name):
+                        deeper.append(entry.path)
+                elif entry.name.endswith(".yaml"):
+                    out.append(Path(entry.path))
+            if budget <= 0:
+                break
+        level = deeper
     return out[:limit]
 
 
 def _check_yaml(config_dir: Path, limit: int = 500) -> None:
     """A config file that is not YAML is one line and exit 2 (Hydra prints a traceback
     of some 70 lines for it). Reads at most ``limit`` files of under 1 MB
-    (:func:`_config_files`), with libyaml's parser where it is installed."""
+    (:func:`_config_files`) with OmegaConf's own YAML loader, the one Hydra reads
+    them with, so that a file is refused here exactly when Hydra would refuse it."""
     import yaml
+    from omegaconf._utils import get_yaml_loader
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = get_yaml_loader()
     for file in _config_files(config_dir, limit):
         try:
             if file.stat().st_size > 1 << 20:
@@ -269,14 +282,16 @@ def _check_yaml(config_dir: Path, limit: int = 500) -> None:
         except (OSError, UnicodeDecodeError):
             continue  # Hydra says what is wrong with a file it cannot read
         try:
-            yaml.load(text, Loader=loader)  # a safe loader: C or Python
-        except yaml.constructor.ConstructorError:
-            continue  # a tag Hydra's loader may know
+            yaml.load(text, Loader=loader)  # OmegaConf's loader: a SafeLoader
         except yaml.YAMLError as exc:
+            if isinstance(exc, yaml.constructor.ConstructorError):
+                continue  # a tag Hydra's loader may know
             mark = getattr(exc, "problem_mark", None)
             where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
             what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise _fail(f"{where}: not valid YAML ({what}); fix the config file", 2) from None
+        except Exception:  # a value its constructors refuse: Hydra says what it is
+            continue
 
 
 _SWEEP_PREFIX = "runlab-sweep-"

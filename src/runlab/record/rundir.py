@@ -435,21 +435,28 @@ class RunDir:
                     info.pop(key, None)
                 else:
                     info[key] = value
+            ended = not (_active(before) and _active(info.get("status")))
+            try:
+                self._write_info(info, final)
+            finally:
+                if ended:  # after the write, even a failed one (its JSON twin may be new)
+                    note_change(self.path)
+            return info
+
+    def _write_info(self, info: dict[str, Any], final: bool) -> None:
+        """Write ``info``; for a ``final`` one on a full disk, see :meth:`update_info`."""
+        try:
+            write_record(self.info_file, info)
+        except OSError as exc:
+            if not final or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.release_reserve()
             try:
                 write_record(self.info_file, info)
-            except OSError as exc:
-                if not final or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            except OSError as again:
+                if again.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
-                self.release_reserve()
-                try:
-                    write_record(self.info_file, info)
-                except OSError as again:
-                    if again.errno not in (errno.ENOSPC, errno.EDQUOT):
-                        raise
-                    overwrite_record(self.info_file, info)
-            if not (_active(before) and _active(info.get("status"))):
-                note_change(self.path)  # after the write: a reader that saw it rereads
-            return info
+                overwrite_record(self.info_file, info)
 
     # ------------------------------------------------------------ disk space
     def reserve_space(self, size: int = RESERVE_BYTES) -> bool:

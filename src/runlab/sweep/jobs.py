@@ -208,7 +208,7 @@ def _retries(info: dict[str, Any]) -> int:
     """How many times ``runlab retry`` has requeued the run whose ``info`` this is."""
     try:
         return int(info.get("retries") or 0)
-    except (TypeError, ValueError):  # a hand-edited record: counted as none
+    except (TypeError, ValueError, OverflowError):  # a hand-edited record: counted as none
         return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from runlab.errors import UserError
-from runlab.logs import LOGS_ENV, Logs
+from runlab.logs import LOGS_ENV, Logs, note_change
 from runlab.record import environment, secrets
 from runlab.record.files import dumps_json, now_iso
 from runlab.record.rundir import RunDir, allocate
@@ -253,6 +253,7 @@ def create_runs(sweep: Sweep) -> Created:
         info = {"run_id": path.name, **common, "sweep_index": index}
         _write(f"{meta}/info.yaml", yml.dump(info).encode())
         _write(f"{meta}/info.json", jsn.dumps(info))
+        note_change(path)  # a new run, perhaps under the id of one an index knew
     return Created(record, runs, code, limits)
 
 

@@ -73,7 +73,7 @@ class Reader:
     never answered from a stale index. ``refresh="changes"``, for a logs directory
     on a shared file system, where each of those calls is a round trip: only the
     runs that have not ended, the new ones, and those whose end changed since the
-    index was built (runlab's writers touch a file for each: see
+    index was built (runlab's writers make a file for each change: see
     `runlab.logs.note_change`) are looked at; a file of an ended run edited by
     hand, or by a tool other than runlab, is not seen until ``refresh=True``.
     Left out, ``refresh`` is ``"changes"`` where ``RUNLAB_REFRESH=changes`` is set (so

@@ -11,7 +11,7 @@ Layout of ``<logs>/.runlab-index/`` (format 3)::
                                                "runs": {run_id: {sig, rows, inc, problem,
                                                                  summary, meta}}}
     metrics/<name>/<block>.<uid>.parquet   the rows of those runs (256 runs per block)
-    changed/<run_id>                 touched by runlab.logs.note_change when the run's end
+    changed/<run_id>.<ns>.<pid>.<x>  made by runlab.logs.note_change when the run's end
                                      changed; read by ``refresh="changes"``, whose stamp
                                      runs.json keeps as "changes": {time, ino, dev}
 
@@ -53,7 +53,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from runlab.logs import CHANGED, is_run_id
+from runlab.logs import CHANGED, changed_file
 from runlab.logs import INDEX as INDEX_DIR
 from runlab.record.files import write_atomic
 
@@ -70,9 +70,10 @@ MAX_READ_S = CHANGE_MARGIN_S / 2
 
 
 class Stamp:
-    """The change folder's clock when a read began: its mtime (the file system's time),
-    its identity (a folder deleted and made again has lost its files), and this
-    process's monotonic time, to refuse recording a stamp older than half the margin."""
+    """When a read began (the time, compared with the times in the names of the change
+    files, made by the writers' clocks: the margin covers their differences), the change
+    folder's identity (a folder deleted and made again has lost its files), and this
+    process's monotonic time, to refuse recording a stamp older than ``MAX_READ_S``."""
 
     __slots__ = ("dev", "ino", "mono", "time")
 
@@ -280,44 +281,41 @@ class Index:
 
     # ------------------------------------------------------------ changes
     def stamp(self) -> Stamp | None:
-        """Make the change folder (``note_change`` touches a file there per run whose end
-        changed) and take its clock: its mtime, set by the file system, and its identity.
-        ``None`` where it cannot be made (the reader then checks every run)."""
+        """Make the change folder (``note_change`` makes a file there per change of a
+        run's end) and take the time and the folder's identity. ``None`` where it
+        cannot be made (the reader then checks every run)."""
         folder = self.root / CHANGED
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            os.utime(folder)
             st = os.stat(folder)
         except OSError:
             return None
-        return Stamp(st.st_mtime, st.st_ino, st.st_dev, time.monotonic())
+        return Stamp(time.time(), st.st_ino, st.st_dev, time.monotonic())
 
     def changed(self, pointer: Mapping[str, Any], now: Stamp, prune: bool) -> set[int] | None:
         """The runs whose end changed since the index was built (``pointer``'s stamp, less
-        :data:`CHANGE_MARGIN_S`), or ``None`` when that cannot be known: no stamp, or a
-        change folder made again since (the files of the runs changed between are lost).
-        With ``prune``, files older than both stamps by the margin are deleted: every
-        index written from now on was read after them."""
+        :data:`CHANGE_MARGIN_S`), or ``None`` when that cannot be known: no stamp, a
+        stamp from the future, or a change folder made again since (the files of the
+        runs changed between are lost). With ``prune``, files older than both stamps by
+        the margin are deleted: every index written from now on was read after them."""
         held = pointer.get("changes")
         if not isinstance(held, dict) or [held.get("ino"), held.get("dev")] != [now.ino, now.dev]:
             return None
         since = held.get("time")
-        if not isinstance(since, (int, float)):
-            return None
+        if not isinstance(since, (int, float)) or not since <= now.time + CHANGE_MARGIN_S:
+            return None  # not a time this reader's clock could have taken
         out: set[int] = set()
+        recent = float(since) - CHANGE_MARGIN_S
         old = min(float(since), now.time) - CHANGE_MARGIN_S
         try:
             with os.scandir(self.root / CHANGED) as it:
                 for entry in it:
-                    if not is_run_id(entry.name):
+                    made = changed_file(entry.name)
+                    if made is None:
                         continue
-                    try:
-                        mtime = entry.stat().st_mtime
-                    except OSError:
-                        continue
-                    if mtime >= float(since) - CHANGE_MARGIN_S:
-                        out.add(int(entry.name))
-                    elif prune and mtime < old:
+                    if made[1] >= recent:
+                        out.add(made[0])
+                    elif prune and made[1] < old:
                         _remove(entry.path)
         except OSError:
             return None

@@ -51,7 +51,9 @@ def _ended(table: pl.DataFrame) -> set[int]:
     only ``note_change`` can tell that one of them changed (see ``refresh="changes"``)."""
     if "info.status" not in table.columns:
         return set()
-    ended = [s.value for s in Status if s not in ACTIVE]
+    # CORRUPT is the reader's word for a record it could not read (or not yet written):
+    # no writer notes a change from it, so such a run is looked at every time
+    ended = [s.value for s in Status if s not in ACTIVE and s != Status.CORRUPT]
     status = pl.col("info.status").cast(pl.String, strict=False)
     return set(table.filter(status.is_in(ended))["run_id"].to_list())
 
@@ -521,6 +523,9 @@ class Loaded:
         notes: dict[int, list[str]] = {}
         if len(lazies) > 1:
             lazies = settle(lazies, notes)
+            if partial:  # the blocks' other runs are not this read's to speak of
+                wanted = {r for _, rids in self.chunks for r in rids} | set(selected)
+                notes = {r: n for r, n in notes.items() if r in wanted}
             self._settled(notes)
         if partial:  # one semi join over all blocks: a filter per block costs 20 times more
             keep = pl.LazyFrame({"run_id": selected}, schema={"run_id": pl.Int64})

@@ -13,7 +13,8 @@ Layout of ``<logs>/.runlab-index/`` (format 3)::
     metrics/<name>/<block>.<uid>.parquet   the rows of those runs (256 runs per block)
     changed/<run_id>.<ns>.<pid>.<x>  made by runlab.logs.note_change when the run's end
                                      changed; read by ``refresh="changes"``, whose stamp
-                                     runs.json keeps as "changes": {time, ino, dev}
+                                     runs.json keeps as "changes": {time, ino, dev, id}
+    changed/.id                      a random token, made with the folder (its identity)
 
 Data files are immutable: each is written once under a fresh unique name and
 never changed. A pointer is small JSON replaced atomically (``os.replace``), so
@@ -75,16 +76,33 @@ class Stamp:
     folder's identity (a folder deleted and made again has lost its files), and this
     process's monotonic time, to refuse recording a stamp older than ``MAX_READ_S``."""
 
-    __slots__ = ("dev", "ino", "mono", "time")
+    __slots__ = ("dev", "ino", "mono", "time", "token")
 
-    def __init__(self, time_: float, ino: int, dev: int, mono: float) -> None:
-        self.time, self.ino, self.dev, self.mono = time_, ino, dev, mono
+    def __init__(self, time_: float, ino: int, dev: int, mono: float, token: str) -> None:
+        self.time, self.ino, self.dev, self.mono, self.token = time_, ino, dev, mono, token
 
     def fresh(self) -> bool:
         return time.monotonic() - self.mono < MAX_READ_S
 
     def fields(self) -> dict[str, Any]:
-        return {"time": self.time, "ino": self.ino, "dev": self.dev}
+        return {"time": self.time, "ino": self.ino, "dev": self.dev, "id": self.token}
+
+
+def _token(path: Path) -> str | None:
+    """The random token in ``path``, written there first if the file is new; ``None``
+    when it holds no token (damaged: the reader then checks every run)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.write(fd, uuid.uuid4().hex.encode())
+        finally:
+            os.close(fd)
+    raw = _read_whole(path)
+    text = raw.decode("ascii", "replace").strip() if raw else ""
+    return text if len(text) == 32 else None  # a reader racing the writer: next time
 
 
 def _remove(path: Path | str) -> None:
@@ -282,15 +300,19 @@ class Index:
     # ------------------------------------------------------------ changes
     def stamp(self) -> Stamp | None:
         """Make the change folder (``note_change`` makes a file there per change of a
-        run's end) and take the time and the folder's identity. ``None`` where it
-        cannot be made (the reader then checks every run)."""
+        run's end) and take the time and the folder's identity: its inode and a random
+        token in its ``.id`` file, made with it (an inode may be used again by a folder
+        made anew). ``None`` where it cannot be made (the reader then checks every run)."""
         folder = self.root / CHANGED
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            token = _token(folder / ".id")
             st = os.stat(folder)
         except OSError:
             return None
-        return Stamp(time.time(), st.st_ino, st.st_dev, time.monotonic())
+        if token is None:
+            return None
+        return Stamp(time.time(), st.st_ino, st.st_dev, time.monotonic(), token)
 
     def changed(self, pointer: Mapping[str, Any], now: Stamp, prune: bool) -> set[int] | None:
         """The runs whose end changed since the index was built (``pointer``'s stamp, less
@@ -299,7 +321,9 @@ class Index:
         runs changed between are lost). With ``prune``, files older than both stamps by
         the margin are deleted: every index written from now on was read after them."""
         held = pointer.get("changes")
-        if not isinstance(held, dict) or [held.get("ino"), held.get("dev")] != [now.ino, now.dev]:
+        if not isinstance(held, dict) or [held.get(k) for k in ("ino", "dev", "id")] != [
+            now.ino, now.dev, now.token,
+        ]:  # fmt: skip
             return None
         since = held.get("time")
         if not isinstance(since, (int, float)) or not since <= now.time + CHANGE_MARGIN_S:

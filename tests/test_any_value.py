@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_render import hostile_text
 
@@ -208,6 +208,7 @@ def test_user_values_never_change_the_report_page_structure(
     artifact=names,
     checkpoint=names,
 )
+@example(metric_name="[", artifact="", checkpoint="")  # a glob pattern to Polars' reader
 def test_any_file_name_is_stored_inside_the_run_or_refused_in_one_line(
     tmp_path_factory: pytest.TempPathFactory, metric_name: str, artifact: str, checkpoint: str
 ) -> None:

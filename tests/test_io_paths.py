@@ -155,6 +155,18 @@ ALLOWED: dict[str, tuple[str, str]] = {
         "git's index copied into a temporary folder outside the logs, for `git add -N`",
         "outside the logs directory, removed at once",
     ),
+    "runlab.logs.note_change: os.open": (
+        "a change of a run's end: an empty file, made once ('O_EXCL') under a name that "
+        "holds the run id and the time, in the reader's cache",
+        "empty: its name holds a run id, a time, a pid and random hex",
+    ),
+    **{
+        f"runlab.results.reader._index._token: {kind}": (
+            "the change folder's identity: a random token, made once ('O_EXCL')",
+            "a random token",
+        )
+        for kind in ("os.open", "os.write")
+    },
     "runlab.results.reader._index._write_data: open": (
         "the index's data blocks: written once under a new name ('xb'), never replaced",
         "a cache of the record's data, already redacted",

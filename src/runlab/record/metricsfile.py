@@ -456,7 +456,7 @@ def twin_mismatch(jsonl: str | os.PathLike[str]) -> str | None:
     if not covers:
         return None
     try:
-        df = pl.read_parquet(twin)
+        df = pl.read_parquet(twin, glob=False)  # a name such as `[` is no pattern
     except Exception:
         return "its data pages cannot be read"
     checkable = TWIN_SUM in meta and meta.get(TWIN_SUM_BY) == pl.__version__

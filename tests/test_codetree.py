@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runlab.record import codetree, environment
@@ -122,6 +122,12 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     steps=changes,
     attributes=st.booleans(),
     logs_inside=st.booleans(),
+)
+@example(  # a CR before CRLF in a `text eol=crlf` file: git keeps the stored CR
+    initial={"a.py": b"line one  \nline two\t\n"},
+    steps=[("modify", "b.txt", b"\r\r\n")],
+    attributes=True,
+    logs_inside=False,
 )
 def test_a_recorded_tree_is_rebuilt_byte_for_byte(
     tmp_path_factory: pytest.TempPathFactory,

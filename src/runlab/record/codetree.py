@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -325,9 +326,8 @@ def check(dest: Path, files: Mapping[str, str | None], converted_paths: Iterable
         if want is not None and len(want.split()) != 2:
             raise RebuildError(f"the record of {name} is not a file hash ({want!r})")
         if want is not None and have is not None and not path.is_symlink():
-            data = path.read_bytes()
-            crlf = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            if f"{want.split()[0]} {hashlib.sha256(crlf).hexdigest()}" == want:
+            crlf = _crlf_form(path.read_bytes(), want)
+            if crlf is not None:
                 path.write_bytes(crlf)
                 continue
             if want.split()[1] == have.split()[1]:  # the same bytes, another mode
@@ -346,6 +346,22 @@ def check(dest: Path, files: Mapping[str, str | None], converted_paths: Iterable
             else ""
         )
         raise RebuildError(f"the rebuilt code does not match the run's at {name}: {why}{hint}")
+
+
+def _crlf_form(data: bytes, want: str) -> bytes | None:
+    """The bytes of ``data`` with CRLF line ends that hash to ``want``, if any. Git's
+    conversion is not one rule: a stored CR before a line end (``\\r\\r\\n`` written
+    with CRLF) is kept, so each way of turning LF into CRLF is tried, and only bytes
+    with the recorded hash are ever written."""
+    forms = (
+        data.replace(b"\n", b"\r\n"),  # every LF (a stored CR before it kept)
+        data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),  # CRLF or LF alike
+        re.sub(rb"(?<!\r)\n", b"\r\n", data),  # the lone LFs only
+    )
+    for form in forms:
+        if f"{want.split()[0]} {hashlib.sha256(form).hexdigest()}" == want:
+            return form
+    return None
 
 
 def rebuild(

@@ -435,7 +435,7 @@ class RunDir:
                     info.pop(key, None)
                 else:
                     info[key] = value
-            ended = not (_active(before) and _active(info.get("status")))
+            ended = not (Status.of(before) in ACTIVE and Status.of(info.get("status")) in ACTIVE)
             try:
                 self._write_info(info, final)
             finally:
@@ -561,11 +561,6 @@ class RunDir:
 
     def heartbeat(self) -> None:
         self.update_info(heartbeat=now_iso())
-
-
-def _active(status: Any) -> bool:
-    """Whether ``status`` (as read: any JSON value) is one of a run not yet ended."""
-    return isinstance(status, str) and status in ACTIVE
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

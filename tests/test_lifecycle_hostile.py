@@ -261,6 +261,132 @@ def test_a_stop_signal_at_any_moment_leaves_a_final_record(
     assert found and set(found) == {"INTERRUPTED"}
 
 
+# Hydra reads its own configs in `try: f = res.open(...) ... finally: f.close()`: a stop
+# raised inside that open() becomes an UnboundLocalError, which `Hydra.get_mode` drops
+# (`except Exception: return None`). The task lands the stop there, at the first read.
+STOP_IN_HYDRA = """\
+import os, signal, sys
+import runlab
+from hydra._internal import config_repository
+
+SIGNUM = int(os.environ["STOP_SIGNUM"])
+_load = config_repository.ConfigRepository.load_config
+fired = []
+
+
+def stop_in_open(read):  # Hydra's reader, with the stop sent from inside its open()
+    def _read_config(self, res):
+        if fired:
+            return read(self, res)
+        fired.append(1)
+        opener = type(res).open
+
+        def open_(*args, **kwargs):
+            os.kill(os.getpid(), SIGNUM)
+            return opener(*args, **kwargs)
+
+        type(res).open = open_
+        try:
+            return read(self, res)
+        finally:
+            type(res).open = opener
+
+    return _read_config
+
+
+def load_config(self, config_path):
+    # Hydra loads its config sources again when it scans its plugins: patched here.
+    name = "hydra._internal.core_plugins.importlib_resources_config_source"
+    source = sys.modules[name].ImportlibResourcesConfigSource
+    if not hasattr(source, "_patched"):
+        source._patched = True
+        source._read_config = stop_in_open(source._read_config)
+    return _load(self, config_path)
+
+
+config_repository.ConfigRepository.load_config = load_config
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("body", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        print("stop sent" if fired else "no stop sent", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_stop_that_lands_in_hydras_own_code_still_stops_the_task(
+    tmp_path: Path, slow_start: Path, signum: int, sweep: bool
+) -> None:
+    script = slow_start.with_name("stop_in_hydra.py")
+    script.write_text(STOP_IN_HYDRA)
+    logs = tmp_path / "logs"
+    args = ["steps=1,2"] if sweep else []
+    proc = run_task(
+        script,
+        *args,
+        "-m" if sweep else "steps=1",
+        check=False,
+        RUNLAB_LOGS=str(logs),
+        STOP_SIGNUM=str(signum),
+    )
+    assert proc.returncode == 128 + signum, proc.stderr
+    assert "body" not in proc.stdout, proc.stderr
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("[runlab] interrupted"), proc.stderr
+    assert runs_in(logs) == []  # stopped before any run was made
+    assert "stop sent" in proc.stdout.splitlines(), proc.stdout  # sent where meant
+
+
+HANG_IN_HYDRA = """\
+import time
+import runlab
+from hydra._internal import config_repository
+
+_load = config_repository.ConfigRepository.load_config
+
+
+def load_config(self, config_path):
+    print("composing", flush=True)
+    time.sleep(60)  # a config source on a file system that hangs
+    return _load(self, config_path)
+
+
+config_repository.ConfigRepository.load_config = load_config
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("body", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_second_stop_ends_a_task_whose_hydra_hangs(slow_start: Path, tmp_path: Path) -> None:
+    script = slow_start.with_name("hang_in_hydra.py")
+    script.write_text(HANG_IN_HYDRA)
+    proc = start_task(script, RUNLAB_LOGS=str(tmp_path / "logs"))
+    wait_line(proc, "composing")
+    proc.send_signal(signal.SIGTERM)  # waits for runlab's code, which Hydra does not reach
+    time.sleep(2.5)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - began < 20, err
+    assert proc.returncode == 143, err
+    assert "body" not in out and runs_in(tmp_path / "logs") == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_during_environment_capture_marks_the_run_interrupted(
     logs: Path, slow_start: Path, signum: int

@@ -35,6 +35,8 @@ from runlab.record.lifecycle import (
     RunSession,
     install_stop_handlers,
     restore_stop_handlers,
+    stop_if_asked,
+    stops_wait_outside_runs,
 )
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import (
@@ -115,25 +117,35 @@ def launch(
 
         @functools.wraps(task_fn)
         def hydra_task(cfg: Any) -> Any:
+            stop_if_asked()  # a stop that came while Hydra composed: no run is made
             return _run(task_fn, _typed(cfg, schema), task_file, schema)
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
-            # Stop signals are caught before anything else: one that comes while the
-            # run directory is made waits for its first record (see runlab.record.lifecycle).
+            # Stop signals are caught before anything else. One that comes outside a run
+            # waits for runlab's own code (Hydra's could drop it); one that comes while
+            # the run directory is made waits for its first record (runlab.record.lifecycle).
             installed = install_stop_handlers()
             sweep_dir: str | None = None
             argv = sys.argv
             try:
-                import hydra
+                with stops_wait_outside_runs():
+                    try:
+                        import hydra
 
-                app = hydra.main(
-                    config_path=path, config_name=config_name, version_base=version_base
-                )(hydra_task)
-                if cfg_passthrough is not None:
-                    return app(cfg_passthrough)
-                sys.argv, sweep_dir = _hydra_argv(argv, path)
-                return app()
+                        app = hydra.main(
+                            config_path=path, config_name=config_name, version_base=version_base
+                        )(hydra_task)
+                        if cfg_passthrough is not None:
+                            result = app(cfg_passthrough)
+                        else:
+                            sys.argv, sweep_dir = _hydra_argv(argv, path)
+                            result = app()
+                    except SystemExit:
+                        stop_if_asked()  # a stop came meanwhile: it is why the command ends
+                        raise
+                    stop_if_asked()
+                    return result
             except Interrupted as exc:  # before a run was made, or between a sweep's runs
                 print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
                 raise SystemExit(128 + exc.signum) from None
@@ -619,11 +631,11 @@ def _run(
         ended_well = True
         return result
     except (Interrupted, KeyboardInterrupt) as exc:
-        run_id = session.run.run_id if session and session.run else "?"
+        which = f"run {session.run.run_id} " if session and session.run else ""  # none made yet
         if isinstance(exc, Interrupted):
-            _say_stopped(f"[runlab] run {run_id} {exc.status.lower()}: {exc}")
+            _say_stopped(f"[runlab] {which}{exc.status.lower()}: {exc}")
             raise SystemExit(128 + exc.signum) from None
-        _say_stopped(f"[runlab] run {run_id} interrupted")
+        _say_stopped(f"[runlab] {which}interrupted")
         raise SystemExit(130) from None
     except RecordError as exc:  # the run ended, its record could not be completed
         if debug:

@@ -6,9 +6,14 @@ body (return, exception, Ctrl-C, SIGTERM, preemption) is written to
 ``RUNNING`` except by ``kill -9``, which the heartbeat exposes.
 
 The stop signals are caught from the start of the process (``launch`` installs
-them before Hydra composes the config): before a run directory exists they stop
-the process at once; while it is being made and its first ``info`` record
-written they wait; from then on they end the run with its status written.
+them before Hydra composes the config). Outside a run (before it, and between the
+runs of a sweep) a stop waits for runlab's own code, which stops the process
+before the next run is made or when Hydra returns: raised in Hydra's code, it
+could be lost (Hydra drops every ``Exception`` while it reads its mode, and its
+config reader turns an exception raised in its ``open()`` into another one). A
+second stop, :data:`RESTOP_S` later, acts at once. While a run directory is being
+made and its first ``info`` record written they wait; from then on they end the
+run with its status written.
 A run directory is born with its ``info`` record (``allocate(info=...)``), so no
 signal, not even ``kill -9``, leaves one without it.
 
@@ -100,7 +105,10 @@ class _Guard:
     installed = False
     previous: ClassVar[dict[int, Any]] = {}
     defer = False  # a run directory is being made, or its status written: wait
+    outside = False  # launch's: outside a run, a stop waits for runlab's code...
+    running = 0  # ...and the runs open (RunSession): a stop interrupts them
     pending: int | None = None  # the signal that came while deferred
+    pending_at = 0.0  # when (time.monotonic())
     stopping = False  # a stop is under way: further signals change nothing...
     stopped_at = 0.0  # ...for RESTOP_S after it began (time.monotonic())
     first: int = signal.SIGTERM  # the signal that began it
@@ -124,8 +132,15 @@ def _on_signal(signum: int, frame: Any) -> None:
     # the writing of the final status.
     if _Guard.defer:
         if _Guard.pending is None and not _Guard.stopping:
-            _Guard.pending = signum
+            _Guard.pending, _Guard.pending_at = signum, time.monotonic()
         return
+    if _Guard.outside and _Guard.running == 0:
+        if _Guard.pending is None:
+            _Guard.pending, _Guard.pending_at = signum, time.monotonic()
+            return
+        if time.monotonic() - _Guard.pending_at < RESTOP_S:
+            return
+        signum = _Guard.pending  # runlab's code was not reached: stop now
     if _Guard.stopping:
         if time.monotonic() - _Guard.stopped_at < RESTOP_S:
             return
@@ -188,7 +203,8 @@ def _after_fork_in_child() -> None:
             restore_stop_handlers()
         except (ValueError, OSError):  # not the main thread: leave them, but disarmed
             _Guard.installed = False
-    _Guard.defer = _Guard.stopping = False
+    _Guard.defer = _Guard.stopping = _Guard.outside = False
+    _Guard.running = 0
     _Guard.pending = None
     for session in list(_SESSIONS):
         session._forked = True
@@ -218,6 +234,24 @@ def _raise_pending() -> None:
     signum, _Guard.pending = _Guard.pending, None
     if signum is not None:
         _stop(signum)
+
+
+def stop_if_asked() -> None:
+    """Raise the stop that came outside a run, if one did (launch calls it before a run
+    is made, and when Hydra returns)."""
+    if not _Guard.defer:
+        _raise_pending()
+
+
+@contextmanager
+def stops_wait_outside_runs() -> Iterator[None]:
+    """For ``launch``: a stop that comes outside a run waits for :func:`stop_if_asked`."""
+    before = _Guard.outside
+    _Guard.outside = True
+    try:
+        yield
+    finally:
+        _Guard.outside = before
 
 
 # Said in the record of a run whose attempts ran different code (see RunSession).
@@ -276,8 +310,15 @@ class RunSession:
     # ----------------------------------------------------------------- start
     def __enter__(self) -> RunSession:
         self._installed = install_stop_handlers()
-        _Guard.stopping = False
-        _Guard.pending = None
+        if _Guard.stopping:  # a stop raised before this run, and dropped on its way
+            _Guard.stopping = False
+            _Guard.pending = _Guard.first if _Guard.pending is None else _Guard.pending
+        try:
+            stop_if_asked()  # a stop that came before this run: no run is made
+        except BaseException:
+            if self._installed:
+                restore_stop_handlers()
+            raise
         _Guard.defer = True  # until the run has its first info record
         try:
             run = self._open()
@@ -291,6 +332,7 @@ class RunSession:
             if isinstance(exc, OSError):
                 raise self._start_error(exc) from exc
             raise
+        _Guard.running += 1
         _Guard.defer = False
         try:
             _raise_pending()
@@ -467,6 +509,7 @@ class RunSession:
             run.release()
             if self._installed:
                 restore_stop_handlers()
+            _Guard.running = max(0, _Guard.running - 1)
             _Guard.defer = False
         if isinstance(exc, (Interrupted, KeyboardInterrupt)):
             _Guard.pending = None

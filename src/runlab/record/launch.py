@@ -36,7 +36,7 @@ from runlab.record.lifecycle import (
     install_stop_handlers,
     restore_stop_handlers,
     stop_if_asked,
-    stops_wait_outside_runs,
+    stops_wait,
 )
 from runlab.record.logger import RunLogger
 from runlab.record.rundir import (
@@ -117,8 +117,10 @@ def launch(
 
         @functools.wraps(task_fn)
         def hydra_task(cfg: Any) -> Any:
-            stop_if_asked()  # a stop that came while Hydra composed: no run is made
-            return _run(task_fn, _typed(cfg, schema), task_file, schema)
+            # runlab's code from here: a stop that came while Hydra composed stops it
+            # now (no run is made), and one that comes later raises as it comes
+            with stops_wait(False):
+                return _run(task_fn, _typed(cfg, schema), task_file, schema)
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
@@ -129,7 +131,7 @@ def launch(
             sweep_dir: str | None = None
             argv = sys.argv
             try:
-                with stops_wait_outside_runs():
+                with stops_wait():
                     try:
                         import hydra
 

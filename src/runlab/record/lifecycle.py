@@ -6,12 +6,13 @@ body (return, exception, Ctrl-C, SIGTERM, preemption) is written to
 ``RUNNING`` except by ``kill -9``, which the heartbeat exposes.
 
 The stop signals are caught from the start of the process (``launch`` installs
-them before Hydra composes the config). Outside a run (before it, and between the
-runs of a sweep) a stop waits for runlab's own code, which stops the process
-before the next run is made or when Hydra returns: raised in Hydra's code, it
-could be lost (Hydra drops every ``Exception`` while it reads its mode, and its
-config reader turns an exception raised in its ``open()`` into another one). A
-second stop, :data:`RESTOP_S` later, acts at once. While a run directory is being
+them before Hydra composes the config). While Hydra's own code runs (it composes
+the config, or goes from one run of a sweep to the next) a stop waits for
+runlab's code, which stops the process before the next run is made or when Hydra
+returns: raised in Hydra's code, it could be lost (Hydra drops every
+``Exception`` while it reads its mode, and its config reader turns an exception
+raised in its ``open()`` into another one). A second stop, :data:`RESTOP_S`
+later, acts at once. While a run directory is being
 made and its first ``info`` record written they wait; from then on they end the
 run with its status written.
 A run directory is born with its ``info`` record (``allocate(info=...)``), so no
@@ -105,8 +106,7 @@ class _Guard:
     installed = False
     previous: ClassVar[dict[int, Any]] = {}
     defer = False  # a run directory is being made, or its status written: wait
-    outside = False  # launch's: outside a run, a stop waits for runlab's code...
-    running = 0  # ...and the runs open (RunSession): a stop interrupts them
+    outside = False  # Hydra's code runs (launch): a stop waits for runlab's
     pending: int | None = None  # the signal that came while deferred
     pending_at = 0.0  # when (time.monotonic())
     stopping = False  # a stop is under way: further signals change nothing...
@@ -134,7 +134,7 @@ def _on_signal(signum: int, frame: Any) -> None:
         if _Guard.pending is None and not _Guard.stopping:
             _Guard.pending, _Guard.pending_at = signum, time.monotonic()
         return
-    if _Guard.outside and _Guard.running == 0:
+    if _Guard.outside:
         if _Guard.pending is None:
             _Guard.pending, _Guard.pending_at = signum, time.monotonic()
             return
@@ -204,7 +204,6 @@ def _after_fork_in_child() -> None:
         except (ValueError, OSError):  # not the main thread: leave them, but disarmed
             _Guard.installed = False
     _Guard.defer = _Guard.stopping = _Guard.outside = False
-    _Guard.running = 0
     _Guard.pending = None
     for session in list(_SESSIONS):
         session._forked = True
@@ -237,18 +236,21 @@ def _raise_pending() -> None:
 
 
 def stop_if_asked() -> None:
-    """Raise the stop that came outside a run, if one did (launch calls it before a run
-    is made, and when Hydra returns)."""
+    """Raise the stop that came while Hydra's code ran, if one did."""
     if not _Guard.defer:
         _raise_pending()
 
 
 @contextmanager
-def stops_wait_outside_runs() -> Iterator[None]:
-    """For ``launch``: a stop that comes outside a run waits for :func:`stop_if_asked`."""
+def stops_wait(wait: bool = True) -> Iterator[None]:
+    """For ``launch``: while Hydra's code runs (``wait``), a stop waits for runlab's
+    code; in runlab's own (``wait=False``: the task's function, called by Hydra), a
+    stop raises as it comes, a waiting one at once."""
     before = _Guard.outside
-    _Guard.outside = True
+    _Guard.outside = wait
     try:
+        if not wait:
+            stop_if_asked()
         yield
     finally:
         _Guard.outside = before
@@ -332,7 +334,6 @@ class RunSession:
             if isinstance(exc, OSError):
                 raise self._start_error(exc) from exc
             raise
-        _Guard.running += 1
         _Guard.defer = False
         try:
             _raise_pending()
@@ -509,7 +510,6 @@ class RunSession:
             run.release()
             if self._installed:
                 restore_stop_handlers()
-            _Guard.running = max(0, _Guard.running - 1)
             _Guard.defer = False
         if isinstance(exc, (Interrupted, KeyboardInterrupt)):
             _Guard.pending = None

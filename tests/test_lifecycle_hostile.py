@@ -345,6 +345,50 @@ def test_a_stop_that_lands_in_hydras_own_code_still_stops_the_task(
     assert "stop sent" in proc.stdout.splitlines(), proc.stdout  # sent where meant
 
 
+STOP_IN_CLEANUP = """\
+import os, shutil, signal, sys
+import runlab
+
+SIGNUM = int(os.environ["STOP_SIGNUM"])
+_rmtree = shutil.rmtree
+
+
+def rmtree(path, *args, **kwargs):
+    if sys._getframe(1).f_code.co_filename.endswith("launch.py"):  # the sweep folder's
+        print("stop sent", flush=True)
+        os.kill(os.getpid(), SIGNUM)
+    return _rmtree(path, *args, **kwargs)
+
+
+shutil.rmtree = rmtree
+
+
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("body", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_a_sweep_cleans_up_ends_it_with_the_stops_code(
+    tmp_path: Path, slow_start: Path, signum: int
+) -> None:
+    script = slow_start.with_name("stop_in_cleanup.py")
+    script.write_text(STOP_IN_CLEANUP)
+    logs = tmp_path / "logs"
+    proc = run_task(script, "-m", "steps=1,2", check=False, RUNLAB_LOGS=str(logs),
+                    STOP_SIGNUM=str(signum))  # fmt: skip
+    assert "stop sent" in proc.stdout.splitlines(), proc.stdout
+    assert proc.returncode == 128 + signum, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("[runlab] interrupted"), proc.stderr
+    assert [read_info(run)["status"] for run in runs_in(logs)] == ["COMPLETE", "COMPLETE"]
+
+
 HANG_IN_HYDRA = """\
 import time
 import runlab

@@ -124,47 +124,63 @@ def launch(
 
         @functools.wraps(task_fn)
         def main(cfg_passthrough: Any = None) -> Any:
-            # Stop signals are caught before anything else. One that comes outside a run
-            # waits for runlab's own code (Hydra's could drop it); one that comes while
-            # the run directory is made waits for its first record (runlab.record.lifecycle).
-            installed = install_stop_handlers()
-            sweep_dir: str | None = None
-            argv = sys.argv
-            try:
-                with stops_wait():
-                    try:
-                        import hydra
-
-                        app = hydra.main(
-                            config_path=path, config_name=config_name, version_base=version_base
-                        )(hydra_task)
-                        if cfg_passthrough is not None:
-                            result = app(cfg_passthrough)
-                        else:
-                            sys.argv, sweep_dir = _hydra_argv(argv, path)
-                            result = app()
-                    except SystemExit:
-                        stop_if_asked()  # a stop came meanwhile: it is why the command ends
-                        raise
-                    stop_if_asked()
-                    return result
-            except Interrupted as exc:  # before a run was made, or between a sweep's runs
-                print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
-                raise SystemExit(128 + exc.signum) from None
-            except KeyboardInterrupt:
-                print("[runlab] interrupted", file=sys.stderr)
-                raise SystemExit(130) from None
-            finally:
-                sys.argv = argv
-                if sweep_dir is not None:
-                    shutil.rmtree(sweep_dir, ignore_errors=True)
-                if installed:
-                    restore_stop_handlers()
+            # Stop signals are caught before anything else, and from then until they are
+            # put back a stop waits for runlab's own code (Hydra's could drop it), except
+            # in the task's function, where it raises as it comes (runlab.record.lifecycle).
+            with stops_wait():
+                installed = install_stop_handlers()
+                try:
+                    return _hydra_app(hydra_task, cfg_passthrough, path, config_name, version_base)
+                except Interrupted as exc:  # before a run was made, or between a sweep's runs
+                    print(f"[runlab] {exc.status.lower()}: {exc}", file=sys.stderr)
+                    raise SystemExit(128 + exc.signum) from None
+                except KeyboardInterrupt:
+                    print("[runlab] interrupted", file=sys.stderr)
+                    raise SystemExit(130) from None
+                finally:
+                    if installed:
+                        restore_stop_handlers()
 
         main.task_function = task_fn  # type: ignore[attr-defined]
         return main
 
     return decorator
+
+
+def _hydra_app(
+    hydra_task: Callable[[Any], Any],
+    cfg_passthrough: Any,
+    path: str | None,
+    config_name: str | None,
+    version_base: str | None,
+) -> Any:
+    """Run the Hydra app of ``hydra_task``, then raise a stop that came meanwhile (it is
+    why the command ends), Hydra's exit too; Hydra's argument list and sweep folder
+    are put back and removed whatever happens (with stops waiting)."""
+    argv = sys.argv
+    sweep_dir: str | None = None
+    ending: SystemExit | None = None
+    try:
+        import hydra
+
+        app = hydra.main(config_path=path, config_name=config_name, version_base=version_base)(
+            hydra_task
+        )
+        if cfg_passthrough is not None:
+            result = app(cfg_passthrough)
+        else:
+            sys.argv, sweep_dir = _hydra_argv(argv, path)
+            result = app()
+    except SystemExit as exc:
+        ending = exc
+    finally:
+        sys.argv = argv
+        if sweep_dir is not None:
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+    stop_if_asked()
+    if ending is not None:
+        raise ending
+    return result
 
 
 def _hydra_argv(argv: list[str], path: str | None) -> tuple[list[str], str | None]:

@@ -348,3 +348,22 @@ def test_sge_job_scripts_pass_an_allowlist_and_never_a_credential(project: Path)
         "launcher.env=[AWS_SECRET_ACCESS_KEY]", check=False,
     )  # fmt: skip
     assert refused.returncode == 2 and "a credential" in refused.stderr, refused.stderr
+
+
+def test_a_local_worker_is_alive_from_the_moment_it_is_started() -> None:
+    """Right after ``Popen`` returns, the kernel may still be making the new program's
+    argument list (``/proc/<pid>/cmdline`` reads empty): a reconcile that looked then
+    took the worker for gone and closed its queued run (``WORKERS_GONE``), which the
+    worker then ran anyway."""
+    from runlab.sweep.backends.local import pid_alive
+
+    for _ in range(300):  # the old check failed about 1 time in 13 here
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", "sleep 5", "runlab.sweep.jobs"], start_new_session=True
+        )
+        try:
+            assert pid_alive(proc.pid)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert not pid_alive(proc.pid)  # and gone once it has ended

@@ -52,6 +52,16 @@ def pid_alive(pid: Any, marker: str = "runlab.sweep.jobs") -> bool:
             return False  # a zombie has ended
     except OSError:
         return False
+    # Empty while the kernel makes a program just started (exec) its argument list (and
+    # for a kernel thread): look again, briefly, before saying "not runlab's".
+    for wait in (0.001, 0.005, 0.02, 0.05):
+        if cmdline:
+            break
+        time.sleep(wait)
+        try:
+            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+        except OSError:
+            return False
     return marker.encode() in cmdline
 
 

@@ -261,6 +261,17 @@ def test_a_stop_signal_at_any_moment_leaves_a_final_record(
     assert found and set(found) == {"INTERRUPTED"}
 
 
+# The task of the scripts below: it prints "body" when its run's body starts.
+TASK_BODY = """
+@runlab.launch(config_path=".", config_name="slow")
+def main(ctx):
+    print("body", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
 # Hydra reads its own configs in `try: f = res.open(...) ... finally: f.close()`: a stop
 # raised inside that open() becomes an UnboundLocalError, which `Hydra.get_mode` drops
 # (`except Exception: return None`). The task lands the stop there, at the first read.
@@ -345,7 +356,8 @@ def test_a_stop_that_lands_in_hydras_own_code_still_stops_the_task(
     assert "stop sent" in proc.stdout.splitlines(), proc.stdout  # sent where meant
 
 
-STOP_IN_CLEANUP = """\
+STOP_IN_CLEANUP = (
+    """\
 import os, shutil, signal, sys
 import runlab
 
@@ -362,15 +374,9 @@ def rmtree(path, *args, **kwargs):
 
 shutil.rmtree = rmtree
 
-
-@runlab.launch(config_path=".", config_name="slow")
-def main(ctx):
-    print("body", flush=True)
-
-
-if __name__ == "__main__":
-    main()
 """
+    + TASK_BODY
+)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -389,7 +395,8 @@ def test_a_stop_while_a_sweep_cleans_up_ends_it_with_the_stops_code(
     assert [read_info(run)["status"] for run in runs_in(logs)] == ["COMPLETE", "COMPLETE"]
 
 
-HANG_IN_HYDRA = """\
+HANG_IN_HYDRA = (
+    """\
 import time
 import runlab
 from hydra._internal import config_repository
@@ -405,15 +412,9 @@ def load_config(self, config_path):
 
 config_repository.ConfigRepository.load_config = load_config
 
-
-@runlab.launch(config_path=".", config_name="slow")
-def main(ctx):
-    print("body", flush=True)
-
-
-if __name__ == "__main__":
-    main()
 """
+    + TASK_BODY
+)
 
 
 def test_a_second_stop_ends_a_task_whose_hydra_hangs(slow_start: Path, tmp_path: Path) -> None:

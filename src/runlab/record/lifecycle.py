@@ -12,9 +12,8 @@ runlab's code, which stops the process before the next run is made or when Hydra
 returns: raised in Hydra's code, it could be lost (Hydra drops every
 ``Exception`` while it reads its mode, and its config reader turns an exception
 raised in its ``open()`` into another one). A second stop, :data:`RESTOP_S`
-later, acts at once. While a run directory is being
-made and its first ``info`` record written they wait; from then on they end the
-run with its status written.
+later, acts at once. While a run directory is being made and its first ``info``
+record written they wait; from then on they end the run with its status written.
 A run directory is born with its ``info`` record (``allocate(info=...)``), so no
 signal, not even ``kill -9``, leaves one without it.
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -552,3 +553,60 @@ def test_every_public_method_of_the_logger_keeps_a_forked_child_from_writing(
         logger.log_metrics({"x": 20.0})
     assert info(run_dir)["status"] == Status.COMPLETE
     assert steps(run_dir) == list(range(21))
+
+
+FORKED = """
+import multiprocessing as mp, os, signal, sys, time
+
+ARMED = []
+# Registered before runlab is imported, so it runs first in a forked child: a SIGTERM
+# that lands while the child is still in its at-fork hooks (as Pool.terminate's can,
+# on a worker forked an instant before).
+os.register_at_fork(after_in_child=lambda: ARMED and os.kill(os.getpid(), signal.SIGTERM))
+
+import runlab
+
+
+def child():
+    time.sleep(3)
+    os._exit(0)
+
+
+@runlab.launch(config_path=".", config_name="forked")
+def main(ctx):
+    ARMED.append(True)
+    if ctx.config.how == "fork":
+        pid = os.fork()
+        if pid == 0:
+            child()
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    else:
+        proc = mp.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join()
+        code = proc.exitcode
+    print("CHILD", code, flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "mp_fork"])
+def test_a_stop_signal_that_reaches_a_child_as_it_is_forked_ends_it(
+    tmp_path: Path, how: str
+) -> None:
+    """A SIGTERM that reaches a forked child before its at-fork hooks have put back the
+    handlers runlab replaced ends the child as it would without runlab (a Pool's
+    ``terminate`` right after its workers are forked: that CI run hung in ``join``). On
+    the old code runlab's handler raised in the hook, Python dropped it ("Exception
+    ignored"), and the child lived on."""
+    (tmp_path / "forked.yaml").write_text(f"how: {how}\n")
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    proc = run(script, tmp_path / "logs")
+    out = proc.stdout + proc.stderr
+    assert f"CHILD {-signal.SIGTERM}" in proc.stdout, out
+    assert "Exception ignored" not in proc.stderr and "Interrupted" not in proc.stderr, out
+    assert proc.returncode == 0 and info(tmp_path / "logs" / "1")["status"] == Status.COMPLETE

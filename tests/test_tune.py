@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import GIT, TASKS, make_project, needs_sge, needs_slurm, runlab_cli, task_env
 
@@ -330,3 +331,105 @@ def test_a_study_resumes_after_its_logs_directory_moved(project: Path, tmp_path:
     resumed = [i for i in infos if int(i["run_id"]) > 2]
     assert all(i["code_snapshot"].startswith(f"{new}/") for i in resumed), resumed
     assert not (project / "logs").exists()  # nothing was written to the old place
+
+
+# --------------------------------------------------------- a driver killed at any write
+#: Runs ``runlab ARGS`` and SIGKILLs itself just before its KILL_AT-th write to the study's
+#: journal, each write's operation codes listed in OPS_FILE first: the state a driver
+#: killed between any two of its journal writes leaves (the run folders it made between
+#: them included).
+KILLER = """\
+import json, os, signal, sys
+from optuna.storages.journal import JournalFileBackend
+
+at, n, append = int(os.environ["KILL_AT"]), [0], JournalFileBackend.append_logs
+
+def append_logs(self, logs):
+    n[0] += 1
+    with open(os.environ["OPS_FILE"], "a") as f:
+        f.write(json.dumps([log["op_code"] for log in logs]) + "\\n")
+    if n[0] == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    append(self, logs)
+
+JournalFileBackend.append_logs = append_logs
+from runlab.cli import main
+sys.argv = ["runlab", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+#: optuna's journal operation code of one parameter's value (its JournalOperation enum)
+OPS_SET_TRIAL_PARAM = 5
+
+KILL_CMD = ["tune", "tasks/quadratic.py", "--metric", "test.acc", "--direction", "maximize",
+            "--trials", "2", "--parallel", "2", "--launcher", "local", "--seed", "0",
+            "--study", "k", "interval=0", *SPACE]  # fmt: skip
+
+
+def killed_driver(project: Path, at: int, ops: Path) -> subprocess.CompletedProcess:
+    """``runlab KILL_CMD`` killed just before its ``at``-th journal write (never, for 0)."""
+    killer = project.parent / "killer.py"
+    killer.write_text(KILLER)
+    return subprocess.run(
+        [sys.executable, str(killer), *KILL_CMD],
+        cwd=project,
+        env={**env(project), "KILL_AT": str(at), "OPS_FILE": str(ops)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def journal_writes(tmp_path: Path) -> list[list[int]]:
+    """The operation codes of each journal write of an unkilled ``KILL_CMD`` driver."""
+    project = make_project(tmp_path / "dry", TASKS / "quadratic.py", TASKS / "quadratic.yaml")
+    ops = tmp_path / "dry" / "ops"
+    done = killed_driver(project, 0, ops)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in ops.read_text().splitlines()]
+
+
+def assert_killed_at_resumes(tmp_path: Path, at: int) -> None:
+    """Kill the driver before its ``at``-th journal write; the same command then completes
+    the study: every counted trial's run COMPLETE with the trial's own parameters, every
+    run of the study ended, no run told twice."""
+    project = make_project(tmp_path / str(at), TASKS / "quadratic.py", TASKS / "quadratic.yaml")
+    killed = killed_driver(project, at, tmp_path / str(at) / "ops")
+    assert killed.returncode == -signal.SIGKILL, (at, killed.stderr)
+    out = runlab(project, *KILL_CMD)
+    assert "internal error" not in out.stderr, (at, out.stderr)
+    show = json.loads(runlab(project, "tune", "--show", "--study", "k", "--json").stdout)
+    counted = [t for t in show["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
+    assert len(counted) >= 2, (at, show["states"], out.stderr)
+    runs = trial_runs(project, "k")
+    assert {i["status"] for i in runs.values()} <= {"COMPLETE", "PRUNED", "INTERRUPTED",
+                                                    "FAILED", "LOST"}, (at, runs)  # fmt: skip
+    used = [t["run_id"] for t in counted]
+    assert len(used) == len(set(used)), (at, show["trials"])
+    for t in counted:
+        config = yaml.safe_load(
+            (project / "logs" / str(t["run_id"]) / "metadata" / "config.yaml").read_text()
+        )
+        assert runs[t["run_id"]]["status"] == t["state"], (at, t, runs[t["run_id"]])
+        assert runs[t["run_id"]]["trial"] == t["trial"], (at, t)
+        assert {k: config[k] for k in t["params"]} == t["params"], (at, t, config)
+
+
+def test_a_driver_killed_while_it_asks_a_trial_resumes(tmp_path: Path) -> None:
+    """The driver killed between the journal writes of one ``ask`` (the trial made, some
+    of its parameters not yet): the rerun fails that half-asked trial (not counted) and
+    completes the study. On the old code the rerun stopped with ``internal error:
+    KeyError: 'y'`` (a CI run's SIGKILL landed there)."""
+    writes = journal_writes(tmp_path)
+    params = [i + 1 for i, ops in enumerate(writes) if ops == [OPS_SET_TRIAL_PARAM]]
+    assert len(params) == 4, writes  # x and y of two trials
+    for at in (params[0], params[1], params[3]):
+        assert_killed_at_resumes(tmp_path, at)
+
+
+@pytest.mark.slow_sweeps
+def test_a_driver_killed_before_any_journal_write_resumes(tmp_path: Path) -> None:
+    """Every kill point: before each of the driver's journal writes in turn."""
+    for at in range(1, len(journal_writes(tmp_path)) + 1):
+        assert_killed_at_resumes(tmp_path, at)

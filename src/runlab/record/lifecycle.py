@@ -21,7 +21,9 @@ signal, not even ``kill -9``, leaves one without it.
 ``os.fork()`` (and so by multiprocessing's fork and forkserver start methods, and
 DataLoader workers) is told at the fork (``os.register_at_fork``): runlab's stop
 handlers are put back to what they were before runlab (a terminated pool worker
-just ends), its logger refuses to log (:class:`runlab.record.logger.ForkedChildError`)
+just ends; a stop signal that reaches the child before that waits for it, blocked
+from just before the fork, so it is neither lost nor taken by runlab's handler), its
+logger refuses to log (:class:`runlab.record.logger.ForkedChildError`)
 and drops the rows the parent had buffered, and a child that leaves the run's
 ``with`` block (returns, raises, ``sys.exit``) exits there, with the code Python
 would give it (0; 1 and its traceback on stderr; ``sys.exit``'s code), as
@@ -111,6 +113,7 @@ class _Guard:
     stopping = False  # a stop is under way: further signals change nothing...
     stopped_at = 0.0  # ...for RESTOP_S after it began (time.monotonic())
     first: int = signal.SIGTERM  # the signal that began it
+    owner = 0  # the process that installed the handlers (a forked child is not it)
 
 
 # A stop signal's exception can be swallowed on its way out of the task (a library's
@@ -126,6 +129,9 @@ def _stop_exception(signum: int) -> BaseException:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    if os.getpid() != _Guard.owner:  # a forked child whose handlers could not be put back
+        _as_before(signum, frame)
+        return
     # Only the first stop signal interrupts the task; a second one (SLURM signals
     # every process of a job step, and submitit forwards it too) must not break
     # the writing of the final status.
@@ -145,6 +151,16 @@ def _on_signal(signum: int, frame: Any) -> None:
             return
         signum = _Guard.first  # the first stop was lost on its way: the same stop again
     _stop(signum)
+
+
+def _as_before(signum: int, frame: Any) -> None:
+    """Do what the handler runlab replaced would do with ``signum``."""
+    handler = _Guard.previous.get(signum, signal.SIG_DFL)
+    if callable(handler):
+        handler(signum, frame)
+    elif handler != signal.SIG_IGN:  # the default: end the process, as the signal would
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _stop(signum: int) -> None:
@@ -176,7 +192,7 @@ def install_stop_handlers() -> bool:
     if _Guard.installed or threading.current_thread() is not threading.main_thread():
         return False
     _Guard.previous = {s: signal.signal(s, _on_signal) for s in _STOP_SIGNALS}
-    _Guard.installed = True
+    _Guard.installed, _Guard.owner = True, os.getpid()
     _Guard.stopping = False
     _Guard.pending = None
     return True
@@ -194,18 +210,42 @@ def restore_stop_handlers() -> None:
     _Guard.pending = None
 
 
+# The stop signals' mask of the thread that forks, kept from just before its fork (they
+# are blocked through it) until just after, in the parent and in the child.
+_FORKING = threading.local()
+
+
+def _before_fork() -> None:
+    """Block the stop signals through the fork: one sent to the new child before its
+    handlers are put back would be lost (Python clears the signals that came before its
+    at-fork hooks) or raised in a hook (and dropped); blocked, it waits for them."""
+    if _Guard.installed:
+        _FORKING.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _unblock_after_fork() -> None:
+    mask = getattr(_FORKING, "mask", None)
+    if mask is not None:
+        _FORKING.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _after_fork_in_child() -> None:
     """A forked child is not the run's process: runlab's stop handlers, and the sessions
-    open in the parent, are not its own (see the module's docstring)."""
-    if _Guard.installed:
-        try:
-            restore_stop_handlers()
-        except (ValueError, OSError):  # not the main thread: leave them, but disarmed
-            _Guard.installed = False
-    _Guard.defer = _Guard.stopping = _Guard.outside = False
-    _Guard.pending = None
-    for session in list(_SESSIONS):
-        session._forked = True
+    open in the parent, are not its own (see the module's docstring). A stop signal that
+    came since the fork is acted on when they are put back, as the child's own."""
+    try:
+        if _Guard.installed:
+            try:
+                restore_stop_handlers()
+            except (ValueError, OSError):  # not the main thread: _on_signal passes them on
+                _Guard.installed = False
+        _Guard.defer = _Guard.stopping = _Guard.outside = False
+        _Guard.pending = None
+        for session in list(_SESSIONS):
+            session._forked = True
+    finally:
+        _unblock_after_fork()
 
 
 def _end_forked_child(exc: BaseException | None, tb: Any) -> NoReturn:
@@ -587,7 +627,11 @@ class RunSession:
 # The run sessions of this process, told by os.register_at_fork when it forks a child.
 _SESSIONS: weakref.WeakSet[RunSession] = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_unblock_after_fork,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _drop_closed_output() -> bool:

@@ -423,8 +423,12 @@ def _resume(p: Plan, summary: Any, out: Any) -> tuple[StudyRecord, SweepRecord, 
     return attrs, record, seed
 
 
-def _create(p: Plan, store: Any, out: Any) -> tuple[StudyRecord, SweepRecord, int]:
-    """A new study in the journal, its sweep record and its seed, its code pinned."""
+def _create(
+    p: Plan, store: Any, out: Any, made: bool = False
+) -> tuple[StudyRecord, SweepRecord, int]:
+    """A new study in the journal, its sweep record and its seed, its code pinned; with
+    ``made``, the study is in the journal already, without its record (its driver was
+    killed between the two writes)."""
     import optuna
 
     o, code = p.opts, p.sweep.code
@@ -452,9 +456,16 @@ def _create(p: Plan, store: Any, out: Any) -> tuple[StudyRecord, SweepRecord, in
         launcher=p.sweep.launcher["name"],
     )
     direction = cast(Literal["minimize", "maximize"], o.direction)  # checked by plan()
-    optuna.create_study(study_name=p.name, storage=store, direction=direction).set_user_attr(
-        ATTR, attrs.to_json()
-    )
+    if made:
+        study = optuna.load_study(study_name=p.name, storage=store)
+        if study.direction.name.lower() != direction:
+            raise TuneError(
+                f"study {p.name!r} was made with --direction {study.direction.name.lower()}: "
+                "rerun its own command to resume it, or give a new --study NAME"
+            )
+    else:
+        study = optuna.create_study(study_name=p.name, storage=store, direction=direction)
+    study.set_user_attr(ATTR, attrs.to_json())
     say(f"study {p.name}: {journal_path(p.logs, p.name)} (seed {seed})", out)
     return attrs, record, seed
 
@@ -469,10 +480,15 @@ def open_study(p: Plan, out: Any = None) -> Session:
     repair_journal(p.logs, p.name)
     store = storage(p.logs, p.name)
     summary = find_study(store, p.name)
-    if summary is not None:
+    half_made = (
+        summary is not None
+        and ATTR not in summary.user_attrs
+        and not store.get_n_trials(store.get_study_id_from_name(p.name))
+    )
+    if summary is not None and not half_made:
         attrs, record, seed = _resume(p, summary, out)
     else:
-        attrs, record, seed = _create(p, store, out)
+        attrs, record, seed = _create(p, store, out, made=half_made)
     study = optuna.load_study(
         study_name=p.name,
         storage=store,
@@ -623,6 +639,9 @@ class Driver:
             if t.state != TrialState.RUNNING:
                 continue
             rid = t.user_attrs.get("run_id")
+            if rid is None and not set(self.space) <= set(t.params):
+                self.fail_half_asked(t)
+                continue
             if rid is None:
                 run = self.orphan_run(t.number) or self.create_run(t)
                 if run.read_info().get("status") == Status.QUEUED:
@@ -643,6 +662,22 @@ class Driver:
                 continue
             self.tell(t, run, status, info)
         return running, pending
+
+    def fail_half_asked(self, t: Any) -> None:
+        """Fail trial ``t``, which a killed driver made but gave only some of its parameters
+        (``ask`` writes the trial, then each parameter, to the journal): it has no run and
+        cannot get one; failed, it is not counted, and the loop asks another."""
+        from optuna.trial import TrialState
+
+        missing = ", ".join(k for k in self.space if k not in t.params)
+        reason = f"its driver was killed while choosing its parameters ({missing} missing)"
+        try:
+            self.set_attr(t.number, "fail_reason", reason)
+            self.study.tell(t.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError) as exc:  # told already (a second driver's race)
+            self.say(f"warning: trial {t.number}: {exc}")
+            return
+        self.say(f"trial {t.number} FAILED (not counted): {reason}")
 
     def tell(self, t: Any, run: RunDir, status: str | None, info: dict[str, Any]) -> None:
         from optuna.trial import TrialState

@@ -8,8 +8,10 @@ is a JSON object:
 - ``root``: the logs directory; only calls on paths under it (and on file descriptors
   opened on such paths) are counted;
 - ``mode``: ``"count"`` (nothing fails), ``"once"`` (only the ``k``-th call fails: a disk
-  that was full for a moment) or ``"from"`` (the ``k``-th call and every later one fail:
-  a disk that stays full, or becomes read-only);
+  that was full for a moment), ``"from"`` (the ``k``-th call and every later one fail:
+  a disk that stays full, or becomes read-only) or ``"kill"`` (the process is killed by
+  SIGKILL just before its ``k``-th call: ``kill -9``, or a machine that went down, at
+  that point; the report is written first);
 - ``k``: the number of the call that fails (1-based);
 - ``errno``: the error raised, by name (``ENOSPC``, ``EIO``, ``EROFS``);
 - ``reads``: whether opens for reading count (an ``EIO`` can fail a read; ``ENOSPC`` and
@@ -87,6 +89,10 @@ class _Injector:
             fail = (self.mode == "once" and n == self.k) or (self.mode == "from" and n >= self.k)
             if fail:
                 self.failed.append(n)
+            if self.mode == "kill" and n == self.k:
+                self.failed.append(n)
+                self.write_report()
+                os.kill(os.getpid(), signal.SIGKILL)
         if fail:
             name = None if isinstance(path, int) else os.fsdecode(path)
             raise OSError(self.errno, os.strerror(self.errno), name)

@@ -247,7 +247,8 @@ def _summary(logs: Path, record: SweepRecord, changes: list[dict], limit: int, l
     subs = record.submissions
     jobs = [a.job_id for s in subs for a in s.arrays]
     workers = [w.pid for s in subs for w in s.workers]
-    code = subs[0].code[0] if subs and subs[0].code else None
+    pinned = [*record.code, *(c for s in subs for c in s.code)]
+    code = pinned[0] if pinned else None
     return {
         "sweep_id": record.sweep_id,
         "task": record.task,
@@ -286,8 +287,9 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
         where += f" (workers {', '.join(map(str, r['workers']))})"
     task = Path(r["task"] or "?").name
     retries = f", {r['submissions'] - 1} retry submission(s)" if r["submissions"] > 1 else ""
+    span = f" {m(r['first_run'])}..{m(r['last_run'])}" if r["runs"] else ""
     console.print(
-        f"[bold]sweep {m(r['sweep_id'])}[/]: {m(r['runs'])} run(s) {m(r['first_run'])}..{m(r['last_run'])} "
+        f"[bold]sweep {m(r['sweep_id'])}[/]: {m(r['runs'])} run(s){span} "
         f"of {m(task)} on {m(where)}, commit {m((r['commit'] or '?')[:10])}, "
         f"submitted {m(_short(r['created']))}{m(retries)}"
     )

@@ -7,7 +7,9 @@ calls a run); ``deep=True`` also reads every metrics row and every columnar twin
 
 ``repair=True`` fixes only what is safe and never deletes data: it rebuilds the
 reader's cache (the index, stale twins), marks a ``RUNNING`` run ``LOST`` when its
-process is surely gone, and moves torn temporary files into ``<logs>/.aside/``.
+process is surely gone, and moves torn temporary files, and run folders a killed
+``runlab submit`` left without their info record (nothing of a task's in them), into
+``<logs>/.aside/``.
 
 A ``RUNNING`` run is gone (invariant 3) only when, on this host, no process has its
 recorded pid and start time, or when its SLURM job (``job_id`` in its info) is one the
@@ -237,6 +239,16 @@ class _Run:
         if not self.was_read:
             self.read()
         if self.info is None:
+            if _never_made(self.root):
+                yield self.v(
+                    1,
+                    "it holds no info record, only what `runlab submit` writes before it "
+                    "(config, overrides): a submit killed while it made the run, which never ran",
+                    "verify --repair moves it into .aside/ and out of its sweep; submit that "
+                    "point again to run it",
+                    True,
+                )
+                return
             yield self.v(
                 1,
                 "metadata/info.json and info.yaml are missing or unreadable",
@@ -422,6 +434,29 @@ class _Run:
                     "revoke that credential; remove it from the record by hand; pass "
                     "secrets through the environment, never the config",
                 )
+
+
+#: What ``runlab submit`` writes into a run folder before its info record (its last file).
+_PRE_CREATED = frozenset({"config.json", "config.yaml", "overrides.yaml", "git.diff", "info.yaml"})
+#: Seconds after which a run folder a submit left unfinished is taken for abandoned (a
+#: live submit writes each run's few files within milliseconds).
+NEVER_MADE_S = 60.0
+
+
+def _never_made(root: str) -> bool:
+    """Whether the run folder ``root``, without an info record, holds only what a submit
+    writes before that record, untouched for :data:`NEVER_MADE_S`: no task ever ran it."""
+    meta = os.path.join(root, "metadata")
+    try:
+        top = os.listdir(root)
+        names = os.listdir(meta) if top == ["metadata"] else []
+        if top not in ([], ["metadata"]) or not set(names) <= _PRE_CREATED:
+            return False
+        paths = [root, *([meta] if top else []), *(os.path.join(meta, n) for n in names)]
+        newest = max(os.stat(p, follow_symlinks=False).st_mtime for p in paths)
+    except OSError:
+        return False
+    return time.time() - newest > NEVER_MADE_S
 
 
 def _read_info(meta: str) -> tuple[dict[str, Any] | None, bytes | None]:
@@ -641,6 +676,10 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
         return False
     if v.invariant == 3:
         return _mark_lost(run, verdict)
+    if v.invariant == 1:  # a run folder a killed submit left unfinished
+        _move_aside(logs, run.path, verdict, f"run {run.rid} (never made)")
+        _unlist(logs, int(run.rid), verdict)
+        return True
     rel = v.what.split(" ", 1)[0]
     target = run.path / rel
     if target.exists():
@@ -652,6 +691,26 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
 # What names one attempt of a run: when any of it changed since the scan, another
 # process (a retry, a requeued job) took the run over, and it is not lost.
 _ATTEMPT = ("pid", "host", "job_id", "start_time", "attempt_start_time")
+
+
+def _unlist(logs: Logs, rid: int, verdict: Verdict) -> None:
+    """Take run ``rid``, moved aside as never made, out of the sweep records that list it
+    without having placed it: a later run given its id is not taken for that sweep's."""
+
+    def drop(fresh: sweep_record.SweepRecord) -> None:
+        placed = {r for s in fresh.submissions for r in (fresh.runs if s.runs is None else s.runs)}
+        if rid not in placed:
+            fresh.runs = [r for r in fresh.runs if r != rid]
+
+    for sweep_id in sweep_record.sweep_ids(logs.path):
+        try:
+            listed = rid in sweep_record.load(logs.path, sweep_id).runs
+            if listed:
+                sweep_record.update(logs.path, sweep_id, drop, by="runlab verify")
+        except sweep_record.SweepOpsError:
+            continue  # a damaged record: invariant 6 names it
+        if listed:
+            verdict.repaired.append(f"run {rid}: left out of sweep {sweep_id} (it never ran)")
 
 
 def _mark_lost(run: _Run, verdict: Verdict, writer_gone: bool = False) -> bool:

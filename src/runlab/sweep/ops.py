@@ -43,6 +43,7 @@ from runlab.sweep.record import (
     SweepRecordError,
     exclusive,
     folder,
+    held,
     load,
     record_path,
     save,
@@ -85,8 +86,10 @@ def new_record(
     runs: list[int],
     limits: dict[str, Any] | None = None,
     tune: str | None = None,
+    code: list[Code] | None = None,
 ) -> SweepRecord:
-    """The record of a sweep just made here (nothing submitted yet)."""
+    """The record of a sweep just made here (nothing submitted yet); ``code``: the code
+    its runs were made for, pinned."""
     return SweepRecord(
         sweep_id=str(sweep_id),
         created=now_iso(),
@@ -101,6 +104,7 @@ def new_record(
         limits=limits,
         runs=[int(r) for r in runs],
         tune=tune,
+        code=list(code or []),
     )
 
 
@@ -313,9 +317,10 @@ def reconcile(
     passes the ones it last saw active, so that it reads no ended run's record).
     """
     logs = Path(logs)
+    changes = _never_queued(logs, record, by, run_ids)
     found = targets(logs, record, run_ids)
     if not found:
-        return []
+        return changes
     # Runs cancelled since their current submission (a retry after a cancel is not cancelled).
     cancelled = {
         t.run_id
@@ -325,7 +330,6 @@ def reconcile(
     }
     backend = backends.get(record.launcher_name)
     states = backend.states(record, found)
-    changes = []
     for t in found:
         state = states.get(t.run_id)
         if state is None or state.alive:
@@ -344,6 +348,60 @@ def reconcile(
             reconciled={"time": now_iso(), "by": by, "was": info.get("status"), "job": state.word},
         )
         changes.append({"run_id": t.run_id, "status": status, "reason": reason})
+    return changes
+
+
+#: How long a sweep's record, or a jobs file, may wait for its submission to be recorded
+#: (or the backend's grace, if longer) before the runs no submission placed are taken for
+#: never queued.
+SUBMIT_GRACE_S = 60.0
+
+
+def _never_queued(
+    logs: Path, record: SweepRecord, by: str, run_ids: list[int] | None
+) -> list[dict]:
+    """Close the runs of ``record`` that no submission placed and none will: a ``runlab
+    submit`` killed after it saved the record (runs and pinned code) and before it
+    recorded the jobs. While a command holds the sweep's lock (the submit at work), or
+    the record or a jobs file of a submission not recorded is younger than the grace (a
+    submit on a host the lock does not reach; a launcher that may have the jobs) nothing
+    is closed; each run closed is ``INTERRUPTED``, and ``runlab retry`` runs it."""
+    if record.tune is not None:  # a study's driver places its own runs
+        return []
+    located = locate(record)
+    ids = [int(r) for r in (run_ids if run_ids is not None else record.runs)]
+    unplaced = [r for r in ids if r not in located]
+    if not unplaced or held(logs, record.sweep_id):
+        return []
+    queued = [r for r in unplaced if _run_dir(logs, r).read_info().get("status") == Status.QUEUED]
+    if not queued:
+        return []
+    fresh = load(logs, record.sweep_id)  # a submission recorded since this copy was read
+    jobs = folder(logs, record.sweep_id) / f"jobs-{len(fresh.submissions) + 1}.json"
+    grace = max(backends.get(record.launcher_name).vanish_grace_s, SUBMIT_GRACE_S)
+    for path in (record_path(logs, record.sweep_id), jobs):
+        try:  # a record saved just now: its submit may be at work where locks do not reach
+            if time.time() - path.stat().st_mtime < grace:
+                return []
+        except OSError:
+            pass  # no jobs file: nothing was handed to a launcher
+    located = locate(fresh)
+    reason = (
+        "its runlab submit ended (killed?) before it queued the run's job: `runlab retry` runs it"
+    )
+    changes = []
+    for rid in queued:
+        run = _run_dir(logs, rid)
+        info = run.read_info()
+        if rid in located or info.get("status") != Status.QUEUED or _may_be_written(run, info):
+            continue
+        run.update_info(
+            status=Status.INTERRUPTED,
+            error={"type": "Interrupted", "message": reason},
+            end_time=now_iso(),
+            reconciled={"time": now_iso(), "by": by, "was": Status.QUEUED, "job": "never queued"},
+        )
+        changes.append({"run_id": rid, "status": Status.INTERRUPTED, "reason": reason})
     return changes
 
 
@@ -432,7 +490,8 @@ def retry(
     code_of: list[int] = []
     # By the snapshot's name (its content hash): the run's info keeps the path it was
     # started from, which names the old place if the logs directory has moved since.
-    known = {Path(code.snapshot).name: code for sub in record.submissions for code in sub.code}
+    pinned = [*record.code, *(code for sub in record.submissions for code in sub.code)]
+    known = {Path(code.snapshot).name: code for code in pinned}
     for rid, info in picked:
         snapshot = Path(str(info.get("code_snapshot") or "")).name
         code = current if current is not None else known.get(snapshot)

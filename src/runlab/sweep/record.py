@@ -17,6 +17,14 @@ the jobs' logs. The record (format 3, :data:`SCHEMA`)::
        workers: [{pid}]}                 # local: the worker processes
     ],
     cancelled: [{time, runs}]            # `runlab cancel`
+    code: [{commit, ...}]                # the code pinned when the runs were made (absent
+                                         # in older records): what `runlab retry` runs
+                                         # for a run that no submission placed
+
+``runlab submit`` saves the record, with its runs and pinned ``code``, before it writes the
+runs, and holds the sweep's lock until its submission is recorded: a submit killed at
+any point leaves its runs in a record (``runlab status`` closes those no job will run:
+:func:`runlab.sweep.ops.reconcile`).
 
 **Paths into the logs directory** (``jobs_file``, ``log_dir``, a code entry's
 ``snapshot`` and ``script``, and each part of an ``env`` value, split at ``:``, such as
@@ -208,6 +216,7 @@ class SweepRecord:
     submissions: list[Submission] = field(default_factory=list)
     cancelled: list[Cancel] = field(default_factory=list)
     tune: str | None = None
+    code: list[Code] = field(default_factory=list)  # pinned when the runs were made
     format: int = FORMAT  # the format it was read in (it is written in FORMAT)
 
     @property
@@ -221,6 +230,8 @@ class SweepRecord:
         data["format"] = FORMAT
         if data["tune"] is None:
             del data["tune"]
+        if not data["code"]:
+            del data["code"]
         return data
 
 
@@ -291,8 +302,14 @@ SCHEMA: dict[str, Any] = {
             "submissions": {"type": "array", "items": _SUBMISSION},
             "cancelled": {"type": "array", "items": _obj({"time": _STR, "runs": _IDS})},
             "tune": {"type": ["string", "null"]},
+            "code": {
+                "type": "array",
+                "items": _CODE,
+                "description": "the code pinned when the runs were made (what `runlab retry` "
+                "runs for a run that no submission placed)",
+            },
         },
-        optional=("tune",),
+        optional=("tune", "code"),
     ),
 }
 
@@ -412,6 +429,9 @@ def parse(data: Any, path: Path) -> SweepRecord:
     subs = r.items(data, "submissions", dict, "")
     cancelled = r.items(data, "cancelled", dict, "")
     tune = r.get(data, "tune", str, "", null=True) if "tune" in data else None
+    pinned = (
+        [read_code(r, c, n) for n, c in r.items(data, "code", dict, "")] if "code" in data else []
+    )
     return SweepRecord(
         sweep_id=r.get(data, "sweep_id", str, ""),
         created=r.get(data, "created", str, ""),
@@ -431,6 +451,7 @@ def parse(data: Any, path: Path) -> SweepRecord:
             for n, c in cancelled
         ],
         tune=tune,
+        code=pinned,
         format=version,
     )
 
@@ -499,6 +520,8 @@ def each_path(record: SweepRecord, fn: Callable[[str], str]) -> None:
         sub.jobs_file, sub.log_dir = fn(sub.jobs_file), fn(sub.log_dir)
         for code in sub.code:
             each_code_path(code, fn)
+    for code in record.code:
+        each_code_path(code, fn)
 
 
 def each_code_path(code: Code, fn: Callable[[str], str]) -> None:
@@ -601,6 +624,27 @@ def exclusive(
             del _HELD[key]
     finally:
         os.close(fd)  # and with it the lock
+
+
+def held(logs: Path | str, sweep_id: str) -> bool:
+    """Whether a command holds the sweep's lock now (this process included): one is
+    changing the sweep, or, for a ``runlab submit``, still making and queueing its runs."""
+    path = Path(logs) / SWEEPS / f"{sweep_id}.lock"
+    if str(path) in _HELD:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # and with it a lock taken here
+    return False
 
 
 def _lock(fd: int, sweep_id: str, wait_s: float) -> None:

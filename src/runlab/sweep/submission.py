@@ -8,10 +8,11 @@ instead of leaving them ``QUEUED`` forever.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from runlab.sweep import backends, launcher, ops
 from runlab.sweep.backends.base import Placed
 from runlab.sweep.expand import Job, task_spec
 from runlab.sweep.points import expand
-from runlab.sweep.record import Code, SweepId, SweepRecord
+from runlab.sweep.record import Code, SweepId, SweepRecord, exclusive
 from runlab.sweep.snapshot import CodeState, CodeStateError, code_state, snapshot
 
 
@@ -47,12 +48,14 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Created:
-    """A sweep whose runs exist (``QUEUED``) and whose record is made, not yet submitted."""
+    """A sweep whose runs exist (``QUEUED``) and whose record is saved, not yet submitted;
+    ``hold`` holds the sweep's lock until :func:`launch` or :func:`abandon` ends."""
 
     record: SweepRecord
     runs: list[RunDir]
     code: Code
     limits: Any
+    hold: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,10 @@ class _Json:
 def create_runs(sweep: Sweep) -> Created:
     """Snapshot the code and pre-create one ``QUEUED`` run directory per job.
 
+    The sweep's record, naming the runs and the pinned code, is saved first, and its
+    lock held until the submission is recorded (:class:`Created`): a submit killed at
+    any point leaves its runs in a record, which ``runlab status`` closes when no job
+    will run them (``runlab.sweep.ops.reconcile``) and ``runlab retry`` reruns.
     One write per file, in an order that keeps every reader safe: ``config``
     (JSON, then YAML), ``overrides.yaml``, ``info.yaml``, and ``info.json`` last,
     so a directory is a run with its whole record or not a run yet (a reader that
@@ -212,6 +219,15 @@ def create_runs(sweep: Sweep) -> Created:
     """
     limits = check_limits(sweep)
     code = code_entry(sweep.code, sweep.script, sweep.logs)
+    hold = contextlib.ExitStack()
+    try:
+        return _create(sweep, limits, code, hold)
+    except BaseException:
+        hold.close()
+        raise
+
+
+def _create(sweep: Sweep, limits: Any, code: Code, hold: contextlib.ExitStack) -> Created:
     paths = allocate(sweep.logs, len(sweep.jobs))
     runs = [RunDir(p) for p in paths]
     sweep_id = SweepId.new(first_run=int(runs[0].run_id)) if runs else ""
@@ -223,7 +239,11 @@ def create_runs(sweep: Sweep) -> Created:
         sweep.launcher,
         [int(r.run_id) for r in runs],
         limits.as_dict() if limits is not None else None,
+        code=[code],
     )
+    if runs:
+        hold.enter_context(exclusive(sweep.logs, str(sweep_id), by="runlab submit"))
+        ops.save(sweep.logs, record)
     submitted = now_iso()
     common = {
         "status": written(Status.QUEUED),  # written here, not through RunDir: checked the same
@@ -254,11 +274,16 @@ def create_runs(sweep: Sweep) -> Created:
         _write(f"{meta}/info.yaml", yml.dump(info).encode())
         _write(f"{meta}/info.json", jsn.dumps(info))
         note_change(path)  # a new run, perhaps under the id of one an index knew
-    return Created(record, runs, code, limits)
+    return Created(record, runs, code, limits, hold)
 
 
 def launch(sweep: Sweep, created: Created) -> Launched:
     """Submit the pre-created runs and record the sweep; on refusal mark them ``FAILED``."""
+    with created.hold:
+        return _launch(sweep, created)
+
+
+def _launch(sweep: Sweep, created: Created) -> Launched:
     try:
         record = ops.submit(
             sweep.logs,
@@ -284,9 +309,12 @@ def abandon(sweep: Sweep, created: Created, reason: str) -> None:
     """Close runs pre-created for a submission that will not happen (the user stopped
     ``runlab submit`` before any job was queued): ``INTERRUPTED`` with ``reason``, in a
     saved sweep record, so that ``runlab status`` shows them and ``runlab retry`` runs them."""
-    for run in created.runs:
-        run.update_info(status=Status.INTERRUPTED, error={"type": "Interrupted", "message": reason})
-    ops.save(sweep.logs, created.record)
+    with created.hold:
+        for run in created.runs:
+            run.update_info(
+                status=Status.INTERRUPTED, error={"type": "Interrupted", "message": reason}
+            )
+        ops.save(sweep.logs, created.record)
 
 
 def code_json(code: Code) -> dict[str, Any]:

@@ -15,7 +15,9 @@ at work by the age of what it left):
 
 The default suite kills the submit at the first call of each of its phases (the run
 folders, the sweep's record, a run's files, its info, the jobs file, a worker's start);
-``python -m pytest -m slow_io tests/test_killed_submit.py`` kills it at every k.
+``python -m pytest -m slow_io tests/test_killed_submit.py`` kills it at every k. The same
+is done to ``runlab retry`` of a failed run (its record and info rewritten, its jobs file,
+its worker, its submission recorded).
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ PHASES = [
 ENDED = {"COMPLETE", "FAILED", "INTERRUPTED", "LOST", "TIMEOUT"}
 
 
-def submit(project: Path, spec: dict) -> subprocess.CompletedProcess:
-    """``runlab submit`` of the two-point sweep under the I/O hooks of ``spec``."""
+def submit(project: Path, spec: dict, args: list[str] = SUBMIT) -> subprocess.CompletedProcess:
+    """``runlab ARGS`` (the two-point sweep's submit) under the I/O hooks of ``spec``."""
     return subprocess.run(
-        [sys.executable, str(FAULTIO), json.dumps(spec), str(MAIN), *SUBMIT],
+        [sys.executable, str(FAULTIO), json.dumps(spec), str(MAIN), *args],
         cwd=project,
         env=task_env(RUNLAB_LOGS=str(project / "logs")),
         capture_output=True,
@@ -147,27 +149,115 @@ def test_a_submit_killed_before_any_write_loses_nothing_for_good(tmp_path: Path)
         check_killed_at(tmp_path, k)
 
 
-def test_status_leaves_the_runs_of_a_submit_at_work_alone(
+def test_status_and_verify_leave_the_runs_of_a_submit_at_work_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Runs no submission placed yet are closed only when their submit is surely gone:
     not while it holds the sweep's lock (however old its record), not while its record
-    is younger than a minute (a submit on a host the lock does not reach)."""
+    is younger than a minute (a submit on a host the lock does not reach), never one a
+    worker has claimed or one of another sweep (an id used again). An empty run folder
+    (one a submit has not reached yet) is not moved aside while the lock is held."""
+    from runlab.record.rundir import RunDir
     from runlab.sweep import submission
 
     project = make_project(tmp_path, TASKS / "slow.py", TASKS / "slow.yaml")
     logs = project / "logs"
     monkeypatch.chdir(project)
-    sweep = submission.prepare("tasks/slow.py", ["steps=2,3", "launcher=local"], logs=logs)
+    sweep = submission.prepare("tasks/slow.py", ["steps=2,3,4,5", "launcher=local"], logs=logs)
     created = submission.create_runs(sweep)  # the lock held, as until its launch ends
+    shutil.rmtree(logs / "4" / "metadata")  # a folder the submit has not reached yet
     age(logs)
     runlab_cli(project, "status", "--all")
-    assert set(statuses(logs).values()) == {"QUEUED"}  # held: at work
+    assert statuses(logs) == {1: "QUEUED", 2: "QUEUED", 3: "QUEUED", 4: None}  # at work
+    repair = runlab_cli(project, "verify", "--repair", check=False)
+    assert (logs / "4").is_dir() and "being changed now" in repair.stdout, repair.stdout
     created.hold.close()  # the submit is gone (its lock with it)...
     (logs / ".sweeps" / f"{created.record.sweep_id}.json").touch()  # ...a moment ago
     runlab_cli(project, "status", "--all")
-    assert set(statuses(logs).values()) == {"QUEUED"}  # too young to tell
+    assert set(statuses(logs).values()) == {"QUEUED", None}  # too young to tell
+    (logs / "2" / "metadata" / ".claimed").write_text("12345")  # a worker has it
+    RunDir(logs / "3").update_info(sweep_id="20260101-000000-9")  # another sweep's run 3
     age(logs)
     out = runlab_cli(project, "status", "--all").stdout
-    assert set(statuses(logs).values()) == {"INTERRUPTED"}, out
-    assert "before it queued" in out, out
+    assert statuses(logs) == {1: "INTERRUPTED", 2: "QUEUED", 3: "QUEUED", 4: None}, out
+    assert "before it recorded" in out, out
+    runlab_cli(project, "verify", "--repair", check=False)
+    assert not (logs / "4").exists() and list(logs.glob(".aside/*/4"))  # moved, not deleted
+    record = json.loads((logs / ".sweeps" / f"{created.record.sweep_id}.json").read_text())
+    assert record["runs"] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------ runlab retry
+def failed_sweep(tmp_path: Path) -> Path:
+    """A project whose sweep has run 1 COMPLETE and run 2 FAILED (at its step 1)."""
+    project = make_project(tmp_path / "base", TASKS / "slow.py", TASKS / "slow.yaml")
+    runlab_cli(project, *SUBMIT[:2], "steps=3", "interval=0", "fail_at=-1,1", "--launcher",
+               "local", "--wait", check=False)  # fmt: skip
+    assert statuses(project / "logs") == {1: "COMPLETE", 2: "FAILED"}
+    return project
+
+
+def check_retry_killed_at(base: Path, tmp_path: Path, k: int) -> None:
+    """``runlab retry`` of run 2 killed before its k-th write: afterwards no command
+    crashes, no run is left QUEUED, ``verify --repair`` leaves ``verify`` passing, and
+    a new ``runlab retry`` runs run 2 to its own outcome (FAILED again: its config fails)."""
+    project = tmp_path / str(k)
+    shutil.copytree(base, project, symlinks=True)  # the logs directory moves with it
+    logs = project / "logs"
+    spec = {"root": str(logs), "mode": "kill", "k": k, "report": str(tmp_path / f"{k}.json")}
+    killed = submit(project, spec, ["retry"])
+    where = json.loads((tmp_path / f"{k}.json").read_text())["calls"][-1]
+    assert killed.returncode == -9, (k, where, killed.stderr)
+    settle(logs)
+    age(logs)
+    for args in (["status", "--all"], ["verify"]):
+        no_crash(runlab_cli(project, *args, check=False), (k, where, args))
+    assert "QUEUED" not in statuses(logs).values(), (k, where, statuses(logs))
+    runlab_cli(project, "verify", "--repair", check=False)
+    checked = runlab_cli(project, "verify", check=False)
+    assert checked.returncode == 0, (k, where, checked.stdout + checked.stderr)
+    runlab_cli(project, "retry")  # whatever the killed one left: FAILED, LOST, INTERRUPTED
+    settle(logs, frozenset({"RUNNING", "QUEUED"}))
+    assert statuses(logs) == {1: "COMPLETE", 2: "FAILED"}, (k, where, statuses(logs))
+    shutil.rmtree(project)
+
+
+def retry_writes(base: Path, tmp_path: Path) -> list[list[str]]:
+    project = tmp_path / "count"
+    shutil.copytree(base, project, symlinks=True)
+    report = tmp_path / "count.json"
+    done = submit(project, {"root": str(project / "logs"), "mode": "count",
+                            "report": str(report)}, ["retry"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settle(project / "logs", frozenset({"RUNNING", "QUEUED"}))
+    return json.loads(report.read_text())["calls"]
+
+
+def test_a_retry_killed_after_it_requeued_a_run_loses_nothing(tmp_path: Path) -> None:
+    base = failed_sweep(tmp_path)
+    calls = retry_writes(base, tmp_path)
+    # after run 2 says QUEUED again, before its job is recorded
+    k = next(i for i, c in enumerate(calls, 1) if re.search(r"/jobs-\d+\.json$", c[2]))
+    check_retry_killed_at(base, tmp_path, k)
+
+
+@pytest.mark.slow_io
+def test_a_retry_killed_before_any_write_loses_nothing(tmp_path: Path) -> None:
+    base = failed_sweep(tmp_path)
+    for k in range(1, len(retry_writes(base, tmp_path)) + 1):
+        check_retry_killed_at(base, tmp_path, k)
+
+
+def test_a_retry_alone_runs_the_runs_of_a_killed_submit(tmp_path: Path) -> None:
+    """Straight after a killed submit (no ``runlab status`` first), ``runlab retry`` finds
+    its runs that no job will run, and runs them."""
+    calls = clean_calls(tmp_path)
+    k = next(i for i, c in enumerate(calls, 1) if re.search(r"/jobs-\d+\.json$", c[2]))
+    project = make_project(tmp_path / "k", TASKS / "slow.py", TASKS / "slow.yaml")
+    logs = project / "logs"
+    spec = {"root": str(logs), "mode": "kill", "k": k, "report": str(tmp_path / "k.json")}
+    assert submit(project, spec).returncode == -9
+    age(logs)
+    runlab_cli(project, "retry")
+    settle(logs, frozenset({"RUNNING", "QUEUED"}))
+    assert statuses(logs) == {1: "COMPLETE", 2: "COMPLETE"}

@@ -677,8 +677,9 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
     if v.invariant == 3:
         return _mark_lost(run, verdict)
     if v.invariant == 1:  # a run folder a killed submit left unfinished
+        if not _unlist(logs, int(run.rid), verdict):
+            return False
         _move_aside(logs, run.path, verdict, f"run {run.rid} (never made)")
-        _unlist(logs, int(run.rid), verdict)
         return True
     rel = v.what.split(" ", 1)[0]
     target = run.path / rel
@@ -693,24 +694,32 @@ def _repair_run(run: _Run, v: Violation, logs: Logs, verdict: Verdict) -> bool:
 _ATTEMPT = ("pid", "host", "job_id", "start_time", "attempt_start_time")
 
 
-def _unlist(logs: Logs, rid: int, verdict: Verdict) -> None:
-    """Take run ``rid``, moved aside as never made, out of the sweep records that list it
-    without having placed it: a later run given its id is not taken for that sweep's."""
+def _unlist(logs: Logs, rid: int, verdict: Verdict) -> bool:
+    """Take run ``rid``, about to be moved aside as never made, out of the sweep records
+    that list it without having placed it, so that a later run given its id is not taken
+    for that sweep's; ``False`` (nothing changed) while a command holds one of those
+    sweeps' locks: a submit still at work on the run."""
 
     def drop(fresh: sweep_record.SweepRecord) -> None:
         placed = {r for s in fresh.submissions for r in (fresh.runs if s.runs is None else s.runs)}
         if rid not in placed:
             fresh.runs = [r for r in fresh.runs if r != rid]
 
+    listing = []
     for sweep_id in sweep_record.sweep_ids(logs.path):
         try:
-            listed = rid in sweep_record.load(logs.path, sweep_id).runs
-            if listed:
-                sweep_record.update(logs.path, sweep_id, drop, by="runlab verify")
+            if rid in sweep_record.load(logs.path, sweep_id).runs:
+                listing.append(sweep_id)
         except sweep_record.SweepOpsError:
             continue  # a damaged record: invariant 6 names it
-        if listed:
-            verdict.repaired.append(f"run {rid}: left out of sweep {sweep_id} (it never ran)")
+    busy = [s for s in listing if sweep_record.held(logs.path, s)]
+    if busy:
+        verdict.notes.append(f"run {rid}: sweep {busy[0]} is being changed now; not moved")
+        return False
+    for sweep_id in listing:
+        sweep_record.update(logs.path, sweep_id, drop, by="runlab verify")
+        verdict.repaired.append(f"run {rid}: left out of sweep {sweep_id} (it never ran)")
+    return True
 
 
 def _mark_lost(run: _Run, verdict: Verdict, writer_gone: bool = False) -> bool:

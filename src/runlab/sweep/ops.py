@@ -32,6 +32,7 @@ from runlab.record.rundir import RunDir, live_holder
 from runlab.status import ACTIVE, Status
 from runlab.sweep import backends
 from runlab.sweep.backends.base import Ending, JobState, LauncherError, Target
+from runlab.sweep.jobs import CLAIM
 from runlab.sweep.record import (
     FORMAT,
     Cancel,
@@ -387,13 +388,17 @@ def _never_queued(
             pass  # no jobs file: nothing was handed to a launcher
     located = locate(fresh)
     reason = (
-        "its runlab submit ended (killed?) before it queued the run's job: `runlab retry` runs it"
+        "its runlab submit ended (killed?) before it recorded the run's job: `runlab retry` runs it"
     )
     changes = []
     for rid in queued:
         run = _run_dir(logs, rid)
         info = run.read_info()
-        if rid in located or info.get("status") != Status.QUEUED or _may_be_written(run, info):
+        ours = info.get("sweep_id") == record.sweep_id  # not another sweep's, under a reused id
+        taken = (run.metadata / CLAIM).exists()  # a worker of the unrecorded jobs has it
+        if rid in located or not ours or taken or info.get("status") != Status.QUEUED:
+            continue
+        if _may_be_written(run, info):
             continue
         run.update_info(
             status=Status.INTERRUPTED,
@@ -511,7 +516,7 @@ def retry(
         commits = list(info.get("code_commits") or [info.get("code_commit")])
         if code.commit != commits[-1]:
             commits.append(code.commit)
-        (run.metadata / ".claimed").unlink(missing_ok=True)
+        (run.metadata / CLAIM).unlink(missing_ok=True)
         run.update_info(
             status=Status.QUEUED,
             previous_status=info.get("status"),

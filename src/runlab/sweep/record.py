@@ -627,14 +627,20 @@ def exclusive(
 
 
 def held(logs: Path | str, sweep_id: str) -> bool:
-    """Whether a command holds the sweep's lock now (this process included): one is
-    changing the sweep, or, for a ``runlab submit``, still making and queueing its runs."""
+    """Whether another process holds the sweep's lock now: a command is changing the
+    sweep, or a ``runlab submit`` is still making and queueing its runs. (This process's
+    own hold is not counted: a command that holds it is not waiting on itself.)"""
     path = Path(logs) / SWEEPS / f"{sweep_id}.lock"
     if str(path) in _HELD:
-        return True
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        return False
+    fd = -1
+    for flags in (os.O_RDWR, os.O_RDONLY):  # NFS emulates flock with fcntl: it needs RDWR
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+            break
+        except OSError:
+            continue
+    if fd < 0:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -210,6 +210,7 @@ def create_runs(sweep: Sweep) -> Created:
     lock held until the submission is recorded (:class:`Created`): a submit killed at
     any point leaves its runs in a record, which ``runlab status`` closes when no job
     will run them (``runlab.sweep.ops.reconcile``) and ``runlab retry`` reruns.
+
     One write per file, in an order that keeps every reader safe: ``config``
     (JSON, then YAML), ``overrides.yaml``, ``info.yaml``, and ``info.json`` last,
     so a directory is a run with its whole record or not a run yet (a reader that

@@ -287,9 +287,9 @@ def _print_summary(console: Any, r: dict[str, Any]) -> None:
         where += f" (workers {', '.join(map(str, r['workers']))})"
     task = Path(r["task"] or "?").name
     retries = f", {r['submissions'] - 1} retry submission(s)" if r["submissions"] > 1 else ""
-    span = f" {m(r['first_run'])}..{m(r['last_run'])}" if r["runs"] else ""
+    span = f" {r['first_run']}..{r['last_run']}" if r["runs"] else ""
     console.print(
-        f"[bold]sweep {m(r['sweep_id'])}[/]: {m(r['runs'])} run(s){span} "
+        f"[bold]sweep {m(r['sweep_id'])}[/]: {m(r['runs'])} run(s){m(span)} "
         f"of {m(task)} on {m(where)}, commit {m((r['commit'] or '?')[:10])}, "
         f"submitted {m(_short(r['created']))}{m(retries)}"
     )

@@ -97,6 +97,32 @@ def open_dir(path: str | os.PathLike[str]) -> None:
 TEMP_SUFFIX = ".tmp"
 
 
+def flock_held(path: Path) -> bool:
+    """Whether some open file of ``path`` holds an ``flock`` on it now (``False`` when
+    there is no such file). Read-write first: NFS emulates ``flock`` with ``fcntl``
+    locks, which an exclusive probe needs a writable descriptor for."""
+    import fcntl
+
+    fd = -1
+    for flags in (os.O_RDWR, os.O_RDONLY):
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+            break
+        except OSError:
+            continue
+    if fd < 0:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # and with it a lock taken here
+    return False
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
 

@@ -19,7 +19,6 @@ without the run recording an end, with the reason in ``info.error`` and
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 import sys
 import time
@@ -27,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runlab.record.files import dumps_json, now_iso, read_yaml, write_atomic
+from runlab.record.files import dumps_json, flock_held, now_iso, read_yaml, write_atomic
 from runlab.record.rundir import RunDir, live_holder
 from runlab.status import ACTIVE, Status
 from runlab.sweep import backends
@@ -259,27 +258,8 @@ def sweep_of_run(logs: Path, run_id: int) -> SweepRecord | None:
 
 
 # ------------------------------------------------------------------ liveness
-def _lock_held(run: RunDir) -> bool:
-    """Whether a process on this host holds the run's writer lock (``metadata/.lock``)."""
-    import fcntl
-
-    try:
-        fd = os.open(run.metadata / ".lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # closing drops a lock we took
-    return False
-
-
 def _may_be_written(run: RunDir, info: dict[str, Any]) -> bool:
-    if _lock_held(run):
+    if flock_held(run.metadata / ".lock"):  # a process on this host writes it
         return True
     return info.get("host") == socket.gethostname() and live_holder(info)
 

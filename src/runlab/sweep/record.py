@@ -70,7 +70,7 @@ import orjson
 from runlab.errors import UserError
 from runlab.logs import SWEEPS
 from runlab.record import secrets
-from runlab.record.files import write_atomic
+from runlab.record.files import flock_held, write_atomic
 
 FORMAT = 3
 OLD_FORMATS = (1, 2)
@@ -631,26 +631,7 @@ def held(logs: Path | str, sweep_id: str) -> bool:
     sweep, or a ``runlab submit`` is still making and queueing its runs. (This process's
     own hold is not counted: a command that holds it is not waiting on itself.)"""
     path = Path(logs) / SWEEPS / f"{sweep_id}.lock"
-    if str(path) in _HELD:
-        return False
-    fd = -1
-    for flags in (os.O_RDWR, os.O_RDONLY):  # NFS emulates flock with fcntl: it needs RDWR
-        try:
-            fd = os.open(path, flags | os.O_CLOEXEC)
-            break
-        except OSError:
-            continue
-    if fd < 0:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # and with it a lock taken here
-    return False
+    return str(path) not in _HELD and flock_held(path)
 
 
 def _lock(fd: int, sweep_id: str, wait_s: float) -> None:
